@@ -142,9 +142,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ValueError(
-            f"unknown key {where}{unknown[0]!r}; known keys here are {sorted(fields)}"
-        )
+        raise ValueError(f"unknown key {where}{unknown[0]!r}; known keys here are {sorted(fields)}")
     hints = typing.get_type_hints(cls)
     kwargs = {name: _coerce(hints[name], value, f"{where}{name}") for name, value in data.items()}
     try:

@@ -149,7 +149,7 @@ def find_dots(
             pixel_threshold, colour_tolerance, min_coverage * disc_area, disc_area,
         )  # fmt: skip
         if len(c):
-            coords.append(c + (rows.start, cols.start))
+            coords.append(c + np.array([rows.start, cols.start]))
             classes.append(k)
     if coords:
         all_coords = np.concatenate(coords)

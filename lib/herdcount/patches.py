@@ -1,0 +1,123 @@
+"""Cut thumbnails and background patches out of photos. Pure numpy; ``(row, col)``."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+
+def window_origin(centre: ArrayLike, size: int, shape: tuple[int, ...]) -> tuple[int, int]:
+    """Top-left ``(row, col)`` of the ``size`` x ``size`` window centred on ``centre``.
+
+    A window that would cross the photo's border is shifted inside it, so every window
+    has the full size; the centre then sits off the window's middle. This is what happens
+    to thumbnails of dots near the border.
+
+    Raises
+    ------
+    ValueError
+        If the photo is smaller than the window.
+    """
+    height, width = shape[:2]
+    if height < size or width < size:
+        raise ValueError(f"a {size}x{size} window does not fit in a {height}x{width} photo")
+    row, col = np.rint(np.asarray(centre, dtype=float)).astype(int)
+    top = int(np.clip(row - size // 2, 0, height - size))
+    left = int(np.clip(col - size // 2, 0, width - size))
+    return top, left
+
+
+def crop_centred(image: np.ndarray, centre: ArrayLike, size: int = 64) -> np.ndarray:
+    """The ``size`` x ``size`` crop of ``image`` around ``centre``, shifted inside at borders."""
+    top, left = window_origin(centre, size, image.shape)
+    return image[top : top + size, left : left + size]
+
+
+def thumbnails(
+    image: np.ndarray, centre: ArrayLike, size: int = 64, offsets: ArrayLike = (-1, 0, 1)
+) -> list[np.ndarray]:
+    """Crops around ``centre`` shifted diagonally by each offset (``(d, d)`` pixels)."""
+    centre = np.asarray(centre, dtype=float)
+    return [crop_centred(image, centre + d, size) for d in np.asarray(offsets, dtype=float)]
+
+
+def sample_background(
+    shape: tuple[int, ...],
+    dots: ArrayLike,
+    n: int,
+    *,
+    size: int = 64,
+    min_distance: float = 40.0,
+    masked: NDArray[np.bool_] | None = None,
+    block: int = 8,
+    rng: np.random.Generator | None = None,
+    tries: int = 50,
+) -> NDArray[np.int64]:
+    """Top-left corners of up to ``n`` patches that hold no dotted animal and no masked area.
+
+    Parameters
+    ----------
+    shape : tuple
+        Shape of the photo.
+    dots : (N, 2) array_like
+        Dot centres ``(row, col)``.
+    n : int
+        Patches wanted; fewer are returned when the photo has no room for them.
+    size : int, optional
+        Patch side in pixels.
+    min_distance : float, optional
+        Least distance between a dot's centre and the patch (its nearest pixel).
+    masked : (R, C) bool array, optional
+        Coarse grid of masked cells (see :class:`herdcount.dots.DotSearch`); patches
+        touching a masked cell are refused, since masks hide undotted animals.
+    block : int, optional
+        Cell size of ``masked``.
+    rng : numpy.random.Generator, optional
+        Source of randomness (seed it for repeatable patches).
+    tries : int, optional
+        Candidates drawn per wanted patch before giving up.
+
+    Returns
+    -------
+    (M, 2) int64 array
+        Top-left ``(row, col)`` of each patch, M <= n; patches do not overlap.
+    """
+    height, width = shape[:2]
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if n == 0 or height < size or width < size:
+        return np.zeros((0, 2), dtype=np.int64)
+    rng = np.random.default_rng() if rng is None else rng
+    cand = np.column_stack(
+        [rng.integers(0, height - size + 1, n * tries), rng.integers(0, width - size + 1, n * tries)]
+    )
+    ok = np.ones(len(cand), dtype=bool)
+    dots = np.asarray(dots, dtype=float).reshape(-1, 2)
+    for start in range(0, len(dots), 512):
+        d = dots[start : start + 512]
+        # Distance from each dot to the nearest pixel of each candidate patch.
+        dr = np.maximum(
+            np.maximum(cand[:, None, 0] - d[None, :, 0], d[None, :, 0] - (cand[:, None, 0] + size - 1)), 0
+        )
+        dc = np.maximum(
+            np.maximum(cand[:, None, 1] - d[None, :, 1], d[None, :, 1] - (cand[:, None, 1] + size - 1)), 0
+        )
+        ok &= (np.hypot(dr, dc) >= min_distance).all(axis=1)
+    if masked is not None and masked.any():
+        ok &= _window_clear(masked, cand, size, block)
+    chosen: list[np.ndarray] = []
+    for top_left in cand[ok]:
+        if all(np.abs(top_left - c).max() >= size for c in chosen):
+            chosen.append(top_left)
+            if len(chosen) == n:
+                break
+    return np.asarray(chosen, dtype=np.int64).reshape(-1, 2)
+
+
+def _window_clear(masked: np.ndarray, corners: np.ndarray, size: int, block: int) -> np.ndarray:
+    """Whether each window misses every masked cell, via a summed-area table."""
+    table = np.pad(masked.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    r0, c0 = corners[:, 0] // block, corners[:, 1] // block
+    r1 = np.minimum((corners[:, 0] + size - 1) // block + 1, masked.shape[0])
+    c1 = np.minimum((corners[:, 1] + size - 1) // block + 1, masked.shape[1])
+    return (table[r1, c1] - table[r0, c1] - table[r1, c0] + table[r0, c0]) == 0

@@ -1,0 +1,78 @@
+"""``run.json``: what a run was given, what it read, what it produced and how long it took."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from herdcount import __version__, storage
+
+_PACKAGES = ("pyspark", "numpy", "scipy", "scikit-image", "pillow", "tensorflow-cpu", "keras", "boto3")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python, herdcount and the libraries it computes with."""
+    versions = {"python": platform.python_version(), "herdcount": __version__}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def fingerprint_files(root: str | Path, folders: list[str], files: list[str] = ()) -> str:
+    """A hash over the names and sizes of the files in ``folders`` and over the bytes of
+    ``files`` (small ones such as train.csv), all relative to ``root``.
+
+    Listing-based, so fingerprinting 100 GB of photos costs one directory walk.
+    """
+    root = Path(root)
+    digest = hashlib.sha256()
+    for folder in folders:
+        for name, size in storage.file_stats(root / folder):
+            digest.update(f"{folder}/{name}\0{size}\n".encode())
+    for name in files:
+        path = root / name
+        if path.is_file():
+            digest.update(f"{name}\0".encode() + hashlib.sha256(path.read_bytes()).digest())
+    return "sha256:" + digest.hexdigest()
+
+
+class RunClock:
+    """Wall and CPU time of the driver since creation."""
+
+    def __init__(self) -> None:
+        self.started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self._wall = time.monotonic()
+        self._cpu = time.process_time()
+
+    def times(self) -> dict[str, Any]:
+        return {
+            "started_at": self.started_at,
+            "wall_s": round(time.monotonic() - self._wall, 3),
+            "driver_cpu_s": round(time.process_time() - self._cpu, 3),
+        }
+
+
+def write_run_json(out: str | Path, *, job: str, config: dict, inputs: dict, clock: RunClock,
+                   totals: dict, **extra: Any) -> dict:  # fmt: skip
+    """Write ``OUT/run.json`` atomically and return what was written."""
+    run = {
+        "job": job,
+        "command": sys.argv,
+        "config": config,
+        "inputs": inputs,
+        "versions": library_versions(),
+        "times": clock.times(),
+        "totals": totals,
+        **extra,
+    }
+    storage.write_text_atomic(Path(out) / "run.json", json.dumps(run, indent=2, default=str))
+    return run

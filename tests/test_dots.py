@@ -1,0 +1,148 @@
+"""find_dots on planted arrays: known dots on synthetic backgrounds, checked by position."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from herdcount.dots import classify_pixels, find_dots
+
+COLOURS = [(243, 8, 5), (244, 8, 242), (87, 46, 10), (25, 56, 176), (38, 174, 21)]
+
+
+def background(shape=(300, 400), seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.normal(120, 12, size=(*shape, 1)) + np.array([5.0, 0.0, -8.0])
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+def plant(image, dots, radius=3.0):
+    out = image.astype(np.float64)
+    rr, cc = np.mgrid[: image.shape[0], : image.shape[1]]
+    for row, col, k in dots:
+        cover = np.clip(radius + 0.5 - np.hypot(rr - row, cc - col), 0, 1)[..., None]
+        out += cover * (np.array(COLOURS[k]) - out)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def jpeg(image, quality=90):
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def assert_found(result, dots, tol=1.0):
+    """Every planted dot has exactly one found dot of its class within ``tol`` pixels."""
+    got = [(r, c, k) for (r, c), k in zip(result.coords, result.classes)]
+    assert len(got) == len(dots), f"found {got}, planted {dots}"
+    unused = list(got)
+    for er, ec, ek in dots:
+        near = [g for g in unused if g[2] == ek and abs(g[0] - er) <= tol and abs(g[1] - ec) <= tol]
+        assert len(near) == 1, f"planted {(er, ec, ek)}; found {got}"
+        unused.remove(near[0])
+
+
+def test_each_colour_is_found_at_its_position():
+    plain = background()
+    dots = [(40.0, 50.0, 0), (60.3, 200.7, 1), (150.0, 120.0, 2), (220.5, 300.2, 3), (270.0, 30.0, 4)]
+    result = find_dots(plain, plant(plain, dots), COLOURS)
+    assert_found(result, dots, tol=0.5)
+
+
+@pytest.mark.parametrize("quality", [85, 95])
+def test_dots_survive_separate_jpeg_compression(quality):
+    plain = background(seed=1)
+    dots = [(30.0 + 24 * i, 40.0 + 31 * i, i % 5) for i in range(10)]
+    result = find_dots(jpeg(plain, quality), jpeg(plant(plain, dots), quality + 3), COLOURS)
+    assert_found(result, dots, tol=1.5)
+
+
+def test_touching_dots_of_two_colours_are_two_dots():
+    plain = background(seed=2)
+    dots = [(100.0, 100.0, 2), (100.0, 106.5, 4), (200.0, 200.0, 0), (205.0, 204.0, 3)]
+    result = find_dots(jpeg(plain), jpeg(plant(plain, dots)), COLOURS)
+    assert_found(result, dots, tol=1.5)
+
+
+def test_touching_dots_of_one_colour_are_split():
+    plain = background(seed=3)
+    dots = [(120.0, 120.0, 3), (120.0, 126.0, 3)]
+    result = find_dots(plain, plant(plain, dots), COLOURS)
+    assert_found(result, dots, tol=1.5)
+
+
+def test_empty_photo_gives_empty_arrays_of_the_right_shape():
+    plain = background(seed=4)
+    result = find_dots(plain, plain.copy(), COLOURS)
+    assert result.coords.shape == (0, 2)
+    assert result.classes.shape == (0,)
+    assert result.classes.dtype == np.int64
+    assert result.counts(5).tolist() == [0, 0, 0, 0, 0]
+
+
+def test_black_masked_area_yields_no_dots_and_is_reported_as_masked():
+    plain = background((320, 320), seed=5)
+    dotted = plain.copy()
+    dotted[64:200, 80:240] = 0
+    dots = [(20.0, 20.0, 0), (300.0, 300.0, 4)]
+    dotted = jpeg(plant(dotted, dots), 88)
+    result = find_dots(jpeg(plain, 92), dotted, COLOURS)
+    assert_found(result, dots, tol=1.5)
+    masked = result.masked
+    assert masked[10:23, 12:28].all()  # the black block, in 8 px cells
+    assert not masked[:6].any() and not masked[:, :8].any()
+
+
+def test_dots_on_the_border_are_found():
+    plain = background((200, 200), seed=6)
+    dots = [(3.0, 100.0, 1), (100.0, 196.0, 3), (196.0, 3.0, 0)]
+    result = find_dots(plain, plant(plain, dots), COLOURS)
+    assert_found(result, dots, tol=1.0)
+
+
+def test_photo_size_not_a_multiple_of_the_block():
+    plain = background((203, 301), seed=7)
+    dots = [(200.0, 150.0, 2), (100.0, 298.0, 4)]
+    result = find_dots(plain, plant(plain, dots), COLOURS)
+    assert_found(result, dots, tol=1.0)
+
+
+def test_change_of_a_colour_that_is_no_dot_colour_is_ignored():
+    plain = background(seed=8)
+    dotted = plain.copy()
+    dotted[100:107, 100:107] = (255, 255, 255)  # a white scratch, no class
+    result = find_dots(plain, dotted, COLOURS)
+    assert len(result.coords) == 0
+
+
+def test_classify_pixels_reports_partial_coverage_at_dot_edges():
+    plain = np.full((9, 9, 3), 120, np.uint8)
+    dotted = plant(plain, [(4.0, 4.0, 3)])
+    cover, klass = classify_pixels(plain, dotted, COLOURS)
+    assert klass[4, 4] == 3 and cover[4, 4] == pytest.approx(1.0, abs=0.02)
+    edge = cover[4, 7]  # 3 px from the centre: half covered
+    assert 0.3 < edge < 0.8
+    assert klass[0, 0] == -1 and cover[0, 0] == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"plain": np.zeros((10, 10, 3), np.uint8), "dotted": np.zeros((10, 11, 3), np.uint8)},
+            "differ in shape",
+        ),
+        ({"plain": np.zeros((10, 10), np.uint8), "dotted": np.zeros((10, 10), np.uint8)}, r"\(H, W, 3\)"),
+        ({"plain": np.zeros((10, 10, 3)), "dotted": np.zeros((10, 10, 3))}, "uint8"),
+    ],
+)
+def test_bad_arrays_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        find_dots(colours=COLOURS, **kwargs)
+
+
+def test_bad_colours_are_rejected():
+    img = np.zeros((10, 10, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"\(K, 3\)"):
+        find_dots(img, img, [(1, 2)])
