@@ -20,6 +20,8 @@ setup(
         "scipy>=1.10",
         "numpy>=1.26",
         "pillow>=10.0",
+        # libjpeg-turbo decoding straight into numpy arrays (see herdcount.imaging).
+        "simplejpeg>=1.7",
         "boto3>=1.28",
         "pyyaml>=6.0",
         # PySpark warns that pandas 3 is not fully supported yet.

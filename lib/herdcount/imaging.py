@@ -6,6 +6,7 @@ import io
 import warnings
 
 import numpy as np
+import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 # A 5616x3744 photo is 21 MP; Pillow's bomb guard starts warning at 89 MP, which is fine,
@@ -27,6 +28,14 @@ def decode_rgb(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """
     if not data:
         raise PhotoError(f"{name}: empty file")
+    if simplejpeg.is_jpeg(data):
+        # libjpeg-turbo straight into numpy: 3-4x faster than Pillow's decode, convert and
+        # copy. On any complaint (strict mode rejects truncated files) Pillow decides and
+        # words the error.
+        try:
+            return simplejpeg.decode_jpeg(data, colorspace="RGB")
+        except ValueError:
+            pass
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -40,7 +49,9 @@ def decode_rgb(data: bytes, name: str = "<bytes>") -> np.ndarray:
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
-    """JPEG bytes of an RGB image (float values are clipped to 0..255)."""
-    buf = io.BytesIO()
-    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=int(quality))
-    return buf.getvalue()
+    """JPEG bytes of an RGB image (float values are clipped to 0..255), chroma 4:2:0 as
+    cameras write it."""
+    if image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    image = np.ascontiguousarray(image)
+    return simplejpeg.encode_jpeg(image, quality=int(quality), colorspace="RGB", colorsubsampling="420")

@@ -1,0 +1,121 @@
+"""Benchmark: CPU-seconds and peak memory per full-size pair, herdcount against the reference.
+
+    python bench/extract.py [--pairs 3] [--data DATA] [--keep DIR]
+
+Makes full-size 4992x3328 pairs with the synthetic survey generator (or uses DATA), then
+extracts each pair on one core in a fresh process per method:
+
+- herdcount: ``herdcount.extract.extract_pair``, the job's whole per-pair work: decoding
+  both JPEGs, finding dots, writing thumbnails, background patches and metadata;
+- reference: the recipe of public Kaggle kernels: decoding, absolute difference,
+  ``skimage.feature.blob_log(min_sigma=3, max_sigma=7, num_sigma=1, threshold=0.05)`` on its
+  grey level, and the class of the dot colour nearest to the dotted pixel at each blob.
+
+It prints CPU-seconds per pair, their ratio, peak resident memory of each process, and how
+many pairs each method counted exactly as train.csv. Goals: <= 1.0 CPU-s per pair, >= 6x
+faster than the reference, <= 1.5 GB per task.
+"""
+
+from __future__ import annotations
+
+import os
+
+# One core, as one Spark task has: set before numpy and friends start their thread pools.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import multiprocessing as mp  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+def herdcount_method(task, out, config):
+    from herdcount.extract import extract_pair
+
+    record = extract_pair(task, str(out), config)
+    if record["status"] != "ok":
+        raise RuntimeError(record["message"])
+    return record["counts"]
+
+
+def reference_method(task, out, config):
+    import numpy as np
+    from skimage.color import rgb2gray
+    from skimage.feature import blob_log
+
+    from herdcount.imaging import decode_rgb
+
+    plain = decode_rgb(Path(task.plain).read_bytes())
+    dotted = decode_rgb(Path(task.dotted).read_bytes())
+    diff = np.abs(plain.astype(np.int16) - dotted.astype(np.int16)).astype(np.uint8)
+    blobs = blob_log(rgb2gray(diff), min_sigma=3, max_sigma=7, num_sigma=1, threshold=0.05)
+    colours = np.array(config.dot_colours, dtype=float)
+    counts = [0] * len(colours)
+    for row, col, _ in blobs:
+        pixel = dotted[int(row), int(col)].astype(float)
+        counts[int(np.linalg.norm(colours - pixel, axis=1).argmin())] += 1
+    return counts
+
+
+def _child(method_name, tasks, out, config, queue):
+    method = {"herdcount": herdcount_method, "reference": reference_method}[method_name]
+    seconds, counts = [], []
+    for task in tasks:
+        start = time.process_time()
+        counts.append(method(task, Path(out) / task.train_id, config))
+        seconds.append(time.process_time() - start)
+    # VmHWM, not ru_maxrss: the latter survives exec and would report the parent's peak.
+    status = Path("/proc/self/status").read_text()
+    peak_mb = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024
+    queue.put((seconds, counts, peak_mb))
+
+
+def run_method(name, tasks, out, config):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(name, tasks, out, config, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=3, help="full-size pairs to generate (default 3)")
+    parser.add_argument("--data", help="use this Kaggle-layout dataset instead of generating one")
+    parser.add_argument("--keep", help="write the generated survey and outputs here instead of a temp dir")
+    args = parser.parse_args()
+
+    from herdcount.config import DEFAULT_SCHEME, load_config
+    from herdcount.extract import plan_extract
+    from herdcount.synth import write_survey
+
+    config = load_config(DEFAULT_SCHEME)
+    work = Path(args.keep or tempfile.mkdtemp(prefix="herdcount-bench-"))
+    data = Path(args.data) if args.data else work / "data"
+    if not args.data:
+        started = time.monotonic()
+        write_survey(data, n_train=args.pairs, n_test=0, seed=2017, config=config,
+                     width=4992, height=3328, n_mismatched=0)  # fmt: skip
+        print(f"generated {args.pairs} pairs of 4992x3328 in {time.monotonic() - started:.1f} s")
+    plan = plan_extract(data, work / "out", config)
+    tasks = plan.tasks[: args.pairs]
+    expected = plan.expected or {}
+
+    results = {}
+    for name in ("herdcount", "reference"):
+        seconds, counts, peak = run_method(name, tasks, work / f"out-{name}", config)
+        exact = sum(list(c) == expected.get(t.train_id) for t, c in zip(tasks, counts))
+        results[name] = (sum(seconds) / len(seconds), peak, exact)
+        print(f"{name:>10}: {results[name][0]:6.3f} CPU-s per pair, peak RSS {peak:7.0f} MB, "
+              f"{exact}/{len(tasks)} pairs counted exactly as train.csv")  # fmt: skip
+    ours, ref = results["herdcount"][0], results["reference"][0]
+    print(f"speed-up: {ref / ours:.1f}x (goal >= 6x); herdcount {ours:.3f} CPU-s per pair (goal <= 1.0); "
+          f"peak {results['herdcount'][1] / 1024:.2f} GB per task (goal <= 1.5)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
