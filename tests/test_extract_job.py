@@ -190,3 +190,21 @@ def test_another_scheme_needs_no_code_change(tmp_path):
     assert all(set(m["harbour"]) == {"grey_seals", "common_seals"} for m in metas)
     assert sum(sum(m["counts"]) for m in metas) > 0
     assert sorted(p.name for p in (out / "thumbnails").iterdir()) == ["common_seals", "empty", "grey_seals"]
+
+
+def test_without_train_csv_extraction_runs_and_skips_the_comparison(tmp_path, survey, config):
+    from herdcount.extract import extract_pair, plan_extract, write_outputs
+
+    data = tmp_path / "data"
+    shutil.copytree(survey, data)
+    (data / "Train" / "train.csv").unlink()
+    plan = plan_extract(data, tmp_path / "out", config)
+    assert plan.expected is None
+    results = [extract_pair(task, str(tmp_path / "out"), config) for task in plan.tasks[:2]]
+    totals = write_outputs(plan, results, config)
+    assert totals["done"] == 2 and totals["disagree_with_train_csv"] is None
+    report = read_report(tmp_path / "out")
+    assert all(
+        report[t.train_id]["expected_pups"] == "" and report[t.train_id]["agrees"] == ""
+        for t in plan.tasks[:2]
+    )
