@@ -8,7 +8,8 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYSPARK_PYTHON := $(abspath $(BIN))/python
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint format bench clean
+.PHONY: help setup test lint format demo bench clean
+DEMO := demo
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -39,6 +40,13 @@ lint: setup ## check style with ruff
 format: setup ## reformat the code with ruff
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+demo: setup ## make the demo survey and run the extract job on it (Spark local[*]; reruns resume)
+	@# The survey is written once: train.csv is its last file, so its presence means complete.
+	@[ -f $(DEMO)/data/Train/train.csv ] || $(BIN)/python -m herdcount.synth $(DEMO)/data \
+	  --train 12 --test 4 --seed 0 --width 2400 --height 1600 --density 30
+	$(BIN)/spark-submit jobs/extract.py --data $(DEMO)/data --out $(DEMO)/extract
+	@echo "survey: $(DEMO)/data (truth in $(DEMO)/data_truth); extract outputs: $(DEMO)/extract"
 
 bench: setup ## run the benchmarks (full-size photos; minutes)
 	$(BIN)/python bench/extract.py

@@ -127,9 +127,10 @@ def place_animals(
             DOT_RADIUS + 1 <= row < height - DOT_RADIUS - 1 and DOT_RADIUS + 1 <= col < width - DOT_RADIUS - 1
         ):
             continue
-        if water[int(row), int(col)] or not _free(animals, row, col, length, mother):
+        angle = rng.uniform(0, math.pi)
+        if water[int(row), int(col)] or not _free(animals, row, col, length, angle, mother):
             continue
-        animals.append(Animal(row, col, k, length, rng.uniform(0, math.pi)))
+        animals.append(Animal(row, col, k, length, angle))
     return animals
 
 
@@ -144,15 +145,34 @@ def _mother(animals: list[Animal], config: Config) -> Animal | None:
     return females[-1] if females else None
 
 
-def _free(animals: list[Animal], row: float, col: float, length: float, mother: Animal | None) -> bool:
+def _free(
+    animals: list[Animal], row: float, col: float, length: float, angle: float, mother: Animal | None
+) -> bool:
+    """Whether a new animal fits: not stacked on another, and no animal's centre (where
+    its dot goes) under another's body, since annotators dot the visible body."""
+    new = Animal(row, col, -1, length, angle)
     for a in animals:
         gap = math.hypot(a.row - row, a.col - col)
         if a is mother:
+            # A pup tucked against its mother is drawn under her; their dots may touch.
             if gap < 2 * DOT_RADIUS + 0.4:
                 return False
-        elif gap < 0.42 * (a.length + length) / 2:
+        elif gap < 0.42 * (a.length + length) / 2 or _covers(a, row, col) or _covers(new, a.row, a.col):
             return False
     return True
+
+
+def _covers(a: Animal, row: float, col: float) -> bool:
+    """Whether the point lies on the body or head of ``a`` (with a 3 px rim)."""
+    head = np.array([math.sin(a.angle), math.cos(a.angle)]) * a.length * 0.42
+    for (r0, c0), semi, aspect in (((a.row, a.col), a.length / 2, 0.42),
+                                   ((a.row + head[0], a.col + head[1]), a.length * 0.16, 0.8)):  # fmt: skip
+        dr, dc = row - r0, col - c0
+        along = dc * math.cos(a.angle) + dr * math.sin(a.angle)
+        across = -dc * math.sin(a.angle) + dr * math.cos(a.angle)
+        if (along / (semi + 3)) ** 2 + (across / (semi * aspect + 3)) ** 2 <= 1:
+            return True
+    return False
 
 
 def paint_animals(img: np.ndarray, animals: list[Animal], config: Config, rng: np.random.Generator) -> None:
