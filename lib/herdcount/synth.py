@@ -162,14 +162,23 @@ def _free(
     return True
 
 
+def _parts(a: Animal) -> list[tuple[float, float, float, float]]:
+    """Body and head of an animal as ellipses ``(row, col, semi-major axis, aspect)``; the
+    one description of its shape, used both to draw it and to keep dots visible."""
+    reach = a.length * 0.42
+    head_row, head_col = a.row + math.sin(a.angle) * reach, a.col + math.cos(a.angle) * reach
+    return [(a.row, a.col, a.length / 2, 0.42), (head_row, head_col, a.length * 0.32 / 2, 0.8)]
+
+
+def _axes(angle: float, dr, dc):
+    """Offsets from an ellipse's centre turned into (along, across) its long axis."""
+    return dc * math.cos(angle) + dr * math.sin(angle), -dc * math.sin(angle) + dr * math.cos(angle)
+
+
 def _covers(a: Animal, row: float, col: float) -> bool:
     """Whether the point lies on the body or head of ``a`` (with a 3 px rim)."""
-    head = np.array([math.sin(a.angle), math.cos(a.angle)]) * a.length * 0.42
-    for (r0, c0), semi, aspect in (((a.row, a.col), a.length / 2, 0.42),
-                                   ((a.row + head[0], a.col + head[1]), a.length * 0.16, 0.8)):  # fmt: skip
-        dr, dc = row - r0, col - c0
-        along = dc * math.cos(a.angle) + dr * math.sin(a.angle)
-        across = -dc * math.sin(a.angle) + dr * math.cos(a.angle)
+    for r0, c0, semi, aspect in _parts(a):
+        along, across = _axes(a.angle, row - r0, col - c0)
         if (along / (semi + 3)) ** 2 + (across / (semi * aspect + 3)) ** 2 <= 1:
             return True
     return False
@@ -183,27 +192,24 @@ def paint_animals(img: np.ndarray, animals: list[Animal], config: Config, rng: n
     """
     animals = sorted(animals, key=lambda a: config.classes[a.klass].name != "pups")
     for a in animals:
-        _blend_ellipse(img, a, scale=1.0, shift=SUN * a.length * 0.25, colour=None)
+        row, col, semi, aspect = _parts(a)[0]
+        shift = SUN * a.length * 0.25
+        _blend_ellipse(img, row + shift[0], col + shift[1], semi, aspect, a.angle, colour=None)
     for a in animals:
         body = np.array(config.classes[a.klass].body_rgb, np.float32) * rng.uniform(0.88, 1.12)
-        _blend_ellipse(img, a, scale=1.0, shift=np.zeros(2), colour=body)
-        head = np.array([math.sin(a.angle), math.cos(a.angle)]) * a.length * 0.42
-        head_animal = Animal(a.row + head[0], a.col + head[1], a.klass, a.length * 0.32, a.angle)
-        _blend_ellipse(img, head_animal, scale=1.0, shift=np.zeros(2), colour=body * 0.9, aspect=0.8)
+        for (row, col, semi, aspect), colour in zip(_parts(a), (body, body * 0.9)):
+            _blend_ellipse(img, row, col, semi, aspect, a.angle, colour=colour)
 
 
-def _blend_ellipse(img, a: Animal, *, scale, shift, colour, aspect=0.42) -> None:
-    half = a.length * scale / 2 + 2
-    r0, c0 = a.row + shift[0], a.col + shift[1]
+def _blend_ellipse(img, r0: float, c0: float, semi: float, aspect: float, angle: float, *, colour) -> None:
+    """Blend a shaded ellipse of ``colour`` into ``img``; with no colour, darken (a shadow)."""
+    half = semi + 2
     top, left = max(int(r0 - half), 0), max(int(c0 - half), 0)
     bottom, right = min(int(r0 + half) + 2, img.shape[0]), min(int(c0 + half) + 2, img.shape[1])
     if bottom <= top or right <= left:
         return
     rr, cc = np.mgrid[top:bottom, left:right].astype(np.float32)
-    dr, dc = rr - r0, cc - c0
-    along = dc * math.cos(a.angle) + dr * math.sin(a.angle)
-    across = -dc * math.sin(a.angle) + dr * math.cos(a.angle)
-    semi = a.length * scale / 2
+    along, across = _axes(angle, rr - r0, cc - c0)
     d = np.sqrt((along / semi) ** 2 + (across / (semi * aspect)) ** 2)
     inside = np.clip((1 - d) * semi, 0, 1)[..., None]  # anti-aliased edge, about 1 px wide
     patch = img[top:bottom, left:right]
