@@ -6,8 +6,9 @@ The recipe (see ``shared/DESIGN.md`` for why not ``blob_log``):
 
 1. In horizontal strips that stay in cache, over every second row, take the largest
    per-channel absolute difference of the plain and dotted copies, threshold it, and
-   reduce it to a coarse grid of ``block`` x ``block`` cells. The same pass marks the cells where the dotted
-   copy is black (masked areas, which JPEG leaves near-black rather than zero).
+   reduce it to a coarse grid of ``block`` x ``block`` cells. The same pass marks the
+   cells where the dotted copy is black (masked areas, which JPEG leaves near-black
+   rather than zero).
 2. Label the coarse cells that changed, outside the (slightly grown) masked cells.
    Each coarse component is a small window holding one or a few dots.
 3. In each window, at full resolution, explain every changed pixel as the plain colour

@@ -14,6 +14,7 @@ Outputs under OUT:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import time
@@ -111,6 +112,12 @@ def read_mismatched(path: Path) -> set[str]:
     return {line for line in lines if line != "train_id"}
 
 
+def thumbnail_name(train_id: str, klass: str, n: int, offset: int) -> str:
+    """File name of thumbnail ``n`` of a class in a photo, at a diagonal offset:
+    ``img_<id>-<class>-<n>-<offset>.jpg`` (class names hold no '-')."""
+    return f"img_{train_id}-{klass}-{n}-{offset}.jpg"
+
+
 def extract_pair(task: PairTask, out: str, config: Config) -> dict[str, Any]:
     """Extract one pair on an executor; never raises for bad input, returns a record.
 
@@ -141,7 +148,7 @@ def _extract(task: PairTask, out: Path, config: Config) -> dict[str, Any]:
             f"TrainDotted/{Path(task.dotted).name} is {dotted.shape[1]}x{dotted.shape[0]} but "
             f"Train/{Path(task.plain).name} is {plain.shape[1]}x{plain.shape[0]}"
         )
-    found = find_dots(plain, dotted, config.dot_colours, **config.to_dict()["dots"])
+    found = find_dots(plain, dotted, config.dot_colours, **dataclasses.asdict(config.dots))
     del dotted
     size, names = config.thumbnail_size, config.class_names
     per_class: dict[str, list[list[int]]] = {name: [] for name in names}
@@ -155,8 +162,8 @@ def _extract(task: PairTask, out: Path, config: Config) -> dict[str, Any]:
                                 block=found.block, rng=rng)  # fmt: skip
     folder = out / "thumbnails" / config.background_class
     for n, (top, left) in enumerate(corners):
-        name = f"img_{task.train_id}-{config.background_class}-{n}-0.jpg"
         patch = plain[top : top + size, left : left + size]
+        name = thumbnail_name(task.train_id, config.background_class, n, 0)
         storage.write_bytes_atomic(folder / name, encode_jpeg(patch, config.jpeg_quality))
     meta = {
         config.annotation_key: per_class,
@@ -180,7 +187,7 @@ def _write_thumbnails(plain, coords, classes, train_id: str, out: Path, config: 
         n = seen[name]
         seen[name] += 1
         for offset, crop in zip(config.offsets, thumbnails(plain, centre, size, config.offsets)):
-            path = out / "thumbnails" / name / f"img_{train_id}-{name}-{n}-{offset}.jpg"
+            path = out / "thumbnails" / name / thumbnail_name(train_id, name, n, offset)
             storage.write_bytes_atomic(path, encode_jpeg(crop, config.jpeg_quality))
 
 

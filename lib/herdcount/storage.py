@@ -50,11 +50,6 @@ def list_files(folder: str | Path) -> list[str]:
     return sorted(e.name for e in os.scandir(folder) if e.is_file() and not e.name.startswith("."))
 
 
-def exists(path: str | Path) -> bool:
-    """Whether ``path`` names an existing file or folder."""
-    return Path(path).exists()
-
-
 def file_stats(folder: str | Path) -> list[tuple[str, int]]:
     """``(name, size)`` of the files directly in ``folder``, sorted by name."""
     folder = Path(folder)
