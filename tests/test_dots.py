@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from herdcount.dots import classify_pixels, find_dots
+from herdcount.dots import black_blocks, classify_pixels, find_dots
 
 COLOURS = [(243, 8, 5), (244, 8, 242), (87, 46, 10), (25, 56, 176), (38, 174, 21)]
 
@@ -146,3 +146,16 @@ def test_bad_colours_are_rejected():
     img = np.zeros((10, 10, 3), np.uint8)
     with pytest.raises(ValueError, match=r"\(K, 3\)"):
         find_dots(img, img, [(1, 2)])
+
+
+def test_black_blocks_mark_mostly_dark_cells_and_grow_them_by_one():
+    rng = np.random.default_rng(12)
+    dotted = rng.integers(60, 255, (64, 80, 3), dtype=np.uint8)
+    dotted[16:32, 40:56] = rng.integers(0, 20, (16, 16, 3))  # 2x2 black cells, JPEG-noisy
+    dotted[0:3, 0:8] = 0  # a dark sliver: 3 of 8 rows, not most of the cell
+    masked = black_blocks(dotted, black_level=30, block=8)
+    expected = np.zeros((8, 10), bool)
+    expected[1:5, 4:8] = True
+    np.testing.assert_array_equal(masked, expected)
+    with pytest.raises(ValueError, match="RGB"):
+        black_blocks(dotted[..., 0])

@@ -11,6 +11,7 @@ from conftest import spark_submit
 from PIL import Image
 
 from herdcount.config import config_from_dict, load_config
+from herdcount.extract import parse_thumbnail_name, thumbnail_name
 from herdcount.synth import truth_dir, write_survey
 
 pytestmark = pytest.mark.slow
@@ -208,3 +209,14 @@ def test_without_train_csv_extraction_runs_and_skips_the_comparison(tmp_path, su
         report[t.train_id]["expected_pups"] == "" and report[t.train_id]["agrees"] == ""
         for t in plan.tasks[:2]
     )
+
+
+@pytest.mark.parametrize(("train_id", "klass", "n", "offset"), [("5", "pups", 3, -1), ("12a-b", "adult_males", 0, 1),
+                                                                 ("7", "background", 19, 0)])  # fmt: skip
+def test_thumbnail_names_parse_back(train_id, klass, n, offset):
+    assert parse_thumbnail_name(thumbnail_name(train_id, klass, n, offset)) == (train_id, klass, n, offset)
+
+
+def test_a_name_that_is_no_thumbnail_is_rejected():
+    with pytest.raises(ValueError, match="not a thumbnail name"):
+        parse_thumbnail_name("notes.txt")

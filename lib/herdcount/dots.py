@@ -302,3 +302,27 @@ def classify_pixels(
     coverage[changed] = np.where(ok, alpha_c[idx, best], 0.0)
     classes[changed] = np.where(ok, best, -1)
     return coverage, classes
+
+
+def black_blocks(dotted: ArrayLike, *, black_level: int = 30, block: int = 8) -> NDArray[np.bool_]:
+    """The masked cells of a dotted copy: a ``block`` grid, grown by one cell.
+
+    A cell is masked when most of its pixels are darker than ``black_level`` in every
+    channel, as in :func:`find_dots`. Animals under such areas were never dotted, so
+    training excludes them from its loss and validation from its counts.
+
+    Returns
+    -------
+    (ceil(H / block), ceil(W / block)) bool array
+    """
+    dotted = np.asarray(dotted)
+    if dotted.ndim != 3 or dotted.shape[2] != 3:
+        raise ValueError(f"dotted must be an (H, W, 3) RGB array, got shape {dotted.shape}")
+    if block < 1:
+        raise ValueError(f"block must be positive, got {block}")
+    height, width = dotted.shape[:2]
+    dark = (dotted.max(axis=2) < black_level).astype(np.int32)
+    rows, cols = np.arange(0, height, block), np.arange(0, width, block)
+    counts = np.add.reduceat(np.add.reduceat(dark, rows, axis=0), cols, axis=1)
+    area = np.diff(np.append(rows, height))[:, None] * np.diff(np.append(cols, width))[None, :]
+    return ndi.binary_dilation(2 * counts > area, structure=_EIGHT)

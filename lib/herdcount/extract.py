@@ -17,6 +17,7 @@ import csv
 import dataclasses
 import io
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +117,23 @@ def thumbnail_name(train_id: str, klass: str, n: int, offset: int) -> str:
     """File name of thumbnail ``n`` of a class in a photo, at a diagonal offset:
     ``img_<id>-<class>-<n>-<offset>.jpg`` (class names hold no '-')."""
     return f"img_{train_id}-{klass}-{n}-{offset}.jpg"
+
+
+_THUMBNAIL = re.compile(r"img_(?P<id>.+)-(?P<klass>[^-]+)-(?P<n>\d+)-(?P<offset>-?\d+)\.jpg")
+
+
+def parse_thumbnail_name(name: str) -> tuple[str, str, int, int]:
+    """``(train_id, class, n, offset)`` of a name made by :func:`thumbnail_name`.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not such a name.
+    """
+    match = _THUMBNAIL.fullmatch(name)
+    if match is None:
+        raise ValueError(f"{name!r} is not a thumbnail name; expected img_<id>-<class>-<n>-<offset>.jpg")
+    return match["id"], match["klass"], int(match["n"]), int(match["offset"])
 
 
 def extract_pair(task: PairTask, out: str, config: Config) -> dict[str, Any]:

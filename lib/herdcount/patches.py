@@ -1,6 +1,8 @@
-"""Cut thumbnails and background patches out of photos. Pure numpy; ``(row, col)``."""
+"""Cut thumbnails, background patches and inference tiles out of photos. Pure numpy; ``(row, col)``."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -121,3 +123,64 @@ def _window_clear(masked: np.ndarray, corners: np.ndarray, size: int, block: int
     r1 = np.minimum((corners[:, 0] + size - 1) // block + 1, masked.shape[0])
     c1 = np.minimum((corners[:, 1] + size - 1) // block + 1, masked.shape[1])
     return (table[r1, c1] - table[r0, c1] - table[r1, c0] + table[r0, c0]) == 0
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of a photo for fully convolutional inference, in pixels, ``(row, col)``.
+
+    The model sees ``window`` (the tile grown by a margin on each side, shifted inside the
+    photo at its borders); of the model's output only ``keep`` is used. Both are
+    ``(top, left, bottom, right)`` with exclusive ends.
+    """
+
+    window: tuple[int, int, int, int]
+    keep: tuple[int, int, int, int]
+
+
+def tile_grid(shape: tuple[int, ...], tile: int, margin: int, *, stride: int = 1) -> list[Tile]:
+    """Tiles that cover a photo of ``shape`` exactly once, each with ``margin`` pixels of context.
+
+    The kept parts partition the photo. Every window has the same size, ``tile + 2 * margin``
+    (or the photo's side where that is shorter), so windows can be stacked into a batch.
+    A window is shifted inside the photo rather than cut at its border, so each kept pixel
+    has at least ``margin`` pixels of context on every side or lies that close to the photo's
+    own border, where a model run on the whole photo would see its edge too. With a
+    margin of at least half the model's receptive field, tiled inference therefore equals
+    inference on the whole photo.
+
+    Parameters
+    ----------
+    shape : tuple
+        ``(height, width, ...)`` of the photo; height and width multiples of ``stride``.
+    tile, margin : int
+        Side of the kept part and the context on each side, in pixels; multiples of
+        ``stride`` so that tiles meet on the model's output grid.
+    stride : int, optional
+        The model's output stride.
+
+    Raises
+    ------
+    ValueError
+        If a size is not a positive multiple of ``stride`` (margin may be 0).
+    """
+    height, width = shape[:2]
+    for name, value, least in (("tile", tile, 1), ("margin", margin, 0), ("height", height, 1),
+                               ("width", width, 1)):  # fmt: skip
+        if value < least or value % stride:
+            raise ValueError(f"{name} must be a {'positive ' if least else ''}multiple of stride {stride}, "
+                             f"got {value}")  # fmt: skip
+    rows = _spans(height, tile, margin)
+    cols = _spans(width, tile, margin)
+    return [
+        Tile((wt, wl, wb, wr), (kt, kl, kb, kr)) for (wt, wb, kt, kb) in rows for (wl, wr, kl, kr) in cols
+    ]
+
+
+def _spans(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
+    size = min(tile + 2 * margin, length)
+    spans = []
+    for start in range(0, length, tile):
+        first = int(np.clip(start - margin, 0, length - size))
+        spans.append((first, first + size, start, min(start + tile, length)))
+    return spans
