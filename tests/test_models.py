@@ -1,0 +1,199 @@
+"""The Keras module's parts: builders, density targets, training tiles, splits, inputs."""
+
+import keras
+import numpy as np
+import pytest
+
+from herdcount.counting import density_map, pad_to_stride
+
+from builders import DensityLoss, flops_per_megapixel, geometry, make_classifier_model, make_density_model
+from targets import augment, density_target, sample_tile
+from training_data import Thumbnails, class_weights, classifier_dataset, split_photos
+
+
+def test_classifier_has_the_seed_architecture_and_output():
+    model = make_classifier_model((64, 64, 3), 6)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == [
+        "InputLayer",
+        "Rescaling",
+        "Conv2D",
+        "MaxPooling2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Flatten",
+        "Dense",
+        "Dropout",
+        "Dense",
+        "Dropout",
+        "Dense",
+    ]
+    assert [model.get_layer(f"conv{n}").filters for n in (1, 2, 3)] == [32, 64, 128]
+    out = model.predict(np.zeros((3, 64, 64, 3), np.uint8), verbose=0)
+    assert out.shape == (3, 6)
+    np.testing.assert_allclose(out.sum(axis=1), 1, rtol=1e-5)
+    rescale = model.get_layer("rescale")
+    np.testing.assert_allclose(rescale(np.array([0.0, 255.0])), [-0.5, 0.5])
+
+
+@pytest.mark.parametrize(("height", "width"), [(64, 64), (256, 136), (520, 96)])
+def test_density_model_maps_any_tile_at_stride_eight(height, width):
+    model = make_density_model(5)
+    out = model.predict(np.zeros((2, height, width, 3), np.uint8), verbose=0)
+    assert out.shape == (2, height // 8, width // 8, 5)
+    assert geometry(model) == {"output_stride": 8, "receptive_field": 144}
+    assert all(type(layer).__name__ != "Dense" for layer in model.layers)
+
+
+def test_density_model_flops_are_counted_layer_by_layer():
+    model = make_density_model(5, width=16, depth=4)
+    cells4, cells8 = 1e6 / 16, 1e6 / 64
+    expected = 2 * (
+        cells4 * 4 * 4 * 3 * 16
+        + cells4 * 3 * 3 * 16 * 16
+        + cells8 * 2 * 2 * 16 * 32
+        + 4 * cells8 * 3 * 3 * 32 * 32
+        + cells8 * 32 * 5
+    )
+    assert flops_per_megapixel(model) == pytest.approx(expected)
+    assert 1e9 <= expected <= 2e9
+    with pytest.raises(ValueError, match="Dense"):
+        flops_per_megapixel(make_classifier_model())
+
+
+@pytest.mark.parametrize("kind", ["classifier", "density"])
+def test_models_survive_a_save_and_load_round_trip(tmp_path, kind):
+    model = make_classifier_model() if kind == "classifier" else make_density_model(3, width=8, depth=2)
+    if kind == "density":
+        model.compile(optimizer="adam", loss=DensityLoss())
+    batch = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, compile=False)
+    np.testing.assert_allclose(loaded.predict(batch, verbose=0), model.predict(batch, verbose=0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("tile", [64, 136, 512])
+def test_density_model_counts_do_not_depend_on_tiling(tile):
+    keras.utils.set_random_seed(1)
+    model = make_density_model(2, width=8, depth=4)
+    # Positive biases so that every layer passes signal and borders would show.
+    for layer in model.layers:
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(np.full(layer.bias.shape, 0.05, np.float32))
+    image = np.random.default_rng(2).integers(0, 255, (300, 420, 3), dtype=np.uint8)
+    predict = lambda batch: model(batch, training=False).numpy()  # noqa: E731
+    whole = predict(pad_to_stride(image, 8)[None])[0]
+    assert whole.sum() > 0
+    tiled = density_map(image, predict, stride=8, tile=tile, margin=72)
+    np.testing.assert_allclose(tiled, whole, rtol=1e-4, atol=1e-5)
+
+
+def test_each_dot_of_a_target_sums_to_one_even_at_the_border():
+    points = [[4, 4], [60.5, 30], [127, 127], [0, 100]]
+    target = density_target(points, [0, 1, 1, 2], 3, (16, 16), stride=8, sigma=1.5)
+    assert target.shape == (16, 16, 3)
+    np.testing.assert_allclose(target.sum(axis=(0, 1)), [1, 2, 1], rtol=1e-5)
+    row, col = np.unravel_index(np.argmax(target[..., 0]), (16, 16))
+    assert (row, col) == (0, 0)
+
+
+def test_tiles_of_a_photo_add_up_to_its_counts():
+    rng = np.random.default_rng(5)
+    points = rng.uniform(0, [200, 300], (40, 2))
+    classes = rng.integers(0, 4, 40)
+    whole = density_target(points, classes, 4, (25, 38), stride=8, bounds=(200, 300))
+    parts = sum(
+        density_target(points, classes, 4, (13, 19), stride=8, origin=(top, left), bounds=(200, 300)).sum(
+            axis=(0, 1)
+        )
+        for top in (0, 104)
+        for left in (0, 152)
+    )
+    np.testing.assert_allclose(parts, np.bincount(classes, minlength=4), rtol=1e-5)
+    np.testing.assert_allclose(whole.sum(axis=(0, 1)), np.bincount(classes, minlength=4), rtol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [0.5, 0.8, 1.0, 1.6])
+def test_scale_augmentation_keeps_the_counts_and_moves_the_dots(scale):
+    rng = np.random.default_rng(6)
+    side = round(256 / scale)  # the tile covers the whole photo at this scale
+    photo = rng.integers(0, 255, (side, side, 3), dtype=np.uint8)
+    points = rng.uniform(5, side - 5, (25, 2))
+    classes = rng.integers(0, 3, 25)
+    tile = sample_tile(photo, points, classes, 3, rng, size=256, scale=scale)
+    assert tile.image.shape == (256, 256, 3) and tile.target.shape == (32, 32, 3)
+    np.testing.assert_allclose(tile.target.sum(axis=(0, 1)), np.bincount(classes, minlength=3), rtol=1e-4)
+    one = sample_tile(photo, points[:1], [0], 1, rng, size=256, scale=scale, sigma=0.4)
+    expected = np.floor(points[0] * 256 / side / 8)
+    np.testing.assert_array_equal(np.unravel_index(np.argmax(one.target[..., 0]), (32, 32)), expected)
+
+
+def test_masked_cells_get_zero_weight_at_any_scale():
+    rng = np.random.default_rng(8)
+    photo = np.zeros((512, 512, 3), np.uint8)
+    masked = np.zeros((64, 64), bool)
+    masked[:, :32] = True  # the left half of the photo
+    for scale, size in ((1.0, 512), (0.5, 256)):
+        tile = sample_tile(photo, np.zeros((0, 2)), [], 2, rng, size=size, scale=scale, masked=masked)
+        cells = size // 8
+        np.testing.assert_array_equal(tile.weight[:, : cells // 2], 0)
+        np.testing.assert_array_equal(tile.weight[:, cells // 2 :], 1)
+
+
+def test_augmentation_moves_maps_with_the_pixels():
+    rng = np.random.default_rng(9)
+    photo = np.zeros((256, 256, 3), np.uint8)
+    photo[8:16, 200:208] = 255  # a bright block on the cell of the dot
+    tile = sample_tile(photo, [[12, 204]], [0], 1, rng, size=256, scale=1.0, sigma=0.3)
+    for _ in range(8):
+        moved = augment(tile, rng, brightness=0, contrast=0)
+        cell = np.unravel_index(np.argmax(moved.target[..., 0]), (32, 32))
+        bright = np.unravel_index(
+            np.argmax(moved.image[..., 0].reshape(32, 8, 32, 8).sum(axis=(1, 3))), (32, 32)
+        )
+        assert cell == bright
+        assert moved.target.sum() == pytest.approx(1, rel=1e-5)
+
+
+def test_split_is_by_photo_repeatable_and_disjoint():
+    ids = [str(i) for i in range(20)]
+    train, val = split_photos(ids, val_fraction=0.25, seed=3)
+    assert not set(train) & set(val) and sorted(train + val, key=int) == ids and len(val) == 5
+    assert split_photos(ids, val_fraction=0.25, seed=3) == (train, val)
+    assert split_photos(ids, val_fraction=0.25, seed=4) != (train, val)
+    with pytest.raises(ValueError, match="too few"):
+        split_photos(["1", "2"])
+
+
+def test_class_weights_balance_the_classes():
+    weights = class_weights(np.array([0] * 8 + [1] * 2), 3)
+    assert weights == {0: pytest.approx(10 / 16), 1: pytest.approx(10 / 4), 2: 0.0}
+
+
+def test_classifier_dataset_augments_repeatably(tmp_path):
+    from herdcount.imaging import encode_jpeg
+
+    rng = np.random.default_rng(10)
+    paths = []
+    for n in range(6):
+        path = tmp_path / f"img_{n}-pups-0-0.jpg"
+        path.write_bytes(encode_jpeg(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)))
+        paths.append(str(path))
+    thumbs = Thumbnails(paths, np.arange(6) % 2, [str(n) for n in range(6)], np.zeros(6, np.int64))
+
+    def epoch(seed):
+        batches = list(classifier_dataset(thumbs, 2, batch_size=4, training=True, seed=seed))
+        return np.concatenate([b[0].numpy() for b in batches]), np.concatenate(
+            [b[1].numpy() for b in batches]
+        )
+
+    x1, y1 = epoch(1)
+    x2, y2 = epoch(1)
+    assert x1.shape == (6, 64, 64, 3) and y1.shape == (6, 2)
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(y1, y2)
+    plain = np.concatenate([b[0].numpy() for b in classifier_dataset(thumbs, 2, batch_size=6)])
+    assert not np.array_equal(np.sort(x1.reshape(6, -1), axis=0), np.sort(plain.reshape(6, -1), axis=0))

@@ -1,0 +1,270 @@
+"""models/train.py end to end on a tiny survey: both kinds, every output, bad input, MLflow."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from herdcount.extract import extract_pair, plan_extract, write_outputs
+from herdcount.runinfo import RunClock, write_run_json
+
+import train
+from builders import make_density_model
+from training_data import load_photo, read_extract, tile_stream
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_DENSITY = [
+    "--epochs",
+    "2",
+    "--steps-per-epoch",
+    "3",
+    "--batch-size",
+    "4",
+    "--tile-size",
+    "128",
+    "--inference-tile",
+    "256",
+    "--threads",
+    "2",
+]
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory, survey, config):
+    """The shared survey's extract output, made with the extract library (no Spark needed here)."""
+    out = tmp_path_factory.mktemp("extracted") / "out"
+    plan = plan_extract(survey, out, config)
+    results = [extract_pair(task, str(out), config) for task in plan.tasks]
+    totals = write_outputs(plan, results, config)
+    write_run_json(
+        out,
+        job="extract",
+        config=config.to_dict(),
+        inputs={"data": str(survey)},
+        clock=RunClock(),
+        totals=totals,
+    )
+    return out
+
+
+def run_train(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "models" / "train.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+@pytest.mark.slow
+def test_density_run_writes_a_described_model(tmp_path, survey, extracted, config, capsys):
+    run = tmp_path / "run"
+    rc = train.main(
+        [
+            "--kind",
+            "density",
+            "--extract",
+            str(extracted),
+            "--data",
+            str(survey),
+            "--out",
+            str(run),
+            "--seed",
+            "3",
+            *TINY_DENSITY,
+        ]
+    )
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "GFLOP per megapixel" in printed and "validation RMSE" in printed
+    names = {p.name for p in run.iterdir()}
+    assert {
+        "model.keras",
+        "model.json",
+        "history.csv",
+        "curves.png",
+        "validation_counts.png",
+        "run.json",
+    } <= names
+    described = json.loads((run / "model.json").read_text())
+    assert described["kind"] == "density" and described["class_names"] == config.class_names
+    assert (
+        described["output_stride"] == 8 and described["tile_size"] == 128 and described["input_scale"] == 1.0
+    )
+    assert described["margin"] >= described["receptive_field"] / 2
+    data = described["training_data"]
+    photos = {p.train_id for p in read_extract(extracted, config, survey)}
+    assert set(data["train_ids"]) | set(data["val_ids"]) == photos and not set(data["train_ids"]) & set(
+        data["val_ids"]
+    )
+    assert data["fingerprint"].startswith("sha256:")
+    metrics = described["metrics"]
+    assert set(metrics["val_rmse_per_class"]) == set(config.class_names)
+    truth = np.array(
+        [p.counts(5) for p in read_extract(extracted, config, survey) if p.train_id in data["val_ids"]]
+    )
+    np.testing.assert_allclose(
+        list(metrics["zero_baseline_rmse_per_class"].values()),
+        np.sqrt((truth.astype(float) ** 2).mean(axis=0)),
+        atol=1e-4,
+    )
+    with open(run / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == described["epochs_run"] and 1 <= len(rows) <= 2
+    assert {"loss", "val_loss", "val_rmse", "tile_count_error"} <= set(rows[0])
+    model = keras.models.load_model(run / "model.keras", compile=False)
+    assert model.predict(np.zeros((1, 64, 96, 3), np.uint8), verbose=0).shape == (1, 8, 12, 5)
+    info = json.loads((run / "run.json").read_text())
+    assert info["job"] == "train" and info["config"]["settings"]["seed"] == 3
+    assert info["inputs"]["extract_run"]["path"] == str((extracted / "run.json").resolve())
+
+
+@pytest.mark.slow
+def test_classifier_run_reports_accuracy_and_confusion_without_importing_mlflow(
+    tmp_path, survey, extracted, config
+):
+    run = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT / 'models')!r}); import train; "
+        f"rc = train.main(['--kind', 'classifier', '--extract', {str(extracted)!r}, '--data', {str(survey)!r}, "
+        f"'--out', {str(run)!r}, '--epochs', '2', '--threads', '2']); "
+        "print('mlflow imported:', 'mlflow' in sys.modules); sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "mlflow imported: False" in done.stdout
+    assert "validation accuracy" in done.stdout
+    described = json.loads((run / "model.json").read_text())
+    names = [*config.class_names, config.background_class]
+    assert (
+        described["kind"] == "classifier"
+        and described["class_names"] == names
+        and described["patch_size"] == 64
+    )
+    with open(run / "confusion.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["true\\predicted", *names] and [r[0] for r in rows[1:]] == names
+    matrix = np.array([[int(v) for v in r[1:]] for r in rows[1:]])
+    metrics = described["metrics"]
+    assert matrix.sum() == metrics["val_patches"] > 0
+    assert metrics["val_accuracy"] == pytest.approx(np.trace(matrix) / matrix.sum())
+    # Validation holds the centred thumbnails and the backgrounds of the held-out photos only.
+    val_ids = set(described["training_data"]["val_ids"])
+    expected = sum(
+        1
+        for p in (extracted / "thumbnails").rglob("*.jpg")
+        if p.name.split("-")[0][4:] in val_ids and p.name.endswith("-0.jpg")
+    )
+    assert matrix.sum() == expected
+    assert (run / "confusion.png").stat().st_size > 0 and (run / "curves.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_mlflow_receives_params_metrics_curves_and_model(tmp_path, survey, extracted):
+    pytest.importorskip("mlflow")
+    store = tmp_path / "mlflow.db"
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{store}",
+        "MLFLOW_EXPERIMENT_NAME": "herdcount-test",
+    }
+    run = tmp_path / "run"
+    done = run_train(
+        "--kind",
+        "density",
+        "--extract",
+        str(extracted),
+        "--data",
+        str(survey),
+        "--out",
+        str(run),
+        *TINY_DENSITY,
+        env=env,
+        # MLflow puts a SQLite store's artifacts in ./mlruns: keep them in the test's folder.
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "mlruns").is_dir() and not (ROOT / "mlruns").exists()
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}")
+    experiment = client.get_experiment_by_name("herdcount-test")
+    (logged,) = client.search_runs([experiment.experiment_id])
+    assert logged.info.status == "FINISHED"
+    assert logged.data.params["kind"] == "density" and logged.data.params["epochs"] == "2"
+    epochs = json.loads((run / "model.json").read_text())["epochs_run"]
+    assert len(client.get_metric_history(logged.info.run_id, "val_rmse")) == epochs
+    assert logged.data.metrics["final_val_rmse"] == pytest.approx(
+        json.loads((run / "model.json").read_text())["metrics"]["val_rmse"]
+    )
+    artifacts = {a.path for a in client.list_artifacts(logged.info.run_id)}
+    assert {"curves.png", "model.json", "history.csv", "model"} <= artifacts
+    assert [a.path for a in client.list_artifacts(logged.info.run_id, "model")] == ["model/model.keras"]
+
+
+def test_seed_repeats_the_sampling_and_the_initial_weights(survey, extracted, config):
+    photos = [load_photo(survey, p, config) for p in read_extract(extracted, config, survey)[:2]]
+
+    def first_tiles(seed):
+        stream = tile_stream(photos, 5, np.random.default_rng(seed), size=64)
+        return [next(stream) for _ in range(3)]
+
+    for (a_img, a_tgt), (b_img, b_tgt) in zip(first_tiles(4), first_tiles(4)):
+        np.testing.assert_array_equal(a_img, b_img)
+        np.testing.assert_array_equal(a_tgt, b_tgt)
+    assert not np.array_equal(first_tiles(4)[0][0], first_tiles(5)[0][0])
+
+    def weights(seed):
+        keras.utils.set_random_seed(seed)
+        return make_density_model(5, width=8, depth=2).get_weights()
+
+    for a, b in zip(weights(7), weights(7)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "case", ["no metadata", "unknown class", "too few photos", "existing run", "no thumbnails"]
+)
+def test_bad_input_stops_before_training(tmp_path, survey, extracted, case):
+    out = tmp_path / "out"
+    shutil.copytree(extracted, out)
+    run = tmp_path / "run"
+    kind, expected = "density", ""
+    if case == "no metadata":
+        shutil.rmtree(out / "metadata")
+        expected = "holds no metadata"
+    elif case == "unknown class":
+        path = next((out / "metadata").glob("*.json"))
+        meta = json.loads(path.read_text())
+        meta["sea-lions"]["walruses"] = [[10, 10]]
+        path.write_text(json.dumps(meta))
+        expected = "['walruses'] are not in the scheme"
+    elif case == "too few photos":
+        for path in sorted((out / "metadata").glob("*.json"))[2:]:
+            path.unlink()
+        expected = "too few"
+    elif case == "existing run":
+        run.mkdir()
+        (run / "model.json").write_text("{}")
+        expected = "--overwrite"
+    else:
+        shutil.rmtree(out / "thumbnails")
+        kind, expected = "classifier", "holds no thumbnails"
+    done = run_train("--kind", kind, "--extract", str(out), "--data", str(survey), "--out", str(run))
+    assert done.returncode == 2
+    assert expected in done.stderr and "Epoch" not in done.stdout
+    assert not (run / "model.keras").exists()
