@@ -237,14 +237,21 @@ def test_seed_repeats_the_sampling_and_the_initial_weights(survey, extracted, co
 
 
 @pytest.mark.parametrize(
-    "case", ["no metadata", "unknown class", "too few photos", "existing run", "no thumbnails"]
+    "case",
+    ["no metadata", "unknown class", "too few photos", "existing run", "no thumbnails", "photo missing"],
 )
 def test_bad_input_stops_before_training(tmp_path, survey, extracted, case):
     out = tmp_path / "out"
     shutil.copytree(extracted, out)
     run = tmp_path / "run"
-    kind, expected = "density", ""
-    if case == "no metadata":
+    kind, expected, data = "density", "", survey
+    if case == "photo missing":
+        data = tmp_path / "data"
+        shutil.copytree(survey, data)
+        first = sorted((out / "metadata").glob("*.json"))[0].stem
+        (data / "TrainDotted" / f"{first}.jpg").unlink()
+        expected = f"lacks photos that OUT has metadata for: TrainDotted/{first}.jpg"
+    elif case == "no metadata":
         shutil.rmtree(out / "metadata")
         expected = "holds no metadata"
     elif case == "unknown class":
@@ -264,7 +271,7 @@ def test_bad_input_stops_before_training(tmp_path, survey, extracted, case):
     else:
         shutil.rmtree(out / "thumbnails")
         kind, expected = "classifier", "holds no thumbnails"
-    done = run_train("--kind", kind, "--extract", str(out), "--data", str(survey), "--out", str(run))
+    done = run_train("--kind", kind, "--extract", str(out), "--data", str(data), "--out", str(run))
     assert done.returncode == 2
     assert expected in done.stderr and "Epoch" not in done.stdout
     assert not (run / "model.keras").exists()
