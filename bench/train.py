@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 
 from herdcount.config import DEFAULT_SCHEME, load_config
-from herdcount.extract import extract_pair, plan_extract, write_outputs
-from herdcount.runinfo import RunClock, write_run_json
+from herdcount.extract import extract_in_process
 from herdcount.synth import write_survey
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,17 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             height=args.height,
         )
     if not (out / "run.json").is_file():
-        clock = RunClock()
-        plan = plan_extract(data, out, config)
-        totals = write_outputs(plan, [extract_pair(t, str(out), config) for t in plan.tasks], config)
-        write_run_json(
-            out,
-            job="extract",
-            config=config.to_dict(),
-            inputs={"data": str(data)},
-            clock=clock,
-            totals=totals,
-        )
+        extract_in_process(data, out, config)
     cores = len(os.sched_getaffinity(0))
     print(f"survey: {args.train} photos of {args.width}x{args.height} in {data}; {cores} cores")
     for kind in args.kinds.split(","):

@@ -9,6 +9,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from PIL import Image
 
+from herdcount.dots import masked_at
+
 
 def density_target(
     points: ArrayLike,
@@ -161,9 +163,7 @@ def sample_tile(
     weight = np.ones((cells, cells), np.float32)
     if masked is not None:
         centres = (np.arange(cells) + 0.5) * stride / scale
-        r = np.minimum(((top + centres) // block).astype(int), masked.shape[0] - 1)
-        c = np.minimum(((left + centres) // block).astype(int), masked.shape[1] - 1)
-        weight[masked[np.ix_(r, c)]] = 0.0
+        weight[masked_at(masked, top + centres, left + centres, block=block)] = 0.0
     return TrainingTile(np.ascontiguousarray(crop), target, weight)
 
 

@@ -33,6 +33,7 @@ from herdcount import storage
 from herdcount.config import DEFAULT_SCHEME, Config, load_config
 from herdcount.counting import density_map, masked_counts
 from herdcount.runinfo import RunClock, fingerprint_files, write_run_json
+from herdcount.score import column_rmse
 
 from builders import (
     DensityLoss,
@@ -219,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     tracker = _tracker(settings)
     try:
         train = train_classifier if settings.kind == "classifier" else train_density
-        model, history, metrics, info = train(settings, config, prepared)
+        loggers = [tracker.MlflowLogger()] if tracker else []
+        model, history, metrics, info = train(settings, config, prepared, loggers)
         run = Path(settings.out)
         write_run(run, settings, config, model, history, metrics, info, clock)
         if tracker:
@@ -243,9 +245,11 @@ def _tracker(settings: TrainSettings):
 
 
 def _callbacks(
-    monitor: str, settings: TrainSettings, extra: list | None = None, *, plateau: bool = True
+    monitor: str, settings: TrainSettings, first: list, last: list, *, plateau: bool = True
 ) -> list:
-    callbacks = [*(extra or [])]
+    """``first`` (which may add to the epoch's logs), learning-rate and early-stopping
+    callbacks watching ``monitor``, then ``last`` (loggers, which see the complete logs)."""
+    callbacks = [*first]
     if plateau:
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
@@ -257,11 +261,7 @@ def _callbacks(
             monitor=monitor, mode="min", patience=settings.patience, restore_best_weights=True, verbose=1
         )
     )
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        import tracking
-
-        callbacks.append(tracking.MlflowLogger())
-    return callbacks
+    return [*callbacks, *last]
 
 
 def _verbose() -> int:
@@ -288,7 +288,7 @@ def prepare_classifier(settings: TrainSettings, config: Config) -> dict[str, Any
     }
 
 
-def train_classifier(settings: TrainSettings, config: Config, prep: dict[str, Any]):
+def train_classifier(settings: TrainSettings, config: Config, prep: dict[str, Any], loggers: list):
     names, train, val = prep["names"], prep["train"], prep["val"]
     print(
         f"{len(train.paths)} training patches from {len(prep['train_ids'])} photos, "
@@ -309,7 +309,7 @@ def train_classifier(settings: TrainSettings, config: Config, prep: dict[str, An
         validation_data=val_ds,
         epochs=settings.epochs,
         class_weight=class_weights(train.labels, len(names)),
-        callbacks=_callbacks("val_loss", settings),
+        callbacks=_callbacks("val_loss", settings, [], loggers),
         verbose=_verbose(),
     )
     predicted = np.argmax(model.predict(val_ds, verbose=0), axis=1)
@@ -368,10 +368,18 @@ class PhotoValidation(keras.callbacks.Callback):
     and adds ``val_rmse`` (averaged over classes) to the epoch's logs."""
 
     def __init__(
-        self, photos: list[TrainingPhoto], *, stride: int, tile: int, margin: int, block: int
+        self,
+        photos: list[TrainingPhoto],
+        num_classes: int,
+        *,
+        stride: int,
+        tile: int,
+        margin: int,
+        block: int,
     ) -> None:
         super().__init__()
         self.photos, self.stride, self.tile, self.margin, self.block = photos, stride, tile, margin, block
+        self.truth = np.array([p.dots.counts(num_classes) for p in photos])
 
     def predict_counts(self) -> np.ndarray:
         def predict(batch: np.ndarray) -> np.ndarray:
@@ -390,18 +398,11 @@ class PhotoValidation(keras.callbacks.Callback):
         )
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        predicted = self.predict_counts()
-        truth = np.array([p.dots.counts(predicted.shape[1]) for p in self.photos])
         if logs is not None:
-            logs["val_rmse"] = float(count_rmse(truth, predicted).mean())
+            logs["val_rmse"] = float(column_rmse(self.truth, self.predict_counts()).mean())
 
 
-def count_rmse(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """Root mean squared error of the counts of each class over photos (the Kaggle metric per column)."""
-    return np.sqrt(np.mean((np.asarray(predicted, float) - np.asarray(truth, float)) ** 2, axis=0))
-
-
-def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any]):
+def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any], loggers: list):
     num_classes = len(config.classes)
     started = time.monotonic()
     train = [load_photo(settings.data, d, config) for d in prep["train"]]
@@ -449,7 +450,7 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any])
     tiles = [next(val_stream) for _ in range(8 * settings.batch_size)]
     val_data = (np.stack([t[0] for t in tiles]), np.stack([t[1] for t in tiles]))
     validation = PhotoValidation(
-        val, stride=stride, tile=settings.inference_tile, margin=margin, block=config.dots.block
+        val, num_classes, stride=stride, tile=settings.inference_tile, margin=margin, block=config.dots.block
     )
     fit = {
         "steps_per_epoch": settings.steps_per_epoch,
@@ -467,11 +468,10 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any])
         loss=DensityLoss(count_weight=settings.count_weight),
         metrics=[tile_count_error],
     )
-    callbacks = _callbacks("val_rmse", settings, [validation], plateau=False)
+    callbacks = _callbacks("val_rmse", settings, [validation], loggers, plateau=False)
     history = model.fit(train_ds, epochs=settings.epochs, callbacks=callbacks, **fit).history
-    predicted = validation.predict_counts()
-    truth = np.array([p.dots.counts(num_classes) for p in val])
-    rmse, zero = count_rmse(truth, predicted), count_rmse(truth, np.zeros_like(predicted))
+    predicted, truth = validation.predict_counts(), validation.truth
+    rmse, zero = column_rmse(truth, predicted), column_rmse(truth, np.zeros_like(predicted))
     metrics = {
         "val_rmse": float(rmse.mean()),
         "val_rmse_per_class": dict(zip(config.class_names, rmse.round(4).tolist())),

@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from herdcount import storage
 from herdcount.config import Config
 from herdcount.dots import black_blocks
-from herdcount.extract import parse_thumbnail_name, read_mismatched
+from herdcount.extract import id_key, parse_thumbnail_name, read_mismatched
 from herdcount.imaging import decode_rgb
 
 from targets import augment, sample_tile
@@ -75,10 +75,7 @@ def read_extract(out: str | Path, config: Config, data: str | Path | None = None
                 train_id, height, width, np.array(points, float).reshape(-1, 2), np.array(classes, np.int64)
             )
         )
-    return sorted(
-        photos,
-        key=lambda p: (not p.train_id.isdigit(), int(p.train_id) if p.train_id.isdigit() else 0, p.train_id),
-    )
+    return sorted(photos, key=lambda p: id_key(p.train_id))
 
 
 def split_photos(ids: list[str], *, val_fraction: float = 0.2, seed: int = 0) -> tuple[list[str], list[str]]:

@@ -14,8 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from herdcount.extract import extract_pair, plan_extract, write_outputs
-from herdcount.runinfo import RunClock, write_run_json
+from herdcount.extract import extract_in_process
 
 import train
 from builders import make_density_model
@@ -38,21 +37,17 @@ TINY_DENSITY = [
 ]
 
 
+def density_args(extracted: Path, survey: Path, run: Path, *extra: str) -> list[str]:
+    """Arguments of a tiny density run: seconds, not minutes."""
+    return ["--kind", "density", "--extract", str(extracted), "--data", str(survey), "--out", str(run), *TINY_DENSITY,
+            *extra]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def extracted(tmp_path_factory, survey, config):
     """The shared survey's extract output, made with the extract library (no Spark needed here)."""
     out = tmp_path_factory.mktemp("extracted") / "out"
-    plan = plan_extract(survey, out, config)
-    results = [extract_pair(task, str(out), config) for task in plan.tasks]
-    totals = write_outputs(plan, results, config)
-    write_run_json(
-        out,
-        job="extract",
-        config=config.to_dict(),
-        inputs={"data": str(survey)},
-        clock=RunClock(),
-        totals=totals,
-    )
+    extract_in_process(survey, out, config)
     return out
 
 
@@ -70,21 +65,7 @@ def run_train(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subproce
 @pytest.mark.slow
 def test_density_run_writes_a_described_model(tmp_path, survey, extracted, config, capsys):
     run = tmp_path / "run"
-    rc = train.main(
-        [
-            "--kind",
-            "density",
-            "--extract",
-            str(extracted),
-            "--data",
-            str(survey),
-            "--out",
-            str(run),
-            "--seed",
-            "3",
-            *TINY_DENSITY,
-        ]
-    )
+    rc = train.main(density_args(extracted, survey, run, "--seed", "3"))
     assert rc == 0
     printed = capsys.readouterr().out
     assert "GFLOP per megapixel" in printed and "validation RMSE" in printed
@@ -183,20 +164,8 @@ def test_mlflow_receives_params_metrics_curves_and_model(tmp_path, survey, extra
         "MLFLOW_EXPERIMENT_NAME": "herdcount-test",
     }
     run = tmp_path / "run"
-    done = run_train(
-        "--kind",
-        "density",
-        "--extract",
-        str(extracted),
-        "--data",
-        str(survey),
-        "--out",
-        str(run),
-        *TINY_DENSITY,
-        env=env,
-        # MLflow puts a SQLite store's artifacts in ./mlruns: keep them in the test's folder.
-        cwd=tmp_path,
-    )
+    # MLflow puts a SQLite store's artifacts in ./mlruns: keep them in the test's folder.
+    done = run_train(*density_args(extracted, survey, run), env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "mlruns").is_dir() and not (ROOT / "mlruns").exists()
     import mlflow

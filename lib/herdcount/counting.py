@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
+from herdcount.dots import masked_at
 from herdcount.patches import tile_grid
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -90,7 +91,6 @@ def masked_counts(
     """
     if masked is None:
         return density.sum(axis=(0, 1), dtype=np.float64)
-    rows = np.minimum((np.arange(density.shape[0]) * stride + stride // 2) // block, masked.shape[0] - 1)
-    cols = np.minimum((np.arange(density.shape[1]) * stride + stride // 2) // block, masked.shape[1] - 1)
-    keep = ~masked[np.ix_(rows, cols)]
+    centres = np.arange(max(density.shape[:2])) * stride + stride // 2
+    keep = ~masked_at(masked, centres[: density.shape[0]], centres[: density.shape[1]], block=block)
     return (density * keep[..., None]).sum(axis=(0, 1), dtype=np.float64)

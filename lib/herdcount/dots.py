@@ -326,3 +326,19 @@ def black_blocks(dotted: ArrayLike, *, black_level: int = 30, block: int = 8) ->
     counts = np.add.reduceat(np.add.reduceat(dark, rows, axis=0), cols, axis=1)
     area = np.diff(np.append(rows, height))[:, None] * np.diff(np.append(cols, width))[None, :]
     return ndi.binary_dilation(2 * counts > area, structure=_EIGHT)
+
+
+def masked_at(
+    masked: NDArray[np.bool_], rows: ArrayLike, cols: ArrayLike, *, block: int = 8
+) -> NDArray[np.bool_]:
+    """Look up the pixel grid ``rows`` x ``cols`` (pixel positions) in a ``block`` grid of masked cells.
+
+    Positions past the grid's end (a photo padded to a stride) take its last cell.
+
+    Returns
+    -------
+    (len(rows), len(cols)) bool array
+    """
+    r = np.minimum((np.asarray(rows) // block).astype(int), masked.shape[0] - 1)
+    c = np.minimum((np.asarray(cols) // block).astype(int), masked.shape[1] - 1)
+    return masked[np.ix_(r, c)]

@@ -30,6 +30,7 @@ from herdcount.config import Config
 from herdcount.dots import find_dots
 from herdcount.imaging import PhotoError, decode_rgb, encode_jpeg
 from herdcount.patches import sample_background, thumbnails
+from herdcount.runinfo import RunClock, write_run_json
 
 OK, SKIPPED, ERROR = "ok", "skipped", "error"
 
@@ -274,6 +275,20 @@ def write_outputs(plan: ExtractPlan, results: list[dict[str, Any]], config: Conf
     storage.write_text_atomic(out / "training_metadata.json", json.dumps([r["annotation"] for r in ok]))
     storage.write_text_atomic(out / "extract_report.csv", report_csv(rows, config, plan.expected))
     return summarise(rows, config, plan.expected)
+
+
+def extract_in_process(data: str | Path, out: str | Path, config: Config) -> dict[str, Any]:
+    """Run a whole extraction in this process, pair after pair, without Spark; return its totals.
+
+    For small surveys (tests, benchmarks of later stages); writes the same outputs as the
+    job, ``run.json`` included.
+    """
+    clock = RunClock()
+    plan = plan_extract(data, out, config)
+    totals = write_outputs(plan, [extract_pair(task, str(out), config) for task in plan.tasks], config)
+    write_run_json(out, job="extract", config=config.to_dict(), inputs={"data": str(data), "pairs": len(plan.tasks)},
+                   clock=clock, totals=totals)  # fmt: skip
+    return totals
 
 
 def format_summary(totals: dict[str, Any], rows: list[dict[str, Any]]) -> str:

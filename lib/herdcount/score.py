@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 
 def read_counts(path: str | Path, *, header: list[str] | None = None) -> tuple[list[str], list[str], NDArray]:
@@ -58,6 +58,11 @@ def read_counts(path: str | Path, *, header: list[str] | None = None) -> tuple[l
     return found, ids, np.array(values, dtype=float).reshape(len(ids), len(found) - 1)
 
 
+def column_rmse(truth: ArrayLike, predicted: ArrayLike) -> NDArray[np.float64]:
+    """RMSE of each column over rows: Kaggle's metric per class, before averaging over classes."""
+    return np.sqrt(np.mean((np.asarray(predicted, float) - np.asarray(truth, float)) ** 2, axis=0))
+
+
 def score(submission: str | Path, truth: str | Path) -> dict[str, object]:
     """RMSE per class, its mean over classes, and the same for predicting zero everywhere.
 
@@ -75,8 +80,7 @@ def score(submission: str | Path, truth: str | Path) -> dict[str, object]:
         raise ValueError(f"{submission}: ids differ from {truth}: missing {missing[:10]}, extra {extra[:10]}")
     order = {key: n for n, key in enumerate(ids)}
     predicted = predicted[[order[key] for key in truth_ids]]
-    rmse = np.sqrt(np.mean((predicted - true) ** 2, axis=0))
-    zero = np.sqrt(np.mean(true**2, axis=0))
+    rmse, zero = column_rmse(true, predicted), column_rmse(true, np.zeros_like(true))
     classes = header[1:]
     return {
         "photos": len(truth_ids),
