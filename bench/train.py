@@ -1,6 +1,6 @@
 """Training benchmark: both model kinds on a 40-photo synthetic survey, timed, with their scores.
 
-    python bench/train.py [--work DIR] [--train 40] [--width 1600] [--height 1100] [--seed 5]
+    python bench/train.py [--work DIR] [--train 40] [--width 1600] [--height 1100] [--seed 5] [--reuse]
 
 Makes the survey, extracts it with the extract library (one process; the Spark job does the
 same per pair), then runs ``models/train.py`` with its default settings for each kind and
@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--height", type=int, default=1100)
     p.add_argument("--seed", type=int, default=5, help="survey seed")
     p.add_argument("--kinds", default="density,classifier", help="comma-separated kinds to train")
+    p.add_argument(
+        "--reuse", action="store_true", help="keep finished runs in WORK instead of training again"
+    )
     args = p.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="herdcount-bench-train-"))
     config = load_config(DEFAULT_SCHEME)
@@ -55,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"survey: {args.train} photos of {args.width}x{args.height} in {data}; {cores} cores")
     for kind in args.kinds.split(","):
         run = work / f"run-{kind}"
+        if args.reuse and (run / "model.json").is_file():
+            print(f"{kind}: reusing {run}")
+            continue
         started = time.monotonic()
         cmd = [
             sys.executable,

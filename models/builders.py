@@ -6,8 +6,16 @@ Both are Functional models of built-in layers only, so ``model.keras`` loads any
 
 from __future__ import annotations
 
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
 import keras
 from keras import layers
+
+from herdcount import storage
 
 
 def make_classifier_model(
@@ -154,6 +162,31 @@ def flops_per_megapixel(model: keras.Model) -> float:
             else:
                 total += 2 * cells * kh * kw * cin * layer.filters
     return total
+
+
+def describe_density_model(model: keras.Model) -> dict[str, float]:
+    """What counting needs to know of a density model: ``output_stride``,
+    ``receptive_field``, the tiling ``margin`` (half the receptive field, rounded up to
+    the stride, so every kept output cell sees its whole field) and ``flops_per_megapixel``."""
+    geo = geometry(model)
+    stride = geo["output_stride"]
+    margin = math.ceil(geo["receptive_field"] / 2 / stride) * stride
+    return {**geo, "margin": margin, "flops_per_megapixel": flops_per_megapixel(model)}
+
+
+def save_model_run(run: str | Path, model: keras.Model, description: dict[str, Any]) -> None:
+    """Write ``model.keras`` and then ``model.json`` (the description, with ``kind`` and
+    ``class_names`` at least) into RUN, each atomically; model.json last, as the mark of
+    a finished run that the count job looks for."""
+    missing = [k for k in ("kind", "class_names") if k not in description]
+    if missing:
+        raise ValueError(f"the model description lacks {missing}")
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    temp = run / f".model-{os.getpid()}.keras"
+    model.save(temp)
+    os.replace(temp, run / "model.keras")
+    storage.write_text_atomic(run / "model.json", json.dumps(description, indent=2))
 
 
 @keras.saving.register_keras_serializable(package="herdcount")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -32,18 +31,18 @@ import tensorflow as tf
 from herdcount import storage
 from herdcount.config import DEFAULT_SCHEME, Config, load_config
 from herdcount.counting import density_map, masked_counts
+from herdcount.plots import plot_confusion, plot_counts, plot_curves
 from herdcount.runinfo import RunClock, fingerprint_files, write_run_json
 from herdcount.score import column_rmse
 
 from builders import (
     DensityLoss,
-    flops_per_megapixel,
-    geometry,
+    describe_density_model,
     make_classifier_model,
     make_density_model,
+    save_model_run,
     tile_count_error,
 )
-from plots import plot_confusion, plot_counts, plot_curves
 from training_data import (
     TrainingPhoto,
     class_weights,
@@ -411,9 +410,8 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         f"{len(train)} training and {len(val)} validation photos decoded in {time.monotonic() - started:.1f} s"
     )
     model = make_density_model(num_classes, width=settings.width, depth=settings.depth)
-    geo = geometry(model)
-    stride, flops = geo["output_stride"], flops_per_megapixel(model)
-    margin = math.ceil(geo["receptive_field"] / 2 / stride) * stride
+    geo = describe_density_model(model)
+    stride, flops, margin = geo["output_stride"], geo["flops_per_megapixel"], geo["margin"]
     print(
         f"density model: {model.count_params():,} weights, output stride {stride}, receptive field "
         f"{geo['receptive_field']} px, {flops / 1e9:.2f} GFLOP per megapixel"
@@ -510,9 +508,6 @@ def write_run(
 ) -> None:
     """Write the model and every report; model.json last, as the mark of a finished run."""
     run.mkdir(parents=True, exist_ok=True)
-    temp = run / f".model-{os.getpid()}.keras"
-    model.save(temp)
-    os.replace(temp, run / "model.keras")
     history = {k: [float(v) for v in vals] for k, vals in history.items()}
     epochs = len(next(iter(history.values()), []))
     lines = [",".join(["epoch", *history])]
@@ -574,7 +569,7 @@ def write_run(
         clock=clock,
         totals=metrics,
     )
-    storage.write_text_atomic(run / "model.json", json.dumps(described, indent=2))
+    save_model_run(run, model, described)
 
 
 def _extract_run(out: str) -> dict[str, Any] | None:

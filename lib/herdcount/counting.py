@@ -94,3 +94,103 @@ def masked_counts(
     centres = np.arange(max(density.shape[:2])) * stride + stride // 2
     keep = ~masked_at(masked, centres[: density.shape[0]], centres[: density.shape[1]], block=block)
     return (density * keep[..., None]).sum(axis=(0, 1), dtype=np.float64)
+
+
+def tile_scores(image: np.ndarray, predict: Predict, *, patch: int = 64, batch_size: int = 256) -> np.ndarray:
+    """Class scores of the non-overlapping ``patch`` x ``patch`` tiles of a photo (the
+    seed's method), classified ``batch_size`` tiles per call of ``predict``.
+
+    The photo is first padded to multiples of ``patch`` (see :func:`pad_to_stride`), so
+    its last partial tiles are classified too.
+
+    Returns
+    -------
+    (ceil(H / patch), ceil(W / patch), C) array
+    """
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be an (H, W, 3) RGB array, got shape {image.shape}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    image = pad_to_stride(image, patch)
+    rows, cols = image.shape[0] // patch, image.shape[1] // patch
+    tiles = image.reshape(rows, patch, cols, patch, 3).swapaxes(1, 2).reshape(-1, patch, patch, 3)
+    scores = [np.asarray(predict(tiles[i : i + batch_size])) for i in range(0, len(tiles), batch_size)]
+    return np.concatenate(scores).reshape(rows, cols, -1)
+
+
+def window_scores(
+    image: np.ndarray,
+    predict_maps: Predict,
+    *,
+    patch: int = 64,
+    stride: int = 8,
+    step: int = 8,
+    tile: int = 1024,
+    batch_size: int = 4,
+) -> np.ndarray:
+    """Class scores of every ``patch``-sided window at ``stride`` pixel offsets, from a
+    classifier in fully convolutional form, computed over tiles of about ``tile`` pixels.
+
+    Parameters
+    ----------
+    image : (H, W, 3) uint8 array
+        The photo; padded at the bottom and right by repeating its edge until the windows
+        cover it.
+    predict_maps : callable
+        From ``(N, h, w, 3)`` to ``(N, (h - patch) // step + 1, (w - patch) // step + 1, C)``,
+        cell ``(i, j)`` scoring the window at ``(i * step, j * step)`` (see
+        :func:`herdcount.predictors.fully_convolutional`).
+    patch : int, optional
+        Window side.
+    stride : int, optional
+        Offset between the windows wanted; a multiple of ``step``.
+    step : int, optional
+        The model's native stride: the offset between the windows ``predict_maps`` scores.
+    tile : int, optional
+        Side of the photo region whose windows one call scores; bounds memory. The
+        result does not depend on it: every window is scored whole.
+    batch_size : int, optional
+        Tiles per call of ``predict_maps``.
+
+    Returns
+    -------
+    (n_rows, n_cols, C) array
+        ``n = ceil((side - patch) / stride) + 1`` windows per axis (at least 1); with
+        ``stride == patch`` the same windows as :func:`tile_scores`.
+    """
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be an (H, W, 3) RGB array, got shape {image.shape}")
+    if step < 1 or stride < step or stride % step:
+        raise ValueError(f"stride must be a positive multiple of the model's step {step}, got {stride}")
+    every = stride // step
+    wanted = [max(0, -(-(side - patch) // stride)) + 1 for side in image.shape[:2]]
+    counts = [(n - 1) * every + 1 for n in wanted]
+    needed = [(n - 1) * step + patch for n in counts]
+    pad = [(0, max(0, need - side)) for need, side in zip(needed, image.shape[:2])]
+    image = np.pad(image, [*pad, (0, 0)], mode="edge")
+    cells = [min(n, max(1, tile // step)) for n in counts]
+    starts = [sorted({*range(0, n - k + 1, k), n - k}) for n, k in zip(counts, cells)]
+    origins = [(r, c) for r in starts[0] for c in starts[1]]
+    span = [(k - 1) * step + patch for k in cells]
+    result: np.ndarray | None = None
+    for first in range(0, len(origins), batch_size):
+        group = origins[first : first + batch_size]
+        batch = np.stack(
+            [image[r * step : r * step + span[0], c * step : c * step + span[1]] for r, c in group]
+        )
+        maps = np.asarray(predict_maps(batch))
+        if result is None:
+            result = np.zeros((*counts, maps.shape[-1]), maps.dtype)
+        for (r, c), scores in zip(group, maps):
+            result[r : r + cells[0], c : c + cells[1]] = scores
+    assert result is not None
+    return result[::every, ::every]
+
+
+def class_counts(scores: np.ndarray, num_classes: int, *, weight: float = 1.0) -> NDArray[np.float64]:
+    """Counts of the first ``num_classes`` classes (the animals; a background class comes
+    after them) among windows classified by their highest score, each window counting
+    ``weight`` animals: 1 for non-overlapping tiles, ``(step / patch) ** 2`` for windows
+    at ``step`` offsets, which cover each pixel ``(patch / step) ** 2`` times."""
+    winners = np.argmax(scores, axis=-1).ravel()
+    return np.bincount(winners, minlength=scores.shape[-1])[:num_classes].astype(np.float64) * weight

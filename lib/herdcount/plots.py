@@ -1,4 +1,7 @@
-"""Pictures of a training run: curves per epoch, the confusion matrix, predicted vs true counts."""
+"""Pictures people look at: training curves, confusion matrices, predicted against true counts.
+
+Each function returns the PNG bytes and also writes them to ``path`` when one is given.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +17,17 @@ import numpy as np
 from herdcount import storage
 
 
-def _save(fig, path: Path) -> None:
+def figure_png(fig, path: str | Path | None = None, *, dpi: int = 110) -> bytes:
+    """PNG bytes of a matplotlib figure (closed afterwards), written to ``path`` if given."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
-    storage.write_bytes_atomic(path, buf.getvalue())
+    if path is not None:
+        storage.write_bytes_atomic(path, buf.getvalue())
+    return buf.getvalue()
 
 
-def plot_curves(history: dict[str, list[float]], path: Path) -> None:
+def plot_curves(history: dict[str, list[float]], path: str | Path | None = None) -> bytes:
     """One panel per quantity, training and validation per epoch."""
     names = [k for k in history if not k.startswith("val_") and k != "learning_rate"]
     names += [k[4:] for k in history if k.startswith("val_") and k[4:] not in history]
@@ -35,10 +41,10 @@ def plot_curves(history: dict[str, list[float]], path: Path) -> None:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend()
-    _save(fig, path)
+    return figure_png(fig, path)
 
 
-def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> None:
+def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | Path | None = None) -> bytes:
     """Confusion matrix, rows true and columns predicted, shaded by row share."""
     share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(1.1 * len(class_names) + 2.5, 1.0 * len(class_names) + 2))
@@ -49,10 +55,12 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> No
     ax.set_ylabel("true")
     for (i, j), n in np.ndenumerate(matrix):
         ax.text(j, i, str(n), ha="center", va="center", color="white" if share[i, j] > 0.5 else "black")
-    _save(fig, path)
+    return figure_png(fig, path)
 
 
-def plot_counts(true: np.ndarray, predicted: np.ndarray, class_names: list[str], path: Path) -> None:
+def plot_counts(
+    true: np.ndarray, predicted: np.ndarray, class_names: list[str], path: str | Path | None = None
+) -> bytes:
     """Predicted against true counts per photo, one panel per class."""
     fig, axes = plt.subplots(1, len(class_names), figsize=(3.2 * len(class_names), 3.3), squeeze=False)
     for k, (ax, name) in enumerate(zip(axes[0], class_names)):
@@ -64,4 +72,4 @@ def plot_counts(true: np.ndarray, predicted: np.ndarray, class_names: list[str],
         ax.set_ylabel("predicted")
         ax.set_xlim(0, top)
         ax.set_ylim(0, top)
-    _save(fig, path)
+    return figure_png(fig, path)

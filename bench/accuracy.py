@@ -1,0 +1,87 @@
+"""Benchmark: the count job's accuracy on photos of a survey seed not used for training.
+
+    python bench/accuracy.py [--work DIR] [--test 40] [--test-seed 6] [--width 1600] [--height 1100]
+
+Trains both model kinds with their default settings on a 40-photo survey (through
+``bench/train.py``, which this reuses when WORK already holds finished runs), makes a test
+survey with another seed, counts its Test/ photos with ``spark-submit jobs/count.py`` for
+each model (the classifier with the seed's non-overlapping 64x64 tiles), scores both
+submissions against the true counts and prints the averaged RMSE of each, the all-zeros
+baseline and the ratios. Goals (issue 4): density <= 0.25 x all zeros and <= 0.5 x the
+seed's classifier method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from herdcount.config import DEFAULT_SCHEME, load_config
+from herdcount.score import format_score, score
+from herdcount.synth import truth_dir, write_survey
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def count(data: Path, run: Path, out: Path) -> float:
+    """Run the count job; return its wall time."""
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYSPARK_PYTHON": sys.executable,
+    }
+    started = time.monotonic()
+    cmd = [str(BIN / "spark-submit"), str(ROOT / "jobs" / "count.py"), "--data", str(data), "--model", str(run),
+           "--out", str(out)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    if done.returncode:
+        raise RuntimeError(f"count job failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    return time.monotonic() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", help="folder for surveys, runs and counts (default: a temporary one)")
+    p.add_argument("--test", type=int, default=40, help="test photos")
+    p.add_argument("--test-seed", type=int, default=6, help="seed of the test survey (training uses 5)")
+    p.add_argument("--width", type=int, default=1600)
+    p.add_argument("--height", type=int, default=1100)
+    args = p.parse_args(argv)
+    work = Path(args.work or tempfile.mkdtemp(prefix="herdcount-bench-accuracy-"))
+    sys.path.insert(0, str(ROOT / "bench"))
+    from train import main as train_main
+
+    size = ["--width", str(args.width), "--height", str(args.height)]
+    code = train_main(["--work", str(work), "--seed", "5", "--reuse", *size])
+    if code:
+        return code
+    data = work / "test-data"
+    if not (data / "sample_submission.csv").is_file():
+        write_survey(data, n_train=0, n_test=args.test, seed=args.test_seed, config=load_config(DEFAULT_SCHEME),
+                     width=args.width, height=args.height)  # fmt: skip
+    truth = truth_dir(data) / "test_counts.csv"
+    results = {}
+    for kind in ("density", "classifier"):
+        seconds = count(data, work / f"run-{kind}", work / f"count-{kind}")
+        results[kind] = score(work / f"count-{kind}" / "submission.csv", truth)
+        print(
+            f"\n{kind} model on {args.test} test photos of seed {args.test_seed} (count job: {seconds:.0f} s wall)"
+        )
+        print(format_score(results[kind]))
+    density, classifier = results["density"]["mean_rmse"], results["classifier"]["mean_rmse"]
+    zeros = results["density"]["zero_mean_rmse"]
+    print(f"\naveraged RMSE: density {density:.3f}, classifier tiles {classifier:.3f}, all zeros {zeros:.3f}")
+    print(f"density / all zeros = {density / zeros:.3f} (goal <= 0.25); "
+          f"density / classifier = {density / classifier:.3f} (goal <= 0.5)")  # fmt: skip
+    print(f"outputs: {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

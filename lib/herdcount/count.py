@@ -1,0 +1,396 @@
+"""The count job's library side: plan on the driver, one photo per task on the executors.
+
+Outputs under OUT:
+
+- ``photos/<id>.json``: the counts of one photo, written by the executor that counted
+  it; its presence marks the photo as done, so a rerun skips it.
+- ``settings.json``: what decides the counts (model, its fingerprint, scale, stride); a
+  rerun with other settings into the same OUT is refused rather than mixed.
+- ``submission.csv`` (Kaggle format, rounded), ``counts.csv`` (unrounded),
+  ``errors.csv`` and ``run.json``, written by the driver at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from herdcount import storage
+from herdcount.config import Config
+from herdcount.counting import class_counts, density_map, tile_scores, window_scores
+from herdcount.extract import id_key
+from herdcount.imaging import PhotoError, decode_rgb_scaled
+from herdcount.predictors import LOADS, LoadedModel, load_model, read_model_info
+
+OK, ERROR = "ok", "error"
+PHOTO_EXTENSIONS = ("jpg", "jpeg", "png", "tif", "tiff")
+
+
+@dataclass(frozen=True)
+class CountSettings:
+    """What the executors need to count a photo; small enough to ship with every task."""
+
+    out: str
+    model: str
+    kind: str
+    num_classes: int
+    scale: float = 1.0
+    #: Classifier only: offset between windows; None means the patch size (the seed's tiles).
+    stride: int | None = None
+    tile: int = 1024
+    batch_size: int = 4
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class PhotoTask:
+    """One photo to count; ``name`` is how messages refer to it (``Test/12.jpg``)."""
+
+    photo_id: str
+    path: str
+    name: str
+
+
+@dataclass
+class CountPlan:
+    """What the driver decided before any Spark work starts."""
+
+    out: str
+    tasks: list[PhotoTask]
+    #: Records of photos counted by an earlier run into the same OUT.
+    done: list[dict[str, Any]] = field(default_factory=list)
+    #: Error records that need no Spark work (files that are not photos, missing ids).
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    #: Submission ids in order: sample_submission.csv's, or the photos' in numeric order.
+    order: list[str] = field(default_factory=list)
+    sample: str | None = None
+
+
+def check_model(run: str | Path, config: Config) -> dict[str, Any]:
+    """The model.json of RUN, checked against the scheme.
+
+    Raises
+    ------
+    ValueError
+        If RUN is not a finished training run, or its classes differ from the scheme's
+        (a classifier adds the background class last).
+    """
+    info = read_model_info(run)
+    expected = list(config.class_names)
+    if info["kind"] == "classifier":
+        expected.append(config.background_class)
+    if list(info["class_names"]) != expected:
+        raise ValueError(
+            f"{Path(run) / 'model.json'}: classes {info['class_names']} do not match the scheme; "
+            f"expected {expected} (a {info['kind']} model trained with this scheme)"
+        )
+    return info
+
+
+def check_stride(info: dict[str, Any], stride: int | None) -> int | None:
+    """The classifier's window stride, checked; None for density models.
+
+    Raises
+    ------
+    ValueError
+        If a stride is given for a density model, or it is not the patch size or a
+        multiple of 8 below it (8 is the classifier's native stride: three 2x2 poolings).
+    """
+    if info["kind"] == "density":
+        if stride is not None:
+            raise ValueError(f"--stride is for classifier models; {info['kind']} models count every pixel")
+        return None
+    patch = int(info["patch_size"])
+    stride = patch if stride is None else stride
+    if stride != patch and not (0 < stride < patch and stride % 8 == 0):
+        raise ValueError(f"stride must be {patch} (the patch size) or a multiple of 8 below it, got {stride}")
+    return stride
+
+
+def plan_count(images: str | Path, out: str | Path, *, sample: str | Path | None = None) -> CountPlan:
+    """List the photos to count, what an earlier run finished, and the submission order.
+
+    Raises
+    ------
+    ValueError
+        If the photo folder is missing or holds no photos, or sample_submission.csv is
+        unreadable.
+    """
+    images = Path(images)
+    if not images.is_dir():
+        raise ValueError(f"photo folder {str(images)!r} does not exist; expected a folder of <id>.jpg photos")
+    names = storage.list_files(images)
+    photos = [n for n in names if n.rsplit(".", 1)[-1].lower() in PHOTO_EXTENSIONS and "." in n]
+    if not photos:
+        raise ValueError(
+            f"photo folder {str(images)!r} holds no photos ({len(names)} other files); expected <id>.jpg files"
+        )
+    plan = CountPlan(str(out), [])
+    done = _finished(Path(out))
+    seen: dict[str, str] = {}
+    for name in names:
+        photo_id, label = name.rsplit(".", 1)[0], f"{images.name}/{name}"
+        if name not in photos:
+            plan.rows.append(_error(photo_id, label, "not a photo; expected <id>.jpg"))
+        elif photo_id in seen:
+            plan.rows.append(
+                _error(photo_id, label, f"id {photo_id!r} is also {seen[photo_id]}; counted once")
+            )
+        else:
+            seen[photo_id] = label
+            if photo_id in done:
+                plan.done.append({**done[photo_id], "resumed": True})
+            else:
+                plan.tasks.append(PhotoTask(photo_id, str(images / name), label))
+    if sample is not None and Path(sample).is_file():
+        plan.sample = str(sample)
+        plan.order = read_sample_ids(sample)
+        for photo_id in plan.order:
+            if photo_id not in seen:
+                plan.rows.append(
+                    _error(photo_id, f"{images.name}/{photo_id}.jpg", "missing from the photo folder")
+                )
+    else:
+        plan.order = sorted(seen, key=id_key)
+    return plan
+
+
+def read_sample_ids(path: str | Path) -> list[str]:
+    """The ``test_id`` column of sample_submission.csv, in its order.
+
+    Raises
+    ------
+    ValueError
+        If the first column is not ``test_id`` or an id appears twice.
+    """
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows or not rows[0] or rows[0][0].strip() != "test_id":
+        raise ValueError(f"{path}: the first column must be test_id")
+    ids, seen = [], set()
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        key = row[0].strip()
+        if key in seen:
+            raise ValueError(f"{path}, line {line}: id {key!r} appears twice")
+        seen.add(key)
+        ids.append(key)
+    return ids
+
+
+def settings_key(settings: CountSettings) -> dict[str, Any]:
+    """What decides the counts of a photo: the model file and the options that change them."""
+    model = Path(settings.model) / "model.keras"
+    return {
+        "model": str(Path(settings.model).resolve()),
+        "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+        "kind": settings.kind,
+        "scale": settings.scale,
+        "stride": settings.stride,
+    }
+
+
+def claim_out(settings: CountSettings) -> None:
+    """Record in OUT/settings.json what its counts are made with, or check an earlier
+    run's record against it.
+
+    Raises
+    ------
+    ValueError
+        If OUT holds counts made with another model, scale or stride.
+    """
+    path = Path(settings.out) / "settings.json"
+    key = settings_key(settings)
+    if path.is_file():
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in key if earlier.get(k) != key[k])
+        if changed:
+            raise ValueError(
+                f"{settings.out} holds counts made with other settings ({', '.join(changed)} differ); "
+                "give another --out, or delete its photos/ folder and settings.json to count again"
+            )
+        return
+    storage.write_text_atomic(path, json.dumps(key, indent=2))
+
+
+def count_photo(task: PhotoTask, settings: CountSettings) -> dict[str, Any]:
+    """Count one photo on an executor and write ``OUT/photos/<id>.json``; never raises for
+    bad input, returns an error record instead.
+
+    The record holds ``test_id``, ``status``, ``counts`` (unrounded, per class), the
+    decoded ``width`` and ``height``, ``cpu_s`` and ``wall_s``, and the worker's ``pid``,
+    ``model_loads`` (how often this worker loaded the model: 1) and ``tf_threads``.
+    ``cpu_s`` is decoding and inference; ``load_cpu_s`` the model load (on a worker's first
+    photo) or the cache lookup. ``wall_s`` covers both.
+    """
+    cpu, wall = time.process_time(), time.monotonic()
+    result = Path(settings.out) / "photos" / f"{task.photo_id}.json"
+    try:
+        if result.is_file():  # a retried task whose first attempt finished
+            return {**json.loads(result.read_text(encoding="utf-8")), "resumed": True}
+        model = load_model(settings.model, threads=settings.threads)
+        # The first photo of a worker pays for TensorFlow's start and the model load:
+        # timed apart, so cpu_s is the steady cost per photo.
+        load_cpu = time.process_time() - cpu
+        cpu = time.process_time()
+        image = decode_rgb_scaled(_read(task), task.name, scale=settings.scale)
+        counts = count_image(image, model, settings)
+    except PhotoError as exc:
+        return _error(task.photo_id, task.name, str(exc).removeprefix(f"{task.name}: "))
+    except Exception as exc:
+        return _error(task.photo_id, task.name, f"{type(exc).__name__}: {exc}")
+    record = {
+        "test_id": task.photo_id,
+        "status": OK,
+        "file": task.name,
+        "counts": [round(float(c), 4) for c in counts],
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "cpu_s": round(time.process_time() - cpu, 3),
+        "wall_s": round(time.monotonic() - wall, 3),
+        "load_cpu_s": round(load_cpu, 3),
+        "pid": os.getpid(),
+        "model_loads": LOADS[str((Path(settings.model) / "model.keras").resolve())],
+        "tf_threads": list(model.threads),
+    }
+    storage.write_text_atomic(result, json.dumps(record))
+    return record
+
+
+def count_image(image: np.ndarray, model: LoadedModel, settings: CountSettings) -> np.ndarray:
+    """Counts per animal class in one decoded photo.
+
+    Density models: the sum of each class map over the whole photo, computed in tiles of
+    ``settings.tile`` pixels with the model's margin (see :func:`density_map`).
+    Classifiers: windows per class (see :func:`class_counts`); at the patch stride the
+    seed's non-overlapping tiles, below it every window from the fully convolutional form.
+    """
+    info = model.info
+    if info["kind"] == "density":
+        stride, margin = int(info["output_stride"]), int(info["margin"])
+        tile = max(stride, settings.tile // stride * stride)
+        density = density_map(
+            image, model.predict, stride=stride, tile=tile, margin=margin, batch_size=settings.batch_size
+        )
+        return density.sum(axis=(0, 1), dtype=np.float64)
+    patch = int(info["patch_size"])
+    stride = settings.stride or patch
+    if stride == patch:
+        scores = tile_scores(image, model.predict, patch=patch, batch_size=256)
+    else:
+        scores = window_scores(image, model.predict_maps, patch=patch, stride=stride, step=model.map_stride,
+                               tile=settings.tile, batch_size=settings.batch_size)  # fmt: skip
+    return class_counts(scores, settings.num_classes, weight=(stride / patch) ** 2)
+
+
+def _read(task: PhotoTask) -> bytes:
+    try:
+        return storage.read_bytes(task.path)
+    except FileNotFoundError:
+        raise PhotoError(f"{task.name}: missing (deleted after listing?)") from None
+
+
+def _error(photo_id: str, name: str, reason: str) -> dict[str, Any]:
+    return {"test_id": photo_id, "status": ERROR, "file": name, "reason": reason}
+
+
+def _finished(out: Path) -> dict[str, dict[str, Any]]:
+    done = {}
+    for name in storage.list_files(out / "photos"):
+        if name.endswith(".json"):
+            record = json.loads((out / "photos" / name).read_text(encoding="utf-8"))
+            done[record["test_id"]] = record
+    return done
+
+
+# --- outputs on the driver -------------------------------------------------------------
+
+
+def submission_csv(plan: CountPlan, counted: dict[str, list[float]], config: Config) -> str:
+    """Kaggle ``submission.csv``: one row per id of the plan's order, counts rounded to
+    the nearest non-negative integer, zeros for photos that failed."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["test_id", *config.class_names])
+    zeros = [0.0] * len(config.class_names)
+    for photo_id in plan.order:
+        values = np.rint(np.maximum(counted.get(photo_id, zeros), 0)).astype(int)
+        writer.writerow([photo_id, *values.tolist()])
+    return buf.getvalue()
+
+
+def write_outputs(plan: CountPlan, results: list[dict[str, Any]], config: Config) -> dict[str, Any]:
+    """Write submission.csv, counts.csv and errors.csv into OUT; return the run's totals."""
+    records = plan.done + results
+    ok = sorted((r for r in records if r["status"] == OK), key=lambda r: id_key(r["test_id"]))
+    errors = sorted(
+        (r for r in plan.rows + results if r["status"] == ERROR), key=lambda r: id_key(r["test_id"])
+    )
+    counted = {r["test_id"]: r["counts"] for r in ok}
+    out, names = Path(plan.out), config.class_names
+    storage.write_text_atomic(out / "submission.csv", submission_csv(plan, counted, config))
+    storage.write_text_atomic(
+        out / "counts.csv",
+        _csv(["test_id", *names, "width", "height", "cpu_s"],
+             [[r["test_id"], *r["counts"], r["width"], r["height"], r["cpu_s"]] for r in ok]),
+    )  # fmt: skip
+    storage.write_text_atomic(
+        out / "errors.csv",
+        _csv(["test_id", "file", "reason"], [[r["test_id"], r["file"], r["reason"]] for r in errors]),
+    )
+    in_order = set(plan.order)
+    fresh = [r for r in results if r["status"] == OK and not r.get("resumed")]
+    totals = {
+        "photos": len(plan.tasks) + len(plan.done),
+        "counted": len(ok),
+        "resumed": len(ok) - len(fresh),
+        "failed": len(errors),
+        "submission_rows": len(plan.order),
+        "not_in_submission": sorted((i for i in counted if i not in in_order), key=id_key),
+        "counts": dict(zip(names, np.sum([r["counts"] for r in ok], axis=0).round(2).tolist()))
+        if ok
+        else dict.fromkeys(names, 0.0),
+        "cpu_s_per_photo": round(float(np.mean([r["cpu_s"] for r in fresh])), 3) if fresh else None,
+        "workers": len({r["pid"] for r in fresh}),
+        "model_loads_per_worker": max((r["model_loads"] for r in fresh), default=0),
+    }
+    return totals
+
+
+def _csv(header: list[str], rows: list[list[Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def format_summary(totals: dict[str, Any], errors: list[dict[str, Any]]) -> str:
+    """The lines the job prints at the end."""
+    lines = [
+        f"photos: {totals['counted']} counted ({totals['resumed']} resumed), {totals['failed']} failed; "
+        f"submission.csv has {totals['submission_rows']} rows",
+        "counts: " + ", ".join(f"{k} {v:g}" for k, v in totals["counts"].items()),
+    ]
+    if totals["cpu_s_per_photo"] is not None:
+        lines.append(
+            f"{totals['cpu_s_per_photo']:.2f} CPU-s per photo (decoding and inference) in {totals['workers']} worker processes"
+        )
+    if totals["not_in_submission"]:
+        lines.append(
+            f"{len(totals['not_in_submission'])} counted photos are not in sample_submission.csv and were left "
+            "out of submission.csv (they are in counts.csv)"
+        )
+    for r in errors:
+        lines.append(f"  failed {r['file']}: {r['reason']}")
+    return "\n".join(lines)

@@ -1,0 +1,215 @@
+"""Trained models as ``predict`` callables, loaded once per Python worker.
+
+A Spark Python worker is reused for many tasks, so a model loaded here stays in
+:data:`_MODELS` for every photo that worker counts. The cache lives in this module, not
+in a job script: cloudpickle copies a ``__main__`` global into every task, so a cache
+there would start empty each time. TensorFlow is imported inside the functions, never
+at import time, so the driver can pickle code that refers to this module cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from herdcount.counting import Predict
+
+KINDS = ("density", "classifier")
+
+#: Loaded models of this process, by model file and its modification time and size.
+_MODELS: dict[tuple[str, int, int], LoadedModel] = {}
+#: How often this process loaded each model file: 1 when the cache works.
+LOADS: Counter[str] = Counter()
+
+
+@dataclass
+class LoadedModel:
+    """A model run ready to count: its description and its predict callables."""
+
+    info: dict[str, Any]
+    #: The Keras model itself.
+    model: Any
+    #: Batch of windows to class scores (classifier) or density maps (density model).
+    predict: Predict
+    #: The classifier applied fully convolutionally: windows to score maps (None otherwise).
+    predict_maps: Predict | None = None
+    #: Output stride of ``predict_maps``.
+    map_stride: int = 0
+    threads: tuple[int, int] = (0, 0)
+
+
+def read_model_info(run: str | Path) -> dict[str, Any]:
+    """The ``model.json`` of a training run, checked for what counting needs.
+
+    Raises
+    ------
+    ValueError
+        If RUN, its model.json or model.keras is missing, or model.json is unreadable or
+        names an unknown kind.
+    """
+    run = Path(run)
+    if not run.is_dir():
+        raise ValueError(
+            f"model run {str(run)!r} does not exist; expected the --out folder of models/train.py"
+        )
+    for name in ("model.json", "model.keras"):
+        if not (run / name).is_file():
+            raise ValueError(
+                f"model run {str(run)!r} has no {name}; expected a finished run of models/train.py"
+            )
+    try:
+        info = json.loads((run / "model.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{run / 'model.json'}: unreadable ({exc})") from None
+    if not isinstance(info, dict) or info.get("kind") not in KINDS:
+        kind = info.get("kind") if isinstance(info, dict) else None
+        raise ValueError(f"{run / 'model.json'}: kind {kind!r} is not one of {list(KINDS)}")
+    needed = ("output_stride", "margin") if info["kind"] == "density" else ("patch_size",)
+    absent = [k for k in ("class_names", *needed) if k not in info]
+    if absent:
+        raise ValueError(f"{run / 'model.json'}: missing {absent}")
+    return info
+
+
+def set_threads(threads: int) -> tuple[int, int]:
+    """Give TensorFlow ``threads`` intra-op and inter-op threads in this process; return
+    the values in force (TensorFlow fixes them at its first operation)."""
+    # Its C++ start-up notices would fill every executor's log; warnings still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # already initialised by an earlier task of this worker
+    return (
+        tf.config.threading.get_intra_op_parallelism_threads(),
+        tf.config.threading.get_inter_op_parallelism_threads(),
+    )
+
+
+def load_model(run: str | Path, *, threads: int = 1) -> LoadedModel:
+    """The model of a training run, loaded on first use in this process and cached.
+
+    Parameters
+    ----------
+    run : str or Path
+        A finished run of ``models/train.py`` (model.json and model.keras).
+    threads : int, optional
+        TensorFlow threads for this process, set before its first operation.
+    """
+    path = Path(run) / "model.keras"
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key in _MODELS:
+        return _MODELS[key]
+    in_force = set_threads(threads)
+    import keras
+
+    info = read_model_info(run)
+    model = keras.models.load_model(path, compile=False)
+    loaded = LoadedModel(info, model, _predictor(model), threads=in_force)
+    if info["kind"] == "classifier":
+        maps = fully_convolutional(model)
+        loaded.predict_maps, loaded.map_stride = _predictor(maps), native_stride(model)
+    _MODELS[key] = loaded
+    LOADS[key[0]] += 1
+    return loaded
+
+
+def _predictor(model: Any) -> Predict:
+    import numpy as np
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(model(batch, training=False))
+
+    return predict
+
+
+def native_stride(classifier: Any) -> int:
+    """The product of the strides of a classifier's convolutions and poolings: the step
+    between windows that its fully convolutional form evaluates."""
+    step = 1
+    for layer in classifier.layers:
+        strides = getattr(layer, "strides", None)
+        if strides is not None and type(layer).__name__ in ("Conv2D", "MaxPooling2D", "AveragePooling2D"):
+            if strides[0] != strides[1]:
+                raise ValueError(f"layer {layer.name!r} has unequal strides {strides}")
+            step *= int(strides[0])
+    return step
+
+
+def fully_convolutional(classifier: Any) -> Any:
+    """The classifier with its Dense layers applied as convolutions.
+
+    The first Dense layer after ``Flatten`` becomes a convolution whose kernel covers the
+    whole flattened feature map (same weights, reshaped); later Dense layers become 1x1
+    convolutions; Dropout is dropped (it is the identity at inference). On a larger input
+    the result scores every window of the original size at steps of
+    :func:`native_stride`, sharing the convolution work between overlapping windows:
+    output cell ``(i, j)`` is the class scores of the window whose top-left pixel is
+    ``(i * step, j * step)``.
+
+    Parameters
+    ----------
+    classifier : keras.Model
+        A chain of Rescaling, Conv2D, pooling, Flatten, Dense and Dropout layers, as
+        built by ``make_classifier_model``.
+
+    Returns
+    -------
+    keras.Model
+        Input ``(N, H, W, 3)``; output ``(N, (H - p) // step + 1, (W - p) // step + 1, C)``
+        for windows of side ``p``.
+
+    Raises
+    ------
+    ValueError
+        If the model holds a layer that has no convolutional form here.
+    """
+    import keras
+    import numpy as np
+    from keras import layers
+
+    inputs = keras.Input(shape=(None, None, classifier.input_shape[-1]), name="photo")
+    x, flat_shape, transfers = inputs, None, []
+    for layer in classifier.layers[1:]:
+        kind = type(layer).__name__
+        if kind in ("Rescaling", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Activation", "ReLU"):
+            clone = type(layer).from_config(layer.get_config())
+            x = clone(x)
+            transfers.append((clone, layer.get_weights()))
+        elif kind == "Dropout":
+            continue
+        elif kind == "Flatten":
+            flat_shape = tuple(layer.input.shape[1:])
+        elif kind == "Dense":
+            kernel, bias = layer.get_weights()
+            size = flat_shape[:2] if flat_shape else (1, 1)
+            kernel = kernel.reshape(*size, -1, kernel.shape[-1])
+            flat_shape = None
+            conv = layers.Conv2D(kernel.shape[-1], size, name=f"{layer.name}_conv")
+            x = conv(x)
+            transfers.append((conv, [kernel, bias]))
+            activation = layer.get_config()["activation"]
+            if activation == "softmax":
+                x = layers.Softmax(axis=-1, name=f"{layer.name}_softmax")(x)
+            elif activation != "linear":
+                x = layers.Activation(activation, name=f"{layer.name}_activation")(x)
+        else:
+            raise ValueError(f"layer {layer.name!r} of type {kind} has no fully convolutional form here")
+    model = keras.Model(inputs, x, name=f"{classifier.name}_fully_convolutional")
+    for layer, weights in transfers:
+        layer.set_weights([np.asarray(w) for w in weights])
+    return model
+
+
+def clear_cache() -> None:
+    """Forget the loaded models of this process (tests use it)."""
+    _MODELS.clear()
+    LOADS.clear()

@@ -1,0 +1,237 @@
+"""End to end: ``spark-submit jobs/count.py`` with models whose counts are known in advance."""
+
+import csv
+import importlib.util
+import json
+import shutil
+
+import keras
+import numpy as np
+import pytest
+from conftest import ROOT, spark_submit
+from keras import layers
+
+from herdcount.imaging import decode_rgb, decode_rgb_scaled
+from herdcount.synth import write_survey
+
+from builders import make_classifier_model, save_model_run
+
+pytestmark = pytest.mark.slow
+
+# Class k's density per 8x8 cell is COLOUR_WEIGHTS[k] . (mean RGB of the cell / 255).
+COLOUR_WEIGHTS = np.array(
+    [[0.004, 0, 0], [0, 0.004, 0], [0, 0, 0.004], [0.002, 0.002, 0], [0.001, 0.001, 0.001]]
+)
+
+
+def colour_density_model() -> keras.Model:
+    """A density model of stride 8 with fixed weights: counts are a known sum of pixels."""
+    inputs = keras.Input(shape=(None, None, 3))
+    x = layers.Rescaling(1 / 255)(inputs)
+    x = layers.AveragePooling2D(8)(x)
+    conv = layers.Conv2D(len(COLOUR_WEIGHTS), 1, use_bias=False)
+    outputs = conv(x)
+    model = keras.Model(inputs, outputs)
+    conv.set_weights([COLOUR_WEIGHTS.T[None, None].astype("float32")])
+    return model
+
+
+def expected_density_counts(image: np.ndarray) -> np.ndarray:
+    pad = ((0, -image.shape[0] % 8), (0, -image.shape[1] % 8), (0, 0))
+    sums = np.pad(image, pad, mode="edge").astype(np.float64).sum(axis=(0, 1)) / 255 / 64
+    return COLOUR_WEIGHTS @ sums
+
+
+def expected_window_counts(model: keras.Model, image: np.ndarray, stride: int) -> np.ndarray:
+    """Window by window, as the seed did, but all in one call: windows at ``stride``
+    offsets covering the photo (edge-padded), each counting (stride / 64) ** 2."""
+    n = [-(-(side - 64) // stride) + 1 for side in image.shape[:2]]
+    pad = [(0, (k - 1) * stride + 64 - side) for k, side in zip(n, image.shape[:2])]
+    padded = np.pad(image, [*pad, (0, 0)], mode="edge")
+    windows = np.stack(
+        [
+            padded[r * stride : r * stride + 64, c * stride : c * stride + 64]
+            for r in range(n[0])
+            for c in range(n[1])
+        ]
+    )
+    winners = np.argmax(np.asarray(model(windows, training=False)), axis=-1)
+    return np.bincount(winners, minlength=6)[:5] * (stride / 64) ** 2
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+@pytest.fixture(scope="module")
+def counting(tmp_path_factory, config):
+    """A test folder with bad files, both kinds of model, and the density model's run."""
+    root = tmp_path_factory.mktemp("count")
+    data = root / "data"
+    write_survey(data, n_train=0, n_test=6, seed=4, config=config, width=420, height=300, density=40)
+    names = config.class_names
+    order = ["3", "0", "5", "1", "6", "4", "2"]  # 6 has no photo
+    with open(data / "sample_submission.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["test_id", *names], *([i] + [1] * 5 for i in order)])
+    raw = (data / "Test" / "2.jpg").read_bytes()
+    (data / "Test" / "2.jpg").write_bytes(raw[: len(raw) // 3])
+    (data / "Test" / "notes.txt").write_text("not a photo")
+    (data / "Test" / "9.jpg").write_text("not a jpeg at all")  # not in sample_submission.csv
+    density = root / "run-density"
+    save_model_run(density, colour_density_model(), {"kind": "density", "class_names": names, "output_stride": 8,
+                                                     "receptive_field": 8, "margin": 8, "input_scale": 1.0})  # fmt: skip
+    keras.utils.set_random_seed(2)
+    classifier_model = make_classifier_model((64, 64, 3), len(names) + 1)
+    classifier = root / "run-classifier"
+    save_model_run(classifier, classifier_model, {"kind": "classifier", "patch_size": 64,
+                                                  "class_names": [*names, config.background_class]})  # fmt: skip
+    out = root / "out-density"
+    proc = spark_submit("jobs/count.py", "--data", str(data), "--model", str(density), "--out", str(out),
+                        "--tile", "64")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"root": root, "data": data, "order": order, "density": density, "classifier": classifier,
+            "classifier_model": classifier_model, "out": out, "proc": proc}  # fmt: skip
+
+
+def test_submission_follows_sample_order_with_rounded_known_counts(counting, config):
+    rows = read_csv(counting["out"] / "submission.csv")
+    assert rows[0] == ["test_id", *config.class_names]
+    assert [r[0] for r in rows[1:]] == counting["order"]
+    by_id = {r[0]: [int(v) for v in r[1:]] for r in rows[1:]}
+    for i in ("0", "1", "3", "4", "5"):
+        image = decode_rgb((counting["data"] / "Test" / f"{i}.jpg").read_bytes())
+        expected = expected_density_counts(image)
+        assert by_id[i] == np.rint(expected).astype(int).tolist()
+    assert by_id["2"] == by_id["6"] == [0] * 5
+
+
+def test_counts_csv_keeps_unrounded_counts_equal_to_the_known_sums(counting):
+    rows = {r[0]: r for r in read_csv(counting["out"] / "counts.csv")[1:]}
+    assert sorted(rows) == ["0", "1", "3", "4", "5"]
+    for i, row in rows.items():
+        image = decode_rgb((counting["data"] / "Test" / f"{i}.jpg").read_bytes())
+        np.testing.assert_allclose([float(v) for v in row[1:6]], expected_density_counts(image), atol=2e-4)
+        assert (int(row[6]), int(row[7])) == (420, 300)
+
+
+def test_errors_csv_names_every_bad_file_with_its_reason(counting):
+    rows = {r[1]: r for r in read_csv(counting["out"] / "errors.csv")[1:]}
+    assert set(rows) == {"Test/2.jpg", "Test/6.jpg", "Test/9.jpg", "Test/notes.txt"}
+    assert "truncated or corrupt" in rows["Test/2.jpg"][2]
+    assert "missing from the photo folder" in rows["Test/6.jpg"][2]
+    assert "not an image" in rows["Test/9.jpg"][2]
+    assert "not a photo" in rows["Test/notes.txt"][2]
+    summary = counting["proc"].stdout
+    assert "5 counted (0 resumed), 4 failed" in summary
+    assert "1 counted photos are not in sample_submission.csv" not in summary  # 9 failed, so not counted
+
+
+def test_each_worker_loads_the_model_once_and_runs_tf_on_the_task_cpus(counting):
+    records = [json.loads(p.read_text()) for p in (counting["out"] / "photos").glob("*.json")]
+    assert len(records) == 5
+    assert {r["model_loads"] for r in records} == {1}
+    assert {tuple(r["tf_threads"]) for r in records} == {(1, 1)}
+    run = json.loads((counting["out"] / "run.json").read_text())
+    assert run["job"] == "count" and run["model"]["run"] == str(counting["density"].resolve())
+    assert run["model"]["kind"] == "density" and run["totals"]["counted"] == 5
+    assert run["config"]["settings"]["tile"] == 64 and run["spark"]["spark.task.cpus"] == "1"
+
+
+def test_rerun_resumes_from_finished_photos_and_gives_the_same_outputs(counting, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(counting["out"], out)
+    (out / "photos" / "1.json").unlink()
+    for name in ("submission.csv", "counts.csv", "errors.csv"):
+        (out / name).unlink()
+    proc = spark_submit("jobs/count.py", "--data", str(counting["data"]), "--model", str(counting["density"]),
+                        "--out", str(out), "--tile", "200")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # Photo 1 and the two bad photos (failures are tried again); the 4 others are resumed.
+    assert "3 photos to count with the density model, 4 done by an earlier run" in proc.stdout
+    assert "5 counted (4 resumed)" in proc.stdout
+    for name in ("submission.csv", "errors.csv"):
+        assert (out / name).read_text() == (counting["out"] / name).read_text()
+    first = {r[0]: np.array(r[1:6], float) for r in read_csv(counting["out"] / "counts.csv")[1:]}
+    again = {r[0]: np.array(r[1:6], float) for r in read_csv(out / "counts.csv")[1:]}
+    assert first.keys() == again.keys()
+    for i in first:  # photo 1 counted again with other tiles: the same up to float rounding
+        np.testing.assert_allclose(again[i], first[i], atol=2e-4)
+
+
+def test_rerun_with_other_settings_into_the_same_out_is_refused(counting, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(counting["out"], out)
+    proc = spark_submit("jobs/count.py", "--data", str(counting["data"]), "--model", str(counting["density"]),
+                        "--out", str(out), "--scale", "0.5")  # fmt: skip
+    assert proc.returncode == 2
+    assert "holds counts made with other settings (scale differ)" in proc.stdout + proc.stderr
+    assert "SparkContext" not in proc.stderr  # refused before Spark started
+
+
+def test_sliding_classifier_at_half_scale_with_two_cpus_per_task(counting, tmp_path):
+    out = tmp_path / "out"
+    proc = spark_submit("--conf", "spark.task.cpus=2", "jobs/count.py", "--images", str(counting["data"] / "Test"),
+                        "--model", str(counting["classifier"]), "--out", str(out), "--scale", "0.5",
+                        "--stride", "32", "--tile", "96")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r[0]: r for r in read_csv(out / "counts.csv")[1:]}
+    assert sorted(rows) == ["0", "1", "3", "4", "5"]
+    seen = set()
+    for i, row in rows.items():
+        image = decode_rgb_scaled((counting["data"] / "Test" / f"{i}.jpg").read_bytes(), scale=0.5)
+        assert (int(row[6]), int(row[7])) == (210, 150)
+        expected = expected_window_counts(counting["classifier_model"], image, 32)
+        np.testing.assert_allclose([float(v) for v in row[1:6]], expected)
+        seen.update(np.flatnonzero(expected).tolist())
+    assert len(seen) >= 2, "the fixed weights should tell windows apart"
+    # Without sample_submission.csv (--images only), rows follow the numeric ids.
+    assert [r[0] for r in read_csv(out / "submission.csv")[1:]] == ["0", "1", "2", "3", "4", "5", "9"]
+    records = [json.loads(p.read_text()) for p in (out / "photos").glob("*.json")]
+    assert {tuple(r["tf_threads"]) for r in records} == {(2, 2)}
+
+
+def _job():
+    spec = importlib.util.spec_from_file_location("count_job", ROOT / "jobs" / "count.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("case", ["no model", "other classes", "empty folder", "no folder", "bad stride"])
+def test_configuration_errors_stop_the_job_before_spark_starts(counting, tmp_path, case, capsys):
+    from pyspark import SparkContext
+
+    model, images = counting["density"], tmp_path / "photos"
+    shutil.copytree(counting["data"] / "Test", images)
+    extra = []
+    expected = {
+        "no model": "does not exist; expected the --out folder of models/train.py",
+        "other classes": "do not match the scheme; expected ['adult_males'",
+        "empty folder": "holds no photos (1 other files); expected <id>.jpg files",
+        "no folder": "does not exist; expected a folder of <id>.jpg photos",
+        "bad stride": "--stride is for classifier models",
+    }[case]
+    if case == "no model":
+        model = tmp_path / "nowhere"
+    elif case == "other classes":
+        model = tmp_path / "run"
+        shutil.copytree(counting["density"], model)
+        info = json.loads((model / "model.json").read_text())
+        info["class_names"] = ["seals", "gulls", "a", "b", "c"]
+        (model / "model.json").write_text(json.dumps(info))
+    elif case == "empty folder":
+        shutil.rmtree(images)
+        images.mkdir()
+        (images / "readme.txt").write_text("nothing here")
+    elif case == "no folder":
+        shutil.rmtree(images)
+    else:
+        extra = ["--stride", "32"]
+    code = _job().main(
+        ["--images", str(images), "--model", str(model), "--out", str(tmp_path / "out"), *extra]
+    )
+    assert code == 2
+    assert expected in capsys.readouterr().err
+    assert SparkContext._active_spark_context is None
+    assert not (tmp_path / "out").exists()

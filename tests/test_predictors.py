@@ -1,0 +1,130 @@
+"""Counting with real Keras models in this process: the classifier's fully convolutional
+form against window-by-window evaluation, tiling invariance, reduced-size decoding."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from herdcount.count import CountSettings, count_image
+from herdcount.counting import class_counts, tile_scores, window_scores
+from herdcount.imaging import decode_rgb, decode_rgb_scaled, encode_jpeg
+from herdcount.predictors import LOADS, clear_cache, fully_convolutional, load_model, native_stride
+
+from builders import describe_density_model, make_classifier_model, make_density_model, save_model_run
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    keras.utils.set_random_seed(7)
+    return make_classifier_model((64, 64, 3), 4)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 255, (12, 16, 3)).astype(np.uint8)
+    # Smooth blobs and fine noise, so windows differ in what a random classifier sees.
+    image = np.asarray(Image.fromarray(base).resize((230, 171), Image.Resampling.BICUBIC)).astype(int)
+    return np.clip(image + rng.integers(-30, 30, image.shape), 0, 255).astype(np.uint8)
+
+
+def windows_at(image, stride, patch=64):
+    n = [-(-(side - patch) // stride) + 1 for side in image.shape[:2]]
+    pad = [(0, (k - 1) * stride + patch - side) for k, side in zip(n, image.shape[:2])]
+    padded = np.pad(image, [*pad, (0, 0)], mode="edge")
+    return np.stack(
+        [
+            padded[r * stride : r * stride + patch, c * stride : c * stride + patch]
+            for r in range(n[0])
+            for c in range(n[1])
+        ]
+    ).reshape(n[0], n[1], patch, patch, 3)
+
+
+@pytest.mark.parametrize(("stride", "tile"), [(8, 1024), (8, 40), (16, 64), (32, 8), (64, 200)])
+def test_fully_convolutional_classifier_scores_every_window_as_the_classifier_does(
+    classifier, photo, stride, tile
+):
+    maps = fully_convolutional(classifier)
+    assert native_stride(classifier) == 8
+    got = window_scores(photo, lambda b: np.asarray(maps(b)), stride=stride, step=8, tile=tile)
+    windows = windows_at(photo, stride)
+    expected = np.asarray(classifier(windows.reshape(-1, 64, 64, 3), training=False))
+    np.testing.assert_allclose(got, expected.reshape(*windows.shape[:2], -1), atol=1e-5)
+    assert len(np.unique(expected.argmax(axis=-1))) >= 2
+
+
+def test_seed_tiles_are_the_windows_at_the_patch_stride(classifier, photo):
+    tiles = tile_scores(photo, lambda b: np.asarray(classifier(b, training=False)), batch_size=5)
+    assert tiles.shape == (3, 4, 4)  # ceil(171 / 64), ceil(230 / 64)
+    expected = np.asarray(classifier(windows_at(photo, 64).reshape(-1, 64, 64, 3), training=False))
+    np.testing.assert_allclose(tiles.reshape(-1, 4), expected, atol=1e-6)
+
+
+def test_class_counts_by_hand():
+    scores = np.zeros((2, 3, 3))
+    winners = [[0, 1, 2], [1, 1, 2]]  # class 2 is the background
+    for (r, c), k in np.ndenumerate(np.array(winners)):
+        scores[r, c, k] = 1
+    np.testing.assert_array_equal(class_counts(scores, 2), [1, 3])
+    np.testing.assert_array_equal(class_counts(scores, 2, weight=0.25), [0.25, 0.75])
+
+
+def test_a_layer_without_convolutional_form_is_named():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.BatchNormalization(name="norm")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    with pytest.raises(ValueError, match="layer 'norm' of type BatchNormalization"):
+        fully_convolutional(model)
+
+
+def test_density_counts_do_not_depend_on_the_tile_size(tmp_path, photo):
+    keras.utils.set_random_seed(3)
+    model = make_density_model(3, width=8, depth=2)
+    # Untrained batch-norm statistics would give near-zero maps: make the output vary.
+    model.get_layer("density_x100").set_weights(
+        [np.full((1, 1, 16, 3), 0.05, "float32"), np.full(3, 0.5, "float32")]
+    )
+    save_model_run(
+        tmp_path, model, {"kind": "density", "class_names": ["a", "b", "c"], **describe_density_model(model)}
+    )
+    clear_cache()
+    loaded = load_model(tmp_path)
+    settings = [
+        CountSettings(out="", model=str(tmp_path), kind="density", num_classes=3, tile=t)
+        for t in (16, 48, 96, 4096)
+    ]
+    counts = [count_image(photo, loaded, s) for s in settings]
+    assert counts[0].min() > 1
+    for c in counts[1:]:
+        np.testing.assert_allclose(c, counts[-1], rtol=1e-5)
+    load_model(tmp_path)
+    assert LOADS[str((tmp_path / "model.keras").resolve())] == 1
+    assert (
+        json.loads((tmp_path / "model.json").read_text())["margin"] == describe_density_model(model)["margin"]
+    )
+
+
+@pytest.mark.parametrize("scale", [0.5, 0.3, 0.125, 1.5])
+def test_reduced_size_decoding_matches_a_full_decode_then_resize(photo, scale):
+    big = np.asarray(Image.fromarray(photo).resize((920, 684)))
+    data = encode_jpeg(big, 95)
+    got = decode_rgb_scaled(data, scale=scale)
+    size = (round(920 * scale), round(684 * scale))
+    assert got.shape == (size[1], size[0], 3)
+    full = Image.fromarray(decode_rgb(data))
+    reference = np.asarray(full.resize(size, Image.Resampling.BILINEAR)).astype(int)
+    nearest = np.asarray(full.resize(size, Image.Resampling.NEAREST)).astype(int)
+    # Within JPEG noise of the antialiased reference, and closer to it than subsampling is.
+    error = np.abs(got - reference).mean()
+    assert error < 5 and (error < np.abs(nearest - reference).mean() or scale > 1)
+
+
+@pytest.mark.parametrize("scale", [0, -1, 5])
+def test_scales_out_of_range_are_rejected(scale):
+    with pytest.raises(ValueError, match=f"scale must be in \\(0, 4\\], got {scale}"):
+        decode_rgb_scaled(b"\xff\xd8", scale=scale)
