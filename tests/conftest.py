@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from herdcount.config import DEFAULT_SCHEME, load_config
+from herdcount.extract import extract_in_process
 from herdcount.spark import find_java_home
 from herdcount.synth import write_survey
 
@@ -29,6 +30,14 @@ def survey(tmp_path_factory, config):
     write_survey(data, n_train=6, n_test=2, seed=11, config=config, width=900, height=700,
                  density=60, n_mismatched=1, mask_share=0.5)  # fmt: skip
     return data
+
+
+@pytest.fixture(scope="session")
+def extracted(tmp_path_factory, survey, config):
+    """The shared survey's extract output, made with the extract library (no Spark needed here)."""
+    out = tmp_path_factory.mktemp("extracted") / "out"
+    extract_in_process(survey, out, config)
+    return out
 
 
 def spark_submit(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:

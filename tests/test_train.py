@@ -14,8 +14,6 @@ import keras
 import numpy as np
 import pytest
 
-from herdcount.extract import extract_in_process
-
 import train
 from builders import make_density_model
 from training_data import load_photo, read_extract, tile_stream
@@ -41,14 +39,6 @@ def density_args(extracted: Path, survey: Path, run: Path, *extra: str) -> list[
     """Arguments of a tiny density run: seconds, not minutes."""
     return ["--kind", "density", "--extract", str(extracted), "--data", str(survey), "--out", str(run), *TINY_DENSITY,
             *extra]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def extracted(tmp_path_factory, survey, config):
-    """The shared survey's extract output, made with the extract library (no Spark needed here)."""
-    out = tmp_path_factory.mktemp("extracted") / "out"
-    extract_in_process(survey, out, config)
-    return out
 
 
 def run_train(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:

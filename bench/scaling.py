@@ -1,0 +1,92 @@
+"""Benchmark: photos per second of the count job on 1, 2, ... cores, and parallel efficiency.
+
+    python bench/scaling.py [--photos 24] [--width 1600] [--height 1100] [--cores 1,2] [--model RUN]
+
+Makes a test survey, then runs ``spark-submit --master local[N] jobs/count.py`` on the same
+photos for each N into a fresh OUT, and reads from its run.json the time of the counting
+stage (Spark's tasks, model loads in each worker included; session start-up excluded, as it
+is paid once per job, not per photo). Prints photos per second and the parallel efficiency
+``rate(N) / (N * rate(1))``. Without --model, an untrained density model of the default
+architecture is used: the cost of inference does not depend on the weights. Goal (issue 6):
+efficiency >= 0.85 on 2 cores with at least 16 photos of 1600x1100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def count_rate(data: Path, run: Path, out: Path, cores: int) -> tuple[float, float]:
+    """Photos per second of the counting stage with local[cores], and that stage's seconds."""
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYSPARK_PYTHON": sys.executable,
+    }
+    cmd = [str(BIN / "spark-submit"), "--master", f"local[{cores}]", str(ROOT / "jobs" / "count.py"),
+           "--data", str(data), "--model", str(run), "--out", str(out)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    if done.returncode:
+        raise RuntimeError(f"count job failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    totals = json.loads((out / "run.json").read_text())["totals"]
+    return totals["counted"] / totals["count_s"], totals["count_s"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--photos", type=int, default=24)
+    p.add_argument("--width", type=int, default=1600)
+    p.add_argument("--height", type=int, default=1100)
+    p.add_argument(
+        "--cores",
+        default=None,
+        help="comma-separated core counts (default: 1, 2, 4, ... up to this machine's)",
+    )
+    p.add_argument("--model", help="a training run (default: an untrained density model)")
+    p.add_argument("--work", help="folder for the survey and outputs (default: a temporary one)")
+    args = p.parse_args(argv)
+    available = len(os.sched_getaffinity(0))
+    cores = (
+        [int(c) for c in args.cores.split(",")]
+        if args.cores
+        else [c for c in (1, 2, 4, 8, 16, 32, 64) if c <= available]
+    )
+    work = Path(args.work or tempfile.mkdtemp(prefix="herdcount-bench-scaling-"))
+
+    from herdcount.config import DEFAULT_SCHEME, load_config
+    from herdcount.synth import write_survey
+
+    config = load_config(DEFAULT_SCHEME)
+    data = work / "data"
+    if not (data / "sample_submission.csv").is_file():
+        write_survey(
+            data, n_train=0, n_test=args.photos, seed=8, config=config, width=args.width, height=args.height
+        )
+    run = Path(args.model) if args.model else work / "run"
+    if not args.model and not (run / "model.json").is_file():
+        sys.path.insert(0, str(ROOT / "bench"))
+        from count import make_runs
+
+        run = make_runs(work / "runs", config)["density"]
+    print(f"{args.photos} photos of {args.width}x{args.height}; model {run}; {available} cores here")
+    print(f"{'cores':>5} {'stage s':>8} {'photos/s':>9} {'efficiency':>10}")
+    base = None
+    for n in cores:
+        rate, seconds = count_rate(data, run, work / f"out-{n}", n)
+        base = base or rate / n
+        print(f"{n:>5} {seconds:>8.2f} {rate:>9.2f} {rate / (n * base):>10.2f}", flush=True)
+    print("goal: efficiency >= 0.85 on 2 cores")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,408 @@
+"""One self-contained HTML report of a survey's extract, training and count runs.
+
+    python -m herdcount.report --extract OUT --run RUN [--run RUN2] --count COUNT [--count COUNT2]
+                               [--truth TRUTH] --out report.html
+
+Every picture is embedded as a PNG data URI and the page needs no network access. The
+sections: the survey, extraction quality, training, counting, failure diagnosis (the
+photos with the largest count errors, each with what the model saw overlaid) and lineage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import html
+import io
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from herdcount import storage
+from herdcount.config import Config, config_from_dict
+from herdcount.extract import id_key
+from herdcount.imaging import decode_rgb
+from herdcount.score import column_rmse, read_counts
+
+SECTIONS = (
+    ("survey", "Survey"),
+    ("extraction", "Extraction quality"),
+    ("training", "Training"),
+    ("counting", "Counting"),
+    ("diagnosis", "Failure diagnosis"),
+    ("lineage", "Lineage"),
+)
+
+
+@dataclass
+class Inputs:
+    """The runs a report covers, read from their folders."""
+
+    extract: Path
+    runs: list[Path]
+    counts: list[Path]
+    truth: Path | None
+    config: Config
+    extract_run: dict[str, Any]
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON file, or an empty dict when it does not exist."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header; empty when the file does not exist."""
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def load_inputs(extract: str, runs: list[str], counts: list[str], truth: str | None) -> Inputs:
+    """Check that every folder holds a finished run and read the extract run's scheme.
+
+    Raises
+    ------
+    ValueError
+        If a folder lacks its run's marker file (run.json, model.json).
+    """
+    for folder, marker in [
+        (extract, "run.json"),
+        *((r, "model.json") for r in runs),
+        *((c, "run.json") for c in counts),
+    ]:
+        if not (Path(folder) / marker).is_file():
+            raise ValueError(f"{folder} has no {marker}; expected a finished run")
+    if truth and not Path(truth).is_file():
+        raise ValueError(f"truth file {truth!r} does not exist")
+    extract_run = read_json(Path(extract) / "run.json")
+    scheme = extract_run["config"].get("scheme", extract_run["config"])
+    return Inputs(Path(extract), [Path(r) for r in runs], [Path(c) for c in counts], Path(truth) if truth else None,
+                  config_from_dict(scheme), extract_run)  # fmt: skip
+
+
+# --- HTML pieces ---------------------------------------------------------------------------
+
+
+def img(png: bytes, alt: str, *, width: int | None = None) -> str:
+    """An ``<img>`` with the PNG embedded as a data URI."""
+    size = f' width="{width}"' if width else ""
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}"{size} src="data:image/png;base64,{data}">'
+
+
+def table(header: list[str], rows: list[list[Any]], *, marked: set[int] = frozenset()) -> str:
+    """An HTML table; rows whose index is in ``marked`` get the class ``marked``."""
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = []
+    for n, row in enumerate(rows):
+        cls = ' class="marked"' if n in marked else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return "" if value is None else str(value)
+
+
+def png_of(image: np.ndarray) -> bytes:
+    """PNG bytes of an RGB array."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def draw_dots(image: np.ndarray, points: list[tuple[float, float, int]], colours: list[tuple[int, int, int]],
+              *, radius: int = 9) -> np.ndarray:  # fmt: skip
+    """A copy of ``image`` with a ring of its class colour around each ``(row, col, class)``."""
+    canvas = Image.fromarray(image)
+    pen = ImageDraw.Draw(canvas)
+    for row, col, k in points:
+        pen.ellipse(
+            (col - radius, row - radius, col + radius, row + radius), outline=tuple(colours[k]), width=3
+        )
+    return np.asarray(canvas)
+
+
+# --- sections ------------------------------------------------------------------------------
+
+
+def survey_section(inp: Inputs) -> str:
+    rows = read_rows(inp.extract / "extract_report.csv")
+    names = inp.config.class_names
+    by_status = {s: [r["train_id"] for r in rows if r["status"] == s] for s in ("ok", "skipped", "error")}
+    tests = sum(read_json(c / "run.json").get("totals", {}).get("photos", 0) for c in inp.counts[:1])
+    found = [sum(int(r[f"found_{n}"] or 0) for r in rows if r["status"] == "ok") for n in names]
+    expected = [sum(int(r[f"expected_{n}"] or 0) for r in rows if r[f"expected_{n}"]) for n in names]
+    swatch = '<span class="swatch" style="background: rgb{}"></span>'
+    classes = "".join(
+        f"<li>{swatch.format(tuple(c.dot_rgb))} {html.escape(c.name)}</li>" for c in inp.config.classes
+    )
+    failed = [f"{r['train_id']}: {r['message']}" for r in rows if r["status"] == "error"]
+    return (
+        f"<p>{len(rows)} training photos ({len(by_status['ok'])} extracted), {tests} test photos counted. "
+        f"Data: <code>{html.escape(str(inp.extract_run.get('inputs', {}).get('data')))}</code></p>"
+        f"<ul class='classes'>{classes}</ul>"
+        + table(["", *names], [["dots in train.csv", *expected], ["dots found", *found]])
+        + f"<p>Mismatched (skipped): {html.escape(', '.join(by_status['skipped']) or 'none')}</p>"
+        + f"<p>Failed: {html.escape('; '.join(failed) or 'none')}</p>"
+    )
+
+
+def extraction_section(inp: Inputs, *, crops: int = 3) -> str:
+    rows = read_rows(inp.extract / "extract_report.csv")
+    names = inp.config.class_names
+    body, marked = [], set()
+    for n, r in enumerate(sorted(rows, key=lambda r: id_key(r["train_id"]))):
+        if r["agrees"] == "false":
+            marked.add(n)
+        body.append([r["train_id"], r["status"], *(f"{r[f'found_{c}']} / {r[f'expected_{c}']}" for c in names),
+                     r["agrees"]])  # fmt: skip
+    parts = [f"<p>Found / expected (train.csv) per photo; {len(marked)} photos disagree (highlighted).</p>",
+             table(["train_id", "status", *names, "agrees"], body, marked=marked)]  # fmt: skip
+    data = Path(inp.extract_run.get("inputs", {}).get("data", ""))
+    metas = [
+        read_json(inp.extract / "metadata" / f"{r['train_id']}.json") for r in rows if r["status"] == "ok"
+    ]
+    metas.sort(key=lambda m: -sum(m.get("counts", [])))
+    for meta in metas[:crops]:
+        path = data / "Train" / meta["filename"]
+        if path.is_file():
+            parts.append(_dot_crop(path, meta, inp.config))
+    return "".join(parts)
+
+
+def _dot_crop(path: Path, meta: dict[str, Any], config: Config, size: tuple[int, int] = (360, 520)) -> str:
+    image = decode_rgb(path.read_bytes(), path.name)
+    points = [
+        (y, x, k) for k, name in enumerate(config.class_names) for x, y in meta[config.annotation_key][name]
+    ]
+    centre = np.median([(r, c) for r, c, _ in points], axis=0) if points else np.array(image.shape[:2]) / 2
+    top = int(np.clip(centre[0] - size[0] / 2, 0, max(0, image.shape[0] - size[0])))
+    left = int(np.clip(centre[1] - size[1] / 2, 0, max(0, image.shape[1] - size[1])))
+    crop = image[top : top + size[0], left : left + size[1]]
+    inside = [(r - top, c - left, k) for r, c, k in points]
+    drawn = draw_dots(crop, inside, list(config.dot_colours))
+    caption = f"Train/{meta['filename']}: {len(points)} dots found, drawn in their class colours"
+    return f"<figure>{img(png_of(drawn), caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+
+
+def training_section(inp: Inputs) -> str:
+    parts = []
+    for run in inp.runs:
+        info = read_json(run / "model.json")
+        weights = _weights(run)
+        size_mb = (run / "model.keras").stat().st_size / 1e6 if (run / "model.keras").is_file() else None
+        flops = info.get("flops_per_megapixel")
+        metrics = {k: v for k, v in info.get("metrics", {}).items() if isinstance(v, (int, float))}
+        parts.append(
+            f"<h3>{html.escape(info.get('kind', '?'))} model: <code>{html.escape(str(run))}</code></h3>"
+        )
+        parts.append(table(["weights", "model.keras MB", "GFLOP per megapixel", "epochs", *metrics],
+                           [[weights, size_mb, flops / 1e9 if flops else "n/a (Dense layers)",
+                             info.get("epochs_run"), *metrics.values()]]))  # fmt: skip
+        for name in ("curves.png", "confusion.png", "validation_counts.png"):
+            if (run / name).is_file():
+                parts.append(f"<figure>{img((run / name).read_bytes(), f'{run.name}: {name}')}"
+                             f"<figcaption>{html.escape(name)}</figcaption></figure>")  # fmt: skip
+    return "".join(parts) or "<p>No training runs given.</p>"
+
+
+def _weights(run: Path) -> int | None:
+    from herdcount.predictors import load_model
+
+    try:
+        return int(load_model(run).model.count_params())
+    except (OSError, ValueError):
+        return None
+
+
+def counting_section(inp: Inputs, scored: list[dict[str, Any]]) -> str:
+    from herdcount.plots import plot_counts
+
+    names = inp.config.class_names
+    parts, table_rows = [], []
+    for s in scored:
+        seconds = [float(r["cpu_s"]) for r in read_rows(s["path"] / "counts.csv")]
+        per_photo = float(np.mean(seconds)) if seconds else None
+        if s["truth"] is not None:
+            table_rows.append([s["label"], *s["rmse"], float(np.mean(s["rmse"])), per_photo])
+            parts.append(f"<figure>{img(plot_counts(s['truth'], s['predicted'], names), s['label'] + ': predicted against true')}"
+                         f"<figcaption>{html.escape(s['label'])}: predicted (unrounded) against true counts per photo"
+                         "</figcaption></figure>")  # fmt: skip
+        else:
+            table_rows.append([s["label"], *s["predicted"].sum(axis=0), None, per_photo])
+    if scored and scored[0]["truth"] is not None:
+        zero = column_rmse(scored[0]["truth"], np.zeros_like(scored[0]["truth"]))
+        table_rows.append(["all zeros", *zero, float(zero.mean()), None])
+        header = ["model", *(f"RMSE {n}" for n in names), "mean RMSE", "CPU-s per photo"]
+    else:
+        header = ["model", *(f"total {n}" for n in names), "", "CPU-s per photo"]
+    return table(header, table_rows) + "".join(parts)
+
+
+def score_counts(inp: Inputs) -> list[dict[str, Any]]:
+    """Per count run: label, unrounded predictions, truth and RMSE (Kaggle: from the rounded submission)."""
+    truth = None
+    if inp.truth is not None:
+        _, truth_ids, true = read_counts(inp.truth)
+        truth = dict(zip(truth_ids, true))
+    scored = []
+    for count in inp.counts:
+        run = read_json(count / "run.json")
+        rows = {r["test_id"]: r for r in read_rows(count / "counts.csv")}
+        _, sub_ids, submitted = read_counts(count / "submission.csv")
+        ids = [i for i in sub_ids if truth is None or i in truth]
+        predicted = np.array(
+            [[float(rows[i][n]) if i in rows else 0.0 for n in inp.config.class_names] for i in ids]
+        )
+        rounded = dict(zip(sub_ids, submitted))
+        entry = {"path": count, "label": f"{run.get('model', {}).get('kind', '?')} ({count.name})", "ids": ids,
+                 "predicted": predicted.reshape(len(ids), -1), "truth": None, "run": run}  # fmt: skip
+        if truth is not None:
+            entry["truth"] = np.array([truth[i] for i in ids]).reshape(len(ids), -1)
+            entry["rmse"] = column_rmse(entry["truth"], np.array([rounded[i] for i in ids])).tolist()
+        scored.append(entry)
+    return scored
+
+
+def diagnosis_section(inp: Inputs, scored: list[dict[str, Any]], *, worst: int = 3) -> str:
+    if not scored or scored[0]["truth"] is None:
+        return "<p>Give --truth to rank photos by their count errors.</p>"
+    parts = []
+    for s in scored:
+        error = np.abs(s["predicted"] - s["truth"]).sum(axis=1)
+        images = Path(s["run"].get("inputs", {}).get("images", ""))
+        model = s["run"].get("model", {}).get("run")
+        for n in np.argsort(-error, kind="stable")[:worst]:
+            photo_id = s["ids"][n]
+            path = next((p for p in sorted(images.glob(f"{photo_id}.*"))), None)
+            if path is None or model is None:
+                continue
+            true, pred = s["truth"][n], s["predicted"][n]
+            caption = (f"{s['label']}, {path.name}: absolute error {error[n]:.1f}; true "
+                       f"{true.astype(int).tolist()}, predicted {np.round(pred, 1).tolist()}")  # fmt: skip
+            png = overlay(path, Path(model), inp.config)
+            parts.append(
+                f"<figure>{img(png, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
+    return "".join(parts) or "<p>No photo could be shown.</p>"
+
+
+def overlay(path: Path, run: Path, config: Config, *, width: int = 800) -> bytes:
+    """The photo with the model's view of it overlaid: the summed density map of a density
+    model (warmer is more animals), or the class of each tile of a classifier (its dot colour)."""
+    from herdcount.counting import density_map, tile_scores
+    from herdcount.predictors import load_model
+
+    model = load_model(run)
+    image = decode_rgb(path.read_bytes(), path.name)
+    if model.info["kind"] == "density":
+        stride, margin = int(model.info["output_stride"]), int(model.info["margin"])
+        heat = density_map(image, model.predict, stride=stride, tile=1024, margin=margin).sum(axis=-1)
+        heat = np.clip(heat / max(float(heat.max()), 1e-6), 0, 1)
+        colour = np.stack([heat * 255, heat * 64, np.zeros_like(heat)], axis=-1)
+        alpha = 0.75 * heat[..., None]
+    else:
+        patch = int(model.info["patch_size"])
+        winners = tile_scores(image, model.predict, patch=patch).argmax(axis=-1)
+        palette = np.array([*config.dot_colours, (0, 0, 0)], float)
+        colour = palette[winners]
+        alpha = np.where(winners < len(config.classes), 0.45, 0.0)[..., None]
+        stride = patch
+    cells = np.kron(np.concatenate([colour, alpha * 255], axis=-1), np.ones((stride, stride, 1)))
+    cells = cells[: image.shape[0], : image.shape[1]]
+    mixed = image * (1 - cells[..., 3:] / 255) + cells[..., :3] * (cells[..., 3:] / 255)
+    shown = mixed.astype(np.uint8)
+    scale = min(1.0, width / shown.shape[1])
+    if scale < 1:
+        shown = np.asarray(Image.fromarray(shown).resize((width, round(shown.shape[0] * scale))))
+    return png_of(shown)
+
+
+def lineage_section(inp: Inputs) -> str:
+    rows = []
+    ex = inp.extract_run
+    rows.append(["extract", str(inp.extract), ex.get("inputs", {}).get("data"), ex.get("inputs", {}).get("fingerprint"),
+                 ex.get("times", {}).get("started_at"), ex.get("times", {}).get("wall_s")])  # fmt: skip
+    for run in inp.runs:
+        info, rj = read_json(run / "model.json"), read_json(run / "run.json")
+        data = info.get("training_data", {})
+        rows.append([f"train ({info.get('kind')})", str(run), data.get("extract"), data.get("fingerprint"),
+                     rj.get("times", {}).get("started_at"), rj.get("times", {}).get("wall_s")])  # fmt: skip
+    for count in inp.counts:
+        rj = read_json(count / "run.json")
+        rows.append([f"count ({rj.get('model', {}).get('kind')})", str(count), rj.get("model", {}).get("run"),
+                     rj.get("inputs", {}).get("fingerprint"), rj.get("times", {}).get("started_at"),
+                     rj.get("times", {}).get("wall_s")])  # fmt: skip
+    return "<p>Each stage, what fed it, the fingerprint of its inputs and when it ran.</p>" + table(
+        ["stage", "output", "input", "input fingerprint", "started (UTC)", "wall s"], rows
+    )
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
+th { background: #f3f3f3; }
+tr.marked td { background: #fdd; }
+figure { display: inline-block; margin: 0.5em; vertical-align: top; }
+figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { font-size: 0.85em; color: #555; max-width: 800px; }
+.swatch { display: inline-block; width: 0.9em; height: 0.9em; border: 1px solid #444; vertical-align: middle; }
+ul.classes { list-style: none; padding: 0; display: flex; gap: 1.5em; }
+nav a { margin-right: 1em; }
+"""
+
+
+def build_report(inp: Inputs) -> str:
+    """The report's HTML."""
+    scored = score_counts(inp)
+    bodies = {
+        "survey": survey_section(inp),
+        "extraction": extraction_section(inp),
+        "training": training_section(inp),
+        "counting": counting_section(inp, scored),
+        "diagnosis": diagnosis_section(inp, scored),
+        "lineage": lineage_section(inp),
+    }
+    nav = "".join(f'<a href="#{key}">{title}</a>' for key, title in SECTIONS)
+    sections = "".join(
+        f'<section id="{key}"><h2>{title}</h2>{bodies[key]}</section>' for key, title in SECTIONS
+    )
+    made = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>herdcount report</title>'
+            f"<style>{_STYLE}</style></head><body><h1>herdcount report</h1><p>Made {made}.</p>"
+            f"<nav>{nav}</nav>{sections}</body></html>")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m herdcount.report", description=__doc__.split("\n\n")[0])
+    p.add_argument("--extract", required=True, help="output folder of the extract job")
+    p.add_argument("--run", action="append", default=[], help="a training run (repeatable)")
+    p.add_argument("--count", action="append", default=[], help="output folder of the count job (repeatable)")
+    p.add_argument("--truth", help="true counts CSV (test_id and the class columns)")
+    p.add_argument("--out", required=True, help="the HTML file to write")
+    args = p.parse_args(argv)
+    try:
+        inputs = load_inputs(args.extract, args.run, args.count, args.truth)
+    except ValueError as exc:
+        print(f"report: error: {exc}", file=sys.stderr)
+        return 2
+    storage.write_text_atomic(args.out, build_report(inputs))
+    print(f"report written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

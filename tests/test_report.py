@@ -1,0 +1,129 @@
+"""The HTML report of a whole tiny pipeline, rendered in headless Chromium."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, spark_submit
+
+from herdcount import report
+from herdcount.synth import truth_dir
+
+import train
+
+pytestmark = pytest.mark.slow
+ARTEFACTS = ROOT / "test-artefacts"
+
+
+def find_chromium() -> str:
+    """Debian's chromium, installed with apt-get when missing and possible; else skip."""
+    for name in ("chromium", "chromium-browser"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip(
+            "chromium is not installed and cannot be: not root or no apt-get (apt-get install chromium)"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    done = subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env, capture_output=True, text=True,
+                          timeout=900)  # fmt: skip
+    if done.returncode or not shutil.which("chromium"):
+        pytest.skip(f"chromium could not be installed with apt-get: {done.stderr[-500:]}")
+    return shutil.which("chromium")
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, survey, extracted):
+    """Tiny runs of every stage on the shared survey: extract, both kinds trained, both counted."""
+    root = tmp_path_factory.mktemp("pipeline")
+    runs = {"density": root / "run-density", "classifier": root / "run-classifier"}
+    tiny = {"density": ["--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "4", "--tile-size", "128"],
+            "classifier": ["--epochs", "1", "--batch-size", "32"]}  # fmt: skip
+    counts = {}
+    for kind, run in runs.items():
+        args = [
+            "--kind",
+            kind,
+            "--extract",
+            str(extracted),
+            "--data",
+            str(survey),
+            "--out",
+            str(run),
+            *tiny[kind],
+        ]
+        assert train.main(args) == 0
+        counts[kind] = root / f"count-{kind}"
+        proc = spark_submit(
+            "jobs/count.py", "--data", str(survey), "--model", str(run), "--out", str(counts[kind])
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return {"root": root, "runs": runs, "counts": counts, "truth": truth_dir(survey) / "test_counts.csv"}
+
+
+@pytest.fixture(scope="module")
+def rendered(pipeline, extracted):
+    out = pipeline["root"] / "report.html"
+    args = ["--extract", str(extracted), "--truth", str(pipeline["truth"]), "--out", str(out)]
+    for kind in ("density", "classifier"):
+        args += ["--run", str(pipeline["runs"][kind]), "--count", str(pipeline["counts"][kind])]
+    assert report.main(args) == 0
+    return out
+
+
+def test_report_is_one_self_contained_file(rendered):
+    text = rendered.read_text()
+    assert "http://" not in text and "https://" not in text and "<script" not in text
+    assert text.count('src="data:image/png;base64,') >= 12
+    for key, title in report.SECTIONS:
+        assert f'<section id="{key}"><h2>{title}</h2>' in text
+
+
+def test_chromium_shows_every_section_and_picture_without_console_errors(rendered):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    chromium = find_chromium()
+    ARTEFACTS.mkdir(exist_ok=True)
+    messages = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        # Offline: a page that needed the network would show broken pictures.
+        page = browser.new_page(viewport={"width": 1300, "height": 900}, offline=True)
+        page.on("console", lambda m: messages.append((m.type, m.text)))
+        page.on("pageerror", lambda e: messages.append(("pageerror", str(e))))
+        page.goto(rendered.as_uri(), wait_until="load")
+        sections = page.evaluate(
+            "[...document.querySelectorAll('section')].map(s => [s.id, s.getBoundingClientRect().height, "
+            "s.querySelectorAll('img').length])"
+        )
+        pictures = page.evaluate("[...document.images].map(i => [i.alt, i.complete, i.naturalWidth])")
+        page.screenshot(path=str(ARTEFACTS / "report.png"), full_page=True)
+        browser.close()
+    assert [s[0] for s in sections] == [key for key, _ in report.SECTIONS]
+    assert all(height > 50 for _, height, _ in sections), sections
+    shown = {key: n for key, _, n in sections}
+    # Dots on crops; curves and confusion; scatter plots; the worst photos overlaid.
+    assert shown["extraction"] >= 3 and shown["training"] >= 4 and shown["counting"] == 2
+    assert shown["diagnosis"] == 2 * min(3, 2)  # two count runs, the survey's two test photos each
+    assert pictures and all(complete and width > 0 for _, complete, width in pictures), pictures
+    assert [m for m in messages if m[0] in ("error", "pageerror", "warning")] == []
+    assert (ARTEFACTS / "report.png").stat().st_size > 50_000
+
+
+def test_report_lineage_names_the_runs_that_fed_each_stage(rendered, pipeline, extracted):
+    text = rendered.read_text()
+    for kind in ("density", "classifier"):
+        assert str(pipeline["runs"][kind]) in text and str(pipeline["counts"][kind]) in text
+        model = json.loads((pipeline["runs"][kind] / "model.json").read_text())
+        assert model["training_data"]["fingerprint"] in text
+    assert str(Path(extracted).resolve()) in text
+
+
+def test_report_refuses_a_folder_that_is_not_a_finished_run(tmp_path, extracted, capsys):
+    assert (
+        report.main(["--extract", str(extracted), "--run", str(tmp_path), "--out", str(tmp_path / "r.html")])
+        == 2
+    )
+    assert f"{tmp_path} has no model.json; expected a finished run" in capsys.readouterr().err
