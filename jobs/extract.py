@@ -13,11 +13,17 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+from pathlib import Path
 
-from herdcount.config import DEFAULT_SCHEME, load_config
+from herdcount import storage
+from herdcount.config import load_config
 from herdcount.extract import extract_pair, format_summary, plan_extract, write_outputs
 from herdcount.runinfo import RunClock, fingerprint_files, write_run_json
-from herdcount.spark import LOCAL_CONF, build_session, run_tasks
+from herdcount.spark import build_session, run_tasks
+
+# The checkout's conf/, found from this script: with --py-files the package itself may be
+# imported from a zip elsewhere.
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,9 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", required=True, help="dataset root in the Kaggle layout")
     parser.add_argument("--out", required=True, help="output folder (created; reruns resume)")
     parser.add_argument(
-        "--scheme", default=str(DEFAULT_SCHEME), help="class scheme YAML (default: %(default)s)"
+        "--scheme", default=str(CONF / "sealions.yaml"), help="class scheme YAML (default: %(default)s)"
     )
-    parser.add_argument("--spark-conf", default=str(LOCAL_CONF),
+    parser.add_argument("--spark-conf", default=str(CONF / "spark-local.conf"),
                         help="spark-defaults file; spark-submit's own settings win (default: %(default)s)")  # fmt: skip
     return parser.parse_args(argv)
 
@@ -36,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     clock = RunClock()
     try:
+        for path in (args.data, args.out, args.scheme):
+            storage.check_bucket(path)
         config = load_config(args.scheme)
         plan = plan_extract(args.data, args.out, config)
     except ValueError as exc:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,15 +178,46 @@ def check_settings(s: TrainSettings) -> None:
         raise ValueError(f"need 0 < --min-scale <= --max-scale, got {s.min_scale} and {s.max_scale}")
     if not 0 <= s.empty_share <= 1:
         raise ValueError(f"--empty-share must be in [0, 1], got {s.empty_share}")
-    run = Path(s.out)
-    if not s.overwrite and any((run / name).exists() for name in ("model.keras", "model.json")):
+    if not s.overwrite and any(
+        storage.exists(storage.join(s.out, name)) for name in ("model.keras", "model.json")
+    ):
         raise ValueError(
-            f"RUN {str(run)!r} already holds a trained model; choose another --out or pass --overwrite"
+            f"RUN {s.out!r} already holds a trained model; choose another --out or pass --overwrite"
         )
-    if s.data and not (Path(s.data) / "Train").is_dir():
+    for path in (s.extract, s.data, s.out, s.scheme):
+        if path:
+            storage.check_bucket(path)
+    if s.data and not storage.is_dir(storage.join(s.data, "Train")):
         raise ValueError(
             f"DATA {s.data!r} has no Train/ folder; expected the dataset root OUT was extracted from"
         )
+
+
+def local_inputs(s: TrainSettings) -> TrainSettings:
+    """The settings with S3 inputs copied to a local cache and an S3 RUN replaced by a local
+    folder (uploaded at the end, model.json last): training runs on one machine and Keras
+    and tf.data read local files. A second run reuses the copies."""
+    cache = Path(tempfile.gettempdir()) / "herdcount-train-cache"
+    changes: dict[str, str] = {}
+    if storage.is_s3(s.extract):
+        changes["extract"] = str(storage.download_tree(s.extract, cache / _slug(s.extract)))
+    if s.data and storage.is_s3(s.data):
+        local = cache / _slug(s.data)
+        for folder in ("Train", "TrainDotted"):
+            storage.download_tree(storage.join(s.data, folder), local / folder)
+        mismatched = storage.join(s.data, "MismatchedTrainImages.txt")
+        if storage.exists(mismatched):
+            storage.write_bytes_atomic(local / "MismatchedTrainImages.txt", storage.read_bytes(mismatched))
+        changes["data"] = str(local)
+    if storage.is_s3(s.out):
+        changes["out"] = tempfile.mkdtemp(prefix="herdcount-run-")
+    if changes:
+        print("S3 paths: working on local copies: " + ", ".join(f"--{k} in {v}" for k, v in changes.items()))
+    return dataclasses.replace(s, **changes)
+
+
+def _slug(uri: str) -> str:
+    return hashlib.sha256(uri.encode()).hexdigest()[:16]
 
 
 def set_threads(threads: int) -> None:
@@ -202,9 +235,10 @@ def set_threads(threads: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     clock = RunClock()
-    settings = parse_args(argv)
+    given = parse_args(argv)
     try:
-        check_settings(settings)
+        check_settings(given)
+        settings = local_inputs(given)
         config = load_config(settings.scheme)
         prepared = (prepare_classifier if settings.kind == "classifier" else prepare_density)(
             settings, config
@@ -222,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         loggers = [tracker.MlflowLogger()] if tracker else []
         model, history, metrics, info = train(settings, config, prepared, loggers)
         run = Path(settings.out)
-        write_run(run, settings, config, model, history, metrics, info, clock)
+        write_run(run, settings, config, model, history, metrics, info, clock, given=given)
+        if storage.is_s3(given.out):
+            storage.upload_tree(run, given.out, last=("model.json",))
         if tracker:
             tracker.finish(run, _flat(metrics))
     except BaseException:
@@ -505,8 +541,14 @@ def write_run(
     metrics: dict,
     info: dict,
     clock: RunClock,
+    *,
+    given: TrainSettings | None = None,
 ) -> None:
-    """Write the model and every report; model.json last, as the mark of a finished run."""
+    """Write the model and every report; model.json last, as the mark of a finished run.
+
+    ``given`` holds the settings as the user gave them (S3 URIs) when ``settings`` point at
+    local copies; the records name what was given."""
+    given = given or settings
     run.mkdir(parents=True, exist_ok=True)
     history = {k: [float(v) for v in vals] for k, vals in history.items()}
     epochs = len(next(iter(history.values()), []))
@@ -547,7 +589,7 @@ def write_run(
             if k in info
         },
         "training_data": {
-            "extract": str(Path(settings.extract).resolve()),
+            "extract": storage.absolute(given.extract),
             "fingerprint": fingerprint,
             "train_ids": info["train_ids"],
             "val_ids": info["val_ids"],
@@ -559,10 +601,10 @@ def write_run(
     write_run_json(
         run,
         job="train",
-        config={"settings": dataclasses.asdict(settings), "scheme": config.to_dict()},
+        config={"settings": dataclasses.asdict(given), "scheme": config.to_dict()},
         inputs={
-            "extract": settings.extract,
-            "data": settings.data,
+            "extract": given.extract,
+            "data": given.data,
             "fingerprint": fingerprint,
             "extract_run": extract_run,
         },

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from herdcount import storage
+
 RGB = tuple[int, int, int]
 
 #: The sea lion scheme shipped in the repository's conf/ folder.
@@ -106,7 +108,7 @@ def load_config(path: str | Path, **overrides: Any) -> Config:
     Parameters
     ----------
     path : str or Path
-        The YAML file, e.g. ``conf/sealions.yaml``.
+        The YAML file, e.g. ``conf/sealions.yaml``, or an ``s3://`` URI.
     **overrides
         Top-level keys that replace those of the file (e.g. ``seed=3``).
 
@@ -115,11 +117,10 @@ def load_config(path: str | Path, **overrides: Any) -> Config:
     ValueError
         If the file is missing, is not a mapping, names an unknown key or holds a bad value.
     """
-    path = Path(path)
-    if not path.is_file():
+    if not storage.exists(path):
         raise ValueError(f"scheme file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(storage.read_text(path))
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

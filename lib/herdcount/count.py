@@ -90,7 +90,7 @@ def check_model(run: str | Path, config: Config) -> dict[str, Any]:
         expected.append(config.background_class)
     if list(info["class_names"]) != expected:
         raise ValueError(
-            f"{Path(run) / 'model.json'}: classes {info['class_names']} do not match the scheme; "
+            f"{storage.join(run, 'model.json')}: classes {info['class_names']} do not match the scheme; "
             f"expected {expected} (a {info['kind']} model trained with this scheme)"
         )
     return info
@@ -125,20 +125,20 @@ def plan_count(images: str | Path, out: str | Path, *, sample: str | Path | None
         If the photo folder is missing or holds no photos, or sample_submission.csv is
         unreadable.
     """
-    images = Path(images)
-    if not images.is_dir():
-        raise ValueError(f"photo folder {str(images)!r} does not exist; expected a folder of <id>.jpg photos")
+    images = str(images)
+    if not storage.is_dir(images):
+        raise ValueError(f"photo folder {images!r} does not exist; expected a folder of <id>.jpg photos")
     names = storage.list_files(images)
     photos = [n for n in names if n.rsplit(".", 1)[-1].lower() in PHOTO_EXTENSIONS and "." in n]
     if not photos:
         raise ValueError(
-            f"photo folder {str(images)!r} holds no photos ({len(names)} other files); expected <id>.jpg files"
+            f"photo folder {images!r} holds no photos ({len(names)} other files); expected <id>.jpg files"
         )
     plan = CountPlan(str(out), [])
-    done = _finished(Path(out))
+    done = _finished(str(out))
     seen: dict[str, str] = {}
     for name in names:
-        photo_id, label = name.rsplit(".", 1)[0], f"{images.name}/{name}"
+        photo_id, label = name.rsplit(".", 1)[0], f"{storage.basename(images)}/{name}"
         if name not in photos:
             plan.rows.append(_error(photo_id, label, "not a photo; expected <id>.jpg"))
         elif photo_id in seen:
@@ -150,14 +150,18 @@ def plan_count(images: str | Path, out: str | Path, *, sample: str | Path | None
             if photo_id in done:
                 plan.done.append({**done[photo_id], "resumed": True})
             else:
-                plan.tasks.append(PhotoTask(photo_id, str(images / name), label))
-    if sample is not None and Path(sample).is_file():
+                plan.tasks.append(PhotoTask(photo_id, storage.join(images, name), label))
+    if sample is not None and storage.exists(sample):
         plan.sample = str(sample)
         plan.order = read_sample_ids(sample)
         for photo_id in plan.order:
             if photo_id not in seen:
                 plan.rows.append(
-                    _error(photo_id, f"{images.name}/{photo_id}.jpg", "missing from the photo folder")
+                    _error(
+                        photo_id,
+                        f"{storage.basename(images)}/{photo_id}.jpg",
+                        "missing from the photo folder",
+                    )
                 )
     else:
         plan.order = sorted(seen, key=id_key)
@@ -172,8 +176,7 @@ def read_sample_ids(path: str | Path) -> list[str]:
     ValueError
         If the first column is not ``test_id`` or an id appears twice.
     """
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+    rows = list(csv.reader(io.StringIO(storage.read_text(path), newline="")))
     if not rows or not rows[0] or rows[0][0].strip() != "test_id":
         raise ValueError(f"{path}: the first column must be test_id")
     ids, seen = [], set()
@@ -190,10 +193,10 @@ def read_sample_ids(path: str | Path) -> list[str]:
 
 def settings_key(settings: CountSettings) -> dict[str, Any]:
     """What decides the counts of a photo: the model file and the options that change them."""
-    model = Path(settings.model) / "model.keras"
+    model = storage.read_bytes(storage.join(settings.model, "model.keras"))
     return {
-        "model": str(Path(settings.model).resolve()),
-        "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+        "model": storage.absolute(settings.model),
+        "model_sha256": hashlib.sha256(model).hexdigest(),
         "kind": settings.kind,
         "scale": settings.scale,
         "stride": settings.stride,
@@ -209,10 +212,10 @@ def claim_out(settings: CountSettings) -> None:
     ValueError
         If OUT holds counts made with another model, scale or stride.
     """
-    path = Path(settings.out) / "settings.json"
+    path = storage.join(settings.out, "settings.json")
     key = settings_key(settings)
-    if path.is_file():
-        earlier = json.loads(path.read_text(encoding="utf-8"))
+    if storage.exists(path):
+        earlier = json.loads(storage.read_text(path))
         changed = sorted(k for k in key if earlier.get(k) != key[k])
         if changed:
             raise ValueError(
@@ -231,13 +234,13 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> dict[str, Any]:
     decoded ``width`` and ``height``, ``cpu_s`` and ``wall_s``, and the worker's ``pid``,
     ``model_loads`` (how often this worker loaded the model: 1) and ``tf_threads``.
     ``cpu_s`` is decoding and inference; ``load_cpu_s`` the model load (on a worker's first
-    photo) or the cache lookup. ``wall_s`` covers both.
+    photo) or the cache lookup. ``wall_s`` covers both; ``finished_at`` is the Unix time.
     """
     cpu, wall = time.process_time(), time.monotonic()
-    result = Path(settings.out) / "photos" / f"{task.photo_id}.json"
+    result = storage.join(settings.out, "photos", f"{task.photo_id}.json")
     try:
-        if result.is_file():  # a retried task whose first attempt finished
-            return {**json.loads(result.read_text(encoding="utf-8")), "resumed": True}
+        if storage.exists(result):  # a retried task whose first attempt finished
+            return {**json.loads(storage.read_text(result)), "resumed": True}
         model = load_model(settings.model, threads=settings.threads)
         # The first photo of a worker pays for TensorFlow's start and the model load:
         # timed apart, so cpu_s is the steady cost per photo.
@@ -259,8 +262,9 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> dict[str, Any]:
         "cpu_s": round(time.process_time() - cpu, 3),
         "wall_s": round(time.monotonic() - wall, 3),
         "load_cpu_s": round(load_cpu, 3),
+        "finished_at": round(time.time(), 3),
         "pid": os.getpid(),
-        "model_loads": LOADS[str((Path(settings.model) / "model.keras").resolve())],
+        "model_loads": LOADS[storage.absolute(storage.join(settings.model, "model.keras"))],
         "tf_threads": list(model.threads),
     }
     storage.write_text_atomic(result, json.dumps(record))
@@ -304,11 +308,11 @@ def _error(photo_id: str, name: str, reason: str) -> dict[str, Any]:
     return {"test_id": photo_id, "status": ERROR, "file": name, "reason": reason}
 
 
-def _finished(out: Path) -> dict[str, dict[str, Any]]:
+def _finished(out: str) -> dict[str, dict[str, Any]]:
     done = {}
-    for name in storage.list_files(out / "photos"):
+    for name in storage.list_files(storage.join(out, "photos")):
         if name.endswith(".json"):
-            record = json.loads((out / "photos" / name).read_text(encoding="utf-8"))
+            record = json.loads(storage.read_text(storage.join(out, "photos", name)))
             done[record["test_id"]] = record
     return done
 
@@ -337,15 +341,15 @@ def write_outputs(plan: CountPlan, results: list[dict[str, Any]], config: Config
         (r for r in plan.rows + results if r["status"] == ERROR), key=lambda r: id_key(r["test_id"])
     )
     counted = {r["test_id"]: r["counts"] for r in ok}
-    out, names = Path(plan.out), config.class_names
-    storage.write_text_atomic(out / "submission.csv", submission_csv(plan, counted, config))
+    out, names = plan.out, config.class_names
+    storage.write_text_atomic(storage.join(out, "submission.csv"), submission_csv(plan, counted, config))
     storage.write_text_atomic(
-        out / "counts.csv",
+        storage.join(out, "counts.csv"),
         _csv(["test_id", *names, "width", "height", "cpu_s"],
              [[r["test_id"], *r["counts"], r["width"], r["height"], r["cpu_s"]] for r in ok]),
     )  # fmt: skip
     storage.write_text_atomic(
-        out / "errors.csv",
+        storage.join(out, "errors.csv"),
         _csv(["test_id", "file", "reason"], [[r["test_id"], r["file"], r["reason"]] for r in errors]),
     )
     in_order = set(plan.order)

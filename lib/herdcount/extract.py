@@ -65,18 +65,18 @@ def plan_extract(data: str | Path, out: str | Path, config: Config) -> ExtractPl
         If DATA does not exist or lacks ``Train/`` or ``TrainDotted/``, or if train.csv
         does not have the scheme's columns.
     """
-    data = Path(data)
-    if not data.is_dir():
-        raise ValueError(f"DATA {str(data)!r} does not exist; expected a folder with Train/ and TrainDotted/")
-    missing = [d for d in ("Train", "TrainDotted") if not (data / d).is_dir()]
+    data, out = str(data), str(out)
+    missing = [d for d in ("Train", "TrainDotted") if not storage.is_dir(storage.join(data, d))]
+    if len(missing) == 2 and not storage.is_dir(data):
+        raise ValueError(f"DATA {data!r} does not exist; expected a folder with Train/ and TrainDotted/")
     if missing:
-        raise ValueError(f"DATA {str(data)!r} has no {' or '.join(d + '/' for d in missing)}; "
+        raise ValueError(f"DATA {data!r} has no {' or '.join(d + '/' for d in missing)}; "
                          "expected the Kaggle layout: Train/<id>.jpg and TrainDotted/<id>.jpg")  # fmt: skip
-    expected = read_train_csv(data / "Train" / "train.csv", config)
-    mismatched = read_mismatched(data / "MismatchedTrainImages.txt")
-    dotted = set(storage.list_files(data / "TrainDotted"))
-    plan = ExtractPlan(str(data), str(out), [], expected=expected)
-    for name in storage.list_files(data / "Train"):
+    expected = read_train_csv(storage.join(data, "Train", "train.csv"), config)
+    mismatched = read_mismatched(storage.join(data, "MismatchedTrainImages.txt"))
+    dotted = set(storage.list_files(storage.join(data, "TrainDotted")))
+    plan = ExtractPlan(data, out, [], expected=expected)
+    for name in storage.list_files(storage.join(data, "Train")):
         stem, ext = name.rsplit(".", 1) if "." in name else (name, "")
         if name == "train.csv":
             continue
@@ -87,15 +87,17 @@ def plan_extract(data: str | Path, out: str | Path, config: Config) -> ExtractPl
         elif name not in dotted:
             plan.rows.append(_row(stem, ERROR, f"TrainDotted/{name} is missing"))
         else:
-            plan.tasks.append(PairTask(stem, str(data / "Train" / name), str(data / "TrainDotted" / name)))
+            plan.tasks.append(
+                PairTask(stem, storage.join(data, "Train", name), storage.join(data, "TrainDotted", name))
+            )
     return plan
 
 
-def read_train_csv(path: Path, config: Config) -> dict[str, list[int]] | None:
+def read_train_csv(path: str | Path, config: Config) -> dict[str, list[int]] | None:
     """Counts per class by train id from train.csv, or None when there is no train.csv."""
-    if not path.is_file():
+    if not storage.exists(path):
         return None
-    with open(path, newline="", encoding="utf-8") as f:
+    with io.StringIO(storage.read_text(path), newline="") as f:
         reader = csv.DictReader(f)
         absent = [c for c in ["train_id", *config.class_names] if c not in (reader.fieldnames or [])]
         if absent:
@@ -106,11 +108,11 @@ def read_train_csv(path: Path, config: Config) -> dict[str, list[int]] | None:
             raise ValueError(f"{path}, line {reader.line_num}: {exc}") from None
 
 
-def read_mismatched(path: Path) -> set[str]:
+def read_mismatched(path: str | Path) -> set[str]:
     """Train ids listed in MismatchedTrainImages.txt (header ``train_id``); empty when absent."""
-    if not path.is_file():
+    if not storage.exists(path):
         return set()
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line.strip() for line in storage.read_text(path).splitlines() if line.strip()]
     return {line for line in lines if line != "train_id"}
 
 
@@ -145,12 +147,12 @@ def extract_pair(task: PairTask, out: str, config: Config) -> dict[str, Any]:
     ``cpu_s``.
     """
     started = time.process_time()
-    meta_path = Path(out) / "metadata" / f"{task.train_id}.json"
+    meta_path = storage.join(out, "metadata", f"{task.train_id}.json")
     try:
-        if meta_path.is_file():
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if storage.exists(meta_path):
+            meta = json.loads(storage.read_text(meta_path))
             return _ok(task, meta, resumed=True, started=started)
-        meta = _extract(task, Path(out), config)
+        meta = _extract(task, str(out), config)
         return _ok(task, meta, resumed=False, started=started)
     except PhotoError as exc:
         return _row(task.train_id, ERROR, str(exc), cpu_s=time.process_time() - started)
@@ -159,13 +161,16 @@ def extract_pair(task: PairTask, out: str, config: Config) -> dict[str, Any]:
         return _row(task.train_id, ERROR, message, cpu_s=time.process_time() - started)
 
 
-def _extract(task: PairTask, out: Path, config: Config) -> dict[str, Any]:
-    plain = decode_rgb(_read(task.plain), f"Train/{Path(task.plain).name}")
-    dotted = decode_rgb(_read(task.dotted), f"TrainDotted/{Path(task.dotted).name}")
+def _extract(task: PairTask, out: str, config: Config) -> dict[str, Any]:
+    plain_name, dotted_name = (
+        f"Train/{storage.basename(task.plain)}",
+        f"TrainDotted/{storage.basename(task.dotted)}",
+    )
+    plain = decode_rgb(_read(task.plain), plain_name)
+    dotted = decode_rgb(_read(task.dotted), dotted_name)
     if plain.shape != dotted.shape:
         raise PhotoError(
-            f"TrainDotted/{Path(task.dotted).name} is {dotted.shape[1]}x{dotted.shape[0]} but "
-            f"Train/{Path(task.plain).name} is {plain.shape[1]}x{plain.shape[0]}"
+            f"{dotted_name} is {dotted.shape[1]}x{dotted.shape[0]} but {plain_name} is {plain.shape[1]}x{plain.shape[0]}"
         )
     found = find_dots(plain, dotted, config.dot_colours, **dataclasses.asdict(config.dots))
     del dotted
@@ -179,11 +184,11 @@ def _extract(task: PairTask, out: Path, config: Config) -> dict[str, Any]:
     corners = sample_background(plain.shape, found.coords, config.backgrounds_per_photo, size=size,
                                 min_distance=config.background_min_distance, masked=found.masked,
                                 block=found.block, rng=rng)  # fmt: skip
-    folder = out / "thumbnails" / config.background_class
+    folder = storage.join(out, "thumbnails", config.background_class)
     for n, (top, left) in enumerate(corners):
         patch = plain[top : top + size, left : left + size]
         name = thumbnail_name(task.train_id, config.background_class, n, 0)
-        storage.write_bytes_atomic(folder / name, encode_jpeg(patch, config.jpeg_quality))
+        storage.write_bytes_atomic(storage.join(folder, name), encode_jpeg(patch, config.jpeg_quality))
     meta = {
         config.annotation_key: per_class,
         "filename": f"{task.train_id}.jpg",
@@ -194,11 +199,11 @@ def _extract(task: PairTask, out: Path, config: Config) -> dict[str, Any]:
         "masked_fraction": round(found.masked_fraction(), 4),
     }
     # Written last: its presence marks the photo as complete for a rerun.
-    storage.write_text_atomic(out / "metadata" / f"{task.train_id}.json", json.dumps(meta))
+    storage.write_text_atomic(storage.join(out, "metadata", f"{task.train_id}.json"), json.dumps(meta))
     return meta
 
 
-def _write_thumbnails(plain, coords, classes, train_id: str, out: Path, config: Config) -> None:
+def _write_thumbnails(plain, coords, classes, train_id: str, out: str, config: Config) -> None:
     names, size = config.class_names, config.thumbnail_size
     seen = {name: 0 for name in names}
     for centre, k in zip(coords, classes):
@@ -206,7 +211,7 @@ def _write_thumbnails(plain, coords, classes, train_id: str, out: Path, config: 
         n = seen[name]
         seen[name] += 1
         for offset, crop in zip(config.offsets, thumbnails(plain, centre, size, config.offsets)):
-            path = out / "thumbnails" / name / thumbnail_name(train_id, name, n, offset)
+            path = storage.join(out, "thumbnails", name, thumbnail_name(train_id, name, n, offset))
             storage.write_bytes_atomic(path, encode_jpeg(crop, config.jpeg_quality))
 
 
@@ -270,10 +275,12 @@ def summarise(
 def write_outputs(plan: ExtractPlan, results: list[dict[str, Any]], config: Config) -> dict[str, Any]:
     """Write training_metadata.json and extract_report.csv; return the run's totals."""
     rows = plan.rows + results
-    out = Path(plan.out)
     ok = sorted((r for r in results if r["status"] == OK), key=lambda r: id_key(r["train_id"]))
-    storage.write_text_atomic(out / "training_metadata.json", json.dumps([r["annotation"] for r in ok]))
-    storage.write_text_atomic(out / "extract_report.csv", report_csv(rows, config, plan.expected))
+    annotations = json.dumps([r["annotation"] for r in ok])
+    storage.write_text_atomic(storage.join(plan.out, "training_metadata.json"), annotations)
+    storage.write_text_atomic(
+        storage.join(plan.out, "extract_report.csv"), report_csv(rows, config, plan.expected)
+    )
     return summarise(rows, config, plan.expected)
 
 

@@ -9,6 +9,7 @@ at import time, so the driver can pickle code that refers to this module cheaply
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from collections import Counter
@@ -16,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from herdcount import storage
 from herdcount.counting import Predict
 
 KINDS = ("density", "classifier")
 
-#: Loaded models of this process, by model file and its modification time and size.
-_MODELS: dict[tuple[str, int, int], LoadedModel] = {}
+#: Loaded models of this process, by model file and its size and version (mtime or ETag).
+_MODELS: dict[tuple[str, int, str], LoadedModel] = {}
 #: How often this process loaded each model file: 1 when the cache works.
 LOADS: Counter[str] = Counter()
 
@@ -51,27 +53,25 @@ def read_model_info(run: str | Path) -> dict[str, Any]:
         If RUN, its model.json or model.keras is missing, or model.json is unreadable or
         names an unknown kind.
     """
-    run = Path(run)
-    if not run.is_dir():
-        raise ValueError(
-            f"model run {str(run)!r} does not exist; expected the --out folder of models/train.py"
-        )
+    run = str(run)
+    present = [name for name in ("model.json", "model.keras") if storage.exists(storage.join(run, name))]
+    if not present and not storage.is_dir(run):
+        raise ValueError(f"model run {run!r} does not exist; expected the --out folder of models/train.py")
     for name in ("model.json", "model.keras"):
-        if not (run / name).is_file():
-            raise ValueError(
-                f"model run {str(run)!r} has no {name}; expected a finished run of models/train.py"
-            )
+        if name not in present:
+            raise ValueError(f"model run {run!r} has no {name}; expected a finished run of models/train.py")
+    where = storage.join(run, "model.json")
     try:
-        info = json.loads((run / "model.json").read_text(encoding="utf-8"))
+        info = json.loads(storage.read_text(where))
     except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{run / 'model.json'}: unreadable ({exc})") from None
+        raise ValueError(f"{where}: unreadable ({exc})") from None
     if not isinstance(info, dict) or info.get("kind") not in KINDS:
         kind = info.get("kind") if isinstance(info, dict) else None
-        raise ValueError(f"{run / 'model.json'}: kind {kind!r} is not one of {list(KINDS)}")
+        raise ValueError(f"{where}: kind {kind!r} is not one of {list(KINDS)}")
     needed = ("output_stride", "margin") if info["kind"] == "density" else ("patch_size",)
     absent = [k for k in ("class_names", *needed) if k not in info]
     if absent:
-        raise ValueError(f"{run / 'model.json'}: missing {absent}")
+        raise ValueError(f"{where}: missing {absent}")
     return info
 
 
@@ -103,22 +103,26 @@ def load_model(run: str | Path, *, threads: int = 1) -> LoadedModel:
     threads : int, optional
         TensorFlow threads for this process, set before its first operation.
     """
-    path = Path(run) / "model.keras"
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    path = storage.join(run, "model.keras")
+    key = (storage.absolute(path), *storage.version(path))
     if key in _MODELS:
         return _MODELS[key]
     in_force = set_threads(threads)
     import keras
 
     info = read_model_info(run)
-    model = keras.models.load_model(path, compile=False)
+    model = keras.models.load_model(storage.local_copy(path), compile=False)
     loaded = LoadedModel(info, model, _predictor(model), threads=in_force)
     if info["kind"] == "classifier":
         maps = fully_convolutional(model)
         loaded.predict_maps, loaded.map_stride = _predictor(maps), native_stride(model)
     _MODELS[key] = loaded
     LOADS[key[0]] += 1
+    # PySpark's daemon runs gc.collect() after every task of a reused worker; with
+    # TensorFlow and a model loaded, a full collection walks millions of objects (about
+    # 0.17 s, as long as counting a small photo). Those objects live as long as the worker:
+    # move them out of the collector's sight.
+    gc.freeze()
     return loaded
 
 

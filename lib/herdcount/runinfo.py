@@ -33,15 +33,14 @@ def fingerprint_files(root: str | Path, folders: list[str], files: list[str] = (
 
     Listing-based, so fingerprinting 100 GB of photos costs one directory walk.
     """
-    root = Path(root)
     digest = hashlib.sha256()
     for folder in folders:
-        for name, size in storage.file_stats(root / folder):
+        for name, size in storage.file_stats(storage.join(root, folder)):
             digest.update(f"{folder}/{name}\0{size}\n".encode())
     for name in files:
-        path = root / name
-        if path.is_file():
-            digest.update(f"{name}\0".encode() + hashlib.sha256(path.read_bytes()).digest())
+        path = storage.join(root, name)
+        if storage.exists(path):
+            digest.update(f"{name}\0".encode() + hashlib.sha256(storage.read_bytes(path)).digest())
     return "sha256:" + digest.hexdigest()
 
 
@@ -74,5 +73,5 @@ def write_run_json(out: str | Path, *, job: str, config: dict, inputs: dict, clo
         "totals": totals,
         **extra,
     }
-    storage.write_text_atomic(Path(out) / "run.json", json.dumps(run, indent=2, default=str))
+    storage.write_text_atomic(storage.join(out, "run.json"), json.dumps(run, indent=2, default=str))
     return run

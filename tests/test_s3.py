@@ -1,0 +1,188 @@
+"""S3 paths for real: the jobs and the training module against moto's S3 server on 127.0.0.1,
+through real Spark executors, compared byte for byte with the same runs on local files."""
+
+import csv
+import io
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from conftest import spark_submit
+from test_count_job import colour_density_model
+
+from herdcount import storage
+from herdcount.count import CountSettings, count_photo, plan_count, write_outputs
+from herdcount.spark import build_session, run_tasks
+
+import train
+from builders import save_model_run
+
+pytestmark = pytest.mark.slow
+SECRET = "s3cr3t-never-logged-0xC0FFEE"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """moto's S3 server in a thread on 127.0.0.1, and the standard AWS variables pointing at
+    it (Spark's Python workers inherit them through spark-submit's environment)."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "herdcount-test",
+           "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    storage._CLIENTS.clear()
+    storage.client().create_bucket(Bucket="herd")
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    storage._CLIENTS.clear()
+    server.stop()
+
+
+def upload(local: Path, prefix: str) -> None:
+    storage.upload_tree(local, prefix)
+
+
+def s3_files(prefix: str) -> dict[str, bytes]:
+    bucket, key = storage.split_s3(prefix)
+    found = {}
+    for page in storage.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key + "/"):
+        for item in page.get("Contents", []):
+            found[item["Key"][len(key) + 1 :]] = storage.read_bytes(f"s3://{bucket}/{item['Key']}")
+    return found
+
+
+def local_files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def counts_without_timing(text: str) -> list[list[str]]:
+    rows = list(csv.reader(io.StringIO(text)))
+    keep = [i for i, name in enumerate(rows[0]) if name != "cpu_s"]
+    return [[row[i] for i in keep] for row in rows]
+
+
+@pytest.fixture(scope="module")
+def jobs_on_both(s3, survey, config, tmp_path_factory):
+    """The extract and count jobs once on local files and once on S3, same inputs."""
+    root = tmp_path_factory.mktemp("s3-vs-local")
+    model = root / "run"
+    save_model_run(model, colour_density_model(), {"kind": "density", "class_names": config.class_names,
+                                                   "output_stride": 8, "receptive_field": 8, "margin": 8})  # fmt: skip
+    upload(survey, "s3://herd/data")
+    upload(model, "s3://herd/run")
+    procs = {}
+    for where, data, out, run, count in (
+        ("local", str(survey), str(root / "extract"), str(model), str(root / "count")),
+        ("s3", "s3://herd/data", "s3://herd/extract", "s3://herd/run", "s3://herd/count"),
+    ):
+        extract = spark_submit("jobs/extract.py", "--data", data, "--out", out)
+        assert extract.returncode == 0, extract.stdout[-2000:] + extract.stderr[-2000:]
+        counting = spark_submit("jobs/count.py", "--data", data, "--model", run, "--out", count)
+        assert counting.returncode == 0, counting.stdout[-2000:] + counting.stderr[-2000:]
+        procs[where] = (extract, counting)
+    return {"root": root, "procs": procs}
+
+
+def test_extract_on_s3_writes_the_same_bytes_as_on_local_files(jobs_on_both):
+    local = local_files(jobs_on_both["root"] / "extract")
+    remote = s3_files("s3://herd/extract")
+    assert set(remote) == set(local)
+    assert len([k for k in local if k.startswith("thumbnails/")]) > 100
+    for name in local:
+        if name != "run.json":  # times differ
+            assert remote[name] == local[name], name
+    run = json.loads(remote["run.json"])
+    assert run["inputs"]["data"] == "s3://herd/data"
+    assert run["inputs"]["fingerprint"] == json.loads(local["run.json"])["inputs"]["fingerprint"]
+
+
+def test_count_on_s3_gives_the_same_submission_as_on_local_files(jobs_on_both):
+    local = local_files(jobs_on_both["root"] / "count")
+    remote = s3_files("s3://herd/count")
+    assert set(remote) == set(local)
+    for name in ("submission.csv", "errors.csv", "settings.json"):
+        if name == "settings.json":  # names the model where it lies
+            assert json.loads(remote[name])["model_sha256"] == json.loads(local[name])["model_sha256"]
+        else:
+            assert remote[name] == local[name], name
+    assert counts_without_timing(remote["counts.csv"].decode()) == counts_without_timing(
+        local["counts.csv"].decode()
+    )
+    assert json.loads(remote["run.json"])["model"]["run"] == "s3://herd/run"
+
+
+def test_credentials_never_reach_logs_or_run_json(jobs_on_both):
+    for extract, counting in jobs_on_both["procs"].values():
+        for proc in (extract, counting):
+            assert SECRET not in proc.stdout + proc.stderr
+    for prefix in ("s3://herd/extract", "s3://herd/count"):
+        assert SECRET.encode() not in s3_files(prefix)["run.json"]
+
+
+def test_training_module_reads_and_writes_s3(jobs_on_both, survey, tmp_path):
+    args = ["--kind", "classifier", "--extract", "s3://herd/extract", "--data", "s3://herd/data",
+            "--out", "s3://herd/run-classifier", "--epochs", "1", "--batch-size", "32"]  # fmt: skip
+    assert train.main(args) == 0
+    files = s3_files("s3://herd/run-classifier")
+    assert {"model.keras", "model.json", "run.json", "history.csv", "curves.png", "confusion.csv"} <= set(
+        files
+    )
+    described = json.loads(files["model.json"])
+    assert described["training_data"]["extract"] == "s3://herd/extract"
+    assert json.loads(files["run.json"])["inputs"]["extract"] == "s3://herd/extract"
+    # The count job reads the model straight from S3 on its executors.
+    proc = spark_submit("jobs/count.py", "--data", "s3://herd/data", "--model", "s3://herd/run-classifier",
+                        "--out", str(tmp_path / "count"))  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (tmp_path / "count" / "submission.csv").read_text().startswith("test_id,adult_males")
+
+
+@pytest.mark.parametrize("job", ["extract", "count"])
+def test_a_missing_bucket_stops_the_job_before_spark(s3, survey, job):
+    if job == "extract":
+        proc = spark_submit("jobs/extract.py", "--data", "s3://no-such-bucket/data", "--out", "s3://herd/x")
+    else:
+        proc = spark_submit("jobs/count.py", "--data", str(survey), "--model", "s3://herd/run",
+                            "--out", "s3://no-such-bucket/out")  # fmt: skip
+    assert proc.returncode == 2
+    assert (
+        "S3 bucket 'no-such-bucket' does not exist (endpoint http://127.0.0.1:" in proc.stdout + proc.stderr
+    )
+    assert "SparkContext" not in proc.stderr
+
+
+def test_an_object_deleted_between_listing_and_reading_is_an_error_row(jobs_on_both, s3, survey, config):
+    upload(survey / "Test", "s3://herd/gone/Test")
+    plan = plan_count("s3://herd/gone/Test", "s3://herd/gone-out")
+    assert [t.photo_id for t in plan.tasks] == ["0", "1"]
+    storage.client().delete_object(Bucket="herd", Key="gone/Test/1.jpg")
+    settings = CountSettings(out="s3://herd/gone-out", model="s3://herd/run", kind="density", num_classes=5)
+    spark = build_session("herdcount-test-s3-deleted", None)
+    try:
+        for key, value in s3.items():
+            spark.sparkContext.environment[key] = value  # Python workers' environment
+        results = run_tasks(spark, lambda task: count_photo(task, settings), plan.tasks, label="count")
+    finally:
+        spark.stop()
+    write_outputs(plan, results, config)
+    errors = list(csv.reader(io.StringIO(storage.read_text("s3://herd/gone-out/errors.csv"))))
+    assert errors == [["test_id", "file", "reason"], ["1", "Test/1.jpg", "missing (deleted after listing?)"]]
+    submission = storage.read_text("s3://herd/gone-out/submission.csv").splitlines()
+    assert [line.split(",")[0] for line in submission[1:]] == ["0", "1"]
+    assert submission[2] == "1,0,0,0,0,0"
