@@ -87,11 +87,12 @@ $(DEMO)/report.html: $(DEMO)/count-density/run.json $(DEMO)/count-classifier/run
 train: setup ## train a model: make train KIND=density|classifier [EXTRACT=.. DATA=.. RUN=.. TRAIN_ARGS=..]
 	$(BIN)/python models/train.py --kind $(KIND) --extract $(EXTRACT) --data $(DATA) --out $(RUN) $(TRAIN_ARGS)
 
-bench: setup ## run the benchmarks (minutes each): extract and count speed, training, accuracy, scaling
+bench: setup ## run the benchmarks (minutes each): extract and count speed, training, accuracy, scaling, manifest
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/count.py
 	$(BIN)/python bench/accuracy.py
 	$(BIN)/python bench/scaling.py
+	$(BIN)/python bench/manifest.py
 
 package: setup ## build dist/herdcount.zip, the package to ship with spark-submit --py-files
 	@mkdir -p dist && rm -f dist/herdcount.zip

@@ -127,3 +127,21 @@ def test_report_refuses_a_folder_that_is_not_a_finished_run(tmp_path, extracted,
         == 2
     )
     assert f"{tmp_path} has no model.json; expected a finished run" in capsys.readouterr().err
+
+
+def test_lineage_of_a_submission_runs_back_to_the_source_photos(pipeline, extracted, survey, capsys):
+    from herdcount import lineage
+
+    assert lineage.main([str(pipeline["counts"]["density"] / "submission.csv")]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    stages = [line.split()[:2] for line in lines]
+    assert stages == [
+        ["count", str(pipeline["counts"]["density"])],
+        ["train", str(pipeline["runs"]["density"].resolve())],
+        ["extract", str(extracted)],
+        ["source", str(survey)],
+    ]
+    fingerprint = json.loads((pipeline["runs"]["density"] / "model.json").read_text())["training_data"][
+        "fingerprint"
+    ]
+    assert fingerprint in lines[1]

@@ -191,6 +191,32 @@ def file_stats(folder: str | Path) -> list[tuple[str, int]]:
     return sorted((e.name, e.stat().st_size) for e in entries)
 
 
+def walk_files(folder: str | Path) -> list[tuple[str, int, str]]:
+    """``(relative path, size, version)`` of every file under ``folder``, at any depth, sorted
+    by path (``/``-separated); hidden files and folders are left out. The version is the
+    modification time (local) or the ETag (S3), as in :func:`version`."""
+    if is_s3(folder):
+        bucket, key = split_s3(str(folder))
+        prefix = key.rstrip("/") + "/" if key else ""
+        found = []
+        for page in client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                rel = item["Key"][len(prefix) :]
+                if rel and not any(part.startswith(".") for part in rel.split("/")):
+                    found.append((rel, int(item["Size"]), item["ETag"].strip('"')))
+        return sorted(found)
+    root = Path(folder)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith("."):
+                stat = os.stat(os.path.join(dirpath, name))
+                rel = Path(dirpath, name).relative_to(root).as_posix()
+                found.append((rel, stat.st_size, str(stat.st_mtime_ns)))
+    return sorted(found)
+
+
 def list_files(folder: str | Path) -> list[str]:
     """Names of the files directly in ``folder``, sorted (see :func:`file_stats`)."""
     return [name for name, _ in file_stats(folder)]

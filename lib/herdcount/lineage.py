@@ -1,0 +1,89 @@
+"""Print the chain of runs behind an output, from the source photos to it.
+
+    python -m herdcount.lineage PATH
+
+PATH is an output folder of any stage (count, train, extract, manifest, clean, split) or a
+file in one. Each stage's run.json names the fingerprint of its inputs and the folder of
+the run that produced them; this follows those links upstream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from herdcount import storage
+
+
+def read_run(folder: str) -> dict[str, Any] | None:
+    """The run.json of an output folder, or None."""
+    path = storage.join(folder, "run.json")
+    return json.loads(storage.read_text(path)) if storage.exists(path) else None
+
+
+def upstream(run: dict[str, Any]) -> str | None:
+    """The folder of the run that produced a run's input, or None for source photos."""
+    job, inputs = run.get("job"), run.get("inputs", {})
+    if job == "count":
+        return run.get("model", {}).get("run")
+    if job == "train":
+        return inputs.get("extract")
+    if job in ("clean", "split"):
+        return inputs.get("manifest")
+    return None
+
+
+def chain(path: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(folder, run)`` pairs from PATH's run upstream to the one that read source photos.
+
+    Raises
+    ------
+    ValueError
+        If neither PATH nor its folder holds a run.json.
+    """
+    folder = path if read_run(path) else storage.parent(path)
+    if read_run(folder) is None:
+        raise ValueError(f"{path!r} is not an output of herdcount: no run.json there or beside it")
+    found, seen = [], set()
+    while folder and folder not in seen:
+        run = read_run(folder)
+        if run is None:
+            found.append((folder, {"job": "missing", "inputs": {}}))
+            break
+        seen.add(folder)
+        found.append((folder, run))
+        folder = upstream(run)
+    return found
+
+
+def describe(folder: str, run: dict[str, Any]) -> str:
+    """One line per stage: job, folder, start time and the fingerprint of its inputs."""
+    if run["job"] == "missing":
+        return f"  ?        {folder}: no run.json (moved or deleted?)"
+    inputs = run.get("inputs", {})
+    fingerprint = inputs.get("fingerprint") or "-"
+    started = run.get("times", {}).get("started_at", "-")
+    line = f"  {run['job']:<8} {folder}  (started {started}, inputs {fingerprint})"
+    source = inputs.get("data") if run["job"] in ("extract", "manifest") else None
+    return line + (f"\n  source   {source}" if source else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m herdcount.lineage", description=__doc__.split("\n\n")[0])
+    p.add_argument("path", help="an output folder, or a file in one")
+    args = p.parse_args(argv)
+    try:
+        stages = chain(args.path)
+    except ValueError as exc:
+        print(f"lineage: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"lineage of {args.path}, newest first:")
+    for folder, run in stages:
+        print(describe(folder, run))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

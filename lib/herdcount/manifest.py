@@ -1,0 +1,265 @@
+"""What a collection of photos holds: one record per file, with quality measures and hashes.
+
+The manifest job lists every file under DIR on the driver, describes each on the
+executors (:func:`describe_file`: read, hash, decode at reduced size, measure) and
+writes ``OUT/manifest.parquet`` and ``OUT/manifest.csv``. A rerun reuses the rows of files
+whose size and version (modification time or ETag) are unchanged, so it reads only new or
+changed files. The originals are only ever read.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import ExifTags, Image, UnidentifiedImageError
+from scipy import fft, ndimage
+
+from herdcount import storage
+
+#: The formats the framework decodes (herdcount.imaging); other images are "unsupported".
+SUPPORTED_FORMATS = ("JPEG", "PNG", "TIFF")
+#: Camera formats Pillow cannot open: flagged "unsupported", not "unreadable".
+UNSUPPORTED_EXTENSIONS = ("heic", "heif", "cr2", "cr3", "nef", "arw", "dng", "orf", "rw2", "raf")
+OK, UNREADABLE, UNSUPPORTED = "ok", "unreadable", "unsupported"
+#: Side in pixels of the grey image the quality measures are taken on.
+MEASURE_SIDE = 512
+THUMBNAIL_SIDE = 96
+#: A pixel darker than this (0..255 grey) counts as near-black.
+DARK_LEVEL = 16
+
+COLUMNS = ["path", "bytes", "version", "md5", "status", "detail", "width", "height", "mode", "format",
+           "captured_at", "camera_model", "brightness", "contrast", "sharpness", "dark_share", "phash",
+           "thumbnail"]  # fmt: skip
+
+
+def layout_pattern(layout: str) -> re.Pattern[str]:
+    """A regular expression for a folder layout such as
+    ``"{location}/{contributor}_{date}/{label}/{file}"``: each ``{name}`` matches a part of
+    one path component and becomes a named group.
+
+    Raises
+    ------
+    ValueError
+        If a name repeats or is not an identifier.
+    """
+    parts, names = [], []
+    for literal, name in re.findall(r"([^{]*)(?:\{([^}]*)\})?", layout):
+        parts.append(re.escape(literal))
+        if name:
+            if not name.isidentifier() or name in names:
+                raise ValueError(f"layout {layout!r}: field {name!r} must be a unique identifier")
+            names.append(name)
+            parts.append(f"(?P<{name}>[^/]+?)")
+    return re.compile("".join(parts))
+
+
+def layout_fields(path: str, pattern: re.Pattern[str] | None) -> dict[str, str]:
+    """The fields of ``path`` under the layout, all empty when it does not fit."""
+    if pattern is None:
+        return {}
+    match = pattern.fullmatch(path)
+    return {name: (match[name] if match else "") for name in pattern.groupindex}
+
+
+def phash(grey: np.ndarray) -> str:
+    """Perceptual hash (64 bits, 16 hex digits): the signs of the lowest 8x8 DCT frequencies
+    of the image shrunk to 32x32, against their median. Resized or recompressed copies of a
+    photo land a few bits apart; different photos about 32."""
+    small = np.asarray(Image.fromarray(grey).resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
+    low = fft.dctn(small, norm="ortho")[:8, :8].ravel()
+    bits = low > np.median(low[1:])
+    return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"
+
+
+def hamming(a: str, b: str) -> int:
+    """Bits that differ between two hashes from :func:`phash`."""
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def quality(grey: np.ndarray) -> dict[str, float]:
+    """Mean brightness, contrast (standard deviation), sharpness and the share of near-black
+    pixels of a grey uint8 image.
+
+    Sharpness is the variance of the Laplacian of the image averaged over 2x2 blocks: at
+    full resolution it mostly measures JPEG and sensor noise, so that a copy saved at a
+    lower quality looked four times less sharp; at half resolution it measures detail.
+    """
+    values = grey.astype(np.float32)
+    h, w = (values.shape[0] // 2) * 2, (values.shape[1] // 2) * 2
+    half = values[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    return {
+        "brightness": round(float(values.mean()), 3),
+        "contrast": round(float(values.std()), 3),
+        "sharpness": round(float(ndimage.laplace(half).var()), 3),
+        "dark_share": round(float((grey < DARK_LEVEL).mean()), 5),
+    }
+
+
+def describe_bytes(data: bytes, name: str) -> dict[str, Any]:
+    """Format, size, EXIF, quality measures, perceptual hash and thumbnail of one file's bytes.
+
+    JPEGs are decoded at reduced size (libjpeg's DCT scaling through Pillow's draft mode):
+    the measures need about 512 pixels a side, not 16 MP. Returns the ``status`` ``ok``,
+    ``unreadable`` (truncated, corrupt, or not an image) or ``unsupported`` (an image in a
+    format the framework does not read), with a ``detail`` for the last two.
+    """
+    record: dict[str, Any] = {"status": OK, "detail": ""}
+    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                record.update(width=img.width, height=img.height, mode=img.mode, format=img.format or "")
+                if img.format not in SUPPORTED_FORMATS:
+                    return {**record, "status": UNSUPPORTED, "detail": f"{img.format} images are not read"}
+                record.update(_exif(img))
+                img.draft("RGB", (MEASURE_SIDE, MEASURE_SIDE))
+                img.thumbnail((MEASURE_SIDE, MEASURE_SIDE), Image.Resampling.BILINEAR)
+                rgb = img.convert("RGB")
+    except UnidentifiedImageError:
+        if extension in UNSUPPORTED_EXTENSIONS:
+            return {**record, "status": UNSUPPORTED, "detail": f".{extension} files are not read"}
+        return {**record, "status": UNREADABLE, "detail": "not an image (Pillow cannot identify it)"}
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+        return {**record, "status": UNREADABLE, "detail": f"truncated or corrupt ({exc})"}
+    grey = np.asarray(rgb.convert("L"))
+    thumb = rgb.copy()
+    thumb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    thumb.save(buf, format="JPEG", quality=80)
+    return {**record, **quality(grey), "phash": phash(grey), "thumbnail": buf.getvalue()}
+
+
+def _exif(img: Image.Image) -> dict[str, str]:
+    exif = img.getexif()
+    when = exif.get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.DateTimeOriginal) or exif.get(
+        ExifTags.Base.DateTime
+    )
+    model = exif.get(ExifTags.Base.Model)
+    return {
+        "captured_at": str(when).strip() if when else "",
+        "camera_model": str(model).strip() if model else "",
+    }
+
+
+@dataclass(frozen=True)
+class FileTask:
+    """One file to describe: its path relative to the collection and its listing."""
+
+    path: str
+    bytes: int
+    version: str
+
+
+def describe_file(task: FileTask, root: str) -> dict[str, Any]:
+    """Read and describe one file on an executor; never raises for bad input."""
+    started = time.process_time()
+    try:
+        data = storage.read_bytes(storage.join(root, *task.path.split("/")))
+    except (OSError, ValueError) as exc:
+        record = {"status": UNREADABLE, "detail": f"cannot be read ({exc})"}
+        data = b""
+    else:
+        record = describe_bytes(data, task.path)
+    record.update(path=task.path, bytes=task.bytes, version=task.version, md5=hashlib.md5(data).hexdigest(),
+                  cpu_s=round(time.process_time() - started, 4))  # fmt: skip
+    return record
+
+
+@dataclass
+class ManifestPlan:
+    """Files to describe, and the rows of unchanged files taken from the previous manifest."""
+
+    root: str
+    out: str
+    tasks: list[FileTask] = field(default_factory=list)
+    reused: list[dict[str, Any]] = field(default_factory=list)
+
+
+def plan_manifest(root: str, out: str) -> ManifestPlan:
+    """List every file under ROOT and reuse the previous manifest's rows for unchanged ones.
+
+    Raises
+    ------
+    ValueError
+        If ROOT does not exist or holds no files.
+    """
+    if not storage.is_dir(root):
+        raise ValueError(f"DIR {root!r} does not exist; expected a folder of photos")
+    listing = storage.walk_files(root)
+    if not listing:
+        raise ValueError(f"DIR {root!r} holds no files")
+    previous = {r["path"]: r for r in read_manifest(storage.join(out, "manifest.parquet"))}
+    plan = ManifestPlan(root, out)
+    for path, size, version in listing:
+        old = previous.get(path)
+        if old is not None and old["bytes"] == size and old["version"] == version:
+            plan.reused.append(old)
+        else:
+            plan.tasks.append(FileTask(path, size, version))
+    return plan
+
+
+def read_manifest(path: str) -> list[dict[str, Any]]:
+    """The rows of a manifest.parquet, or none when it does not exist."""
+    if not storage.exists(path):
+        return []
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(storage.read_bytes(path))).to_pylist()
+
+
+def fingerprint(rows: list[dict[str, Any]]) -> str:
+    """The dataset fingerprint: a hash over the sorted md5s of its files."""
+    digest = hashlib.sha256("\n".join(sorted(r["md5"] for r in rows)).encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def manifest_rows(rows: list[dict[str, Any]], layout: str | None) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and complete rows in path order, the layout's fields added to each."""
+    pattern = layout_pattern(layout) if layout else None
+    fields = list(pattern.groupindex) if pattern else []
+    columns = COLUMNS[:2] + fields + COLUMNS[2:]
+    complete = []
+    for row in sorted(rows, key=lambda r: r["path"]):
+        full = {c: row.get(c) for c in COLUMNS}
+        full.update(layout_fields(row["path"], pattern))
+        complete.append({c: full.get(c) for c in columns})
+    return columns, complete
+
+
+def write_manifest(out: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """``manifest.parquet`` (thumbnails as JPEG bytes) and ``manifest.csv`` (as base64)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(rows, schema=_schema(columns))
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    storage.write_bytes_atomic(storage.join(out, "manifest.parquet"), buf.getvalue())
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        thumb = row.get("thumbnail")
+        writer.writerow(["" if row[c] is None else row[c] for c in columns[:-1]]
+                        + [base64.b64encode(thumb).decode() if thumb else ""])  # fmt: skip
+    storage.write_text_atomic(storage.join(out, "manifest.csv"), text.getvalue())
+
+
+def _schema(columns: list[str]):
+    import pyarrow as pa
+
+    types = {"bytes": pa.int64(), "width": pa.int64(), "height": pa.int64(), "brightness": pa.float64(),
+             "contrast": pa.float64(), "sharpness": pa.float64(), "dark_share": pa.float64(),
+             "thumbnail": pa.binary()}  # fmt: skip
+    return pa.schema([(c, types.get(c, pa.string())) for c in columns])
