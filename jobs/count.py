@@ -33,10 +33,9 @@ from herdcount.count import (
     write_outputs,
 )
 from herdcount.runinfo import RunClock, fingerprint_files, write_run_json
-from herdcount.spark import build_session, run_tasks
+from herdcount.spark import add_spark_conf_argument, build_session, recorded_settings, run_tasks
 
-# The checkout's conf/, found from this script: with --py-files the package itself may be
-# imported from a zip elsewhere.
+# The checkout's conf/ (see add_spark_conf_argument).
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
@@ -63,8 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--scheme", default=str(CONF / "sealions.yaml"), help="class scheme YAML (default: %(default)s)"
     )
-    parser.add_argument("--spark-conf", default=str(CONF / "spark-local.conf"),
-                        help="spark-defaults file; spark-submit's own settings win (default: %(default)s)")  # fmt: skip
+    add_spark_conf_argument(parser, CONF)
     args = parser.parse_args(argv)
     if args.data is None and args.images is None:
         parser.error("give --data (photos in DATA/Test) or --images")
@@ -107,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         results = run_tasks(spark, work, plan.tasks, label="count", items_per_task=args.photos_per_task)
         count_s = time.monotonic() - started
-        spark_conf = dict(spark.sparkContext.getConf().getAll())
+        spark_settings = recorded_settings(spark)
     finally:
         spark.stop()
     totals = {**write_outputs(plan, results, config), "count_s": round(count_s, 3)}
@@ -118,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
              "train_run": _started(storage.join(args.model, "run.json"))}  # fmt: skip
     write_run_json(args.out, job="count", config={"settings": dataclasses.asdict(settings), "scheme": config.to_dict()},
                    inputs=inputs, clock=clock, totals=totals, model=model,
-                   spark={k: v for k, v in spark_conf.items() if k.startswith("spark.") and "secret" not in k})  # fmt: skip
+                   spark=spark_settings)  # fmt: skip
     errors = [r for r in plan.rows + results if r["status"] == "error"]
     print(format_summary(totals, errors))
     print(f"outputs: {storage.join(args.out, 'submission.csv')}, counts.csv, errors.csv, run.json")

@@ -19,10 +19,9 @@ from herdcount import storage
 from herdcount.config import load_config
 from herdcount.extract import extract_pair, format_summary, plan_extract, write_outputs
 from herdcount.runinfo import RunClock, fingerprint_files, write_run_json
-from herdcount.spark import build_session, run_tasks
+from herdcount.spark import add_spark_conf_argument, build_session, recorded_settings, run_tasks
 
-# The checkout's conf/, found from this script: with --py-files the package itself may be
-# imported from a zip elsewhere.
+# The checkout's conf/ (see add_spark_conf_argument).
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
@@ -33,8 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--scheme", default=str(CONF / "sealions.yaml"), help="class scheme YAML (default: %(default)s)"
     )
-    parser.add_argument("--spark-conf", default=str(CONF / "spark-local.conf"),
-                        help="spark-defaults file; spark-submit's own settings win (default: %(default)s)")  # fmt: skip
+    add_spark_conf_argument(parser, CONF)
     return parser.parse_args(argv)
 
 
@@ -59,12 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         work = functools.partial(extract_pair, out=args.out, config=config)
         results = run_tasks(spark, work, plan.tasks, label="extract")
-        spark_conf = dict(spark.sparkContext.getConf().getAll())
+        spark_settings = recorded_settings(spark)
     finally:
         spark.stop()
     totals = write_outputs(plan, results, config)
     write_run_json(args.out, job="extract", config=config.to_dict(), inputs=inputs, clock=clock, totals=totals,
-                   spark={k: v for k, v in spark_conf.items() if k.startswith("spark.") and "secret" not in k})  # fmt: skip
+                   spark=spark_settings)  # fmt: skip
     print(format_summary(totals, plan.rows + results))
     return 0
 

@@ -26,7 +26,7 @@ from herdcount.manifest import (
     write_manifest,
 )
 from herdcount.runinfo import RunClock, write_run_json
-from herdcount.spark import build_session, run_tasks
+from herdcount.spark import add_spark_conf_argument, build_session, recorded_settings, run_tasks
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -40,8 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--files-per-task", type=int, default=8, help="files per Spark task (default: %(default)s)"
     )
-    parser.add_argument("--spark-conf", default=str(CONF / "spark-local.conf"),
-                        help="spark-defaults file; spark-submit's own settings win (default: %(default)s)")  # fmt: skip
+    add_spark_conf_argument(parser, CONF)
     return parser.parse_args(argv)
 
 
@@ -63,12 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         f"manifest: {len(plan.tasks)} files to read, {len(plan.reused)} unchanged since the last run",
         file=sys.stderr,
     )
-    results = []
+    results, spark_settings = [], {}
     if plan.tasks:
         spark = build_session("herdcount-manifest", args.spark_conf)
         try:
             work = functools.partial(describe_file, root=args.data)
             results = run_tasks(spark, work, plan.tasks, label="manifest", items_per_task=args.files_per_task)
+            spark_settings = recorded_settings(spark)
         finally:
             spark.stop()
     columns, rows = manifest_rows(plan.reused + results, args.layout)
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
               "cpu_s_per_file": round(sum(r["cpu_s"] for r in results) / len(results), 4) if results else None}  # fmt: skip
     inputs = {"data": args.data, "layout": args.layout, "fingerprint": fingerprint(rows)}
     write_run_json(args.out, job="manifest", config={"layout": args.layout, "files_per_task": args.files_per_task},
-                   inputs=inputs, clock=clock, totals=totals)  # fmt: skip
+                   inputs=inputs, clock=clock, totals=totals, spark=spark_settings)  # fmt: skip
     print(f"files: {len(rows)} ({len(results)} read, {len(plan.reused)} reused); "
           + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))  # fmt: skip
     print(f"fingerprint: {inputs['fingerprint']}")

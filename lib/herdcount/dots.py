@@ -192,17 +192,28 @@ def _coarse_maps(
         diff = np.maximum(a, b)
         diff -= np.minimum(a, b)
         most = np.maximum(np.maximum(diff[..., 0], diff[..., 1]), diff[..., 2])
-        hit = np.logical_or.reduceat(most > threshold, col_starts, axis=1)
-        hit = np.logical_or.reduceat(hit, row_starts, axis=0)
+        hit = _cell_reduce(most, np.maximum, block, row_starts, col_starts) > threshold
         bright = np.maximum(np.maximum(b[..., 0], b[..., 1]), b[..., 2])
-        dark = np.add.reduceat((bright < black_level).astype(np.int32), col_starts, axis=1)
-        dark = np.add.reduceat(dark, row_starts, axis=0)
+        dark = _cell_reduce((bright < black_level).astype(np.int32), np.add, block, row_starts, col_starts)
         cell_heights = np.diff(np.append(row_starts, len(a)))
         area = cell_heights[:, None] * cell_widths[None, :]
         cells = slice(top // block, top // block + len(row_starts))
         changed[cells] = hit
         masked[cells] = 2 * dark > area
     return changed, masked
+
+
+def _cell_reduce(values: np.ndarray, ufunc: np.ufunc, block: int, row_starts, col_starts) -> np.ndarray:
+    """``ufunc`` over the cells of a strip of half-height rows (``block // 2`` rows by
+    ``block`` columns). Whole cells go through a reshape, which numpy reduces with SIMD
+    several times faster than ``reduceat``; a ragged last row or column of cells through
+    ``reduceat``."""
+    rows, cols = values.shape
+    whole_rows, whole_cols = rows // (block // 2), cols // block
+    if whole_rows == len(row_starts) and whole_cols == len(col_starts):
+        cells = values.reshape(whole_rows, block // 2, whole_cols, block)
+        return ufunc.reduce(ufunc.reduce(cells, axis=1), axis=2)
+    return ufunc.reduceat(ufunc.reduceat(values, col_starts, axis=1), row_starts, axis=0)
 
 
 def _dots_in_window(

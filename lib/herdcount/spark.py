@@ -111,6 +111,21 @@ def build_session(app_name: str, conf_file: str | Path | None = LOCAL_CONF) -> A
     return spark
 
 
+def add_spark_conf_argument(parser: Any, conf_dir: Path) -> None:
+    """The ``--spark-conf FILE`` option every job takes, defaulting to ``spark-local.conf``
+    of ``conf_dir`` (the checkout's conf/, found by the job from its own location: with
+    --py-files this package may be imported from a zip elsewhere)."""
+    parser.add_argument("--spark-conf", default=str(conf_dir / "spark-local.conf"),
+                        help="spark-defaults file; spark-submit's own settings win (default: %(default)s)")  # fmt: skip
+
+
+def recorded_settings(spark: Any) -> dict[str, str]:
+    """The session's Spark settings as run.json records them: ``spark.*`` keys, none that
+    names a secret."""
+    pairs = spark.sparkContext.getConf().getAll()
+    return {k: v for k, v in sorted(pairs) if k.startswith("spark.") and "secret" not in k.lower()}
+
+
 def run_tasks(
     spark: Any,
     func: Callable[[Any], dict],
