@@ -14,6 +14,7 @@ from test_count_job import colour_density_model
 
 from herdcount import storage
 from herdcount.count import CountSettings, count_photo, plan_count, write_outputs
+from herdcount.manifest import read_manifest
 from herdcount.spark import build_session, run_tasks
 
 import train
@@ -186,3 +187,24 @@ def test_an_object_deleted_between_listing_and_reading_is_an_error_row(jobs_on_b
     submission = storage.read_text("s3://herd/gone-out/submission.csv").splitlines()
     assert [line.split(",")[0] for line in submission[1:]] == ["0", "1"]
     assert submission[2] == "1,0,0,0,0,0"
+
+
+def test_manifest_of_an_s3_collection_equals_the_local_one(s3, survey, tmp_path):
+    upload(survey, "s3://herd/collection")
+    local = spark_submit("jobs/manifest.py", "--data", str(survey), "--out", str(tmp_path / "local"))
+    remote = spark_submit("jobs/manifest.py", "--data", "s3://herd/collection", "--out", "s3://herd/manifest")
+    assert local.returncode == 0 and remote.returncode == 0, remote.stdout[-2000:] + remote.stderr[-2000:]
+    mine = read_manifest(str(tmp_path / "local" / "manifest.parquet"))
+    theirs = read_manifest("s3://herd/manifest/manifest.parquet")
+    assert len(mine) == len(theirs) > 10
+    for a, b in zip(mine, theirs):  # the version is an mtime locally and an ETag on S3
+        assert {k: v for k, v in a.items() if k != "version"} == {
+            k: v for k, v in b.items() if k != "version"
+        }
+    run = json.loads(storage.read_text("s3://herd/manifest/run.json"))
+    assert (
+        run["inputs"]["fingerprint"]
+        == json.loads((tmp_path / "local" / "run.json").read_text())["inputs"]["fingerprint"]
+    )
+    again = spark_submit("jobs/manifest.py", "--data", "s3://herd/collection", "--out", "s3://herd/manifest")
+    assert again.returncode == 0 and "0 read" in again.stdout
