@@ -16,6 +16,9 @@ setup(
         "pyspark>=4.0,<5",
         "tensorflow-cpu>=2.16,<3",
         "keras>=3.0,<4",
+        # The count job's executors run the TensorFlow Lite export of a model with LiteRT:
+        # it starts in 0.2 s (TensorFlow: seconds) and its XNNPACK kernels are ~3x faster.
+        "ai-edge-litert>=1.2",
         "scikit-image>=0.22",
         "scipy>=1.10",
         "numpy>=1.26",

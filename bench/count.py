@@ -1,6 +1,6 @@
 """Benchmark: CPU-seconds and peak memory per full-size photo for the count job, against the seed's method.
 
-    python bench/count.py [--photos 2] [--density RUN] [--classifier RUN] [--seed-tiles 40]
+    python bench/count.py [--photos 4] [--density RUN] [--classifier RUN] [--seed-tiles 40]
 
 Makes full-size 4992x3328 test photos with the synthetic survey generator, then counts
 them on one core (one TensorFlow thread, as one Spark task with spark.task.cpus=1 has)
@@ -113,7 +113,7 @@ def run_child(target, *args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--photos", type=int, default=2, help="full-size test photos to count")
+    p.add_argument("--photos", type=int, default=4, help="full-size test photos to count")
     p.add_argument("--density", help="a density run of models/train.py (default: untrained weights)")
     p.add_argument("--classifier", help="a classifier run of models/train.py (default: untrained weights)")
     p.add_argument("--seed-tiles", type=int, default=40, help="tiles timed for the seed's per-tile method")

@@ -1,15 +1,16 @@
 """Benchmark: photos per second of the count job on 1, 2, ... cores, and parallel efficiency.
 
-    python bench/scaling.py [--photos 48] [--width 1600] [--height 1100] [--cores 1,2] [--model RUN]
+    python bench/scaling.py [--photos 96] [--width 1600] [--height 1100] [--cores 1,2] [--model RUN]
 
 Makes a test survey, then runs ``spark-submit --master local[N] jobs/count.py`` on the same
-photos for each N into a fresh OUT, and reads from its run.json the time of the counting
-stage (Spark's tasks, model loads in each worker included; session start-up excluded, as it
-is paid once per job, not per photo). Prints photos per second and the parallel efficiency
-``rate(N) / (N * rate(1))``, for the whole stage and for the warm part: the photos finished
-after every worker had loaded its model, timed from the photos' own records. Without --model, an untrained density model of the default
-architecture is used: the cost of inference does not depend on the weights. Goal (issue 6):
-efficiency >= 0.85 on 2 cores with at least 16 photos of 1600x1100.
+photos for each N into a fresh OUT, the whole job pinned to N CPUs, and reads from its
+run.json the time of the counting stage (Spark's tasks, the start of each worker and its
+model load included; session start-up excluded, as it is paid once per job, not per photo).
+Prints photos per second and the parallel efficiency ``rate(N) / (N * rate(1))``, for the
+whole stage and for the warm part: the photos finished after every worker had loaded its
+model, timed from the photos' own records. Without --model, an untrained density model of
+the default architecture is used: the cost of inference does not depend on the weights.
+Goal (issue 6): efficiency >= 0.85 on 2 cores with at least 16 photos of 1600x1100.
 """
 
 from __future__ import annotations
@@ -36,7 +37,12 @@ def count_rate(data: Path, run: Path, out: Path, cores: int) -> tuple[float, flo
     }
     cmd = [str(BIN / "spark-submit"), "--master", f"local[{cores}]", str(ROOT / "jobs" / "count.py"),
            "--data", str(data), "--model", str(run), "--out", str(out)]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    # The whole job (its JVM included) on `cores` CPUs: unpinned, local[1] would run the
+    # JVM's compiler and collector threads on an idle second core for free and flatter
+    # the 1-core baseline.
+    cpus = sorted(os.sched_getaffinity(0))[:cores]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT,
+                          preexec_fn=lambda: os.sched_setaffinity(0, cpus))  # fmt: skip
     if done.returncode:
         raise RuntimeError(f"count job failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     totals = json.loads((out / "run.json").read_text())["totals"]
@@ -57,7 +63,7 @@ def steady_rate(out: Path) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--photos", type=int, default=48)
+    p.add_argument("--photos", type=int, default=96)
     p.add_argument("--width", type=int, default=1600)
     p.add_argument("--height", type=int, default=1100)
     p.add_argument(
@@ -102,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{n:>5} {seconds:>8.2f} {rate:>9.2f} {rate / (n * base):>10.2f} {warm:>14.2f} "
               f"{warm / (n * warm_base):>16.2f}", flush=True)  # fmt: skip
     print(
-        "stage: every photo, each worker's TensorFlow start and model load included; warm: the photos "
+        "stage: every photo, each worker's start and model load included; warm: the photos "
         "after every worker had counted its first"
     )
     print("goal: efficiency >= 0.85 on 2 cores")

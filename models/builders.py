@@ -16,6 +16,7 @@ import keras
 from keras import layers
 
 from herdcount import storage
+from herdcount.predictors import tflite_files
 
 
 def make_classifier_model(
@@ -175,9 +176,11 @@ def describe_density_model(model: keras.Model) -> dict[str, float]:
 
 
 def save_model_run(run: str | Path, model: keras.Model, description: dict[str, Any]) -> None:
-    """Write ``model.keras`` and then ``model.json`` (the description, with ``kind`` and
-    ``class_names`` at least) into RUN, each atomically; model.json last, as the mark of
-    a finished run that the count job looks for."""
+    """Write ``model.keras``, its TensorFlow Lite export for the count job's executors
+    (``model.tflite``, and ``maps.tflite`` for a classifier: see
+    ``herdcount.predictors.tflite_files``) and then ``model.json`` (the description, with
+    ``kind`` and ``class_names`` at least) into RUN, each atomically; model.json last, as
+    the mark of a finished run that the count job looks for."""
     missing = [k for k in ("kind", "class_names") if k not in description]
     if missing:
         raise ValueError(f"the model description lacks {missing}")
@@ -186,7 +189,10 @@ def save_model_run(run: str | Path, model: keras.Model, description: dict[str, A
     temp = run / f".model-{os.getpid()}.keras"
     model.save(temp)
     os.replace(temp, run / "model.keras")
-    storage.write_text_atomic(run / "model.json", json.dumps(description, indent=2))
+    files, extra = tflite_files(model, description["kind"])
+    for name, data in files.items():
+        storage.write_bytes_atomic(run / name, data)
+    storage.write_text_atomic(run / "model.json", json.dumps({**description, **extra}, indent=2))
 
 
 @keras.saving.register_keras_serializable(package="herdcount")

@@ -131,7 +131,7 @@ def test_each_worker_loads_the_model_once_and_runs_tf_on_the_task_cpus(counting)
     records = [json.loads(p.read_text()) for p in (counting["out"] / "photos").glob("*.json")]
     assert len(records) == 5
     assert {r["model_loads"] for r in records} == {1}
-    assert {tuple(r["tf_threads"]) for r in records} == {(1, 1)}
+    assert {(r["runtime"], tuple(r["threads"])) for r in records} == {("litert", (1, 1))}
     run = json.loads((counting["out"] / "run.json").read_text())
     assert run["job"] == "count" and run["model"]["run"] == str(counting["density"].resolve())
     assert run["model"]["kind"] == "density" and run["totals"]["counted"] == 5
@@ -188,7 +188,7 @@ def test_sliding_classifier_at_half_scale_with_two_cpus_per_task(counting, tmp_p
     # Without sample_submission.csv (--images only), rows follow the numeric ids.
     assert [r[0] for r in read_csv(out / "submission.csv")[1:]] == ["0", "1", "2", "3", "4", "5", "9"]
     records = [json.loads(p.read_text()) for p in (out / "photos").glob("*.json")]
-    assert {tuple(r["tf_threads"]) for r in records} == {(2, 2)}
+    assert {(r["runtime"], tuple(r["threads"])) for r in records} == {("litert", (2, 2))}
 
 
 def _job():

@@ -128,3 +128,36 @@ def test_reduced_size_decoding_matches_a_full_decode_then_resize(photo, scale):
 def test_scales_out_of_range_are_rejected(scale):
     with pytest.raises(ValueError, match=f"scale must be in \\(0, 4\\], got {scale}"):
         decode_rgb_scaled(b"\xff\xd8", scale=scale)
+
+
+@pytest.mark.parametrize("kind", ["density", "classifier"])
+def test_the_litert_export_predicts_what_keras_does_and_keras_is_the_fallback(
+    tmp_path, photo, classifier, kind
+):
+    if kind == "density":
+        keras.utils.set_random_seed(4)
+        model = make_density_model(2, width=8, depth=2)
+        description = {"kind": "density", "class_names": ["a", "b"], **describe_density_model(model)}
+    else:
+        model, description = (
+            classifier,
+            {"kind": "classifier", "class_names": ["a", "b", "c", "bg"], "patch_size": 64},
+        )
+    save_model_run(tmp_path / "run", model, description)
+    assert (tmp_path / "run" / "model.tflite").is_file()
+    clear_cache()
+    lite = load_model(tmp_path / "run", threads=2)
+    assert lite.runtime == "litert" and lite.threads == (2, 2)
+    windows = np.stack([photo[:64, :64], photo[100:164, 150:214], photo[:128, :128][::2, ::2]])
+    batch = photo[None, :168, :224] if kind == "density" else windows
+    np.testing.assert_allclose(lite.predict(batch), np.asarray(model(batch, training=False)), atol=1e-5)
+    if kind == "classifier":
+        assert lite.map_stride == 8
+        maps = fully_convolutional(model)
+        np.testing.assert_allclose(lite.predict_maps(photo[None]), np.asarray(maps(photo[None])), atol=1e-5)
+    for name in ("model.tflite", "maps.tflite"):
+        (tmp_path / "run" / name).unlink(missing_ok=True)
+    clear_cache()
+    fallback = load_model(tmp_path / "run")
+    assert fallback.runtime == "keras"
+    np.testing.assert_allclose(fallback.predict(batch), lite.predict(batch), atol=1e-5)

@@ -232,7 +232,8 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> dict[str, Any]:
 
     The record holds ``test_id``, ``status``, ``counts`` (unrounded, per class), the
     decoded ``width`` and ``height``, ``cpu_s`` and ``wall_s``, and the worker's ``pid``,
-    ``model_loads`` (how often this worker loaded the model: 1) and ``tf_threads``.
+    ``model_loads`` (how often this worker loaded the model: 1), ``threads`` (of the
+    interpreter, or TensorFlow's intra- and inter-op threads) and ``runtime``.
     ``cpu_s`` is decoding and inference; ``load_cpu_s`` the model load (on a worker's first
     photo) or the cache lookup. ``wall_s`` covers both; ``finished_at`` is the Unix time.
     """
@@ -265,7 +266,8 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> dict[str, Any]:
         "finished_at": round(time.time(), 3),
         "pid": os.getpid(),
         "model_loads": LOADS[storage.absolute(storage.join(settings.model, "model.keras"))],
-        "tf_threads": list(model.threads),
+        "threads": list(model.threads),
+        "runtime": model.runtime,
     }
     storage.write_text_atomic(result, json.dumps(record))
     return record

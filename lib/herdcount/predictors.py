@@ -33,7 +33,7 @@ class LoadedModel:
     """A model run ready to count: its description and its predict callables."""
 
     info: dict[str, Any]
-    #: The Keras model itself.
+    #: The Keras model itself (None when the LiteRT interpreter runs the export).
     model: Any
     #: Batch of windows to class scores (classifier) or density maps (density model).
     predict: Predict
@@ -42,6 +42,8 @@ class LoadedModel:
     #: Output stride of ``predict_maps``.
     map_stride: int = 0
     threads: tuple[int, int] = (0, 0)
+    #: ``litert`` (the TensorFlow Lite export) or ``keras``.
+    runtime: str = "keras"
 
 
 def read_model_info(run: str | Path) -> dict[str, Any]:
@@ -96,32 +98,47 @@ def set_threads(threads: int) -> tuple[int, int]:
 def load_model(run: str | Path, *, threads: int = 1) -> LoadedModel:
     """The model of a training run, loaded on first use in this process and cached.
 
+    Runs that hold the TensorFlow Lite export (``model.tflite``, and ``maps.tflite`` for
+    classifiers; see :func:`tflite_files`) are run by the LiteRT interpreter: it starts in
+    a tenth of a second where TensorFlow takes seconds, and its XNNPACK kernels count a
+    photo about three times faster, with the same results to float rounding. Other runs
+    are run by Keras.
+
     Parameters
     ----------
     run : str or Path
         A finished run of ``models/train.py`` (model.json and model.keras).
     threads : int, optional
-        TensorFlow threads for this process, set before its first operation.
+        Threads of the interpreter (or TensorFlow's intra- and inter-op threads), set
+        before its first operation.
     """
     path = storage.join(run, "model.keras")
     key = (storage.absolute(path), *storage.version(path))
     if key in _MODELS:
         return _MODELS[key]
-    in_force = set_threads(threads)
-    import keras
-
     info = read_model_info(run)
-    model = keras.models.load_model(storage.local_copy(path), compile=False)
-    loaded = LoadedModel(info, model, _predictor(model), threads=in_force)
-    if info["kind"] == "classifier":
-        maps = fully_convolutional(model)
-        loaded.predict_maps, loaded.map_stride = _predictor(maps), native_stride(model)
+    names = ["model.tflite", *(["maps.tflite"] if info["kind"] == "classifier" else [])]
+    lite = [storage.join(run, name) for name in names]
+    if all(storage.exists(name) for name in lite) and (info["kind"] == "density" or "map_stride" in info):
+        predictors = [_lite_predictor(storage.read_bytes(name), threads) for name in lite]
+        loaded = LoadedModel(info, None, predictors[0], threads=(threads, threads), runtime="litert")
+        if info["kind"] == "classifier":
+            loaded.predict_maps, loaded.map_stride = predictors[1], int(info["map_stride"])
+    else:
+        in_force = set_threads(threads)
+        import keras
+
+        model = keras.models.load_model(storage.local_copy(path), compile=False)
+        loaded = LoadedModel(info, model, _predictor(model), threads=in_force, runtime="keras")
+        if info["kind"] == "classifier":
+            maps = fully_convolutional(model)
+            loaded.predict_maps, loaded.map_stride = _predictor(maps), native_stride(model)
     _MODELS[key] = loaded
     LOADS[key[0]] += 1
-    # PySpark's daemon runs gc.collect() after every task of a reused worker; with
-    # TensorFlow and a model loaded, a full collection walks millions of objects (about
-    # 0.17 s, as long as counting a small photo). Those objects live as long as the worker:
-    # move them out of the collector's sight.
+    # PySpark's daemon runs gc.collect() after every task of a reused worker; with a model
+    # (and TensorFlow) loaded, a full collection walks millions of objects (0.17 s with
+    # TensorFlow, as long as counting a small photo). Those objects live as long as the
+    # worker: move them out of the collector's sight.
     gc.freeze()
     return loaded
 
@@ -133,6 +150,51 @@ def _predictor(model: Any) -> Predict:
         return np.asarray(model(batch, training=False))
 
     return predict
+
+
+def _lite_predictor(content: bytes, threads: int) -> Predict:
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content, num_threads=threads)
+    source = interpreter.get_input_details()[0]["index"]
+    target = interpreter.get_output_details()[0]["index"]
+    allocated: list[tuple[int, ...]] = [()]
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        # The export takes any batch and tile size; the interpreter plans its memory for
+        # one shape at a time, and the tiles of a photo share one.
+        if batch.shape != allocated[0]:
+            interpreter.resize_tensor_input(source, batch.shape)
+            interpreter.allocate_tensors()
+            allocated[0] = batch.shape
+        interpreter.set_tensor(source, np.asarray(batch, dtype=np.float32))
+        interpreter.invoke()
+        return interpreter.get_tensor(target).copy()
+
+    return predict
+
+
+def tflite_files(model: Any, kind: str) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The TensorFlow Lite export of a trained model, for the count job's executors, and
+    what model.json must add for it.
+
+    Density models give ``model.tflite``; classifiers ``model.tflite`` (patches) and
+    ``maps.tflite`` (the fully convolutional form, see :func:`fully_convolutional`), plus
+    ``map_stride``. Inputs keep any batch, height and width. Imports TensorFlow.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    def export(keras_model: Any) -> bytes:
+        return tf.lite.TFLiteConverter.from_keras_model(keras_model).convert()
+
+    files = {"model.tflite": export(model)}
+    extra: dict[str, Any] = {}
+    if kind == "classifier":
+        files["maps.tflite"] = export(fully_convolutional(model))
+        extra["map_stride"] = native_stride(model)
+    return files, extra
 
 
 def native_stride(classifier: Any) -> int:

@@ -219,10 +219,10 @@ def training_section(inp: Inputs) -> str:
 
 
 def _weights(run: Path) -> int | None:
-    from herdcount.predictors import load_model
+    import keras
 
     try:
-        return int(load_model(run).model.count_params())
+        return int(keras.models.load_model(run / "model.keras", compile=False).count_params())
     except (OSError, ValueError):
         return None
 
