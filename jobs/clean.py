@@ -18,7 +18,7 @@ import json
 import sys
 
 from herdcount import storage
-from herdcount.clean import CleanSettings, balance, csv_text, flag_rows, keep_paths, report_html
+from herdcount.clean import CleanSettings, balance, flag_rows, keep_paths, report_html
 from herdcount.manifest import read_manifest
 from herdcount.runinfo import RunClock, write_run_json
 
@@ -61,13 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     flags = flag_rows(rows, settings)
     keep = keep_paths(rows, flags)
     counts = balance(rows, keep, settings.label_field)
-    storage.write_text_atomic(
-        storage.join(args.out, "flags.csv"), csv_text(["path", "flag", "detail"], flags)
-    )
-    storage.write_text_atomic(storage.join(args.out, "keep.csv"), csv_text(["path"], [[p] for p in keep]))
-    storage.write_text_atomic(
-        storage.join(args.out, "balance.csv"), csv_text(["label", "photos"], list(counts.items()))
-    )
+    storage.write_csv_atomic(storage.join(args.out, "flags.csv"), ["path", "flag", "detail"], flags)
+    storage.write_csv_atomic(storage.join(args.out, "keep.csv"), ["path"], [[p] for p in keep])
+    storage.write_csv_atomic(storage.join(args.out, "balance.csv"), ["label", "photos"], counts.items())
     storage.write_text_atomic(storage.join(args.out, "report.html"), report_html(rows, flags, counts))
     by_flag = {f: sum(1 for _, g, _ in flags if g == f) for f in dict.fromkeys(g for _, g, _ in flags)}
     manifest_run = json.loads(storage.read_text(storage.join(args.manifest, "run.json")))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -153,12 +152,7 @@ def balance(rows: list[dict[str, Any]], keep: list[str], label_field: str = "lab
 
 def report_html(rows: list[dict[str, Any]], flags: list[tuple[str, str, str]], counts: dict[str, int]) -> str:
     """A self-contained page: flagged photos as thumbnails grouped by flag, and the balance."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from herdcount.plots import figure_png
+    from herdcount.plots import plot_balance
 
     thumbs = {r["path"]: r.get("thumbnail") for r in rows}
     parts = []
@@ -173,11 +167,7 @@ def report_html(rows: list[dict[str, Any]], flags: list[tuple[str, str, str]], c
                 f"<figure>{picture}<figcaption>{html.escape(path)}<br>{html.escape(detail)}</figcaption></figure>"
             )
         parts.append("</section>")
-    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(counts) + 2), 3.2))
-    ax.bar([k or "(none)" for k in counts], list(counts.values()), color="#4a7ab5")
-    ax.set_ylabel("photos kept")
-    ax.set_title("balance per label")
-    chart = base64.b64encode(figure_png(fig)).decode()
+    chart = base64.b64encode(plot_balance(counts)).decode()
     style = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px}"
              "figure{display:inline-block;margin:.4em;width:180px;vertical-align:top}"
              "figcaption{font-size:.75em;word-break:break-all}.none{width:96px;height:72px;background:#eee}")  # fmt: skip
@@ -185,14 +175,3 @@ def report_html(rows: list[dict[str, Any]], flags: list[tuple[str, str, str]], c
             f"<style>{style}</style></head><body><h1>Cleaning report</h1>"
             f'<section id="balance"><h2>Balance</h2><img alt="photos per label" src="data:image/png;base64,{chart}">'
             f"</section>{''.join(parts)}</body></html>")  # fmt: skip
-
-
-def csv_text(header: list[str], rows: list[tuple | list]) -> str:
-    """CSV text with a header."""
-    import csv
-
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue()

@@ -345,15 +345,10 @@ def write_outputs(plan: CountPlan, results: list[dict[str, Any]], config: Config
     counted = {r["test_id"]: r["counts"] for r in ok}
     out, names = plan.out, config.class_names
     storage.write_text_atomic(storage.join(out, "submission.csv"), submission_csv(plan, counted, config))
-    storage.write_text_atomic(
-        storage.join(out, "counts.csv"),
-        _csv(["test_id", *names, "width", "height", "cpu_s"],
-             [[r["test_id"], *r["counts"], r["width"], r["height"], r["cpu_s"]] for r in ok]),
-    )  # fmt: skip
-    storage.write_text_atomic(
-        storage.join(out, "errors.csv"),
-        _csv(["test_id", "file", "reason"], [[r["test_id"], r["file"], r["reason"]] for r in errors]),
-    )
+    storage.write_csv_atomic(storage.join(out, "counts.csv"), ["test_id", *names, "width", "height", "cpu_s"],
+                             [[r["test_id"], *r["counts"], r["width"], r["height"], r["cpu_s"]] for r in ok])  # fmt: skip
+    storage.write_csv_atomic(storage.join(out, "errors.csv"), ["test_id", "file", "reason"],
+                             [[r["test_id"], r["file"], r["reason"]] for r in errors])  # fmt: skip
     in_order = set(plan.order)
     fresh = [r for r in results if r["status"] == OK and not r.get("resumed")]
     totals = {
@@ -371,14 +366,6 @@ def write_outputs(plan: CountPlan, results: list[dict[str, Any]], config: Config
         "model_loads_per_worker": max((r["model_loads"] for r in fresh), default=0),
     }
     return totals
-
-
-def _csv(header: list[str], rows: list[list[Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue()
 
 
 def format_summary(totals: dict[str, Any], errors: list[dict[str, Any]]) -> str:

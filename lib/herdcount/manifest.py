@@ -10,7 +10,6 @@ changed files. The originals are only ever read.
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
 import io
 import re
@@ -246,14 +245,9 @@ def write_manifest(out: str, columns: list[str], rows: list[dict[str, Any]]) -> 
     buf = io.BytesIO()
     pq.write_table(table, buf)
     storage.write_bytes_atomic(storage.join(out, "manifest.parquet"), buf.getvalue())
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        thumb = row.get("thumbnail")
-        writer.writerow(["" if row[c] is None else row[c] for c in columns[:-1]]
-                        + [base64.b64encode(thumb).decode() if thumb else ""])  # fmt: skip
-    storage.write_text_atomic(storage.join(out, "manifest.csv"), text.getvalue())
+    lines = ([*("" if row[c] is None else row[c] for c in columns[:-1]),
+              base64.b64encode(row["thumbnail"]).decode() if row.get("thumbnail") else ""] for row in rows)  # fmt: skip
+    storage.write_csv_atomic(storage.join(out, "manifest.csv"), columns, lines)
 
 
 def _schema(columns: list[str]):

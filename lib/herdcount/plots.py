@@ -73,3 +73,12 @@ def plot_counts(
         ax.set_xlim(0, top)
         ax.set_ylim(0, top)
     return figure_png(fig, path)
+
+
+def plot_balance(counts: dict[str, int], path: str | Path | None = None) -> bytes:
+    """Photos kept per label, as bars (an empty label shows as "(none)")."""
+    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(counts) + 2), 3.2))
+    ax.bar([k or "(none)" for k in counts], list(counts.values()), color="#4a7ab5")
+    ax.set_ylabel("photos kept")
+    ax.set_title("balance per label")
+    return figure_png(fig, path)

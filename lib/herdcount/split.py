@@ -126,11 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"split: error: {exc}", file=sys.stderr)
         return 2
     for name, items in result.items():
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(["path", args.by, "group"])
-        writer.writerows(items)
-        storage.write_text_atomic(storage.join(args.out, f"{name}.csv"), text.getvalue())
+        storage.write_csv_atomic(storage.join(args.out, f"{name}.csv"), ["path", args.by, "group"], items)
     manifest_run = json.loads(storage.read_text(storage.join(args.manifest, "run.json")))
     record = {"job": "split", "config": vars(args), "command": sys.argv,
               "inputs": {"manifest": args.manifest, "fingerprint": manifest_run["inputs"]["fingerprint"], "keep": args.keep},

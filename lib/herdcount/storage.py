@@ -13,10 +13,12 @@ make their own), with botocore's standard retry mode for transient errors.
 
 from __future__ import annotations
 
+import csv
 import io
 import itertools
 import os
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +153,15 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def write_csv_atomic(path: str | Path, header: list[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Write a CSV file (a header line, then ``rows``, ``\\n`` line ends) atomically."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
+
+
 def exists(path: str | Path) -> bool:
     """Whether a file (or object) exists at ``path``."""
     if not is_s3(path):
@@ -176,22 +187,25 @@ def is_dir(path: str | Path) -> bool:
     return bool(client().list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount", 0))
 
 
+def _s3_objects(folder: str | Path, *, recursive: bool) -> Iterator[tuple[str, int, str]]:
+    """``(key relative to the folder, size, ETag)`` of the objects under an S3 folder, at any
+    depth or directly in it; listed with a paginator, 1,000 keys per request."""
+    bucket, key = split_s3(str(folder))
+    prefix = key.rstrip("/") + "/" if key else ""
+    options = {} if recursive else {"Delimiter": "/"}
+    for page in client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **options):
+        for item in page.get("Contents", []):
+            if item["Key"] != prefix:
+                yield item["Key"][len(prefix) :], int(item["Size"]), item["ETag"].strip('"')
+
+
 def file_stats(folder: str | Path) -> list[tuple[str, int]]:
     """``(name, size)`` of the files directly in ``folder``, sorted by name; hidden and
     temporary files (names starting with a dot) are left out. Empty when the folder does
-    not exist. S3 prefixes are listed with a paginator, 1,000 keys per request."""
+    not exist."""
     if is_s3(folder):
-        bucket, key = split_s3(str(folder))
-        prefix = key.rstrip("/") + "/" if key else ""
-        found = []
-        for page in (
-            client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
-        ):
-            for item in page.get("Contents", []):
-                name = item["Key"][len(prefix) :]
-                if name and not name.startswith("."):
-                    found.append((name, int(item["Size"])))
-        return sorted(found)
+        found = _s3_objects(folder, recursive=False)
+        return sorted((name, size) for name, size, _ in found if not name.startswith("."))
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -204,15 +218,8 @@ def walk_files(folder: str | Path) -> list[tuple[str, int, str]]:
     by path (``/``-separated); hidden files and folders are left out. The version is the
     modification time (local) or the ETag (S3), as in :func:`version`."""
     if is_s3(folder):
-        bucket, key = split_s3(str(folder))
-        prefix = key.rstrip("/") + "/" if key else ""
-        found = []
-        for page in client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                rel = item["Key"][len(prefix) :]
-                if rel and not any(part.startswith(".") for part in rel.split("/")):
-                    found.append((rel, int(item["Size"]), item["ETag"].strip('"')))
-        return sorted(found)
+        found = _s3_objects(folder, recursive=True)
+        return sorted(f for f in found if not any(part.startswith(".") for part in f[0].split("/")))
     root = Path(folder)
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -302,13 +309,10 @@ def download_tree(prefix: str, local: str | Path) -> Path:
     """Copy every object under an S3 prefix into a local folder (keeping relative paths);
     objects already there with the same size are skipped. Returns the local folder."""
     local = Path(local)
-    bucket, key = split_s3(prefix)
-    base = key.rstrip("/") + "/" if key else ""
-    for page in client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
-        for item in page.get("Contents", []):
-            target = local / item["Key"][len(base) :]
-            if not (target.is_file() and target.stat().st_size == item["Size"]):
-                write_bytes_atomic(target, read_bytes(f"s3://{bucket}/{item['Key']}"))
+    for rel, size, _ in _s3_objects(prefix, recursive=True):
+        target = local / rel
+        if not (target.is_file() and target.stat().st_size == size):
+            write_bytes_atomic(target, read_bytes(join(prefix, rel)))
     return local
 
 

@@ -22,7 +22,6 @@ its mother so that their two dots touch.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
@@ -34,7 +33,7 @@ from PIL import Image, ImageDraw
 
 from herdcount.config import DEFAULT_SCHEME, Config, load_config
 from herdcount.imaging import encode_jpeg
-from herdcount.storage import write_bytes_atomic
+from herdcount.storage import write_bytes_atomic, write_csv_atomic
 
 KAGGLE_SIZES = ((4992, 3328), (5616, 3744))
 MASK_MARGIN = 24
@@ -367,9 +366,9 @@ def write_survey(
         record.update(hidden=_annotation(config, pair["hidden"], "")[config.annotation_key],
                       mismatched=i in mismatched, width=w, height=h)  # fmt: skip
         write_bytes_atomic(truth / "train" / f"{i}.json", json.dumps(record).encode())
-    _write_csv(out / "Train" / "train.csv", header, train_rows)
-    _write_csv(truth / "train_counts.csv", header, train_rows)
-    _write_csv(out / "MismatchedTrainImages.txt", ["train_id"], [[i] for i in sorted(mismatched)])
+    write_csv_atomic(out / "Train" / "train.csv", header, train_rows)
+    write_csv_atomic(truth / "train_counts.csv", header, train_rows)
+    write_csv_atomic(out / "MismatchedTrainImages.txt", ["train_id"], [[i] for i in sorted(mismatched)])
     test_rows = []
     for i in range(n_test):
         rng = np.random.default_rng([seed, 2, i])
@@ -381,24 +380,14 @@ def write_survey(
         write_bytes_atomic(truth / "test" / f"{i}.json", json.dumps(record).encode())
         test_rows.append([i, *_counts(config, photo["scene_animals"])])
     test_header = ["test_id", *config.class_names]
-    _write_csv(
+    write_csv_atomic(
         out / "sample_submission.csv", test_header, [[i] + [1] * len(config.classes) for i in range(n_test)]
     )
-    _write_csv(truth / "test_counts.csv", test_header, test_rows)
+    write_csv_atomic(truth / "test_counts.csv", test_header, test_rows)
     summary = {"seed": seed, "train": n_train, "test": n_test, "width": width, "height": height,
                "density": density, "mismatched": sorted(mismatched), "classes": config.class_names}  # fmt: skip
     write_bytes_atomic(truth / "survey.json", json.dumps(summary, indent=2).encode())
     return truth
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
-    import io
-
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    write_bytes_atomic(path, buf.getvalue().encode())
 
 
 def main(argv: list[str] | None = None) -> int:
