@@ -22,8 +22,8 @@ from herdcount.counting import Predict
 
 KINDS = ("density", "classifier")
 
-#: Loaded models of this process, by model file and its size and version (mtime or ETag).
-_MODELS: dict[tuple[str, int, str], LoadedModel] = {}
+#: Loaded models of this process, by the absolute path of model.keras.
+_MODELS: dict[str, LoadedModel] = {}
 #: How often this process loaded each model file: 1 when the cache works.
 LOADS: Counter[str] = Counter()
 
@@ -113,7 +113,9 @@ def load_model(run: str | Path, *, threads: int = 1) -> LoadedModel:
         before its first operation.
     """
     path = storage.join(run, "model.keras")
-    key = (storage.absolute(path), *storage.version(path))
+    # Keyed by path alone: this runs for every photo, and a stat (or an S3 HEAD request) per
+    # photo buys nothing, since a job's model is fixed when it starts (OUT/settings.json).
+    key = storage.absolute(path)
     if key in _MODELS:
         return _MODELS[key]
     info = read_model_info(run)
@@ -134,7 +136,7 @@ def load_model(run: str | Path, *, threads: int = 1) -> LoadedModel:
             maps = fully_convolutional(model)
             loaded.predict_maps, loaded.map_stride = _predictor(maps), native_stride(model)
     _MODELS[key] = loaded
-    LOADS[key[0]] += 1
+    LOADS[key] += 1
     # PySpark's daemon runs gc.collect() after every task of a reused worker; with a model
     # (and TensorFlow) loaded, a full collection walks millions of objects (0.17 s with
     # TensorFlow, as long as counting a small photo). Those objects live as long as the
