@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from herdcount.count import (
     plan_count,
     write_outputs,
 )
-from herdcount.runinfo import RunClock, fingerprint_files, write_run_json
+from herdcount.runinfo import RunClock, fingerprint_files, read_run, write_run_json
 from herdcount.spark import add_spark_conf_argument, build_session, recorded_settings, run_tasks
 
 # The checkout's conf/ (see add_spark_conf_argument).
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
               "fingerprint": fingerprint_files(storage.parent(images), [storage.basename(images)])}  # fmt: skip
     model = {"run": storage.absolute(args.model), "kind": info["kind"], "class_names": info["class_names"],
              "training_data": info.get("training_data"), "metrics": info.get("metrics"),
-             "train_run": _started(storage.join(args.model, "run.json"))}  # fmt: skip
+             "train_run": (read_run(args.model) or {}).get("times", {}).get("started_at")}  # fmt: skip
     write_run_json(args.out, job="count", config={"settings": dataclasses.asdict(settings), "scheme": config.to_dict()},
                    inputs=inputs, clock=clock, totals=totals, model=model,
                    spark=spark_settings)  # fmt: skip
@@ -121,12 +120,6 @@ def main(argv: list[str] | None = None) -> int:
     print(format_summary(totals, errors))
     print(f"outputs: {storage.join(args.out, 'submission.csv')}, counts.csv, errors.csv, run.json")
     return 0
-
-
-def _started(path: str) -> str | None:
-    if not storage.exists(path):
-        return None
-    return json.loads(storage.read_text(path)).get("times", {}).get("started_at")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import json
 import os
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from herdcount import storage
 from herdcount.config import DEFAULT_SCHEME, Config, load_config
 from herdcount.counting import density_map, masked_counts
 from herdcount.plots import plot_confusion, plot_counts, plot_curves
-from herdcount.runinfo import RunClock, fingerprint_files, write_run_json
+from herdcount.runinfo import RunClock, fingerprint_files, read_run, write_run_json
 from herdcount.score import column_rmse
 
 from builders import (
@@ -615,12 +614,11 @@ def write_run(
 
 
 def _extract_run(out: str) -> dict[str, Any] | None:
-    path = Path(out) / "run.json"
-    if not path.is_file():
+    run = read_run(out)
+    if run is None:
         return None
-    run = json.loads(path.read_text(encoding="utf-8"))
     return {
-        "path": str(path.resolve()),
+        "path": storage.absolute(storage.join(out, "run.json")),
         "started_at": run.get("times", {}).get("started_at"),
         "inputs": run.get("inputs"),
     }

@@ -10,17 +10,11 @@ the run that produced them; this follows those links upstream.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from herdcount import storage
-
-
-def read_run(folder: str) -> dict[str, Any] | None:
-    """The run.json of an output folder, or None."""
-    path = storage.join(folder, "run.json")
-    return json.loads(storage.read_text(path)) if storage.exists(path) else None
+from herdcount.runinfo import read_run
 
 
 def upstream(run: dict[str, Any]) -> str | None:

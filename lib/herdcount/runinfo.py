@@ -60,6 +60,12 @@ class RunClock:
         }
 
 
+def read_run(folder: str | Path) -> dict[str, Any] | None:
+    """The run.json of an output folder (local or S3), or None when it has none."""
+    path = storage.join(folder, "run.json")
+    return json.loads(storage.read_text(path)) if storage.exists(path) else None
+
+
 def write_run_json(out: str | Path, *, job: str, config: dict, inputs: dict, clock: RunClock,
                    totals: dict, **extra: Any) -> dict:  # fmt: skip
     """Write ``OUT/run.json`` atomically and return what was written."""
