@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from herdcount.config import DEFAULT_SCHEME, load_config
@@ -40,13 +42,43 @@ def extracted(tmp_path_factory, survey, config):
     return out
 
 
-def spark_submit(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``spark-submit`` of this venv on ``args`` from the repository root."""
-    env = dict(os.environ)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["PYSPARK_PYTHON"] = sys.executable
+def spark_env(**extra: str) -> dict[str, str]:
+    """This process's environment for Spark commands of this venv: its bin/ first on PATH,
+    its python for the workers, a Java home when the machine has no java; plus ``extra``."""
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYSPARK_PYTHON": sys.executable,
+    }
     java_home = find_java_home()
     if java_home:
         env["JAVA_HOME"] = java_home
+    return {**env, **extra}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spark_submit(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``spark-submit`` of this venv on ``args`` from the repository root."""
     cmd = [str(BIN / "spark-submit"), "--master", "local[2]", *args]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=ROOT, env=spark_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def windows_at(image, stride: int, patch: int = 64):
+    """Every ``patch``-sided window at ``stride`` offsets covering an image (edge-padded),
+    one by one, as ``(rows, cols, patch, patch, 3)``: what the seed classified."""
+    n = [-(-(side - patch) // stride) + 1 for side in image.shape[:2]]
+    pad = [(0, (k - 1) * stride + patch - side) for k, side in zip(n, image.shape[:2])]
+    padded = np.pad(image, [*pad, (0, 0)], mode="edge")
+    return np.stack(
+        [
+            padded[r * stride : r * stride + patch, c * stride : c * stride + patch]
+            for r in range(n[0])
+            for c in range(n[1])
+        ]
+    ).reshape(n[0], n[1], patch, patch, 3)

@@ -6,18 +6,15 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import keras
 import pytest
-from conftest import BIN, ROOT, spark_submit
+from conftest import BIN, ROOT, free_port, spark_env, spark_submit
 
-from herdcount.spark import find_java_home
 from herdcount.synth import write_survey
 
 from builders import describe_density_model, make_density_model, save_model_run
@@ -26,22 +23,11 @@ pytestmark = pytest.mark.slow
 PHOTOS = 12
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def spark_env(tmp: Path) -> dict[str, str]:
+def cluster_env(tmp: Path) -> dict[str, str]:
     from pyspark.find_spark_home import _find_spark_home
 
-    env = {**os.environ, "SPARK_HOME": _find_spark_home(), "SPARK_WORKER_DIR": str(tmp / "work"),
-           "SPARK_LOG_DIR": str(tmp / "logs"), "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable,
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
-    java_home = find_java_home()
-    if java_home:
-        env["JAVA_HOME"] = java_home
-    return env
+    return spark_env(SPARK_HOME=_find_spark_home(), SPARK_WORKER_DIR=str(tmp / "work"),
+                     SPARK_LOG_DIR=str(tmp / "logs"), SPARK_LOCAL_IP="127.0.0.1")  # fmt: skip
 
 
 def alive_workers(ui_port: int) -> int:
@@ -56,7 +42,7 @@ def alive_workers(ui_port: int) -> int:
 def cluster(tmp_path_factory):
     """One master and two workers of one core each, from the venv's pyspark."""
     tmp = tmp_path_factory.mktemp("cluster")
-    env = spark_env(tmp)
+    env = cluster_env(tmp)
     spark_class = str(Path(env["SPARK_HOME"]) / "bin" / "spark-class")
     port, ui = free_port(), free_port()
     logs = open(tmp / "cluster.log", "w")
@@ -119,7 +105,7 @@ def cluster_submit(cluster, work, out: Path) -> list[str]:
 
 
 def test_the_cluster_gives_the_same_submission_as_local_mode(cluster, work, tmp_path):
-    env = spark_env(tmp_path)
+    env = cluster_env(tmp_path)
     proc = subprocess.run(cluster_submit(cluster, work, tmp_path / "out"), cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -145,7 +131,7 @@ def executor_pids(cluster) -> list[int]:
 
 def test_an_executor_killed_mid_job_loses_and_duplicates_nothing(cluster, work, tmp_path):
     out = tmp_path / "out"
-    job = subprocess.Popen(cluster_submit(cluster, work, out), cwd=ROOT, env=spark_env(tmp_path),
+    job = subprocess.Popen(cluster_submit(cluster, work, out), cwd=ROOT, env=cluster_env(tmp_path),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     deadline, killed = time.monotonic() + 300, None
     while killed is None and time.monotonic() < deadline and job.poll() is None:
@@ -162,7 +148,7 @@ def test_an_executor_killed_mid_job_loses_and_duplicates_nothing(cluster, work, 
 
 def test_a_killed_driver_resumes_and_ends_with_the_undisturbed_outputs(work, tmp_path):
     out = tmp_path / "out"
-    env = spark_env(tmp_path)
+    env = cluster_env(tmp_path)
     cmd = [str(BIN / "spark-submit"), "--master", "local[1]", str(ROOT / "jobs" / "count.py"), "--data",
            str(work / "data"), "--model", str(work / "run"), "--out", str(out)]  # fmt: skip
     job = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -8,7 +8,7 @@ import shutil
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, spark_submit
+from conftest import ROOT, spark_submit, windows_at
 from keras import layers
 
 from herdcount.imaging import decode_rgb, decode_rgb_scaled
@@ -45,16 +45,7 @@ def expected_density_counts(image: np.ndarray) -> np.ndarray:
 def expected_window_counts(model: keras.Model, image: np.ndarray, stride: int) -> np.ndarray:
     """Window by window, as the seed did, but all in one call: windows at ``stride``
     offsets covering the photo (edge-padded), each counting (stride / 64) ** 2."""
-    n = [-(-(side - 64) // stride) + 1 for side in image.shape[:2]]
-    pad = [(0, (k - 1) * stride + 64 - side) for k, side in zip(n, image.shape[:2])]
-    padded = np.pad(image, [*pad, (0, 0)], mode="edge")
-    windows = np.stack(
-        [
-            padded[r * stride : r * stride + 64, c * stride : c * stride + 64]
-            for r in range(n[0])
-            for c in range(n[1])
-        ]
-    )
+    windows = windows_at(image, stride).reshape(-1, 64, 64, 3)
     winners = np.argmax(np.asarray(model(windows, training=False)), axis=-1)
     return np.bincount(winners, minlength=6)[:5] * (stride / 64) ** 2
 

@@ -6,6 +6,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from conftest import windows_at
 from PIL import Image
 
 from herdcount.count import CountSettings, count_image
@@ -29,19 +30,6 @@ def photo():
     # Smooth blobs and fine noise, so windows differ in what a random classifier sees.
     image = np.asarray(Image.fromarray(base).resize((230, 171), Image.Resampling.BICUBIC)).astype(int)
     return np.clip(image + rng.integers(-30, 30, image.shape), 0, 255).astype(np.uint8)
-
-
-def windows_at(image, stride, patch=64):
-    n = [-(-(side - patch) // stride) + 1 for side in image.shape[:2]]
-    pad = [(0, (k - 1) * stride + patch - side) for k, side in zip(n, image.shape[:2])]
-    padded = np.pad(image, [*pad, (0, 0)], mode="edge")
-    return np.stack(
-        [
-            padded[r * stride : r * stride + patch, c * stride : c * stride + patch]
-            for r in range(n[0])
-            for c in range(n[1])
-        ]
-    ).reshape(n[0], n[1], patch, patch, 3)
 
 
 @pytest.mark.parametrize(("stride", "tile"), [(8, 1024), (8, 40), (16, 64), (32, 8), (64, 200)])

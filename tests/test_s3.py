@@ -5,11 +5,10 @@ import csv
 import io
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
-from conftest import spark_submit
+from conftest import free_port, spark_submit
 from test_count_job import colour_density_model
 
 from herdcount import storage
@@ -22,12 +21,6 @@ from builders import save_model_run
 
 pytestmark = pytest.mark.slow
 SECRET = "s3cr3t-never-logged-0xC0FFEE"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
