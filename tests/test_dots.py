@@ -108,6 +108,23 @@ def test_photo_size_not_a_multiple_of_the_block():
     assert_found(result, dots, tol=1.0)
 
 
+def test_aligned_and_ragged_photos_give_the_same_dots_and_mask():
+    # Whole 8 px cells take a word-wise fast path, ragged edges a general one: they agree.
+    plain = background((300, 360), seed=11)
+    dotted = plain.copy()
+    dotted[90:170, 100:220] = 0
+    dots = [(20.0, 30.0, 0), (60.0, 300.0, 1), (200.0, 50.0, 2), (230.0, 310.0, 3), (120.0, 20.0, 4)]
+    plain, dotted = jpeg(plain, 92), jpeg(plant(dotted, dots), 88)
+    aligned = find_dots(plain[:256, :320], dotted[:256, :320], COLOURS)
+    ragged = find_dots(plain[:261, :325], dotted[:261, :325], COLOURS)
+    assert_found(aligned, dots, tol=1.5)
+    np.testing.assert_allclose(ragged.coords, aligned.coords)
+    np.testing.assert_array_equal(ragged.classes, aligned.classes)
+    assert aligned.masked[13:20, 14:26].all()
+    np.testing.assert_array_equal(ragged.masked[:32, :40], aligned.masked)
+    np.testing.assert_array_equal(black_blocks(dotted[:261, :325])[:32, :40], aligned.masked)
+
+
 def test_change_of_a_colour_that_is_no_dot_colour_is_ignored():
     plain = background(seed=8)
     dotted = plain.copy()

@@ -7,8 +7,8 @@ The recipe (see ``shared/DESIGN.md`` for why not ``blob_log``):
 1. In horizontal strips that stay in cache, over every second row, take the largest
    per-channel absolute difference of the plain and dotted copies, threshold it, and
    reduce it to a coarse grid of ``block`` x ``block`` cells. The same pass marks the
-   cells where the dotted copy is black (masked areas, which JPEG leaves near-black
-   rather than zero).
+   cells where two rows of the dotted copy are mostly black (masked areas, which JPEG
+   leaves near-black rather than zero).
 2. Label the coarse cells that changed, outside the (slightly grown) masked cells.
    Each coarse component is a small window holding one or a few dots.
 3. In each window, at full resolution, explain every changed pixel as the plain colour
@@ -96,8 +96,8 @@ def find_dots(
     dot_radius : float, optional
         Radius of the painted dots in pixels.
     black_level : int, optional
-        A cell of the dotted copy is masked when most of its pixels are darker than
-        this in every channel.
+        A cell of the dotted copy is masked when most of its pixels in rows 0 and
+        ``block // 2`` are darker than this in every channel.
     block : int, optional
         Cell size of the coarse search grid and of the returned mask; even.
 
@@ -132,34 +132,71 @@ def find_dots(
     masked = ndi.binary_dilation(masked, structure=_EIGHT)
     labels, _ = ndi.label(changed & ~masked, structure=_EIGHT)
     disc_area = float(np.pi * dot_radius**2)
-    coords, classes = [], []
+    windows = _windows(labels, block, plain.shape)
+    # One pass over all windows packed side by side, rather than a pass per window: a
+    # photo has hundreds of small windows and numpy's per-call cost would dominate.
+    canvas_plain, canvas_dotted, origin = _pack(plain, dotted, windows)
+    coords, classes = _dots_in_window(
+        canvas_plain, canvas_dotted, colours,
+        pixel_threshold, colour_tolerance, min_coverage * disc_area, disc_area,
+    )  # fmt: skip
+    if len(coords):
+        at = origin[coords[:, 0].astype(int), coords[:, 1].astype(int)]
+        coords = coords + at
+        order = np.lexsort((coords[:, 1], coords[:, 0]))
+        coords, classes = coords[order], classes[order]
+    return DotSearch(coords, classes.astype(np.int64), masked, block)
+
+
+def _windows(labels: np.ndarray, block: int, shape: tuple[int, ...]) -> list[tuple[int, int, np.ndarray]]:
+    """``(top, left, keep)`` in pixels of the window around each changed component of cells.
+
+    Windows of neighbouring components may overlap: each keeps the pixels of its own
+    cells and of the unchanged cells around them, so no dot is found twice.
+    """
+    windows = []
     for lab, window in enumerate(ndi.find_objects(labels), start=1):
-        # Windows of neighbouring components may overlap: each keeps the pixels of its
-        # own cells and of the unchanged cells around them, so no dot is found twice.
         window = tuple(slice(max(w.start - 1, 0), w.stop + 1) for w in window)
         cells = labels[window]
         own = cells == lab
         own |= (cells == 0) & ndi.binary_dilation(own, structure=_EIGHT)
-        rows = slice(window[0].start * block, window[0].stop * block)
-        cols = slice(window[1].start * block, window[1].stop * block)
-        keep = np.kron(own, np.ones((block, block), dtype=bool))
-        a, b = plain[rows, cols], dotted[rows, cols]
-        keep = keep[: a.shape[0], : a.shape[1]]
-        c, k = _dots_in_window(
-            np.where(keep[..., None], a, b), b, colours,
-            pixel_threshold, colour_tolerance, min_coverage * disc_area, disc_area,
-        )  # fmt: skip
-        if len(c):
-            coords.append(c + np.array([rows.start, cols.start]))
-            classes.append(k)
-    if coords:
-        all_coords = np.concatenate(coords)
-        all_classes = np.concatenate(classes)
-        order = np.lexsort((all_coords[:, 1], all_coords[:, 0]))
-        all_coords, all_classes = all_coords[order], all_classes[order]
-    else:
-        all_coords, all_classes = np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
-    return DotSearch(all_coords, all_classes.astype(np.int64), masked, block)
+        top, left = window[0].start * block, window[1].start * block
+        keep = own.repeat(block, axis=0).repeat(block, axis=1)[: shape[0] - top, : shape[1] - left]
+        windows.append((top, left, keep))
+    return windows
+
+
+def _pack(
+    plain: np.ndarray, dotted: np.ndarray, windows: list[tuple[int, int, np.ndarray]], width: int = 1024
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Copy the windows onto one canvas in shelves, a pixel apart so none touch.
+
+    Returns the canvas of ``plain`` (``dotted`` where a window does not keep the pixel),
+    the canvas of ``dotted``, and per canvas pixel the offset from canvas to photo
+    coordinates.
+    """
+    sizes = [keep.shape for _, _, keep in windows]
+    width = max([width, *(w for _, w in sizes)])
+    places, x, y, shelf = [], 0, 0, 0
+    for i in sorted(range(len(windows)), key=lambda i: -sizes[i][0]):
+        h, w = sizes[i]
+        if x + w > width:
+            x, y, shelf = 0, y + shelf + 1, 0
+        places.append((i, y, x))
+        x, shelf = x + w + 1, max(shelf, h)
+    canvas_a = np.zeros((y + shelf, width, 3), dtype=np.uint8)
+    canvas_b = np.zeros_like(canvas_a)
+    keep_all = np.zeros(canvas_a.shape[:2], dtype=bool)
+    origin = np.zeros((*canvas_a.shape[:2], 2), dtype=np.int64)
+    for i, y, x in places:
+        top, left, keep = windows[i]
+        h, w = keep.shape
+        canvas_a[y : y + h, x : x + w] = plain[top : top + h, left : left + w]
+        canvas_b[y : y + h, x : x + w] = dotted[top : top + h, left : left + w]
+        keep_all[y : y + h, x : x + w] = keep
+        origin[y : y + h, x : x + w] = (top - y, left - x)
+    np.copyto(canvas_a, canvas_b, where=~keep_all[..., None])
+    return canvas_a, canvas_b, origin
 
 
 def _check_pair(plain: np.ndarray, dotted: np.ndarray) -> None:
@@ -178,42 +215,65 @@ def _coarse_maps(
     """Coarse grids: cells with any changed pixel, and cells mostly black in ``dotted``."""
     height, width = plain.shape[:2]
     col_starts = np.arange(0, width, block)
-    cell_widths = np.diff(np.append(col_starts, width))
     changed = np.zeros((len(np.arange(0, height, block)), len(col_starts)), dtype=bool)
     masked = np.zeros_like(changed)
     step = block * _STRIP_BLOCKS
+    buffer = np.empty((step // 2, width, 3), dtype=np.uint8)
     for top in range(0, height, step):
         # Every second row: a dot is at least 5 rows tall, so it keeps 2 or more rows here;
         # the windows of step 3 look at every pixel again.
         a = plain[top : top + step : 2]
         b = dotted[top : top + step : 2]
-        row_starts = np.arange(0, len(a), block // 2)
-        # uint8 absolute difference without widening: max - min per channel.
-        diff = np.maximum(a, b)
-        diff -= np.minimum(a, b)
-        most = np.maximum(np.maximum(diff[..., 0], diff[..., 1]), diff[..., 2])
-        hit = _cell_reduce(most, np.maximum, block, row_starts, col_starts) > threshold
-        bright = np.maximum(np.maximum(b[..., 0], b[..., 1]), b[..., 2])
-        dark = _cell_reduce((bright < black_level).astype(np.int32), np.add, block, row_starts, col_starts)
-        cell_heights = np.diff(np.append(row_starts, len(a)))
-        area = cell_heights[:, None] * cell_widths[None, :]
-        cells = slice(top // block, top // block + len(row_starts))
+        # |a - b| > t in some channel exactly when (a - b + t) mod 256 > 2t (t < 128): two
+        # uint8 passes with wrap-around instead of widening, abs and a max over channels.
+        diff = np.subtract(a, b, out=buffer[: len(a)])
+        np.add(diff, threshold, out=diff)
+        hit = _cells_above(diff, 2 * threshold, block, col_starts)
+        cells = slice(top // block, top // block + len(hit))
         changed[cells] = hit
-        masked[cells] = 2 * dark > area
+        masked[cells] = _dark_cells(dotted[top : top + step], black_level, block, col_starts)
     return changed, masked
 
 
-def _cell_reduce(values: np.ndarray, ufunc: np.ufunc, block: int, row_starts, col_starts) -> np.ndarray:
-    """``ufunc`` over the cells of a strip of half-height rows (``block // 2`` rows by
-    ``block`` columns). Whole cells go through a reshape, which numpy reduces with SIMD
-    several times faster than ``reduceat``; a ragged last row or column of cells through
-    ``reduceat``."""
-    rows, cols = values.shape
-    whole_rows, whole_cols = rows // (block // 2), cols // block
-    if whole_rows == len(row_starts) and whole_cols == len(col_starts):
-        cells = values.reshape(whole_rows, block // 2, whole_cols, block)
-        return ufunc.reduce(ufunc.reduce(cells, axis=1), axis=2)
-    return ufunc.reduceat(ufunc.reduceat(values, col_starts, axis=1), row_starts, axis=0)
+def _cells_above(values: np.ndarray, level: int, block: int, col_starts: np.ndarray) -> np.ndarray:
+    """Whether some entry of each cell of ``values`` (half-rows: ``block // 2`` rows by
+    ``block`` pixels of 3 channels) is above ``level``."""
+    rows, width = values.shape[:2]
+    if rows % (block // 2) == 0 and width % block == 0 and block % 8 == 0:
+        # Rows first (long SIMD runs), then the cell's 3 * block bytes as 64-bit words: a
+        # reduce over a short last axis costs numpy more per byte than the rest together.
+        top = np.maximum.reduce(values.reshape(rows // (block // 2), block // 2, -1), axis=1) > level
+        words = top.view(np.uint64).reshape(len(top), len(col_starts), 3 * block // 8)
+        return np.bitwise_or.reduce(words, axis=2) != 0
+    flat = values.reshape(rows, -1)
+    row_starts = np.arange(0, rows, block // 2)
+    return np.maximum.reduceat(np.maximum.reduceat(flat, 3 * col_starts, axis=1), row_starts, axis=0) > level
+
+
+_BYTE_SUM = np.uint64(0x0101010101010101)
+
+
+def _dark_cells(dotted: np.ndarray, black_level: int, block: int, col_starts: np.ndarray) -> np.ndarray:
+    """Cells of a band of ``dotted`` where most sampled pixels are black.
+
+    Masks are large areas, so two rows per cell (rows 0 and ``block // 2``) decide,
+    which is a quarter of the work of every pixel; the one-cell growth of the mask covers
+    a cell that this misjudges at a mask's edge.
+    """
+    rows = dotted[:: block // 2]
+    bright = np.maximum(rows[..., 0], rows[..., 1])
+    np.maximum(bright, rows[..., 2], out=bright)
+    dark = (bright < black_level).view(np.uint8)
+    width = dotted.shape[1]
+    if len(rows) % 2 == 0 and width % block == 0 and block % 8 == 0:
+        pair = dark[0::2] + dark[1::2]
+        # The bytes of a 64-bit word (each 0..2) sum up in the top byte of word * 0x0101...01.
+        sums = (pair.view(np.uint64) * _BYTE_SUM) >> np.uint64(56)
+        return sums.reshape(len(pair), len(col_starts), block // 8).sum(axis=2) > block
+    row_starts = np.arange(0, len(rows), 2)
+    counts = np.add.reduceat(np.add.reduceat(dark.astype(np.int32), col_starts, axis=1), row_starts, axis=0)
+    samples = np.diff(np.append(row_starts, len(rows)))[:, None] * np.diff(np.append(col_starts, width))
+    return 2 * counts > samples
 
 
 def _dots_in_window(
@@ -225,30 +285,41 @@ def _dots_in_window(
     min_cover: float,
     disc_area: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Dots of one small window: (N, 2) centres relative to the window, (N,) classes."""
+    """Dots of a window (or a canvas of windows): (N, 2) centres relative to it, (N,) classes."""
     cover, klass = classify_pixels(plain, dotted, colours, diff_threshold=threshold,
                                    colour_tolerance=tolerance)  # fmt: skip
+    # Sums over the few classified pixels rather than over the whole window.
+    rows, cols = np.nonzero(klass >= 0)
+    pixel_class = klass[rows, cols]
     coords, classes = [], []
-    for k in np.unique(klass[klass >= 0]):
-        weight = np.where(klass == k, cover, 0.0)
-        labels, n = ndi.label(weight > 0, structure=_EIGHT)
-        if n == 0:
-            continue
-        index = np.arange(1, n + 1)
-        total = ndi.sum_labels(weight, labels, index)
-        for lab in index[total >= min_cover]:
-            coords.extend(_split_component(weight, labels == lab, total[lab - 1] / disc_area))
-            classes.extend([k] * (len(coords) - len(classes)))
+    for k in np.unique(pixel_class):
+        labels, n = ndi.label(klass == k, structure=_EIGHT)
+        pick = pixel_class == k
+        r, c = rows[pick], cols[pick]
+        lab, w = labels[r, c], cover[r, c].astype(np.float64)
+        total = np.bincount(lab, w, minlength=n + 1)[1:]
+        centre = np.column_stack([np.bincount(lab, w * r, n + 1)[1:], np.bincount(lab, w * c, n + 1)[1:]])
+        found = np.flatnonzero(total >= min_cover)
+        # A lone dot varies by about +-30% in coverage under JPEG noise; 1.6 discs is two dots.
+        dots = np.maximum(1, (total[found] / disc_area + 0.4).astype(int))
+        lone = found[dots == 1]
+        coords.extend(centre[lone] / total[lone, None])
+        if (dots > 1).any():
+            boxes = ndi.find_objects(labels)
+            for i, n_dots in zip(found[dots > 1], dots[dots > 1]):
+                box = boxes[i]
+                member = labels[box] == i + 1
+                centres = _split_component(np.where(member, cover[box], 0.0), member, n_dots)
+                coords.extend(c + np.array([box[0].start, box[1].start]) for c in centres)
+        classes.extend([k] * (len(coords) - len(classes)))
     return np.asarray(coords, dtype=np.float64).reshape(-1, 2), np.asarray(classes, np.int64)
 
 
-def _split_component(weight: np.ndarray, member: np.ndarray, discs: float) -> list[np.ndarray]:
-    """Centres of a same-colour component that covers ``discs`` full dots' worth of pixels."""
+def _split_component(weight: np.ndarray, member: np.ndarray, n: int) -> list[np.ndarray]:
+    """Centres of a same-colour component that covers about ``n`` full dots' worth of pixels."""
     rows, cols = np.nonzero(member)
     w = weight[rows, cols]
     points = np.column_stack([rows, cols]).astype(np.float64)
-    # A lone dot varies by about +-30% in coverage under JPEG noise; 1.6 discs is two dots.
-    n = max(1, int(discs + 0.4))
     if n == 1 or len(points) < 2 * n:
         return [np.average(points, axis=0, weights=w)]
     strong = w > 0.5 * w.max()
@@ -292,16 +363,22 @@ def classify_pixels(
     classes : (H, W) int64 array
         Index of the dot colour, or -1 where unclassified.
     """
-    plain = np.asarray(plain, dtype=np.float32)
-    dotted = np.asarray(dotted, dtype=np.float32)
+    plain, dotted = np.asarray(plain), np.asarray(dotted)
     colours = np.asarray(colours, dtype=np.float32)
     coverage = np.zeros(plain.shape[:2], dtype=np.float32)
     classes = np.full(plain.shape[:2], -1, dtype=np.int64)
-    changed = np.abs(dotted - plain).max(axis=2) > diff_threshold
+    if plain.dtype == dotted.dtype == np.uint8:
+        diff = np.maximum(plain, dotted)
+        diff -= np.minimum(plain, dotted)
+    else:
+        diff = np.abs(dotted.astype(np.float32) - plain.astype(np.float32))
+    # Channel by channel: numpy's max over a last axis of length 3 is several times slower.
+    changed = np.maximum(np.maximum(diff[..., 0], diff[..., 1]), diff[..., 2]) > diff_threshold
     if not changed.any():
         return coverage, classes
-    q = plain[changed]  # (N, 3)
-    delta = dotted[changed] - q
+    # Only the few changed pixels in floating point.
+    q = plain[changed].astype(np.float32)  # (N, 3)
+    delta = dotted[changed].astype(np.float32) - q
     v = colours[None, :, :] - q[:, None, :]  # (N, K, 3)
     vv = np.maximum((v * v).sum(axis=2), 1.0)
     alpha = (delta[:, None, :] * v).sum(axis=2) / vv
@@ -318,8 +395,8 @@ def classify_pixels(
 def black_blocks(dotted: ArrayLike, *, black_level: int = 30, block: int = 8) -> NDArray[np.bool_]:
     """The masked cells of a dotted copy: a ``block`` grid, grown by one cell.
 
-    A cell is masked when most of its pixels are darker than ``black_level`` in every
-    channel, as in :func:`find_dots`. Animals under such areas were never dotted, so
+    A cell is masked when most of its pixels in rows 0 and ``block // 2`` are darker than
+    ``black_level`` in every channel, as in :func:`find_dots`. Animals under such areas were never dotted, so
     training excludes them from its loss and validation from its counts.
 
     Returns
@@ -329,14 +406,10 @@ def black_blocks(dotted: ArrayLike, *, black_level: int = 30, block: int = 8) ->
     dotted = np.asarray(dotted)
     if dotted.ndim != 3 or dotted.shape[2] != 3:
         raise ValueError(f"dotted must be an (H, W, 3) RGB array, got shape {dotted.shape}")
-    if block < 1:
-        raise ValueError(f"block must be positive, got {block}")
-    height, width = dotted.shape[:2]
-    dark = (dotted.max(axis=2) < black_level).astype(np.int32)
-    rows, cols = np.arange(0, height, block), np.arange(0, width, block)
-    counts = np.add.reduceat(np.add.reduceat(dark, rows, axis=0), cols, axis=1)
-    area = np.diff(np.append(rows, height))[:, None] * np.diff(np.append(cols, width))[None, :]
-    return ndi.binary_dilation(2 * counts > area, structure=_EIGHT)
+    if block < 2 or block % 2:
+        raise ValueError(f"block must be an even number of at least 2, got {block}")
+    masked = _dark_cells(dotted, black_level, block, np.arange(0, dotted.shape[1], block))
+    return ndi.binary_dilation(masked, structure=_EIGHT)
 
 
 def masked_at(
