@@ -29,7 +29,7 @@ from herdcount import storage
 from herdcount.config import Config
 from herdcount.dots import find_dots
 from herdcount.imaging import PhotoError, decode_rgb, encode_jpeg
-from herdcount.patches import sample_background, thumbnails
+from herdcount.patches import sample_background, window_origins
 from herdcount.runinfo import RunClock, write_run_json
 
 OK, SKIPPED, ERROR = "ok", "skipped", "error"
@@ -184,11 +184,16 @@ def _extract(task: PairTask, out: str, config: Config) -> dict[str, Any]:
     corners = sample_background(plain.shape, found.coords, config.backgrounds_per_photo, size=size,
                                 min_distance=config.background_min_distance, masked=found.masked,
                                 block=found.block, rng=rng)  # fmt: skip
-    folder = storage.join(out, "thumbnails", config.background_class)
-    for n, (top, left) in enumerate(corners):
-        patch = plain[top : top + size, left : left + size]
-        name = thumbnail_name(task.train_id, config.background_class, n, 0)
-        storage.write_bytes_atomic(storage.join(folder, name), encode_jpeg(patch, config.jpeg_quality))
+    background, quality = config.background_class, config.jpeg_quality
+    patches = [
+        (
+            thumbnail_name(task.train_id, background, n, 0),
+            encode_jpeg(plain[top : top + size, left : left + size], quality),
+        )
+        for n, (top, left) in enumerate(corners)
+    ]
+    if patches:
+        storage.write_files_atomic(storage.join(out, "thumbnails", background), patches)
     meta = {
         config.annotation_key: per_class,
         "filename": f"{task.train_id}.jpg",
@@ -205,14 +210,21 @@ def _extract(task: PairTask, out: str, config: Config) -> dict[str, Any]:
 
 def _write_thumbnails(plain, coords, classes, train_id: str, out: str, config: Config) -> None:
     names, size = config.class_names, config.thumbnail_size
-    seen = {name: 0 for name in names}
-    for centre, k in zip(coords, classes):
+    offsets = np.asarray(config.offsets, dtype=float)
+    shifted = coords[:, None, :] + offsets[None, :, None]
+    corners = window_origins(shifted.reshape(-1, 2), size, plain.shape).reshape(len(coords), len(offsets), 2)
+    files: dict[str, list[tuple[str, bytes]]] = {name: [] for name in names}
+    for k, dot_corners in zip(classes, corners):
         name = names[k]
-        n = seen[name]
-        seen[name] += 1
-        for offset, crop in zip(config.offsets, thumbnails(plain, centre, size, config.offsets)):
-            path = storage.join(out, "thumbnails", name, thumbnail_name(train_id, name, n, offset))
-            storage.write_bytes_atomic(path, encode_jpeg(crop, config.jpeg_quality))
+        n = len(files[name]) // len(offsets)
+        for offset, (top, left) in zip(config.offsets, dot_corners):
+            crop = plain[top : top + size, left : left + size]
+            files[name].append(
+                (thumbnail_name(train_id, name, n, offset), encode_jpeg(crop, config.jpeg_quality))
+            )
+    for name, batch in files.items():
+        if batch:
+            storage.write_files_atomic(storage.join(out, "thumbnails", name), batch)
 
 
 def _read(path: str) -> bytes:

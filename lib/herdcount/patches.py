@@ -8,12 +8,25 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 
-def window_origin(centre: ArrayLike, size: int, shape: tuple[int, ...]) -> tuple[int, int]:
-    """Top-left ``(row, col)`` of the ``size`` x ``size`` window centred on ``centre``.
+def window_origins(centres: ArrayLike, size: int, shape: tuple[int, ...]) -> NDArray[np.int64]:
+    """Top-left ``(row, col)`` of the ``size`` x ``size`` window centred on each of ``centres``.
 
     A window that would cross the photo's border is shifted inside it, so every window
     has the full size; the centre then sits off the window's middle. This is what happens
     to thumbnails of dots near the border.
+
+    Parameters
+    ----------
+    centres : (N, 2) array_like
+        Window centres ``(row, col)``, rounded to the nearest pixel.
+    size : int
+        Window side in pixels.
+    shape : tuple
+        Shape of the photo.
+
+    Returns
+    -------
+    (N, 2) int64 array
 
     Raises
     ------
@@ -23,10 +36,14 @@ def window_origin(centre: ArrayLike, size: int, shape: tuple[int, ...]) -> tuple
     height, width = shape[:2]
     if height < size or width < size:
         raise ValueError(f"a {size}x{size} window does not fit in a {height}x{width} photo")
-    row, col = np.rint(np.asarray(centre, dtype=float)).astype(int)
-    top = int(np.clip(row - size // 2, 0, height - size))
-    left = int(np.clip(col - size // 2, 0, width - size))
-    return top, left
+    corners = np.rint(np.asarray(centres, dtype=float).reshape(-1, 2)).astype(np.int64) - size // 2
+    return np.clip(corners, 0, [height - size, width - size])
+
+
+def window_origin(centre: ArrayLike, size: int, shape: tuple[int, ...]) -> tuple[int, int]:
+    """Top-left ``(row, col)`` of the window centred on one ``centre`` (see :func:`window_origins`)."""
+    top, left = window_origins([centre], size, shape)[0]
+    return int(top), int(left)
 
 
 def crop_centred(image: np.ndarray, centre: ArrayLike, size: int = 64) -> np.ndarray:
@@ -39,8 +56,11 @@ def thumbnails(
     image: np.ndarray, centre: ArrayLike, size: int = 64, offsets: ArrayLike = (-1, 0, 1)
 ) -> list[np.ndarray]:
     """Crops around ``centre`` shifted diagonally by each offset (``(d, d)`` pixels)."""
-    centre = np.asarray(centre, dtype=float)
-    return [crop_centred(image, centre + d, size) for d in np.asarray(offsets, dtype=float)]
+    shifted = np.asarray(centre, dtype=float)[None, :] + np.asarray(offsets, dtype=float)[:, None]
+    return [
+        image[top : top + size, left : left + size]
+        for top, left in window_origins(shifted, size, image.shape)
+    ]
 
 
 def sample_background(

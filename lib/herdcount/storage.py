@@ -122,30 +122,58 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     the object only when it is complete.
     """
     if is_s3(path):
+        bucket, key = split_s3(str(path))
+        if len(data) < MULTIPART_BYTES:
+            # A transfer manager per call would start threads for a single small PUT.
+            client().put_object(Bucket=bucket, Key=key, Body=data)
+            return
         from boto3.s3.transfer import TransferConfig
 
-        bucket, key = split_s3(str(path))
         config = TransferConfig(multipart_threshold=MULTIPART_BYTES, multipart_chunksize=MULTIPART_BYTES)
         client().upload_fileobj(io.BytesIO(data), bucket, key, Config=config)
         return
-    path = Path(path)
-    # A name unique to this process and call: cheaper than mkstemp's random retries and
-    # its chmod (the extract job writes ~500 thumbnails per pair); the mode, 0o644 less
-    # the umask, keeps outputs readable by others.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_TEMP_NAMES)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    write_files_atomic(parent(path), [(basename(path), data)])
+
+
+def write_files_atomic(folder: str | Path, files: Iterable[tuple[str, bytes]]) -> None:
+    """Write ``(name, data)`` files into ``folder`` (made if missing), each atomically as by
+    :func:`write_bytes_atomic`.
+
+    The extract job writes ~500 thumbnails per photo: locally one handle on the folder
+    serves them all, so no file pays for parsing and looking up its path again.
+    """
+    if is_s3(folder):
+        for name, data in files:
+            write_bytes_atomic(join(folder, name), data)
+        return
     try:
-        fd = os.open(tmp, flags, 0o644)
+        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, flags, 0o644)
+        os.makedirs(folder, exist_ok=True)
+        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    # A name unique to this process and call: cheaper than mkstemp's random retries and
+    # its chmod; the mode, 0o644 less the umask, keeps outputs readable by others.
+    suffix = f".{os.getpid()}."
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        for name, data in files:
+            tmp = f".{name}{suffix}{next(_TEMP_NAMES)}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=folder_fd)
+            try:
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                finally:
+                    os.close(fd)
+                os.replace(tmp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+            except BaseException:
+                try:
+                    os.unlink(tmp, dir_fd=folder_fd)
+                except FileNotFoundError:
+                    pass
+                raise
+    finally:
+        os.close(folder_fd)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
