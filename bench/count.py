@@ -30,7 +30,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
+import atexit  # noqa: E402
 import multiprocessing as mp  # noqa: E402
+import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -125,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
 
     config = load_config(DEFAULT_SCHEME)
     work = Path(args.keep or tempfile.mkdtemp(prefix="herdcount-bench-count-"))
+    if not args.keep:
+        atexit.register(shutil.rmtree, work, ignore_errors=True)
     data = work / "data"
     if not (data / "sample_submission.csv").is_file():
         write_survey(data, n_train=0, n_test=args.photos, seed=7, config=config, width=4992, height=3328)

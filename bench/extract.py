@@ -25,7 +25,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import atexit  # noqa: E402
 import multiprocessing as mp  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -95,6 +97,8 @@ def main() -> None:
 
     config = load_config(DEFAULT_SCHEME)
     work = Path(args.keep or tempfile.mkdtemp(prefix="herdcount-bench-"))
+    if not args.keep:
+        atexit.register(shutil.rmtree, work, ignore_errors=True)
     data = Path(args.data) if args.data else work / "data"
     if not args.data:
         started = time.monotonic()

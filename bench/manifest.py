@@ -17,6 +17,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import atexit  # noqa: E402
+import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     from herdcount.synth import write_survey
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="herdcount-bench-manifest-"))
+    if not args.keep:
+        atexit.register(shutil.rmtree, work, ignore_errors=True)
     data = work / "data"
     if not (data / "sample_submission.csv").is_file():
         write_survey(data, n_train=0, n_test=args.photos, seed=13, config=load_config(DEFAULT_SCHEME),

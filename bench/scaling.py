@@ -16,8 +16,10 @@ Goal (issue 6): efficiency >= 0.85 on 2 cores with at least 16 photos of 1600x11
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         else [c for c in (1, 2, 4, 8, 16, 32, 64) if c <= available]
     )
     work = Path(args.work or tempfile.mkdtemp(prefix="herdcount-bench-scaling-"))
+    if not args.work:
+        atexit.register(shutil.rmtree, work, ignore_errors=True)
 
     from herdcount.config import DEFAULT_SCHEME, load_config
     from herdcount.synth import write_survey
