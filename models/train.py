@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import hashlib
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -263,7 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:
         if tracker:
             tracker.abort()
+        if settings.out != given.out:
+            print(f"the run's local files stay in {settings.out}", file=sys.stderr)
         raise
+    if settings.out != given.out:  # the local stand-in for an S3 RUN, uploaded now
+        shutil.rmtree(settings.out, ignore_errors=True)
     print(format_summary(settings.kind, metrics))
     return 0
 

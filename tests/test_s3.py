@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -129,10 +130,14 @@ def test_credentials_never_reach_logs_or_run_json(jobs_on_both):
         assert SECRET.encode() not in s3_files(prefix)["run.json"]
 
 
-def test_training_module_reads_and_writes_s3(jobs_on_both, survey, tmp_path):
+def test_training_module_reads_and_writes_s3(jobs_on_both, survey, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
     args = ["--kind", "classifier", "--extract", "s3://herd/extract", "--data", "s3://herd/data",
             "--out", "s3://herd/run-classifier", "--epochs", "1", "--batch-size", "32"]  # fmt: skip
     assert train.main(args) == 0
+    # The run was built in a local folder, uploaded, and the local folder removed.
+    assert not list((tmp_path / "tmp").glob("herdcount-run-*"))
     files = s3_files("s3://herd/run-classifier")
     assert {"model.keras", "model.json", "run.json", "history.csv", "curves.png", "confusion.csv"} <= set(
         files
