@@ -1,6 +1,7 @@
 """Counting with real Keras models in this process: the classifier's fully convolutional
 form against window-by-window evaluation, tiling invariance, reduced-size decoding."""
 
+import io
 import json
 
 import keras
@@ -11,7 +12,7 @@ from PIL import Image
 
 from herdcount.count import CountSettings, count_image
 from herdcount.counting import class_counts, tile_scores, window_scores
-from herdcount.imaging import decode_rgb, decode_rgb_scaled, encode_jpeg
+from herdcount.imaging import decode_rgb, decode_rgb_scaled, encode_jpeg, jpeg_shape
 from herdcount.predictors import LOADS, clear_cache, fully_convolutional, load_model, native_stride
 
 from builders import describe_density_model, make_classifier_model, make_density_model, save_model_run
@@ -95,6 +96,21 @@ def test_density_counts_do_not_depend_on_the_tile_size(tmp_path, photo):
     assert (
         json.loads((tmp_path / "model.json").read_text())["margin"] == describe_density_model(model)["margin"]
     )
+
+
+def test_decoding_into_a_given_array_equals_a_fresh_decode(photo):
+    data = encode_jpeg(photo, 90)
+    assert jpeg_shape(data) == photo.shape
+    out = np.zeros(photo.shape, np.uint8)
+    got = decode_rgb(data, out=out)
+    np.testing.assert_array_equal(got, decode_rgb(data))
+    assert np.shares_memory(got, out)
+    # Another size, or no JPEG at all, decodes into a new array.
+    assert not np.shares_memory(decode_rgb(encode_jpeg(photo[:64], 90), out=out), out)
+    png = io.BytesIO()
+    Image.fromarray(photo).save(png, "PNG")
+    assert jpeg_shape(png.getvalue()) is None
+    np.testing.assert_array_equal(decode_rgb(png.getvalue(), out=out), photo)
 
 
 @pytest.mark.parametrize("scale", [0.5, 0.3, 0.125, 1.5])

@@ -18,8 +18,18 @@ class PhotoError(ValueError):
     """A photo could not be used; the message names the file and what is wrong."""
 
 
-def decode_rgb(data: bytes, name: str = "<bytes>") -> np.ndarray:
+def decode_rgb(data: bytes, name: str = "<bytes>", *, out: np.ndarray | None = None) -> np.ndarray:
     """Decode image bytes into an (H, W, 3) uint8 RGB array.
+
+    Parameters
+    ----------
+    data : bytes
+        The encoded image.
+    name : str, optional
+        The file name used in error messages.
+    out : (H, W, 3) uint8 array, optional
+        Where to decode a JPEG of exactly this shape (see :func:`jpeg_shape`), sparing the
+        allocation of a new array; other images are decoded into a new array.
 
     Raises
     ------
@@ -33,6 +43,13 @@ def decode_rgb(data: bytes, name: str = "<bytes>") -> np.ndarray:
         # copy. On any complaint (strict mode rejects truncated files) Pillow decides and
         # words the error.
         try:
+            if (
+                out is not None
+                and out.dtype == np.uint8
+                and out.flags.c_contiguous
+                and out.shape == jpeg_shape(data)
+            ):
+                return simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out)
             return simplejpeg.decode_jpeg(data, colorspace="RGB")
         except ValueError:
             pass
@@ -46,6 +63,18 @@ def decode_rgb(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise PhotoError(f"{name}: not an image (Pillow cannot identify the format)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
         raise PhotoError(f"{name}: truncated or corrupt image ({exc})") from None
+
+
+def jpeg_shape(data: bytes) -> tuple[int, int, int] | None:
+    """``(H, W, 3)`` of the RGB array a JPEG decodes to, from its header; None for
+    anything else, a JPEG with an unreadable header included."""
+    if not data or not simplejpeg.is_jpeg(data):
+        return None
+    try:
+        height, width = simplejpeg.decode_jpeg_header(data)[:2]
+    except ValueError:
+        return None
+    return (height, width, 3)
 
 
 def decode_rgb_scaled(data: bytes, name: str = "<bytes>", *, scale: float = 1.0) -> np.ndarray:
