@@ -11,8 +11,9 @@ The recipe (see ``shared/DESIGN.md`` for why not ``blob_log``):
    leaves near-black rather than zero).
 2. Label the coarse cells that changed, outside the (slightly grown) masked cells.
    Each coarse component is a small window holding one or a few dots.
-3. In each window, at full resolution, explain every changed pixel as the plain colour
-   partly covered by one dot colour (``dotted = plain + a * (dot - plain)``): the class
+3. Copy the windows, at full resolution, side by side onto one small canvas and, in one
+   pass over it, explain every changed pixel as the plain colour partly covered by one
+   dot colour (``dotted = plain + a * (dot - plain)``): the class
    is the dot colour with the smallest residual, ``a`` is the pixel's coverage. Pixels
    of each class are labelled separately, so touching dots of two colours stay two dots;
    a component covering about ``k`` full discs is split into ``k`` dots.
