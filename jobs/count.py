@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         spark.stop()
     totals = {**write_outputs(plan, results, config), "count_s": round(count_s, 3)}
     inputs = {"images": images, "sample_submission": plan.sample, "photos": totals["photos"],
-              "fingerprint": fingerprint_files(storage.parent(images), [storage.basename(images)])}  # fmt: skip
+              "fingerprint": fingerprint_files(storage.parent(images), [storage.basename(images)],
+                                               listings={storage.basename(images): plan.listing})}  # fmt: skip
     model = {"run": storage.absolute(args.model), "kind": info["kind"], "class_names": info["class_names"],
              "training_data": info.get("training_data"), "metrics": info.get("metrics"),
              "train_run": (read_run(args.model) or {}).get("times", {}).get("started_at")}  # fmt: skip

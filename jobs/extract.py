@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"extract: error: {exc}", file=sys.stderr)
         return 2
     inputs = {"data": args.data, "scheme": args.scheme, "pairs": len(plan.tasks),
-              "fingerprint": fingerprint_files(args.data, ["Train", "TrainDotted"], ["MismatchedTrainImages.txt"])}  # fmt: skip
+              "fingerprint": fingerprint_files(args.data, ["Train", "TrainDotted"], ["MismatchedTrainImages.txt"],
+                                               listings=plan.listings)}  # fmt: skip
     print(
         f"extract: {len(plan.tasks)} pairs to process, {len(plan.rows)} handled without Spark",
         file=sys.stderr,

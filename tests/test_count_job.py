@@ -12,6 +12,7 @@ from conftest import ROOT, spark_submit, windows_at
 from keras import layers
 
 from herdcount.imaging import decode_rgb, decode_rgb_scaled
+from herdcount.runinfo import fingerprint_files
 from herdcount.synth import write_survey
 
 from builders import make_classifier_model, save_model_run
@@ -127,6 +128,7 @@ def test_each_worker_loads_the_model_once_and_runs_tf_on_the_task_cpus(counting)
     assert run["job"] == "count" and run["model"]["run"] == str(counting["density"].resolve())
     assert run["model"]["kind"] == "density" and run["totals"]["counted"] == 5
     assert run["config"]["settings"]["tile"] == 64 and run["spark"]["spark.task.cpus"] == "1"
+    assert run["inputs"]["fingerprint"] == fingerprint_files(counting["data"], ["Test"])
 
 
 def test_rerun_resumes_from_finished_photos_and_gives_the_same_outputs(counting, tmp_path):

@@ -73,6 +73,8 @@ class CountPlan:
     #: Submission ids in order: sample_submission.csv's, or the photos' in numeric order.
     order: list[str] = field(default_factory=list)
     sample: str | None = None
+    #: ``(name, size)`` of the files in the photo folder, as listed for the plan.
+    listing: list[tuple[str, int]] = field(default_factory=list)
 
 
 def check_model(run: str | Path, config: Config) -> dict[str, Any]:
@@ -128,13 +130,14 @@ def plan_count(images: str | Path, out: str | Path, *, sample: str | Path | None
     images = str(images)
     if not storage.is_dir(images):
         raise ValueError(f"photo folder {images!r} does not exist; expected a folder of <id>.jpg photos")
-    names = storage.list_files(images)
+    listing = storage.file_stats(images)
+    names = [name for name, _ in listing]
     photos = [n for n in names if n.rsplit(".", 1)[-1].lower() in PHOTO_EXTENSIONS and "." in n]
     if not photos:
         raise ValueError(
             f"photo folder {images!r} holds no photos ({len(names)} other files); expected <id>.jpg files"
         )
-    plan = CountPlan(str(out), [])
+    plan = CountPlan(str(out), [], listing=listing)
     done = _finished(str(out))
     seen: dict[str, str] = {}
     for name in names:

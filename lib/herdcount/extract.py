@@ -54,6 +54,8 @@ class ExtractPlan:
     # Rows for ids that need no Spark work: mismatched pairs, missing copies, stray files.
     rows: list[dict[str, Any]] = field(default_factory=list)
     expected: dict[str, list[int]] | None = None
+    #: ``(name, size)`` of the files in Train/ and TrainDotted/, as listed for the plan.
+    listings: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
 
 
 def plan_extract(data: str | Path, out: str | Path, config: Config) -> ExtractPlan:
@@ -74,9 +76,10 @@ def plan_extract(data: str | Path, out: str | Path, config: Config) -> ExtractPl
                          "expected the Kaggle layout: Train/<id>.jpg and TrainDotted/<id>.jpg")  # fmt: skip
     expected = read_train_csv(storage.join(data, "Train", "train.csv"), config)
     mismatched = read_mismatched(storage.join(data, "MismatchedTrainImages.txt"))
-    dotted = set(storage.list_files(storage.join(data, "TrainDotted")))
-    plan = ExtractPlan(data, out, [], expected=expected)
-    for name in storage.list_files(storage.join(data, "Train")):
+    listings = {folder: storage.file_stats(storage.join(data, folder)) for folder in ("Train", "TrainDotted")}
+    dotted = {name for name, _ in listings["TrainDotted"]}
+    plan = ExtractPlan(data, out, [], expected=expected, listings=listings)
+    for name, _ in listings["Train"]:
         stem, ext = name.rsplit(".", 1) if "." in name else (name, "")
         if name == "train.csv":
             continue
