@@ -13,10 +13,10 @@ The recipe (see ``shared/DESIGN.md`` for why not ``blob_log``):
    Each coarse component is a small window holding one or a few dots.
 3. Copy the windows, at full resolution, side by side onto one small canvas and, in one
    pass over it, explain every changed pixel as the plain colour partly covered by one
-   dot colour (``dotted = plain + a * (dot - plain)``): the class
-   is the dot colour with the smallest residual, ``a`` is the pixel's coverage. Pixels
-   of each class are labelled separately, so touching dots of two colours stay two dots;
-   a component covering about ``k`` full discs is split into ``k`` dots.
+   dot colour (``dotted = plain + a * (dot - plain)``): the class is the dot colour with
+   the smallest residual, ``a`` is the pixel's coverage. Pixels of each class are
+   labelled separately, so touching dots of two colours stay two dots; a component
+   covering about ``k`` full discs is split into ``k`` dots.
 """
 
 from __future__ import annotations
@@ -299,19 +299,19 @@ def _dots_in_window(
         r, c = rows[pick], cols[pick]
         lab, w = labels[r, c], cover[r, c].astype(np.float64)
         total = np.bincount(lab, w, minlength=n + 1)[1:]
-        centre = np.column_stack([np.bincount(lab, w * r, n + 1)[1:], np.bincount(lab, w * c, n + 1)[1:]])
+        moments = np.column_stack([np.bincount(lab, w * r, n + 1)[1:], np.bincount(lab, w * c, n + 1)[1:]])
         found = np.flatnonzero(total >= min_cover)
         # A lone dot varies by about +-30% in coverage under JPEG noise; 1.6 discs is two dots.
         dots = np.maximum(1, (total[found] / disc_area + 0.4).astype(int))
         lone = found[dots == 1]
-        coords.extend(centre[lone] / total[lone, None])
+        coords.extend(moments[lone] / total[lone, None])
         if (dots > 1).any():
             boxes = ndi.find_objects(labels)
             for i, n_dots in zip(found[dots > 1], dots[dots > 1]):
                 box = boxes[i]
                 member = labels[box] == i + 1
                 centres = _split_component(np.where(member, cover[box], 0.0), member, n_dots)
-                coords.extend(c + np.array([box[0].start, box[1].start]) for c in centres)
+                coords.extend(centre + (box[0].start, box[1].start) for centre in centres)
         classes.extend([k] * (len(coords) - len(classes)))
     return np.asarray(coords, dtype=np.float64).reshape(-1, 2), np.asarray(classes, np.int64)
 
@@ -397,8 +397,9 @@ def black_blocks(dotted: ArrayLike, *, black_level: int = 30, block: int = 8) ->
     """The masked cells of a dotted copy: a ``block`` grid, grown by one cell.
 
     A cell is masked when most of its pixels in rows 0 and ``block // 2`` are darker than
-    ``black_level`` in every channel, as in :func:`find_dots`. Animals under such areas were never dotted, so
-    training excludes them from its loss and validation from its counts.
+    ``black_level`` in every channel, as in :func:`find_dots`. Animals under such areas
+    were never dotted, so training excludes them from its loss and validation from its
+    counts.
 
     Returns
     -------
