@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -12,10 +13,11 @@ import pytest
 from conftest import free_port, spark_submit
 from test_count_job import colour_density_model
 
-from herdcount import storage
+from herdcount import report, storage
 from herdcount.count import CountSettings, count_photo, plan_count, write_outputs
 from herdcount.manifest import read_manifest
 from herdcount.spark import build_session, run_tasks
+from herdcount.synth import truth_dir
 
 import train
 from builders import save_model_run
@@ -150,6 +152,27 @@ def test_training_module_reads_and_writes_s3(jobs_on_both, survey, tmp_path, mon
                         "--out", str(tmp_path / "count"))  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert (tmp_path / "count" / "submission.csv").read_text().startswith("test_id,adult_males")
+
+
+def test_report_reads_its_runs_and_photos_from_s3(jobs_on_both, survey, tmp_path):
+    root, truth = jobs_on_both["root"], truth_dir(survey) / "test_counts.csv"
+    pages = {}
+    for where, extract, run, count in (
+        ("local", str(root / "extract"), str(root / "run"), str(root / "count")),
+        ("s3", "s3://herd/extract", "s3://herd/run", "s3://herd/count"),
+    ):
+        args = ["--extract", extract, "--run", run, "--count", count, "--truth", str(truth),
+                "--out", str(tmp_path / f"{where}.html")]  # fmt: skip
+        assert report.main(args) == 0
+        pages[where] = (tmp_path / f"{where}.html").read_text()
+    # The same pictures in the same order: dot crops of the training photos, the failure
+    # diagnosis overlays of test photos and the scatter plots, each read from S3 there.
+    pictures = {
+        where: re.findall(r'src="data:image/png;base64,([^"]+)"', page) for where, page in pages.items()
+    }
+    assert len(pictures["local"]) >= 6
+    assert pictures["s3"] == pictures["local"]
+    assert "s3://herd/count" in pages["s3"] and "No photo could be shown" not in pages["s3"]
 
 
 @pytest.mark.parametrize("job", ["extract", "count"])

@@ -19,7 +19,6 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,25 +44,24 @@ SECTIONS = (
 class Inputs:
     """The runs a report covers, read from their folders."""
 
-    extract: Path
-    runs: list[Path]
-    counts: list[Path]
-    truth: Path | None
+    extract: str
+    runs: list[str]
+    counts: list[str]
+    truth: str | None
     config: Config
     extract_run: dict[str, Any]
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON file, or an empty dict when it does not exist."""
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+def read_json(path: str) -> dict[str, Any]:
+    """A JSON file or object, or an empty dict when it does not exist."""
+    return json.loads(storage.read_text(path)) if storage.exists(path) else {}
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    """The rows of a CSV file with a header; empty when the file does not exist."""
-    if not path.is_file():
+def read_rows(path: str) -> list[dict[str, str]]:
+    """The rows of a CSV file or object with a header; empty when it does not exist."""
+    if not storage.exists(path):
         return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+    return list(csv.DictReader(io.StringIO(storage.read_text(path), newline="")))
 
 
 def load_inputs(extract: str, runs: list[str], counts: list[str], truth: str | None) -> Inputs:
@@ -79,14 +77,13 @@ def load_inputs(extract: str, runs: list[str], counts: list[str], truth: str | N
         *((r, "model.json") for r in runs),
         *((c, "run.json") for c in counts),
     ]:
-        if not (Path(folder) / marker).is_file():
+        if not storage.exists(storage.join(folder, marker)):
             raise ValueError(f"{folder} has no {marker}; expected a finished run")
-    if truth and not Path(truth).is_file():
+    if truth and not storage.exists(truth):
         raise ValueError(f"truth file {truth!r} does not exist")
-    extract_run = read_json(Path(extract) / "run.json")
+    extract_run = read_json(storage.join(extract, "run.json"))
     scheme = extract_run["config"].get("scheme", extract_run["config"])
-    return Inputs(Path(extract), [Path(r) for r in runs], [Path(c) for c in counts], Path(truth) if truth else None,
-                  config_from_dict(scheme), extract_run)  # fmt: skip
+    return Inputs(extract, list(runs), list(counts), truth, config_from_dict(scheme), extract_run)
 
 
 # --- HTML pieces ---------------------------------------------------------------------------
@@ -138,10 +135,12 @@ def draw_dots(image: np.ndarray, points: list[tuple[float, float, int]], colours
 
 
 def survey_section(inp: Inputs) -> str:
-    rows = read_rows(inp.extract / "extract_report.csv")
+    rows = read_rows(storage.join(inp.extract, "extract_report.csv"))
     names = inp.config.class_names
     by_status = {s: [r["train_id"] for r in rows if r["status"] == s] for s in ("ok", "skipped", "error")}
-    tests = sum(read_json(c / "run.json").get("totals", {}).get("photos", 0) for c in inp.counts[:1])
+    tests = sum(
+        read_json(storage.join(c, "run.json")).get("totals", {}).get("photos", 0) for c in inp.counts[:1]
+    )
     found = [sum(int(r[f"found_{n}"] or 0) for r in rows if r["status"] == "ok") for n in names]
     expected = [sum(int(r[f"expected_{n}"] or 0) for r in rows if r[f"expected_{n}"]) for n in names]
     swatch = '<span class="swatch" style="background: rgb{}"></span>'
@@ -160,7 +159,7 @@ def survey_section(inp: Inputs) -> str:
 
 
 def extraction_section(inp: Inputs, *, crops: int = 3) -> str:
-    rows = read_rows(inp.extract / "extract_report.csv")
+    rows = read_rows(storage.join(inp.extract, "extract_report.csv"))
     names = inp.config.class_names
     body, marked = [], set()
     for n, r in enumerate(sorted(rows, key=lambda r: id_key(r["train_id"]))):
@@ -170,20 +169,22 @@ def extraction_section(inp: Inputs, *, crops: int = 3) -> str:
                      r["agrees"]])  # fmt: skip
     parts = [f"<p>Found / expected (train.csv) per photo; {len(marked)} photos disagree (highlighted).</p>",
              table(["train_id", "status", *names, "agrees"], body, marked=marked)]  # fmt: skip
-    data = Path(inp.extract_run.get("inputs", {}).get("data", ""))
+    data = inp.extract_run.get("inputs", {}).get("data", "")
     metas = [
-        read_json(inp.extract / "metadata" / f"{r['train_id']}.json") for r in rows if r["status"] == "ok"
+        read_json(storage.join(inp.extract, "metadata", f"{r['train_id']}.json"))
+        for r in rows
+        if r["status"] == "ok"
     ]
     metas.sort(key=lambda m: -sum(m.get("counts", [])))
     for meta in metas[:crops]:
-        path = data / "Train" / meta["filename"]
-        if path.is_file():
+        path = storage.join(data, "Train", meta["filename"])
+        if data and storage.exists(path):
             parts.append(_dot_crop(path, meta, inp.config))
     return "".join(parts)
 
 
-def _dot_crop(path: Path, meta: dict[str, Any], config: Config, size: tuple[int, int] = (360, 520)) -> str:
-    image = decode_rgb(path.read_bytes(), path.name)
+def _dot_crop(path: str, meta: dict[str, Any], config: Config, size: tuple[int, int] = (360, 520)) -> str:
+    image = decode_rgb(storage.read_bytes(path), path)
     points = [
         (y, x, k) for k, name in enumerate(config.class_names) for x, y in meta[config.annotation_key][name]
     ]
@@ -200,9 +201,10 @@ def _dot_crop(path: Path, meta: dict[str, Any], config: Config, size: tuple[int,
 def training_section(inp: Inputs) -> str:
     parts = []
     for run in inp.runs:
-        info = read_json(run / "model.json")
+        info = read_json(storage.join(run, "model.json"))
         weights = _weights(run)
-        size_mb = (run / "model.keras").stat().st_size / 1e6 if (run / "model.keras").is_file() else None
+        sizes = dict(storage.file_stats(run))
+        size_mb = sizes["model.keras"] / 1e6 if "model.keras" in sizes else None
         flops = info.get("flops_per_megapixel")
         metrics = {k: v for k, v in info.get("metrics", {}).items() if isinstance(v, (int, float))}
         parts.append(
@@ -212,17 +214,19 @@ def training_section(inp: Inputs) -> str:
                            [[weights, size_mb, flops / 1e9 if flops else "n/a (Dense layers)",
                              info.get("epochs_run"), *metrics.values()]]))  # fmt: skip
         for name in ("curves.png", "confusion.png", "validation_counts.png"):
-            if (run / name).is_file():
-                parts.append(f"<figure>{img((run / name).read_bytes(), f'{run.name}: {name}')}"
+            if name in sizes:
+                picture = img(storage.read_bytes(storage.join(run, name)), f"{storage.basename(run)}: {name}")
+                parts.append(f"<figure>{picture}"
                              f"<figcaption>{html.escape(name)}</figcaption></figure>")  # fmt: skip
     return "".join(parts) or "<p>No training runs given.</p>"
 
 
-def _weights(run: Path) -> int | None:
+def _weights(run: str) -> int | None:
     import keras
 
     try:
-        return int(keras.models.load_model(run / "model.keras", compile=False).count_params())
+        path = storage.local_copy(storage.join(run, "model.keras"))
+        return int(keras.models.load_model(path, compile=False).count_params())
     except (OSError, ValueError):
         return None
 
@@ -233,7 +237,7 @@ def counting_section(inp: Inputs, scored: list[dict[str, Any]]) -> str:
     names = inp.config.class_names
     parts, table_rows = [], []
     for s in scored:
-        seconds = [float(r["cpu_s"]) for r in read_rows(s["path"] / "counts.csv")]
+        seconds = [float(r["cpu_s"]) for r in read_rows(storage.join(s["path"], "counts.csv"))]
         per_photo = float(np.mean(seconds)) if seconds else None
         if s["truth"] is not None:
             table_rows.append([s["label"], *s["rmse"], float(np.mean(s["rmse"])), per_photo])
@@ -259,15 +263,15 @@ def score_counts(inp: Inputs) -> list[dict[str, Any]]:
         truth = dict(zip(truth_ids, true))
     scored = []
     for count in inp.counts:
-        run = read_json(count / "run.json")
-        rows = {r["test_id"]: r for r in read_rows(count / "counts.csv")}
-        _, sub_ids, submitted = read_counts(count / "submission.csv")
+        run = read_json(storage.join(count, "run.json"))
+        rows = {r["test_id"]: r for r in read_rows(storage.join(count, "counts.csv"))}
+        _, sub_ids, submitted = read_counts(storage.join(count, "submission.csv"))
         ids = [i for i in sub_ids if truth is None or i in truth]
         predicted = np.array(
             [[float(rows[i][n]) if i in rows else 0.0 for n in inp.config.class_names] for i in ids]
         )
         rounded = dict(zip(sub_ids, submitted))
-        entry = {"path": count, "label": f"{run.get('model', {}).get('kind', '?')} ({count.name})", "ids": ids,
+        entry = {"path": count, "label": f"{run.get('model', {}).get('kind', '?')} ({storage.basename(count)})", "ids": ids,
                  "predicted": predicted.reshape(len(ids), -1), "truth": None, "run": run}  # fmt: skip
         if truth is not None:
             entry["truth"] = np.array([truth[i] for i in ids]).reshape(len(ids), -1)
@@ -282,31 +286,34 @@ def diagnosis_section(inp: Inputs, scored: list[dict[str, Any]], *, worst: int =
     parts = []
     for s in scored:
         error = np.abs(s["predicted"] - s["truth"]).sum(axis=1)
-        images = Path(s["run"].get("inputs", {}).get("images", ""))
+        images = s["run"].get("inputs", {}).get("images", "")
         model = s["run"].get("model", {}).get("run")
+        by_id = (
+            {name.rsplit(".", 1)[0]: name for name in reversed(storage.list_files(images))} if images else {}
+        )
         for n in np.argsort(-error, kind="stable")[:worst]:
             photo_id = s["ids"][n]
-            path = next((p for p in sorted(images.glob(f"{photo_id}.*"))), None)
-            if path is None or model is None:
+            if photo_id not in by_id or model is None:
                 continue
+            path = storage.join(images, by_id[photo_id])
             true, pred = s["truth"][n], s["predicted"][n]
-            caption = (f"{s['label']}, {path.name}: absolute error {error[n]:.1f}; true "
+            caption = (f"{s['label']}, {by_id[photo_id]}: absolute error {error[n]:.1f}; true "
                        f"{true.astype(int).tolist()}, predicted {np.round(pred, 1).tolist()}")  # fmt: skip
-            png = overlay(path, Path(model), inp.config)
+            png = overlay(path, model, inp.config)
             parts.append(
                 f"<figure>{img(png, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
     return "".join(parts) or "<p>No photo could be shown.</p>"
 
 
-def overlay(path: Path, run: Path, config: Config, *, width: int = 800) -> bytes:
+def overlay(path: str, run: str, config: Config, *, width: int = 800) -> bytes:
     """The photo with the model's view of it overlaid: the summed density map of a density
     model (warmer is more animals), or the class of each tile of a classifier (its dot colour)."""
     from herdcount.counting import density_map, tile_scores
     from herdcount.predictors import load_model
 
     model = load_model(run)
-    image = decode_rgb(path.read_bytes(), path.name)
+    image = decode_rgb(storage.read_bytes(path), path)
     if model.info["kind"] == "density":
         stride, margin = int(model.info["output_stride"]), int(model.info["margin"])
         heat = density_map(image, model.predict, stride=stride, tile=1024, margin=margin).sum(axis=-1)
@@ -336,12 +343,12 @@ def lineage_section(inp: Inputs) -> str:
     rows.append(["extract", str(inp.extract), ex.get("inputs", {}).get("data"), ex.get("inputs", {}).get("fingerprint"),
                  ex.get("times", {}).get("started_at"), ex.get("times", {}).get("wall_s")])  # fmt: skip
     for run in inp.runs:
-        info, rj = read_json(run / "model.json"), read_json(run / "run.json")
+        info, rj = read_json(storage.join(run, "model.json")), read_json(storage.join(run, "run.json"))
         data = info.get("training_data", {})
         rows.append([f"train ({info.get('kind')})", str(run), data.get("extract"), data.get("fingerprint"),
                      rj.get("times", {}).get("started_at"), rj.get("times", {}).get("wall_s")])  # fmt: skip
     for count in inp.counts:
-        rj = read_json(count / "run.json")
+        rj = read_json(storage.join(count, "run.json"))
         rows.append([f"count ({rj.get('model', {}).get('kind')})", str(count), rj.get("model", {}).get("run"),
                      rj.get("inputs", {}).get("fingerprint"), rj.get("times", {}).get("started_at"),
                      rj.get("times", {}).get("wall_s")])  # fmt: skip

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import math
 import sys
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from herdcount import storage
 
 
 def read_counts(path: str | Path, *, header: list[str] | None = None) -> tuple[list[str], list[str], NDArray]:
@@ -29,9 +32,7 @@ def read_counts(path: str | Path, *, header: list[str] | None = None) -> tuple[l
         wrong number of fields, or a value that is not a non-negative number; the message
         names the file and line.
     """
-    path = Path(path)
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+    rows = list(csv.reader(io.StringIO(storage.read_text(path), newline="")))
     if not rows:
         raise ValueError(f"{path}: empty file; expected a header line")
     found = [c.strip() for c in rows[0]]
