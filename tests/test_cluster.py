@@ -26,10 +26,12 @@ PHOTOS = 12
 def cluster_env(tmp: Path) -> dict[str, str]:
     from pyspark.find_spark_home import _find_spark_home
 
-    # Scratch space under the test's folder: the executors and the driver that the tests
-    # kill never clean up their block-manager folders.
+    # Scratch and temporary folders under the test's folder: the executors and the driver
+    # that the tests kill never clean up their blockmgr-* and spark-* folders.
+    (tmp / "java-tmp").mkdir(parents=True, exist_ok=True)
     return spark_env(SPARK_HOME=_find_spark_home(), SPARK_WORKER_DIR=str(tmp / "work"),
                      SPARK_LOG_DIR=str(tmp / "logs"), SPARK_LOCAL_DIRS=str(tmp / "scratch"),
+                     SPARK_SUBMIT_OPTS=f"-Djava.io.tmpdir={tmp / 'java-tmp'}",
                      SPARK_LOCAL_IP="127.0.0.1")  # fmt: skip
 
 
