@@ -29,7 +29,7 @@ from herdcount import storage
 from herdcount.config import Config
 from herdcount.dots import find_dots
 from herdcount.imaging import PhotoError, decode_rgb, encode_jpeg, jpeg_shape
-from herdcount.patches import sample_background, window_origins
+from herdcount.patches import sample_background, thumbnail_origins
 from herdcount.runinfo import RunClock, write_run_json
 
 OK, SKIPPED, ERROR = "ok", "skipped", "error"
@@ -213,13 +213,11 @@ def _extract(task: PairTask, out: str, config: Config) -> dict[str, Any]:
 
 def _write_thumbnails(plain, coords, classes, train_id: str, out: str, config: Config) -> None:
     names, size = config.class_names, config.thumbnail_size
-    offsets = np.asarray(config.offsets, dtype=float)
-    shifted = coords[:, None, :] + offsets[None, :, None]
-    corners = window_origins(shifted.reshape(-1, 2), size, plain.shape).reshape(len(coords), len(offsets), 2)
+    corners = thumbnail_origins(coords, size, plain.shape, config.offsets)
     files: dict[str, list[tuple[str, bytes]]] = {name: [] for name in names}
     for k, dot_corners in zip(classes, corners):
         name = names[k]
-        n = len(files[name]) // len(offsets)
+        n = len(files[name]) // len(config.offsets)
         for offset, (top, left) in zip(config.offsets, dot_corners):
             crop = plain[top : top + size, left : left + size]
             files[name].append(
@@ -240,7 +238,7 @@ def _decode(data: bytes, name: str, slot: str) -> np.ndarray:
     if shape is None:
         return decode_rgb(data, name)
     if slot not in _DECODED or _DECODED[slot].shape != shape:
-        _DECODED.pop(slot, None)
+        _DECODED.pop(slot, None)  # freed before its successor is made: one 50 MB peak less
         _DECODED[slot] = np.empty(shape, dtype=np.uint8)
     return decode_rgb(data, name, out=_DECODED[slot])
 

@@ -108,11 +108,10 @@ def decode_rgb_scaled(data: bytes, name: str = "<bytes>", *, scale: float = 1.0)
         raise ValueError(f"scale must be in (0, 4], got {scale}")
     if scale == 1:
         return decode_rgb(data, name)
-    image = None
-    if data and simplejpeg.is_jpeg(data):
+    image, shape = None, jpeg_shape(data)
+    if shape is not None:
+        target = (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))
         try:
-            height, width = simplejpeg.decode_jpeg_header(data)[:2]
-            target = (max(1, round(height * scale)), max(1, round(width * scale)))
             image = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=target[0], min_width=target[1])
         except ValueError:
             image = None

@@ -52,14 +52,29 @@ def crop_centred(image: np.ndarray, centre: ArrayLike, size: int = 64) -> np.nda
     return image[top : top + size, left : left + size]
 
 
+def thumbnail_origins(
+    centres: ArrayLike, size: int, shape: tuple[int, ...], offsets: ArrayLike = (-1, 0, 1)
+) -> NDArray[np.int64]:
+    """Top-left ``(row, col)`` of the windows around each of ``centres`` shifted diagonally
+    by each offset (``(d, d)`` pixels), shifted inside the photo at its borders.
+
+    Returns
+    -------
+    (N, len(offsets), 2) int64 array
+    """
+    centres = np.asarray(centres, dtype=float).reshape(-1, 2)
+    offsets = np.asarray(offsets, dtype=float)
+    shifted = centres[:, None, :] + offsets[None, :, None]
+    return window_origins(shifted.reshape(-1, 2), size, shape).reshape(len(centres), len(offsets), 2)
+
+
 def thumbnails(
     image: np.ndarray, centre: ArrayLike, size: int = 64, offsets: ArrayLike = (-1, 0, 1)
 ) -> list[np.ndarray]:
     """Crops around ``centre`` shifted diagonally by each offset (``(d, d)`` pixels)."""
-    shifted = np.asarray(centre, dtype=float)[None, :] + np.asarray(offsets, dtype=float)[:, None]
     return [
         image[top : top + size, left : left + size]
-        for top, left in window_origins(shifted, size, image.shape)
+        for top, left in thumbnail_origins([centre], size, image.shape, offsets)[0]
     ]
 
 
