@@ -50,6 +50,9 @@ class Inputs:
     truth: str | None
     config: Config
     extract_run: dict[str, Any]
+    #: model.json of each training run and run.json of each count run, read once.
+    models: list[dict[str, Any]]
+    count_runs: list[dict[str, Any]]
 
 
 def read_json(path: str) -> dict[str, Any]:
@@ -65,25 +68,31 @@ def read_rows(path: str) -> list[dict[str, str]]:
 
 
 def load_inputs(extract: str, runs: list[str], counts: list[str], truth: str | None) -> Inputs:
-    """Check that every folder holds a finished run and read the extract run's scheme.
+    """Read every folder's run file (the extract's and each count's run.json, each training
+    run's model.json), which also checks that each holds a finished run, and the scheme.
 
     Raises
     ------
     ValueError
-        If a folder lacks its run's marker file (run.json, model.json).
+        If a folder lacks its run's marker file (run.json, model.json), or the truth file
+        does not exist.
     """
-    for folder, marker in [
-        (extract, "run.json"),
-        *((r, "model.json") for r in runs),
-        *((c, "run.json") for c in counts),
-    ]:
-        if not storage.exists(storage.join(folder, marker)):
-            raise ValueError(f"{folder} has no {marker}; expected a finished run")
+    extract_run = _read_marker(extract, "run.json")
+    models = [_read_marker(r, "model.json") for r in runs]
+    count_runs = [_read_marker(c, "run.json") for c in counts]
     if truth and not storage.exists(truth):
         raise ValueError(f"truth file {truth!r} does not exist")
-    extract_run = read_json(storage.join(extract, "run.json"))
     scheme = extract_run["config"].get("scheme", extract_run["config"])
-    return Inputs(extract, list(runs), list(counts), truth, config_from_dict(scheme), extract_run)
+    return Inputs(
+        extract, list(runs), list(counts), truth, config_from_dict(scheme), extract_run, models, count_runs
+    )
+
+
+def _read_marker(folder: str, marker: str) -> dict[str, Any]:
+    try:
+        return json.loads(storage.read_text(storage.join(folder, marker)))
+    except FileNotFoundError:
+        raise ValueError(f"{folder} has no {marker}; expected a finished run") from None
 
 
 # --- HTML pieces ---------------------------------------------------------------------------
@@ -138,9 +147,7 @@ def survey_section(inp: Inputs) -> str:
     rows = read_rows(storage.join(inp.extract, "extract_report.csv"))
     names = inp.config.class_names
     by_status = {s: [r["train_id"] for r in rows if r["status"] == s] for s in ("ok", "skipped", "error")}
-    tests = sum(
-        read_json(storage.join(c, "run.json")).get("totals", {}).get("photos", 0) for c in inp.counts[:1]
-    )
+    tests = sum(run.get("totals", {}).get("photos", 0) for run in inp.count_runs[:1])
     found = [sum(int(r[f"found_{n}"] or 0) for r in rows if r["status"] == "ok") for n in names]
     expected = [sum(int(r[f"expected_{n}"] or 0) for r in rows if r[f"expected_{n}"]) for n in names]
     swatch = '<span class="swatch" style="background: rgb{}"></span>'
@@ -200,8 +207,7 @@ def _dot_crop(path: str, meta: dict[str, Any], config: Config, size: tuple[int, 
 
 def training_section(inp: Inputs) -> str:
     parts = []
-    for run in inp.runs:
-        info = read_json(storage.join(run, "model.json"))
+    for run, info in zip(inp.runs, inp.models):
         weights = _weights(run)
         sizes = dict(storage.file_stats(run))
         size_mb = sizes["model.keras"] / 1e6 if "model.keras" in sizes else None
@@ -262,8 +268,7 @@ def score_counts(inp: Inputs) -> list[dict[str, Any]]:
         _, truth_ids, true = read_counts(inp.truth)
         truth = dict(zip(truth_ids, true))
     scored = []
-    for count in inp.counts:
-        run = read_json(storage.join(count, "run.json"))
+    for count, run in zip(inp.counts, inp.count_runs):
         rows = {r["test_id"]: r for r in read_rows(storage.join(count, "counts.csv"))}
         _, sub_ids, submitted = read_counts(storage.join(count, "submission.csv"))
         ids = [i for i in sub_ids if truth is None or i in truth]
@@ -342,13 +347,12 @@ def lineage_section(inp: Inputs) -> str:
     ex = inp.extract_run
     rows.append(["extract", str(inp.extract), ex.get("inputs", {}).get("data"), ex.get("inputs", {}).get("fingerprint"),
                  ex.get("times", {}).get("started_at"), ex.get("times", {}).get("wall_s")])  # fmt: skip
-    for run in inp.runs:
-        info, rj = read_json(storage.join(run, "model.json")), read_json(storage.join(run, "run.json"))
+    for run, info in zip(inp.runs, inp.models):
+        rj = read_json(storage.join(run, "run.json"))
         data = info.get("training_data", {})
         rows.append([f"train ({info.get('kind')})", str(run), data.get("extract"), data.get("fingerprint"),
                      rj.get("times", {}).get("started_at"), rj.get("times", {}).get("wall_s")])  # fmt: skip
-    for count in inp.counts:
-        rj = read_json(storage.join(count, "run.json"))
+    for count, rj in zip(inp.counts, inp.count_runs):
         rows.append([f"count ({rj.get('model', {}).get('kind')})", str(count), rj.get("model", {}).get("run"),
                      rj.get("inputs", {}).get("fingerprint"), rj.get("times", {}).get("started_at"),
                      rj.get("times", {}).get("wall_s")])  # fmt: skip
