@@ -38,15 +38,31 @@ class ClassSpec:
 
 @dataclass(frozen=True)
 class DotParams:
-    """Knobs of :func:`herdcount.dots.find_dots`; see its docstring."""
+    """Knobs of :func:`herdcount.dots.find_dots`; see its docstring.
 
-    diff_threshold: int = 30
-    pixel_threshold: int = 18
+    ``dot_radius``, ``diff_threshold`` and ``pixel_threshold`` may be ``auto`` (None):
+    measured in each pair, the default, rather than assumed.
+    """
+
+    diff_threshold: int | None = None
+    pixel_threshold: int | None = None
     colour_tolerance: float = 60.0
     min_coverage: float = 0.45
-    dot_radius: float = 3.0
+    dot_radius: float | None = None
     black_level: int = 30
     block: int = 8
+
+    def __post_init__(self) -> None:
+        for name, kind in (("diff_threshold", int), ("pixel_threshold", int), ("dot_radius", float)):
+            value = getattr(self, name)
+            if value == "auto" or value is None:
+                object.__setattr__(self, name, None)
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"dots.{name} must be 'auto' or a positive number, got {value!r}")
+            elif kind is int and value != int(value):
+                raise ValueError(f"dots.{name} must be 'auto' or a positive integer, got {value!r}")
+            else:
+                object.__setattr__(self, name, kind(value))
 
 
 @dataclass(frozen=True)

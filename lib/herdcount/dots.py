@@ -33,6 +33,56 @@ _STRIP_BLOCKS = 8
 
 
 @dataclass(frozen=True)
+class ColourStats:
+    """Sums over the fully painted pixels of dots, per class, that pool over photos.
+
+    Attributes
+    ----------
+    pixels : (K,) float64 array
+        Number of pixels per class.
+    total, squares : (K, 3) float64 arrays
+        Sums of their RGB values and of the squares.
+    """
+
+    pixels: NDArray[np.float64]
+    total: NDArray[np.float64]
+    squares: NDArray[np.float64]
+
+    @classmethod
+    def empty(cls, n_classes: int) -> ColourStats:
+        """No pixels of any of ``n_classes`` classes."""
+        return cls(np.zeros(n_classes), np.zeros((n_classes, 3)), np.zeros((n_classes, 3)))
+
+    def __add__(self, other: ColourStats) -> ColourStats:
+        return ColourStats(self.pixels + other.pixels, self.total + other.total, self.squares + other.squares)
+
+    @property
+    def mean(self) -> NDArray[np.float64]:
+        """(K, 3) mean colour per class; NaN for a class with no pixel."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.total / self.pixels[:, None]
+
+    @property
+    def std(self) -> NDArray[np.float64]:
+        """(K, 3) standard deviation per class and channel; NaN for a class with no pixel."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.sqrt(np.maximum(self.squares / self.pixels[:, None] - self.mean**2, 0.0))
+
+    def to_dict(self) -> dict[str, list]:
+        """Plain lists, for JSON."""
+        return {
+            "pixels": self.pixels.tolist(),
+            "total": self.total.tolist(),
+            "squares": self.squares.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list]) -> ColourStats:
+        """The inverse of :meth:`to_dict`."""
+        return cls(*(np.asarray(data[k], dtype=np.float64) for k in ("pixels", "total", "squares")))
+
+
+@dataclass(frozen=True)
 class DotSearch:
     """What :func:`find_dots` found in one photo.
 
@@ -47,12 +97,19 @@ class DotSearch:
         grown by one cell; never sample background there.
     block : int
         Cell size of ``masked`` in pixels.
+    footprint : float or None
+        Painted area of one dot in pixels, as measured in this photo (or as given); None
+        where the photo had too few dots to measure it.
+    colours : ColourStats or None
+        Colours of the dots' fully painted pixels, per class.
     """
 
     coords: NDArray[np.float64]
     classes: NDArray[np.int64]
     masked: NDArray[np.bool_]
     block: int
+    footprint: float | None = None
+    colours: ColourStats | None = None
 
     def counts(self, n_classes: int) -> NDArray[np.int64]:
         """Number of dots per class, as an array of length ``n_classes``."""
@@ -68,11 +125,11 @@ def find_dots(
     dotted: ArrayLike,
     colours: ArrayLike,
     *,
-    diff_threshold: int = 30,
-    pixel_threshold: int = 18,
+    diff_threshold: int | None = None,
+    pixel_threshold: int | None = None,
     colour_tolerance: float = 60.0,
     min_coverage: float = 0.45,
-    dot_radius: float = 3.0,
+    dot_radius: float | None = None,
     black_level: int = 30,
     block: int = 8,
 ) -> DotSearch:
@@ -84,18 +141,21 @@ def find_dots(
         The photo and its annotated copy, same shape.
     colours : (K, 3) array_like
         Mean RGB colour of the dots of each class.
-    diff_threshold : int, optional
-        A dot needs a pixel where some channel differs by more than this.
-    pixel_threshold : int, optional
+    diff_threshold : int or None, optional
+        A dot needs a pixel where some channel differs by more than this. None (the
+        default) sets it from the pair's JPEG noise, see :func:`noise_threshold`.
+    pixel_threshold : int or None, optional
         Around such a pixel, pixels that differ by more than this are explained by dot
         colours; a lower value keeps dark dots on dark animals (brown on a pup) whole.
+        None (the default): 0.6 times ``diff_threshold``.
     colour_tolerance : float, optional
         Largest RGB distance between a changed pixel and the line from its plain colour
         to a dot colour for the pixel to count towards that class.
     min_coverage : float, optional
-        Least summed coverage, as a share of a full disc of ``dot_radius``, of a dot.
-    dot_radius : float, optional
-        Radius of the painted dots in pixels.
+        Least summed coverage of a dot, as a share of the footprint (one dot's area).
+    dot_radius : float or None, optional
+        Radius of the painted dots in pixels; None (the default) measures the footprint
+        in this photo: the median area of its round same-colour components.
     black_level : int, optional
         A cell of the dotted copy is masked when most of its pixels in rows 0 and
         ``block // 2`` are darker than this in every channel.
@@ -118,35 +178,70 @@ def find_dots(
     _check_pair(plain, dotted)
     if colours.ndim != 2 or colours.shape[1] != 3 or len(colours) == 0:
         raise ValueError(f"colours must be a (K, 3) array, got shape {colours.shape}")
-    if not 0 < diff_threshold < 255:
-        raise ValueError(f"diff_threshold must be in 1..254, got {diff_threshold}")
+    if diff_threshold is None:
+        diff_threshold = noise_threshold(plain, dotted, black_level=black_level)
+    if not 0 < diff_threshold < 128:
+        raise ValueError(f"diff_threshold must be in 1..127, got {diff_threshold}")
+    if pixel_threshold is None:
+        pixel_threshold = max(1, round(0.6 * diff_threshold))
     if not 0 < pixel_threshold <= diff_threshold:
         raise ValueError(f"pixel_threshold must be in 1..diff_threshold, got {pixel_threshold}")
     if block < 2 or block % 2:
         raise ValueError(f"block must be an even number of at least 2, got {block}")
-    if dot_radius <= 0:
-        raise ValueError(f"dot_radius must be positive, got {dot_radius}")
+    if dot_radius is not None and not dot_radius > 0:
+        raise ValueError(f"dot_radius must be positive or None (measured), got {dot_radius}")
 
     changed, masked = _coarse_maps(plain, dotted, diff_threshold, black_level, block)
     # Grow the mask by one cell: JPEG leaves a fringe of changed, darkened pixels
     # around every black area that would otherwise look like brown dots.
     masked = ndi.binary_dilation(masked, structure=_EIGHT)
     labels, _ = ndi.label(changed & ~masked, structure=_EIGHT)
-    disc_area = float(np.pi * dot_radius**2)
+    dot_area = None if dot_radius is None else float(np.pi * dot_radius**2)
     windows = _windows(labels, block, plain.shape)
     # One pass over all windows packed side by side, rather than a pass per window: a
     # photo has hundreds of small windows and numpy's per-call cost would dominate.
     canvas_plain, canvas_dotted, origin = _pack(plain, dotted, windows)
-    coords, classes = _dots_in_window(
-        canvas_plain, canvas_dotted, colours,
-        pixel_threshold, colour_tolerance, min_coverage * disc_area, disc_area,
-    )  # fmt: skip
+    coords, classes, footprint, stats = _dots_in_window(
+        canvas_plain, canvas_dotted, colours, pixel_threshold, colour_tolerance, min_coverage, dot_area
+    )
     if len(coords):
         at = origin[coords[:, 0].astype(int), coords[:, 1].astype(int)]
         coords = coords + at
         order = np.lexsort((coords[:, 1], coords[:, 0]))
         coords, classes = coords[order], classes[order]
-    return DotSearch(coords, classes.astype(np.int64), masked, block)
+    return DotSearch(coords, classes.astype(np.int64), masked, block, footprint, stats)
+
+
+def noise_threshold(
+    plain: ArrayLike,
+    dotted: ArrayLike,
+    *,
+    black_level: int = 30,
+    step: int = 16,
+    lowest: int = 16,
+    highest: int = 30,
+) -> int:
+    """The change a dot must make to stand out from the JPEG noise between the two copies.
+
+    Twice the 99th percentile of the largest per-channel difference over every
+    ``step``-th row, outside black (masked) areas, within ``lowest..highest``. Dots cover
+    well under 1 % of a photo, so the percentile measures the noise of two separate
+    compressions: about 2-12 in surveys saved at quality 70-95.
+
+    Returns
+    -------
+    int
+    """
+    plain, dotted = np.asarray(plain)[::step], np.asarray(dotted)[::step]
+    diff = np.maximum(plain, dotted)
+    diff -= np.minimum(plain, dotted)
+    largest = np.maximum(np.maximum(diff[..., 0], diff[..., 1]), diff[..., 2])
+    bright = np.maximum(np.maximum(dotted[..., 0], dotted[..., 1]), dotted[..., 2]) >= black_level
+    counts = np.bincount(largest[bright], minlength=256)
+    if counts.sum() == 0:
+        return highest
+    p99 = int(np.searchsorted(np.cumsum(counts), 0.99 * counts.sum()))
+    return int(np.clip(2 * p99, lowest, highest))
 
 
 def _windows(labels: np.ndarray, block: int, shape: tuple[int, ...]) -> list[tuple[int, int, np.ndarray]]:
@@ -277,47 +372,162 @@ def _dark_cells(dotted: np.ndarray, black_level: int, block: int, col_starts: np
     return 2 * counts > samples
 
 
+@dataclass(frozen=True)
+class Components:
+    """Same-colour components of classified pixels, with the moments that describe their shape.
+
+    Attributes
+    ----------
+    klass : (N,) int64 array
+        Class of each component.
+    area : (N,) float64 array
+        Summed coverage: the painted area in pixels.
+    centre : (N, 2) float64 array
+        Coverage-weighted centre ``(row, col)``.
+    spread : (N, 2) float64 array
+        Eigenvalues (largest first) of the coverage-weighted covariance of pixel positions:
+        a disc of radius ``r`` has ``(r**2 / 4, r**2 / 4)``, two touching discs
+        ``(5 r**2 / 4, r**2 / 4)``.
+    """
+
+    klass: NDArray[np.int64]
+    area: NDArray[np.float64]
+    centre: NDArray[np.float64]
+    spread: NDArray[np.float64]
+
+    @property
+    def elongation(self) -> NDArray[np.float64]:
+        """Ratio of the larger to the smaller spread; about 1 for a lone dot."""
+        return self.spread[:, 0] / np.maximum(self.spread[:, 1], 0.25)
+
+
+def measure_components(cover: np.ndarray, klass: np.ndarray) -> tuple[Components, list[np.ndarray]]:
+    """The same-colour components of a classification, and each one's label image by class.
+
+    Returns
+    -------
+    Components
+        One entry per component, classes in increasing order.
+    list of (int, array, int)
+        Per class present (same order): the class, its label image and its number of
+        labels, for splitting the components that hold several dots.
+    """
+    rows, cols = np.nonzero(klass >= 0)
+    pixel_class = klass[rows, cols]
+    parts: list[tuple[int, np.ndarray, int]] = []
+    stats = []
+    for k in np.unique(pixel_class):
+        # Labelled a pixel wider: JPEG's 2x2 chroma blocks break small dots into rings and
+        # pieces a pixel apart, which are one dot; the labels then keep only painted pixels.
+        member = klass == k
+        labels, n = ndi.label(ndi.binary_dilation(member, structure=_EIGHT), structure=_EIGHT)
+        labels[~member] = 0
+        pick = pixel_class == k
+        r, c = rows[pick].astype(np.float64), cols[pick].astype(np.float64)
+        lab, w = labels[rows[pick], cols[pick]], cover[rows[pick], cols[pick]].astype(np.float64)
+        # Coverage relative to the component's own peak: a dot whose colour drifted towards
+        # the animal under it sits part-way to the scheme's colour even where fully painted.
+        peak = np.zeros(n + 1)
+        np.maximum.at(peak, lab, w)
+        w = w / peak[lab]
+        cover[rows[pick], cols[pick]] = w
+        sums = [np.bincount(lab, v, n + 1)[1:] for v in (w, w * r, w * c, w * r * r, w * c * c, w * r * c)]
+        total = np.maximum(sums[0], 1e-9)
+        mr, mc = sums[1] / total, sums[2] / total
+        vr, vc, vrc = sums[3] / total - mr**2, sums[4] / total - mc**2, sums[5] / total - mr * mc
+        half, gap = (vr + vc) / 2, np.sqrt(((vr - vc) / 2) ** 2 + vrc**2)
+        stats.append(
+            (np.full(n, k), sums[0], np.column_stack([mr, mc]), np.column_stack([half + gap, half - gap]))
+        )
+        parts.append((int(k), labels, n))
+    if not stats:
+        empty = np.zeros((0, 2))
+        return Components(np.zeros(0, np.int64), np.zeros(0), empty, empty), []
+    klass_, area, centre, spread = (np.concatenate(x) for x in zip(*stats))
+    return Components(klass_.astype(np.int64), area, centre, np.maximum(spread, 0.0)), parts
+
+
+def dot_footprint(components: Components, *, min_components: int = 3) -> float | None:
+    """The painted area of one dot: the median area of the components that are not specks.
+
+    Most dots stand alone, so the median is a lone dot's area whatever radius the
+    annotators' tool drew, as long as fewer than half the components are merged dots or
+    fragments. Specks of JPEG noise, often the majority, cover a pixel or two once
+    normalised to their peak; a dot of the smallest radius worth finding (1.5 px) paints
+    7. None when fewer than ``min_components`` components remain.
+    """
+    area = components.area[components.area >= _SPECK_AREA]
+    return float(np.median(area)) if len(area) >= min_components else None
+
+
+#: Components of less painted area are specks, never dots, whatever the annotation style.
+_SPECK_AREA = 4.0
+
+
+def count_dots(components: Components, footprint: float | None) -> NDArray[np.int64]:
+    """How many dots each component holds: the number of footprints in its area.
+
+    Where that is a near tie between one and two (1.35 to 1.65 footprints), or where no
+    footprint was measured (a photo with few dots; the radius then comes from the
+    component's width), the shape decides: two dots when the centres of its two
+    halves, ``2 * sqrt(spread[0] - spread[1])`` apart, are at least 1.5 dot radii apart
+    (touching dots: 2 radii; a lone dot smeared by JPEG: well under 1.5).
+    """
+    if footprint is None:
+        # Across its long axis a row of touching discs is as wide as one: spread r**2 / 4.
+        radius = 2 * np.sqrt(components.spread[:, 1])
+        ties = np.ones(len(components.area), dtype=bool)
+        by_area = np.ones(len(components.area), dtype=np.int64)
+    else:
+        radius = np.full(len(components.area), np.sqrt(footprint / np.pi))
+        ratio = components.area / footprint
+        ties = (ratio >= 1.35) & (ratio < 1.65)
+        by_area = np.maximum(1, np.floor(ratio + 0.5)).astype(np.int64)
+    separation = 2 * np.sqrt(np.maximum(components.spread[:, 0] - components.spread[:, 1], 0.0))
+    by_shape = np.where(separation >= 1.5 * radius, 2, 1)
+    return np.where(ties, by_shape, by_area).astype(np.int64)
+
+
 def _dots_in_window(
     plain: np.ndarray,
     dotted: np.ndarray,
     colours: np.ndarray,
     threshold: int,
     tolerance: float,
-    min_cover: float,
-    disc_area: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Dots of a window (or a canvas of windows): (N, 2) centres relative to it, (N,) classes."""
-    cover, klass = classify_pixels(plain, dotted, colours, diff_threshold=threshold,
-                                   colour_tolerance=tolerance)  # fmt: skip
-    # Sums over the few classified pixels rather than over the whole window.
-    rows, cols = np.nonzero(klass >= 0)
-    pixel_class = klass[rows, cols]
-    coords, classes = [], []
-    for k in np.unique(pixel_class):
-        labels, n = ndi.label(klass == k, structure=_EIGHT)
-        pick = pixel_class == k
-        r, c = rows[pick], cols[pick]
-        lab, w = labels[r, c], cover[r, c].astype(np.float64)
-        total = np.bincount(lab, w, minlength=n + 1)[1:]
-        moments = np.column_stack([np.bincount(lab, w * r, n + 1)[1:], np.bincount(lab, w * c, n + 1)[1:]])
-        found = np.flatnonzero(total >= min_cover)
-        # A lone dot varies by about +-30% in coverage under JPEG noise; 1.6 discs is two dots.
-        dots = np.maximum(1, (total[found] / disc_area + 0.4).astype(int))
-        lone = found[dots == 1]
-        coords.extend(moments[lone] / total[lone, None])
-        if (dots > 1).any():
+    min_coverage: float,
+    dot_area: float | None,
+) -> tuple[np.ndarray, np.ndarray, float | None, ColourStats]:
+    """Dots of a window (or a canvas of windows): (N, 2) centres relative to it, (N,) classes,
+    the footprint used (``dot_area``, or the one measured here) and the dots' colours."""
+    cover, klass = classify_pixels(
+        plain, dotted, colours, diff_threshold=threshold, colour_tolerance=tolerance
+    )
+    stats = _core_colours(dotted, cover, klass, len(colours))
+    comps, parts = measure_components(cover, klass)
+    footprint = dot_area if dot_area is not None else dot_footprint(comps)
+    # Specks below a share of a dot are JPEG noise or the fringe of a dot of another colour.
+    floor = max(_SPECK_AREA, min_coverage * footprint) if footprint is not None else _SPECK_AREA
+    n_dots = np.where(comps.area >= floor, count_dots(comps, footprint), 0)
+    coords = [comps.centre[(n_dots == 1)]]
+    classes = [comps.klass[(n_dots == 1)]]
+    first = 0
+    for k, labels, n in parts:
+        many = np.flatnonzero(n_dots[first : first + n] > 1)
+        if len(many):
             boxes = ndi.find_objects(labels)
-            for i, n_dots in zip(found[dots > 1], dots[dots > 1]):
+            for i in many:
                 box = boxes[i]
                 member = labels[box] == i + 1
-                centres = _split_component(np.where(member, cover[box], 0.0), member, n_dots)
-                coords.extend(centre + (box[0].start, box[1].start) for centre in centres)
-        classes.extend([k] * (len(coords) - len(classes)))
-    return np.asarray(coords, dtype=np.float64).reshape(-1, 2), np.asarray(classes, np.int64)
+                centres = _split_component(np.where(member, cover[box], 0.0), member, int(n_dots[first + i]))
+                coords.append(np.asarray(centres) + (box[0].start, box[1].start))
+                classes.append(np.full(len(centres), k))
+        first += n
+    return np.concatenate(coords).reshape(-1, 2), np.concatenate(classes).astype(np.int64), footprint, stats
 
 
 def _split_component(weight: np.ndarray, member: np.ndarray, n: int) -> list[np.ndarray]:
-    """Centres of a same-colour component that covers about ``n`` full dots' worth of pixels."""
+    """Centres of ``n`` dots merged into one same-colour component: k-means over its
+    strongly painted pixels, each centre weighted by coverage."""
     rows, cols = np.nonzero(member)
     w = weight[rows, cols]
     points = np.column_stack([rows, cols]).astype(np.float64)
@@ -331,6 +541,18 @@ def _split_component(weight: np.ndarray, member: np.ndarray, n: int) -> list[np.
         if pick.any():
             centres.append(np.average(points[strong][pick], axis=0, weights=w[strong][pick]))
     return centres
+
+
+def _core_colours(dotted: np.ndarray, cover: np.ndarray, klass: np.ndarray, n_classes: int) -> ColourStats:
+    """Colour sums of the fully painted pixels per class: what the annotators' tool drew,
+    after JPEG, free of the background that partly covered edge pixels mix in."""
+    rows, cols = np.nonzero(cover >= 0.9)
+    k = klass[rows, cols]
+    rgb = dotted[rows, cols].astype(np.float64)
+    pixels = np.bincount(k, minlength=n_classes).astype(np.float64)
+    total = np.stack([np.bincount(k, rgb[:, c], n_classes) for c in range(3)], axis=1)
+    squares = np.stack([np.bincount(k, rgb[:, c] ** 2, n_classes) for c in range(3)], axis=1)
+    return ColourStats(pixels, total, squares)
 
 
 def classify_pixels(

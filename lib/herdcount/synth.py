@@ -10,9 +10,14 @@ plus the animals hidden under black masks), ``train_counts.csv`` and ``test_coun
 
 Scenes: textured rock and water; animals of every class of the scheme with its body
 length and colour, gathered in colonies where they touch and overlap, with shadows;
-dots of the scheme's colours (about 3 px radius) on the dotted copy; black masks over
-parts of some dotted copies, where animals are neither dotted nor counted; both copies
-JPEG-compressed separately at quality 85-95; a few mismatched pairs.
+dots of the scheme's colours on the dotted copy; black masks over parts of some dotted
+copies, where animals are neither dotted nor counted; both copies JPEG-compressed
+separately; a few mismatched pairs.
+
+How the annotators drew (:class:`AnnotationStyle`) varies as between annotation tools:
+dot radius (default 2.7-3.3 px), per-dot colour drift from the scheme's colour (default
++-8 per channel), the JPEG quality range of both copies (default 85-95) and the share of
+dark animals (wet or shadowed, default none), on which brown dots are hard to see.
 
 Rules a reader of the truth may need: an animal is hidden (not dotted, not counted) when
 a masked pixel lies within ``MASK_MARGIN`` pixels of its centre; a pup sometimes lies on
@@ -22,6 +27,7 @@ its mother so that their two dots touch.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -37,8 +43,46 @@ from herdcount.storage import write_bytes_atomic, write_csv_atomic
 
 KAGGLE_SIZES = ((4992, 3328), (5616, 3744))
 MASK_MARGIN = 24
-DOT_RADIUS = 3.0
 SUN = np.array([0.55, 0.35])  # shadow offset per unit of body length, (row, col)
+
+
+@dataclass(frozen=True)
+class AnnotationStyle:
+    """How a survey's annotators drew their dots, and how its photos were saved.
+
+    Attributes
+    ----------
+    radius : (float, float)
+        Range of the dot radius in pixels, drawn per dot.
+    drift : int
+        Each dot's colour is the scheme's plus up to this much per channel, drawn per dot.
+    quality : (int, int)
+        Range of the JPEG quality, drawn per copy: plain and dotted are compressed apart.
+    dark_share : float
+        Share of animals that are dark (wet or in a shadow), 0.4-0.6 times their body colour.
+    """
+
+    radius: tuple[float, float] = (2.7, 3.3)
+    drift: int = 8
+    quality: tuple[int, int] = (85, 95)
+    dark_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        lo, hi = self.radius
+        if not 1.0 <= lo <= hi <= 12.0:
+            raise ValueError(f"dot radius must be a range within 1..12 px, got {self.radius}")
+        if not 0 <= self.drift <= 60:
+            raise ValueError(f"dot colour drift must be in 0..60, got {self.drift}")
+        lo, hi = self.quality
+        if not 30 <= lo <= hi <= 100:
+            raise ValueError(f"JPEG quality must be a range within 30..100, got {self.quality}")
+        if not 0.0 <= self.dark_share <= 1.0:
+            raise ValueError(f"dark_share must be in 0..1, got {self.dark_share}")
+
+    @property
+    def max_radius(self) -> float:
+        """The largest dot radius drawn."""
+        return self.radius[1]
 
 
 @dataclass(frozen=True)
@@ -85,6 +129,7 @@ def place_animals(
     water: np.ndarray,
     config: Config,
     density: float,
+    style: AnnotationStyle = AnnotationStyle(),
 ) -> list[Animal]:
     """Animals in colonies on the rock, touching and overlapping but never stacked.
 
@@ -94,6 +139,8 @@ def place_animals(
         Where the scene is water; animals lie on rock.
     density : float
         Mean animals per megapixel over photos that have animals.
+    style : AnnotationStyle
+        Its largest dot radius keeps dots inside the photo and a pup's dot off its mother's.
     """
     height, width = water.shape
     if rng.random() < 0.1:
@@ -104,6 +151,7 @@ def place_animals(
     total = rng.poisson(density * height * width / 1e6)
     n_colonies = 1 + rng.poisson(height * width / 4e6)
     centres = np.column_stack([rng.uniform(0, height, n_colonies), rng.uniform(0, width, n_colonies)])
+    radius = style.max_radius
     animals: list[Animal] = []
     for _ in range(total * 4):
         if len(animals) >= total:
@@ -113,8 +161,10 @@ def place_animals(
         mother = _mother(animals, config) if config.classes[k].name == "pups" else None
         if mother is not None and rng.random() < 0.6:
             # Pups lie beside, sometimes on, their mothers.
+            # Beside her, their two dots touching; or half on her.
             reach = rng.choice(
-                [rng.uniform(6.5, 8.0), rng.uniform(0.35, 0.7) * mother.length], p=[0.15, 0.85]
+                [rng.uniform(2 * radius + 0.5, 2 * radius + 2), rng.uniform(0.35, 0.7) * mother.length],
+                p=[0.15, 0.85],
             )
             turn = rng.uniform(0, 2 * math.pi)
             row, col = mother.row + reach * math.sin(turn), mother.col + reach * math.cos(turn)
@@ -122,12 +172,10 @@ def place_animals(
             centre = centres[rng.integers(n_colonies)]
             spread = 0.8 * lengths.mean() * math.sqrt(max(total / n_colonies, 1.0))
             row, col = rng.normal(centre, spread)
-        if not (
-            DOT_RADIUS + 1 <= row < height - DOT_RADIUS - 1 and DOT_RADIUS + 1 <= col < width - DOT_RADIUS - 1
-        ):
+        if not (radius + 1 <= row < height - radius - 1 and radius + 1 <= col < width - radius - 1):
             continue
         angle = rng.uniform(0, math.pi)
-        if water[int(row), int(col)] or not _free(animals, row, col, length, angle, mother):
+        if water[int(row), int(col)] or not _free(animals, row, col, length, angle, mother, radius):
             continue
         animals.append(Animal(row, col, k, length, angle))
     return animals
@@ -145,7 +193,13 @@ def _mother(animals: list[Animal], config: Config) -> Animal | None:
 
 
 def _free(
-    animals: list[Animal], row: float, col: float, length: float, angle: float, mother: Animal | None
+    animals: list[Animal],
+    row: float,
+    col: float,
+    length: float,
+    angle: float,
+    mother: Animal | None,
+    dot_radius: float,
 ) -> bool:
     """Whether a new animal fits: not stacked on another, and no animal's centre (where
     its dot goes) under another's body, since annotators dot the visible body."""
@@ -154,7 +208,7 @@ def _free(
         gap = math.hypot(a.row - row, a.col - col)
         if a is mother:
             # A pup tucked against its mother is drawn under her; their dots may touch.
-            if gap < 2 * DOT_RADIUS + 0.4:
+            if gap < 2 * dot_radius + 0.4:
                 return False
         elif gap < 0.42 * (a.length + length) / 2 or _covers(a, row, col) or _covers(new, a.row, a.col):
             return False
@@ -183,11 +237,19 @@ def _covers(a: Animal, row: float, col: float) -> bool:
     return False
 
 
-def paint_animals(img: np.ndarray, animals: list[Animal], config: Config, rng: np.random.Generator) -> None:
+def paint_animals(
+    img: np.ndarray,
+    animals: list[Animal],
+    config: Config,
+    rng: np.random.Generator,
+    *,
+    dark_share: float = 0.0,
+) -> None:
     """Draw shadows, then bodies with heads and shading, in place on a float image.
 
     Pups are drawn first, tucked against their mothers: an annotator dots the visible
-    body of each animal, so no mother's centre may be hidden under her pup.
+    body of each animal, so no mother's centre may be hidden under her pup. A share
+    ``dark_share`` of the animals is wet or shadowed: 0.4-0.6 times its body colour.
     """
     animals = sorted(animals, key=lambda a: config.classes[a.klass].name != "pups")
     for a in animals:
@@ -196,6 +258,9 @@ def paint_animals(img: np.ndarray, animals: list[Animal], config: Config, rng: n
         _blend_ellipse(img, row + shift[0], col + shift[1], semi, aspect, a.angle, colour=None)
     for a in animals:
         body = np.array(config.classes[a.klass].body_rgb, np.float32) * rng.uniform(0.88, 1.12)
+        # Drawn only when asked for, so that the default survey keeps its random stream.
+        if dark_share and rng.random() < dark_share:
+            body *= rng.uniform(0.4, 0.6)
         for (row, col, semi, aspect), colour in zip(_parts(a), (body, body * 0.9)):
             _blend_ellipse(img, row, col, semi, aspect, a.angle, colour=colour)
 
@@ -233,17 +298,23 @@ def make_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
 
 
 def paint_dots(
-    img: np.ndarray, animals: list[Animal], config: Config, rng: np.random.Generator
+    img: np.ndarray,
+    animals: list[Animal],
+    config: Config,
+    rng: np.random.Generator,
+    style: AnnotationStyle = AnnotationStyle(),
 ) -> list[tuple[float, float, int]]:
     """Paint one anti-aliased dot per animal in place; returns the dots as (row, col, class)."""
     dots = []
+    edge = style.max_radius
     for a in animals:
         row = a.row + rng.uniform(-1.5, 1.5)
         col = a.col + rng.uniform(-1.5, 1.5)
-        row = min(max(row, DOT_RADIUS), img.shape[0] - 1 - DOT_RADIUS)
-        col = min(max(col, DOT_RADIUS), img.shape[1] - 1 - DOT_RADIUS)
-        colour = np.clip(np.array(config.classes[a.klass].dot_rgb) + rng.integers(-8, 9, 3), 0, 255)
-        radius = DOT_RADIUS + rng.uniform(-0.3, 0.3)
+        row = min(max(row, edge), img.shape[0] - 1 - edge)
+        col = min(max(col, edge), img.shape[1] - 1 - edge)
+        drift = rng.integers(-style.drift, style.drift + 1, 3)
+        colour = np.clip(np.array(config.classes[a.klass].dot_rgb) + drift, 0, 255)
+        radius = rng.uniform(*style.radius)
         top, left = max(int(row - radius - 2), 0), max(int(col - radius - 2), 0)
         bottom = min(int(row + radius) + 3, img.shape[0])
         right = min(int(col + radius) + 3, img.shape[1])
@@ -255,19 +326,28 @@ def paint_dots(
     return dots
 
 
-def make_pair(rng: np.random.Generator, height: int, width: int, config: Config, *, density: float,
-              masked: bool, mismatched: bool) -> dict:  # fmt: skip
+def make_pair(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    config: Config,
+    *,
+    density: float,
+    masked: bool,
+    mismatched: bool,
+    style: AnnotationStyle = AnnotationStyle(),
+) -> dict:
     """One training pair: JPEG bytes of both copies and the truth of the dotted copy."""
     scene, water = make_background(rng, height, width)
-    animals = place_animals(rng, water, config, density)
-    paint_animals(scene, animals, config, rng)
+    animals = place_animals(rng, water, config, density, style)
+    paint_animals(scene, animals, config, rng, dark_share=style.dark_share)
     dotted = scene.copy()
     hidden: list[Animal] = []
     if mismatched:
         # The dotted copy shows another stretch of shore, as in Kaggle's mismatched pairs.
         dotted, water2 = make_background(rng, height, width)
-        other = place_animals(rng, water2, config, density)
-        paint_animals(dotted, other, config, rng)
+        other = place_animals(rng, water2, config, density, style)
+        paint_animals(dotted, other, config, rng, dark_share=style.dark_share)
         visible = other
     elif masked:
         mask = make_mask(rng, height, width)
@@ -283,10 +363,11 @@ def make_pair(rng: np.random.Generator, height: int, width: int, config: Config,
         dotted[mask] = 0.0
     else:
         visible = animals
-    dots = paint_dots(dotted, visible, config, rng)
+    dots = paint_dots(dotted, visible, config, rng, style)
+    low, high = style.quality
     return {
-        "plain": encode_jpeg(scene, rng.integers(85, 96)),
-        "dotted": encode_jpeg(dotted, rng.integers(85, 96)),
+        "plain": encode_jpeg(scene, rng.integers(low, high + 1)),
+        "dotted": encode_jpeg(dotted, rng.integers(low, high + 1)),
         "dots": dots,
         "hidden": [(a.row, a.col, a.klass) for a in hidden],
         "scene_animals": [(a.row, a.col, a.klass) for a in animals],
@@ -294,14 +375,21 @@ def make_pair(rng: np.random.Generator, height: int, width: int, config: Config,
 
 
 def make_test_photo(
-    rng: np.random.Generator, height: int, width: int, config: Config, *, density: float
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    config: Config,
+    *,
+    density: float,
+    style: AnnotationStyle = AnnotationStyle(),
 ) -> dict:
     """One test photo: JPEG bytes and the positions of its animals."""
     scene, water = make_background(rng, height, width)
-    animals = place_animals(rng, water, config, density)
-    paint_animals(scene, animals, config, rng)
+    animals = place_animals(rng, water, config, density, style)
+    paint_animals(scene, animals, config, rng, dark_share=style.dark_share)
+    low, high = style.quality
     return {
-        "plain": encode_jpeg(scene, rng.integers(85, 96)),
+        "plain": encode_jpeg(scene, rng.integers(low, high + 1)),
         "scene_animals": [(a.row, a.col, a.klass) for a in animals],
     }
 
@@ -332,6 +420,7 @@ def write_survey(
     density: float = 10.0,
     n_mismatched: int | None = None,
     mask_share: float = 0.35,
+    style: AnnotationStyle = AnnotationStyle(),
 ) -> Path:
     """Write a synthetic survey to ``out`` and its truth beside it; returns the truth folder.
 
@@ -354,8 +443,10 @@ def write_survey(
     for i in range(n_train):
         rng = np.random.default_rng([seed, 1, i])
         w, h = (width, height) if width else KAGGLE_SIZES[int(rng.integers(2))]
-        pair = make_pair(rng, h, w, config, density=density, masked=rng.random() < mask_share,
-                         mismatched=i in mismatched)  # fmt: skip
+        masked = rng.random() < mask_share
+        pair = make_pair(
+            rng, h, w, config, density=density, masked=masked, mismatched=i in mismatched, style=style
+        )
         write_bytes_atomic(out / "Train" / f"{i}.jpg", pair["plain"])
         write_bytes_atomic(out / "TrainDotted" / f"{i}.jpg", pair["dotted"])
         # train.csv counts the animals the annotators dotted; for a mismatched pair,
@@ -373,7 +464,7 @@ def write_survey(
     for i in range(n_test):
         rng = np.random.default_rng([seed, 2, i])
         w, h = (width, height) if width else KAGGLE_SIZES[int(rng.integers(2))]
-        photo = make_test_photo(rng, h, w, config, density=density)
+        photo = make_test_photo(rng, h, w, config, density=density, style=style)
         write_bytes_atomic(out / "Test" / f"{i}.jpg", photo["plain"])
         record = _annotation(config, photo["scene_animals"], f"{i}.jpg")
         record.update(width=w, height=h)
@@ -385,7 +476,8 @@ def write_survey(
     )
     write_csv_atomic(truth / "test_counts.csv", test_header, test_rows)
     summary = {"seed": seed, "train": n_train, "test": n_test, "width": width, "height": height,
-               "density": density, "mismatched": sorted(mismatched), "classes": config.class_names}  # fmt: skip
+               "density": density, "mismatched": sorted(mismatched), "classes": config.class_names,
+               "annotation_style": dataclasses.asdict(style)}  # fmt: skip
     write_bytes_atomic(truth / "survey.json", json.dumps(summary, indent=2).encode())
     return truth
 
@@ -402,17 +494,71 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--density", type=float, default=10.0, help="animals per megapixel (default 10)")
     parser.add_argument("--mismatched", type=int, help="mismatched pairs (default: one in 12)")
     parser.add_argument("--scheme", default=str(DEFAULT_SCHEME), help="class scheme YAML")
+    default = AnnotationStyle()
+    style = parser.add_argument_group("annotation style (how the annotators drew, how photos were saved)")
+    style.add_argument(
+        "--dot-radius",
+        type=_range(float),
+        default=default.radius,
+        metavar="R|LO,HI",
+        help=f"dot radius in px, drawn per dot (default {default.radius[0]},{default.radius[1]})",
+    )
+    style.add_argument(
+        "--dot-drift",
+        type=int,
+        default=default.drift,
+        metavar="N",
+        help=f"per-dot colour drift, +-N per channel (default {default.drift})",
+    )
+    style.add_argument(
+        "--jpeg-quality",
+        type=_range(int),
+        default=default.quality,
+        metavar="Q|LO,HI",
+        help=f"JPEG quality, drawn per copy (default {default.quality[0]},{default.quality[1]})",
+    )
+    style.add_argument(
+        "--dark-share",
+        type=float,
+        default=default.dark_share,
+        metavar="P",
+        help="share of dark (wet or shadowed) animals (default 0)",
+    )
     args = parser.parse_args(argv)
     try:
         config = load_config(args.scheme)
-        truth = write_survey(args.out, n_train=args.train, n_test=args.test, seed=args.seed, config=config,
-                             width=args.width, height=args.height, density=args.density,
-                             n_mismatched=args.mismatched)  # fmt: skip
+        look = AnnotationStyle(args.dot_radius, args.dot_drift, args.jpeg_quality, args.dark_share)
+        truth = write_survey(
+            args.out,
+            n_train=args.train,
+            n_test=args.test,
+            seed=args.seed,
+            config=config,
+            width=args.width,
+            height=args.height,
+            density=args.density,
+            n_mismatched=args.mismatched,
+            style=look,
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"survey written to {args.out}; ground truth in {truth}")
     return 0
+
+
+def _range(kind: type):
+    """argparse type of ``V`` (a range of one value) or ``LO,HI``."""
+
+    def parse(text: str) -> tuple:
+        parts = [kind(p) for p in text.split(",")]
+        if len(parts) == 1:
+            parts *= 2
+        if len(parts) != 2 or parts[0] > parts[1]:
+            raise argparse.ArgumentTypeError(f"expected V or LO,HI with LO <= HI, got {text!r}")
+        return tuple(parts)
+
+    return parse
 
 
 if __name__ == "__main__":
