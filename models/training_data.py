@@ -213,7 +213,7 @@ def load_photo(data: str | Path, dots: PhotoDots, config: Config) -> TrainingPho
     dotted = decode_rgb(
         storage.read_bytes(data / "TrainDotted" / f"{dots.train_id}.jpg"), f"TrainDotted/{dots.train_id}.jpg"
     )
-    masked = black_blocks(dotted, black_level=config.dots.black_level, block=config.dots.block)
+    masked = black_blocks(dotted, plain=image, black_level=config.dots.black_level, block=config.dots.block)
     return TrainingPhoto(dots, image, masked)
 
 

@@ -327,7 +327,9 @@ def _coarse_maps(
         hit = _cells_above(diff, 2 * threshold, block, col_starts)
         cells = slice(top // block, top // block + len(hit))
         changed[cells] = hit
-        masked[cells] = _dark_cells(dotted[top : top + step], black_level, block, col_starts)
+        masked[cells] = _dark_cells(
+            dotted[top : top + step], black_level, block, col_starts, plain[top : top + step]
+        )
     return changed, masked
 
 
@@ -349,27 +351,49 @@ def _cells_above(values: np.ndarray, level: int, block: int, col_starts: np.ndar
 _BYTE_SUM = np.uint64(0x0101010101010101)
 
 
-def _dark_cells(dotted: np.ndarray, black_level: int, block: int, col_starts: np.ndarray) -> np.ndarray:
-    """Cells of a band of ``dotted`` where most sampled pixels are black.
+def _dark_cells(
+    dotted: np.ndarray, black_level: int, block: int, col_starts: np.ndarray, plain: np.ndarray | None = None
+) -> np.ndarray:
+    """Cells of a band of ``dotted`` painted black: most sampled pixels are black there and,
+    when ``plain`` is given, fewer than half of those were black in ``plain`` already.
 
-    Masks are large areas, so two rows per cell (rows 0 and ``block // 2``) decide,
-    which is a quarter of the work of every pixel; the one-cell growth of the mask covers
-    a cell that this misjudges at a mask's edge.
+    A mask is black that the annotators painted over the photo, so it is a change; a
+    dark animal (a wet pup in shadow) is as dark in both copies and never a mask, or its
+    dot would be lost with it. Masks are large areas, so two rows per cell (rows 0 and
+    ``block // 2``) decide, which is a quarter of the work of every pixel; the one-cell
+    growth of the mask covers a cell that this misjudges at a mask's edge.
     """
-    rows = dotted[:: block // 2]
+    dark = _black(dotted[:: block // 2], black_level)
+    counts, samples = _cell_sums(dark, block, col_starts, dotted.shape[1])
+    masked = 2 * counts > samples
+    if plain is not None:
+        before, _ = _cell_sums(
+            dark & _black(plain[:: block // 2], black_level), block, col_starts, dotted.shape[1]
+        )
+        masked &= 2 * before < counts
+    return masked
+
+
+def _black(rows: np.ndarray, black_level: int) -> np.ndarray:
+    """Pixels darker than ``black_level`` in every channel, as uint8 0/1."""
     bright = np.maximum(rows[..., 0], rows[..., 1])
     np.maximum(bright, rows[..., 2], out=bright)
-    dark = (bright < black_level).view(np.uint8)
-    width = dotted.shape[1]
-    if len(rows) % 2 == 0 and width % block == 0 and block % 8 == 0:
+    return (bright < black_level).view(np.uint8)
+
+
+def _cell_sums(
+    dark: np.ndarray, block: int, col_starts: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray | int]:
+    """Per cell, the sum of ``dark`` over its two sampled rows, and the number of samples."""
+    if len(dark) % 2 == 0 and width % block == 0 and block % 8 == 0:
         pair = dark[0::2] + dark[1::2]
         # The bytes of a 64-bit word (each 0..2) sum up in the top byte of word * 0x0101...01.
         sums = (pair.view(np.uint64) * _BYTE_SUM) >> np.uint64(56)
-        return sums.reshape(len(pair), len(col_starts), block // 8).sum(axis=2) > block
-    row_starts = np.arange(0, len(rows), 2)
+        return sums.reshape(len(pair), len(col_starts), block // 8).sum(axis=2).astype(np.int64), 2 * block
+    row_starts = np.arange(0, len(dark), 2)
     counts = np.add.reduceat(np.add.reduceat(dark.astype(np.int32), col_starts, axis=1), row_starts, axis=0)
-    samples = np.diff(np.append(row_starts, len(rows)))[:, None] * np.diff(np.append(col_starts, width))
-    return 2 * counts > samples
+    samples = np.diff(np.append(row_starts, len(dark)))[:, None] * np.diff(np.append(col_starts, width))
+    return counts, samples
 
 
 @dataclass(frozen=True)
@@ -615,11 +639,14 @@ def classify_pixels(
     return coverage, classes
 
 
-def black_blocks(dotted: ArrayLike, *, black_level: int = 30, block: int = 8) -> NDArray[np.bool_]:
+def black_blocks(
+    dotted: ArrayLike, *, plain: ArrayLike | None = None, black_level: int = 30, block: int = 8
+) -> NDArray[np.bool_]:
     """The masked cells of a dotted copy: a ``block`` grid, grown by one cell.
 
     A cell is masked when most of its pixels in rows 0 and ``block // 2`` are darker than
-    ``black_level`` in every channel, as in :func:`find_dots`. Animals under such areas
+    ``black_level`` in every channel and, with ``plain`` given, fewer than half of those
+    were black in ``plain`` already (a dark animal is no mask), as in :func:`find_dots`. Animals under such areas
     were never dotted, so training excludes them from its loss and validation from its
     counts.
 
@@ -632,7 +659,10 @@ def black_blocks(dotted: ArrayLike, *, black_level: int = 30, block: int = 8) ->
         raise ValueError(f"dotted must be an (H, W, 3) RGB array, got shape {dotted.shape}")
     if block < 2 or block % 2:
         raise ValueError(f"block must be an even number of at least 2, got {block}")
-    masked = _dark_cells(dotted, black_level, block, np.arange(0, dotted.shape[1], block))
+    if plain is not None:
+        plain = np.asarray(plain)
+        _check_pair(plain, dotted)
+    masked = _dark_cells(dotted, black_level, block, np.arange(0, dotted.shape[1], block), plain)
     return ndi.binary_dilation(masked, structure=_EIGHT)
 
 

@@ -105,13 +105,17 @@ def img(png: bytes, alt: str, *, width: int | None = None) -> str:
     return f'<img alt="{html.escape(alt)}"{size} src="data:image/png;base64,{data}">'
 
 
-def table(header: list[str], rows: list[list[Any]], *, marked: set[int] = frozenset()) -> str:
-    """An HTML table; rows whose index is in ``marked`` get the class ``marked``."""
+def table(
+    header: list[str], rows: list[list[Any]], *, marked: set[int] = frozenset(), raw: bool = False
+) -> str:
+    """An HTML table; rows whose index is in ``marked`` get the class ``marked``. With
+    ``raw``, cells are HTML already (escaped by the caller)."""
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    cell = _fmt if raw else (lambda v: html.escape(_fmt(v)))
     body = []
     for n, row in enumerate(rows):
         cls = ' class="marked"' if n in marked else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>")
+        body.append(f"<tr{cls}>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
@@ -172,10 +176,13 @@ def extraction_section(inp: Inputs, *, crops: int = 3) -> str:
     for n, r in enumerate(sorted(rows, key=lambda r: id_key(r["train_id"]))):
         if r["agrees"] == "false":
             marked.add(n)
-        body.append([r["train_id"], r["status"], *(f"{r[f'found_{c}']} / {r[f'expected_{c}']}" for c in names),
-                     r["agrees"]])  # fmt: skip
-    parts = [f"<p>Found / expected (train.csv) per photo; {len(marked)} photos disagree (highlighted).</p>",
-             table(["train_id", "status", *names, "agrees"], body, marked=marked)]  # fmt: skip
+        counts = (f"{r[f'found_{c}']} / {r[f'expected_{c}']}" for c in names)
+        body.append([r["train_id"], r["status"], *counts, r["agrees"], r.get("diagnosis", "")])
+    parts = [
+        measured_dots_html(inp),
+        f"<p>Found / expected (train.csv) per photo; {len(marked)} photos disagree (highlighted).</p>",
+        table(["train_id", "status", *names, "agrees", "diagnosis"], body, marked=marked),
+    ]
     data = inp.extract_run.get("inputs", {}).get("data", "")
     metas = [
         read_json(storage.join(inp.extract, "metadata", f"{r['train_id']}.json"))
@@ -188,6 +195,36 @@ def extraction_section(inp: Inputs, *, crops: int = 3) -> str:
         if data and storage.exists(path):
             parts.append(_dot_crop(path, meta, inp.config))
     return "".join(parts)
+
+
+def measured_dots_html(inp: Inputs) -> str:
+    """The dot footprint and each class's dot colour as measured, beside the scheme's colours."""
+    measured = inp.extract_run.get("totals", {}).get("measured_dots")
+    if not measured:
+        return "<p>This extract run measured no dots (an older run).</p>"
+    swatch = '<span class="swatch" style="background: rgb{}"></span>'
+    rows = []
+    for spec in inp.config.classes:
+        got = (measured.get("colours") or {}).get(spec.name)
+        if got is None:
+            rows.append([html.escape(spec.name), swatch.format(tuple(spec.dot_rgb)), "none found", "", 0])
+            continue
+        rows.append(
+            [
+                html.escape(spec.name),
+                swatch.format(tuple(spec.dot_rgb)) + f" {list(spec.dot_rgb)}",
+                swatch.format(tuple(got["rgb"])) + f" {got['rgb']}",
+                f"{got['std']}",
+                got["pixels"],
+            ]
+        )
+    size = (
+        f"one dot paints {measured['footprint_px']} px (radius {measured['radius_px']} px), median over photos"
+        if measured.get("footprint_px") is not None
+        else "too few dots to measure their size"
+    )
+    header = ["class", "scheme dot_rgb", "measured rgb", "spread (std)", "pixels"]
+    return f"<p>Dots as the annotators drew them: {size}.</p>" + table(header, rows, raw=True)
 
 
 def _dot_crop(path: str, meta: dict[str, Any], config: Config, size: tuple[int, int] = (360, 520)) -> str:
