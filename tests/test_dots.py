@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from herdcount.dots import black_blocks, classify_pixels, find_dots
+from herdcount.dots import black_blocks, classify_pixels, find_dots, noise_threshold
 
 COLOURS = [(243, 8, 5), (244, 8, 242), (87, 46, 10), (25, 56, 176), (38, 174, 21)]
 
@@ -176,3 +176,87 @@ def test_black_blocks_mark_mostly_dark_cells_and_grow_them_by_one():
     np.testing.assert_array_equal(masked, expected)
     with pytest.raises(ValueError, match="RGB"):
         black_blocks(dotted[..., 0])
+
+
+def scatter(shape, n, seed, spacing=24):
+    """``n`` dot centres on a grid ``spacing`` apart, jittered, with classes in turn."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.meshgrid(np.arange(16, shape[0] - 16, spacing), np.arange(16, shape[1] - 16, spacing))
+    picks = rng.choice(rows.size, n, replace=False)
+    return [(float(rows.flat[i] + rng.uniform(-2, 2)), float(cols.flat[i] + rng.uniform(-2, 2)), i % 5)
+            for i in picks]  # fmt: skip
+
+
+@pytest.mark.parametrize("radius", [2.0, 3.0, 4.0, 5.0])
+def test_dots_of_any_radius_are_found_once_and_touching_ones_twice(radius):
+    # The footprint is measured, not assumed: the same default settings for every radius.
+    plain = background((360, 480), seed=20 + int(radius))
+    dots = scatter((240, 480), 24, seed=int(radius), spacing=32)
+    gap = 2 * radius + 0.5
+    dots += [(300.0, 100.0, 4), (300.0, 100.0 + gap, 4), (300.0, 300.0, 2), (300.0 + gap, 300.0, 0)]
+    result = find_dots(jpeg(plain, 92), jpeg(plant(plain, dots, radius=radius), 90), COLOURS)
+    assert_found(result, dots, tol=1.5)
+    assert result.footprint == pytest.approx(np.pi * radius**2, rel=0.3)
+
+
+def test_a_given_dot_radius_overrides_the_measurement():
+    plain = background(seed=21)
+    dots = scatter((300, 400), 12, seed=21)
+    result = find_dots(plain, plant(plain, dots, radius=4.0), COLOURS, dot_radius=4.0)
+    assert_found(result, dots, tol=1.0)
+    assert result.footprint == pytest.approx(np.pi * 16)
+    with pytest.raises(ValueError, match="dot_radius"):
+        find_dots(plain, plain, COLOURS, dot_radius=-1.0)
+
+
+def test_dot_colours_are_measured_as_drawn():
+    plain = background(seed=22)
+    drawn = [(240, 30, 25), (220, 20, 230), (100, 60, 30), (40, 70, 190), (50, 160, 40)]
+    dots = scatter((300, 400), 20, seed=22)
+    dotted = plain.astype(np.float64)
+    rr, cc = np.mgrid[: plain.shape[0], : plain.shape[1]]
+    for row, col, k in dots:
+        cover = np.clip(3.5 - np.hypot(rr - row, cc - col), 0, 1)[..., None]
+        dotted += cover * (np.array(drawn[k]) - dotted)
+    result = find_dots(plain, dotted.astype(np.uint8), COLOURS)
+    assert_found(result, dots, tol=1.0)
+    np.testing.assert_allclose(result.colours.mean, drawn, atol=2.0)
+    assert (result.colours.pixels >= 4 * 9).all()
+
+
+def test_a_brown_dot_drifted_towards_a_dark_animal_is_found():
+    # The hard case of real surveys: a brown dot on an animal in shadow, its colour drifted
+    # towards the body's: drawn (98, 56, 20) and (95, 50, 22) for the scheme's (87, 46, 10).
+    plain = background(seed=23)
+    plain[80:140, 80:200] = (70, 58, 46)  # a dark animal
+    dots = [(110.0, 110.0, 2), (110.0, 170.0, 2), (40.0, 300.0, 0), (250.0, 60.0, 4)]
+    dotted = plain.astype(np.float64)
+    rr, cc = np.mgrid[: plain.shape[0], : plain.shape[1]]
+    for (row, col, _), colour in zip(dots, [(98, 56, 20), (95, 50, 22), COLOURS[0], COLOURS[4]]):
+        cover = np.clip(3.5 - np.hypot(rr - row, cc - col), 0, 1)[..., None]
+        dotted += cover * (np.array(colour) - dotted)
+    result = find_dots(jpeg(plain, 90), jpeg(dotted.astype(np.uint8), 90), COLOURS)
+    assert_found(result, dots, tol=1.5)
+
+
+def test_a_dark_animal_is_no_mask_but_painted_black_is():
+    plain = background((320, 320), seed=24)
+    plain[40:72, 40:80] = 22  # a wet pup in shadow, dark in both copies
+    dotted = plain.copy()
+    dotted[160:300, 160:300] = 0  # painted over by the annotators
+    dots = [(56.0, 60.0, 4), (20.0, 200.0, 0)]
+    result = find_dots(jpeg(plain, 92), jpeg(plant(dotted, dots), 90), COLOURS)
+    assert_found(result, dots, tol=1.5)
+    assert not result.masked[4:10, 4:11].any()
+    assert result.masked[21:37, 21:37].all()
+    blocks = black_blocks(jpeg(plant(dotted, dots), 90), plain=jpeg(plain, 92))
+    np.testing.assert_array_equal(blocks, result.masked)
+
+
+def test_noise_threshold_rises_with_jpeg_noise():
+    rng = np.random.default_rng(25)
+    textured = np.clip(rng.normal(120, 40, (256, 256, 3)), 0, 255).astype(np.uint8)
+    assert noise_threshold(textured, textured) == 16  # no noise: the lowest threshold
+    clean = noise_threshold(jpeg(textured, 95), jpeg(textured, 94))
+    noisy = noise_threshold(jpeg(textured, 40), jpeg(textured, 45))
+    assert 16 <= clean < noisy <= 30

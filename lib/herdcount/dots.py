@@ -425,8 +425,12 @@ class Components:
         return self.spread[:, 0] / np.maximum(self.spread[:, 1], 0.25)
 
 
-def measure_components(cover: np.ndarray, klass: np.ndarray) -> tuple[Components, list[np.ndarray]]:
+def measure_components(
+    cover: np.ndarray, klass: np.ndarray
+) -> tuple[Components, list[tuple[int, np.ndarray, int]]]:
     """The same-colour components of a classification, and each one's label image by class.
+
+    ``cover`` is rescaled in place to each component's peak coverage.
 
     Returns
     -------
@@ -526,8 +530,10 @@ def _dots_in_window(
     cover, klass = classify_pixels(
         plain, dotted, colours, diff_threshold=threshold, colour_tolerance=tolerance
     )
-    stats = _core_colours(dotted, cover, klass, len(colours))
     comps, parts = measure_components(cover, klass)
+    # After measure_components, whose coverage is relative to each dot's peak: a dot drawn
+    # off the scheme's colour is fully painted at its centre all the same.
+    stats = _core_colours(dotted, cover, klass, len(colours))
     footprint = dot_area if dot_area is not None else dot_footprint(comps)
     # Specks below a share of a dot are JPEG noise or the fringe of a dot of another colour.
     floor = max(_SPECK_AREA, min_coverage * footprint) if footprint is not None else _SPECK_AREA

@@ -102,6 +102,19 @@ def truth_dir(out: str | Path) -> Path:
     return out.parent / f"{out.name}_truth"
 
 
+def read_truth_dots(
+    truth: str | Path, split: str, photo_id: str, config: Config
+) -> tuple[np.ndarray, np.ndarray]:
+    """The true dots of a photo of a generated survey: (N, 2) ``(row, col)`` and (N,) classes.
+
+    ``split`` is ``train`` (the dots on the dotted copy) or ``test`` (every animal).
+    """
+    record = json.loads((Path(truth) / split / f"{photo_id}.json").read_text())[config.annotation_key]
+    points = [(y, x) for name in config.class_names for x, y in record[name]]
+    classes = [k for k, name in enumerate(config.class_names) for _ in record[name]]
+    return np.asarray(points, dtype=np.float64).reshape(-1, 2), np.asarray(classes, dtype=np.int64)
+
+
 def make_background(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """A textured shoreline: an (H, W, 3) float32 image in 0..255 and its (H, W) water mask.
 
