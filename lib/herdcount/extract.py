@@ -313,8 +313,8 @@ def diagnose(
 ) -> str:
     """Why a photo's dots disagree with train.csv, in words, from the pattern of the counts.
 
-    The patterns: every class found about twice (or half) as often, so one dot became two
-    (or two one); one class short while another has as many extra, so a colour was taken
+    The patterns: about twice (or half) the expected dots in all, no class below (above)
+    its expected count, so one dot became two (or two one); one class short while another has as many extra, so a colour was taken
     for another's; one class short alone, so its dots went unseen; and a footprint far
     from the survey's.
     """
@@ -325,11 +325,11 @@ def diagnose(
     size = ""
     if footprint is not None and survey:
         size = f" (dot area here {footprint:.0f} px, survey median {survey:.0f} px)"
-    if some.sum() >= 2 and 1.7 <= ratio <= 2.3 and (found_a[some] > exp_a[some]).all():
+    if some.sum() >= 2 and 1.6 <= ratio <= 2.4 and (found_a >= exp_a).all():
         return (
             f"about twice the expected dots of every class: one dot split in two{size}; set dots.dot_radius?"
         )
-    if some.sum() >= 2 and 0.4 <= ratio <= 0.6 and (found_a[some] < exp_a[some]).all():
+    if some.sum() >= 2 and 0.4 <= ratio <= 0.65 and (found_a <= exp_a).all():
         return (
             f"about half the expected dots of every class: two dots taken as one{size}; set dots.dot_radius?"
         )
