@@ -5,10 +5,8 @@ scheme and settings (nothing per survey) and checked dot by dot against the gene
 import numpy as np
 import pytest
 
-from herdcount.dots import find_dots
-from herdcount.imaging import decode_rgb
-from herdcount.points import score_points
-from herdcount.synth import AnnotationStyle, read_truth_dots, truth_dir, write_survey
+from herdcount.dotstyle import score_against_truth
+from herdcount.synth import AnnotationStyle, truth_dir, write_survey
 
 pytestmark = pytest.mark.slow
 
@@ -31,14 +29,7 @@ def test_every_class_is_found_dot_by_dot(name, tmp_path, config):
     data = tmp_path / "data"
     size = {"width": 1600, "height": 1100, "density": 30.0}
     write_survey(data, n_train=8, n_test=0, seed=2, config=config, n_mismatched=0, style=style, **size)
-    total = None
-    for i in range(8):
-        plain = decode_rgb((data / "Train" / f"{i}.jpg").read_bytes())
-        dotted = decode_rgb((data / "TrainDotted" / f"{i}.jpg").read_bytes())
-        found = find_dots(plain, dotted, config.dot_colours, **config.to_dict()["dots"])
-        points, classes = read_truth_dots(truth_dir(data), "train", str(i), config)
-        scores = score_points(found.coords, found.classes, points, classes, len(config.classes), radius=3.0)
-        total = scores if total is None else total + scores
+    total = score_against_truth(str(data), str(truth_dir(data)), config)
     assert (total.truth >= 10).all(), f"too few dots of some class to judge: {total.truth}"
     assert (total.precision >= least).all() and (total.recall >= least).all(), (
         f"{name}: precision {np.round(total.precision, 4)}, recall {np.round(total.recall, 4)} "

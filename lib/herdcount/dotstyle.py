@@ -21,6 +21,7 @@ from herdcount import storage
 from herdcount.config import DEFAULT_SCHEME, Config, load_config
 from herdcount.dots import ColourStats, find_dots, noise_threshold
 from herdcount.imaging import PhotoError, decode_rgb
+from herdcount.points import PointScores, score_points
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def measure_pairs(data: str, config: Config, *, pairs: int = 4) -> DotStyle:
     footprints, thresholds, ids = [], [], []
     colours = ColourStats.empty(len(config.classes))
     dots = np.zeros(len(config.classes), dtype=np.int64)
-    params = {k: v for k, v in vars(config.dots).items()}
+    params = dict(vars(config.dots))
     for name in dict.fromkeys(picked):
         try:
             plain = decode_rgb(storage.read_bytes(storage.join(data, "Train", name)), f"Train/{name}")
@@ -106,6 +107,30 @@ def measure_pairs(data: str, config: Config, *, pairs: int = 4) -> DotStyle:
         colours = colours + found.colours
         dots += found.counts(len(config.classes))
     return DotStyle(ids, footprints, thresholds, colours, dots)
+
+
+def score_against_truth(data: str, truth: str, config: Config, *, radius: float = 3.0) -> PointScores:
+    """Find the dots of every pair of a generated survey and match them to its truth.
+
+    ``truth`` is the generator's truth folder (:func:`herdcount.synth.truth_dir`); dots
+    match one to one, class by class, within ``radius`` pixels.
+    """
+    from herdcount.synth import read_truth_dots
+
+    params = dict(vars(config.dots))
+    total = PointScores(*(np.zeros(len(config.classes), dtype=np.int64) for _ in range(3)))
+    for name, _ in storage.file_stats(storage.join(data, "Train")):
+        if not name.endswith(".jpg"):
+            continue
+        plain = decode_rgb(storage.read_bytes(storage.join(data, "Train", name)), f"Train/{name}")
+        dotted = decode_rgb(
+            storage.read_bytes(storage.join(data, "TrainDotted", name)), f"TrainDotted/{name}"
+        )
+        found = find_dots(plain, dotted, config.dot_colours, **params)
+        points, classes = read_truth_dots(truth, "train", name[: -len(".jpg")], config)
+        n = len(config.classes)
+        total = total + score_points(found.coords, found.classes, points, classes, n, radius=radius)
+    return total
 
 
 def format_style(style: DotStyle, config: Config) -> str:
