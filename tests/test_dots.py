@@ -183,8 +183,8 @@ def scatter(shape, n, seed, spacing=24):
     rng = np.random.default_rng(seed)
     rows, cols = np.meshgrid(np.arange(16, shape[0] - 16, spacing), np.arange(16, shape[1] - 16, spacing))
     picks = rng.choice(rows.size, n, replace=False)
-    return [(float(rows.flat[i] + rng.uniform(-2, 2)), float(cols.flat[i] + rng.uniform(-2, 2)), i % 5)
-            for i in picks]  # fmt: skip
+    jitter = rng.uniform(-2, 2, (n, 2))
+    return [(float(rows.flat[i] + dr), float(cols.flat[i] + dc), i % 5) for i, (dr, dc) in zip(picks, jitter)]
 
 
 @pytest.mark.parametrize("radius", [2.0, 3.0, 4.0, 5.0])

@@ -374,6 +374,17 @@ def summarise(
     }
 
 
+def _measured_colour(stats: ColourStats, k: int, config: Config) -> dict[str, Any] | None:
+    if stats.pixels[k] == 0:
+        return None
+    return {
+        "rgb": np.round(stats.mean[k]).astype(int).tolist(),
+        "std": np.round(stats.std[k], 1).tolist(),
+        "pixels": int(stats.pixels[k]),
+        "scheme_rgb": list(config.classes[k].dot_rgb),
+    }
+
+
 def measured_dots(ok: list[dict[str, Any]], config: Config) -> dict[str, Any]:
     """What the survey's dots looked like: footprint, radius and each class's colour.
 
@@ -386,13 +397,7 @@ def measured_dots(ok: list[dict[str, Any]], config: Config) -> dict[str, Any]:
         colours = r["annotation"].get("dot_colours")
         if colours is not None:
             stats = stats + ColourStats.from_dict(colours)
-    mean, std = stats.mean, stats.std
-    colours = {
-        name: None if stats.pixels[k] == 0
-        else {"rgb": np.round(mean[k]).astype(int).tolist(), "std": np.round(std[k], 1).tolist(),
-              "pixels": int(stats.pixels[k]), "scheme_rgb": list(config.classes[k].dot_rgb)}
-        for k, name in enumerate(config.class_names)
-    }  # fmt: skip
+    colours = {name: _measured_colour(stats, k, config) for k, name in enumerate(config.class_names)}
     return {
         "footprint_px": None if footprint is None else round(footprint, 2),
         "radius_px": None if footprint is None else round(float(np.sqrt(footprint / np.pi)), 2),
