@@ -528,6 +528,11 @@ def count_dots(components: Components, footprint: float | None) -> NDArray[np.in
     return np.where(ties, by_shape, by_area).astype(np.int64)
 
 
+#: Pixels that fit a dot colour within this many times the tolerance (and change by half the
+#: threshold) count where they join a pixel that fits well: see :func:`_hysteresis`.
+WEAK = 1.6
+
+
 def _dots_in_window(
     plain: np.ndarray,
     dotted: np.ndarray,
@@ -539,9 +544,10 @@ def _dots_in_window(
 ) -> tuple[np.ndarray, np.ndarray, float | None, ColourStats]:
     """Dots of a window (or a canvas of windows): (N, 2) centres relative to it, (N,) classes,
     the footprint used (``dot_area``, or the one measured here) and the dots' colours."""
-    cover, klass = classify_pixels(
-        plain, dotted, colours, diff_threshold=threshold, colour_tolerance=tolerance
+    cover, klass, strong = _classify(
+        plain, dotted, colours, threshold, tolerance, 0.3, max(1, threshold // 2), WEAK * tolerance
     )
+    _hysteresis(cover, klass, strong)
     comps, parts = measure_components(cover, klass)
     # After measure_components, whose coverage is relative to each dot's peak: a dot drawn
     # off the scheme's colour is fully painted at its centre all the same.
@@ -628,19 +634,40 @@ def classify_pixels(
     classes : (H, W) int64 array
         Index of the dot colour, or -1 where unclassified.
     """
+    coverage, classes, _ = _classify(
+        plain, dotted, colours, diff_threshold, colour_tolerance, min_alpha, diff_threshold, colour_tolerance
+    )
+    return coverage, classes
+
+
+def _classify(
+    plain: ArrayLike,
+    dotted: ArrayLike,
+    colours: ArrayLike,
+    diff_threshold: int,
+    colour_tolerance: float,
+    min_alpha: float,
+    weak_threshold: int,
+    weak_tolerance: float,
+) -> tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.bool_]]:
+    """:func:`classify_pixels` with hysteresis: pixels that pass only the looser
+    ``weak_threshold`` and ``weak_tolerance`` are classified too, and the third array marks
+    the strong ones, which pass ``diff_threshold`` and ``colour_tolerance``."""
     plain, dotted = np.asarray(plain), np.asarray(dotted)
     colours = np.asarray(colours, dtype=np.float32)
     coverage = np.zeros(plain.shape[:2], dtype=np.float32)
     classes = np.full(plain.shape[:2], -1, dtype=np.int64)
+    strong = np.zeros(plain.shape[:2], dtype=bool)
     if plain.dtype == dotted.dtype == np.uint8:
         diff = np.maximum(plain, dotted)
         diff -= np.minimum(plain, dotted)
     else:
         diff = np.abs(dotted.astype(np.float32) - plain.astype(np.float32))
     # Channel by channel: numpy's max over a last axis of length 3 is several times slower.
-    changed = np.maximum(np.maximum(diff[..., 0], diff[..., 1]), diff[..., 2]) > diff_threshold
+    largest = np.maximum(np.maximum(diff[..., 0], diff[..., 1]), diff[..., 2])
+    changed = largest > weak_threshold
     if not changed.any():
-        return coverage, classes
+        return coverage, classes, strong
     # Only the few changed pixels in floating point.
     q = plain[changed].astype(np.float32)  # (N, 3)
     delta = dotted[changed].astype(np.float32) - q
@@ -651,10 +678,30 @@ def classify_pixels(
     residual = np.linalg.norm(delta[:, None, :] - alpha_c[..., None] * v, axis=2)
     best = residual.argmin(axis=1)
     idx = np.arange(len(best))
-    ok = (residual[idx, best] <= colour_tolerance) & (alpha[idx, best] >= min_alpha)
+    least = residual[idx, best]
+    ok = (least <= weak_tolerance) & (alpha[idx, best] >= min_alpha)
     coverage[changed] = np.where(ok, alpha_c[idx, best], 0.0)
     classes[changed] = np.where(ok, best, -1)
-    return coverage, classes
+    strong[changed] = ok & (least <= colour_tolerance) & (largest[changed] > diff_threshold)
+    return coverage, classes, strong
+
+
+def _hysteresis(cover: np.ndarray, klass: np.ndarray, strong: np.ndarray) -> None:
+    """Unclassify, in place, the pixels of same-class components without a strong pixel.
+
+    JPEG smears a small or faint dot: its 2x2 chroma blocks pull edge and even centre
+    pixels off the line from plain to dot colour, and on a dark animal many of its pixels
+    change by less than the threshold. Such pixels count where they join a pixel that
+    fits well, as weak edges do in Canny's detector, and are noise elsewhere.
+    """
+    for k in np.unique(klass[klass >= 0]):
+        member = klass == k
+        labels, n = ndi.label(_grow(member), structure=_EIGHT)
+        seeded = np.zeros(n + 1, dtype=bool)
+        seeded[labels[member & strong]] = True
+        lost = member & ~seeded[labels]
+        klass[lost] = -1
+        cover[lost] = 0.0
 
 
 def black_blocks(
