@@ -10,28 +10,38 @@ from herdcount.synth import AnnotationStyle, truth_dir, write_survey
 
 pytestmark = pytest.mark.slow
 
-# (radius range, colour drift, JPEG quality range, share of dark animals), and the least
-# precision and recall required in every class.
+# (radius range, colour drift, JPEG quality range, share of dark animals): the least
+# precision and recall required in every class, or (for the cases not yet at the issue's
+# 99.5 %) the most dots a class may miss or add, as an int.
 STYLES = {
     "radius 3, drift 25, JPEG 70-95": (AnnotationStyle((3.0, 3.3), 25, (70, 95)), 0.995),
     "radius 4, drift 25, JPEG 70-95": (AnnotationStyle((4.0, 4.3), 25, (70, 95)), 0.995),
     "radius 5, drift 25, JPEG 70-95": (AnnotationStyle((5.0, 5.3), 25, (70, 95)), 0.995),
+    "radius 2, drift 25, JPEG 85-95": (AnnotationStyle((2.0, 2.2), 25, (85, 95)), 0.995),
     "radius 2.7-3.3, 30 % dark animals": (AnnotationStyle(dark_share=0.3), 0.995),
-    # Not yet at the 99.5 %: 4 px dots lose their colour to JPEG's 2x2 chroma
-    # blocks at quality 70-80 (one pup or brown dot in 50-100 missed); guarded at 95 %.
-    "radius 2, drift 25, JPEG 70-95": (AnnotationStyle((2.0, 2.2), 25, (70, 95)), 0.95),
+    # Not yet at 99.5 %: at quality 70-80 JPEG quantises away most of the colour of a 4 px
+    # dot (a small blue dot decodes as a dark grey spot, which brown fits best) or smears it
+    # over two chroma blocks (one red dot read as two): 1-2 dots of ~150 in a class.
+    "radius 2, drift 25, JPEG 70-95": (AnnotationStyle((2.0, 2.2), 25, (70, 95)), 2),
+    # Brown drifted towards a dark animal by up to 25 per channel differs from it by 20 or
+    # less: under the noise threshold of a quality-70 pair (recall 0.96-0.97, 5 of 153).
+    "radius 3, drift 25, JPEG 70-95, 30 % dark animals": (AnnotationStyle((3.0, 3.3), 25, (70, 95), 0.3), 6),
 }
 
 
 @pytest.mark.parametrize("name", list(STYLES))
 def test_every_class_is_found_dot_by_dot(name, tmp_path, config):
-    style, least = STYLES[name]
+    style, bound = STYLES[name]
     data = tmp_path / "data"
     size = {"width": 1600, "height": 1100, "density": 30.0}
     write_survey(data, n_train=8, n_test=0, seed=2, config=config, n_mismatched=0, style=style, **size)
     total = score_against_truth(str(data), str(truth_dir(data)), config)
     assert (total.truth >= 10).all(), f"too few dots of some class to judge: {total.truth}"
-    assert (total.precision >= least).all() and (total.recall >= least).all(), (
-        f"{name}: precision {np.round(total.precision, 4)}, recall {np.round(total.recall, 4)} "
-        f"of {total.truth} dots"
+    scores = (
+        f"precision {np.round(total.precision, 4)}, recall {np.round(total.recall, 4)} of {total.truth} dots"
     )
+    if isinstance(bound, int):
+        missed, extra = total.truth - total.matched, total.found - total.matched
+        assert (missed <= bound).all() and (extra <= bound).all(), f"{name}: {scores}"
+    else:
+        assert (total.precision >= bound).all() and (total.recall >= bound).all(), f"{name}: {scores}"

@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage as ndi
 from scipy.cluster.vq import kmeans2
+from scipy.spatial import cKDTree
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 _STRIP_BLOCKS = 8
@@ -202,7 +203,14 @@ def find_dots(
     # photo has hundreds of small windows and numpy's per-call cost would dominate.
     canvas_plain, canvas_dotted, origin = _pack(plain, dotted, windows)
     coords, classes, footprint, stats = _dots_in_window(
-        canvas_plain, canvas_dotted, colours, pixel_threshold, colour_tolerance, min_coverage, dot_area
+        canvas_plain,
+        canvas_dotted,
+        colours,
+        pixel_threshold,
+        colour_tolerance,
+        min_coverage,
+        dot_area,
+        black_level,
     )
     if len(coords):
         at = origin[coords[:, 0].astype(int), coords[:, 1].astype(int)]
@@ -229,7 +237,7 @@ def noise_threshold(
     dotted: ArrayLike,
     *,
     black_level: int = 30,
-    step: int = 16,
+    step: int = 64,
     lowest: int = 16,
     highest: int = 30,
 ) -> int:
@@ -286,16 +294,18 @@ def _pack(
     sizes = [keep.shape for _, _, keep in windows]
     width = max([width, *(w for _, w in sizes)])
     places, x, y, shelf = [], 0, 0, 0
+    # Windows start at even photo coordinates (cell corners) and are placed at even canvas
+    # ones, so the canvas's 2x2 blocks are the photo's: JPEG's chroma blocks.
     for i in sorted(range(len(windows)), key=lambda i: -sizes[i][0]):
         h, w = sizes[i]
         if x + w > width:
-            x, y, shelf = 0, y + shelf + 1, 0
+            x, y, shelf = 0, _even(y + shelf + 1), 0
         places.append((i, y, x))
-        x, shelf = x + w + 1, max(shelf, h)
-    canvas_a = np.zeros((y + shelf, width, 3), dtype=np.uint8)
+        x, shelf = _even(x + w + 1), max(shelf, h)
+    canvas_a = np.zeros((_even(y + shelf), _even(width), 3), dtype=np.uint8)
     canvas_b = np.zeros_like(canvas_a)
     keep_all = np.zeros(canvas_a.shape[:2], dtype=bool)
-    origin = np.zeros((*canvas_a.shape[:2], 2), dtype=np.int64)
+    origin = np.zeros((*canvas_a.shape[:2], 2), dtype=np.int32)
     for i, y, x in places:
         top, left, keep = windows[i]
         h, w = keep.shape
@@ -305,6 +315,10 @@ def _pack(
         origin[y : y + h, x : x + w] = (top - y, left - x)
     np.copyto(canvas_a, canvas_b, where=~keep_all[..., None])
     return canvas_a, canvas_b, origin
+
+
+def _even(n: int) -> int:
+    return n + (n % 2)
 
 
 def _check_pair(plain: np.ndarray, dotted: np.ndarray) -> None:
@@ -438,11 +452,17 @@ class Components:
 
 
 def measure_components(
-    cover: np.ndarray, klass: np.ndarray
+    cover: np.ndarray, klass: np.ndarray, strong: np.ndarray | None = None
 ) -> tuple[Components, list[tuple[int, np.ndarray, int]]]:
     """The same-colour components of a classification, and each one's label image by class.
 
-    ``cover`` is rescaled in place to each component's peak coverage.
+    ``cover`` is rescaled in place to each component's peak coverage. With ``strong``,
+    hysteresis: the pixels of a component without a strong pixel are unclassified in place
+    (``klass`` -1, ``cover`` 0) and the component keeps an area of 0. JPEG smears a small or
+    faint dot, pulling edge and even centre pixels off the line from plain to dot colour,
+    and on a dark animal many of its pixels change by less than the threshold: such pixels
+    count where they join a pixel that fits well, as weak edges do in Canny's detector, and
+    are noise elsewhere.
 
     Returns
     -------
@@ -462,14 +482,20 @@ def measure_components(
         member = klass == k
         labels, n = ndi.label(_grow(member), structure=_EIGHT)
         labels[~member] = 0
-        pick = pixel_class == k
+        if strong is not None:
+            seeded = np.zeros(n + 1, dtype=bool)
+            seeded[labels[member & strong]] = True
+            lost = member & ~seeded[labels]
+            klass[lost], cover[lost], labels[lost] = -1, 0.0, 0
+        pick = np.flatnonzero(pixel_class == k)
+        pick = pick[labels[rows[pick], cols[pick]] > 0]
         r, c = rows[pick].astype(np.float64), cols[pick].astype(np.float64)
         lab, w = labels[rows[pick], cols[pick]], cover[rows[pick], cols[pick]].astype(np.float64)
         # Coverage relative to the component's own peak: a dot whose colour drifted towards
         # the animal under it sits part-way to the scheme's colour even where fully painted.
         peak = np.zeros(n + 1)
         np.maximum.at(peak, lab, w)
-        w = w / peak[lab]
+        w = w / np.maximum(peak[lab], 1e-9)
         cover[rows[pick], cols[pick]] = w
         sums = [np.bincount(lab, v, n + 1)[1:] for v in (w, w * r, w * c, w * r * r, w * c * c, w * r * c)]
         total = np.maximum(sums[0], 1e-9)
@@ -528,8 +554,8 @@ def count_dots(components: Components, footprint: float | None) -> NDArray[np.in
     return np.where(ties, by_shape, by_area).astype(np.int64)
 
 
-#: Pixels that fit a dot colour within this many times the tolerance (and change by half the
-#: threshold) count where they join a pixel that fits well: see :func:`_hysteresis`.
+#: Pixels that fit a dot colour within this many times the tolerance count where they join a
+#: pixel that fits within it: see :func:`measure_components`.
 WEAK = 1.6
 
 
@@ -541,14 +567,14 @@ def _dots_in_window(
     tolerance: float,
     min_coverage: float,
     dot_area: float | None,
+    black_level: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, float | None, ColourStats]:
     """Dots of a window (or a canvas of windows): (N, 2) centres relative to it, (N,) classes,
     the footprint used (``dot_area``, or the one measured here) and the dots' colours."""
     cover, klass, strong = _classify(
-        plain, dotted, colours, threshold, tolerance, 0.3, max(1, threshold // 2), WEAK * tolerance
+        plain, dotted, colours, threshold, tolerance, 0.3, WEAK * tolerance, True, black_level
     )
-    _hysteresis(cover, klass, strong)
-    comps, parts = measure_components(cover, klass)
+    comps, parts = measure_components(cover, klass, strong)
     # After measure_components, whose coverage is relative to each dot's peak: a dot drawn
     # off the scheme's colour is fully painted at its centre all the same.
     stats = _core_colours(dotted, cover, klass, len(colours))
@@ -556,6 +582,7 @@ def _dots_in_window(
     # Specks below a share of a dot are JPEG noise or the fringe of a dot of another colour.
     floor = max(_SPECK_AREA, min_coverage * footprint) if footprint is not None else _SPECK_AREA
     n_dots = np.where(comps.area >= floor, count_dots(comps, footprint), 0)
+    n_dots = _drop_rims(comps, n_dots, footprint)
     coords = [comps.centre[(n_dots == 1)]]
     classes = [comps.klass[(n_dots == 1)]]
     first = 0
@@ -571,6 +598,26 @@ def _dots_in_window(
                 classes.append(np.full(len(centres), k))
         first += n
     return np.concatenate(coords).reshape(-1, 2), np.concatenate(classes).astype(np.int64), footprint, stats
+
+
+def _drop_rims(comps: Components, n_dots: np.ndarray, footprint: float | None) -> np.ndarray:
+    """``n_dots`` with the lesser of two one-dot components of different classes whose
+    centres lie within one dot radius set to 0.
+
+    Two dots never share a centre (touching dots of two classes are two radii apart), but
+    a dot's anti-aliased rim, mixed with a dark animal by JPEG, can fit another colour (red
+    over a dark body reads as brown) and ring the dot with a component of its own.
+    """
+    lone = np.flatnonzero(n_dots == 1)
+    if len(lone) < 2:
+        return n_dots
+    radius = np.sqrt(footprint / np.pi) if footprint is not None else 2 * np.sqrt(comps.spread[lone, 1]).max()
+    n_dots = n_dots.copy()
+    for a, b in cKDTree(comps.centre[lone]).query_pairs(radius):
+        i, j = lone[a], lone[b]
+        if comps.klass[i] != comps.klass[j]:
+            n_dots[i if comps.area[i] < comps.area[j] else j] = 0
+    return n_dots
 
 
 def _split_component(weight: np.ndarray, member: np.ndarray, n: int) -> list[np.ndarray]:
@@ -635,7 +682,7 @@ def classify_pixels(
         Index of the dot colour, or -1 where unclassified.
     """
     coverage, classes, _ = _classify(
-        plain, dotted, colours, diff_threshold, colour_tolerance, min_alpha, diff_threshold, colour_tolerance
+        plain, dotted, colours, diff_threshold, colour_tolerance, min_alpha, colour_tolerance
     )
     return coverage, classes
 
@@ -647,12 +694,15 @@ def _classify(
     diff_threshold: int,
     colour_tolerance: float,
     min_alpha: float,
-    weak_threshold: int,
     weak_tolerance: float,
+    chroma_blocks: bool = False,
+    black_level: int = 0,
 ) -> tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.bool_]]:
-    """:func:`classify_pixels` with hysteresis: pixels that pass only the looser
-    ``weak_threshold`` and ``weak_tolerance`` are classified too, and the third array marks
-    the strong ones, which pass ``diff_threshold`` and ``colour_tolerance``."""
+    """:func:`classify_pixels` with hysteresis: pixels that fit a colour only within the
+    looser ``weak_tolerance`` are classified too, and the third array marks the strong ones,
+    which fit within ``colour_tolerance``. With ``chroma_blocks`` the class is decided on
+    the pixel's 2x2 block. Pixels of ``dotted`` darker than ``black_level`` in every channel
+    are never classified."""
     plain, dotted = np.asarray(plain), np.asarray(dotted)
     colours = np.asarray(colours, dtype=np.float32)
     coverage = np.zeros(plain.shape[:2], dtype=np.float32)
@@ -665,43 +715,51 @@ def _classify(
         diff = np.abs(dotted.astype(np.float32) - plain.astype(np.float32))
     # Channel by channel: numpy's max over a last axis of length 3 is several times slower.
     largest = np.maximum(np.maximum(diff[..., 0], diff[..., 1]), diff[..., 2])
-    changed = largest > weak_threshold
+    changed = largest > diff_threshold
+    if black_level:
+        # Black is the masks' colour, never a dot's: slivers of a mask too thin for its grid
+        # of cells, with their JPEG fringe, would otherwise pass for dark brown paint.
+        changed &= np.maximum(np.maximum(dotted[..., 0], dotted[..., 1]), dotted[..., 2]) >= black_level
     if not changed.any():
         return coverage, classes, strong
     # Only the few changed pixels in floating point.
-    q = plain[changed].astype(np.float32)  # (N, 3)
-    delta = dotted[changed].astype(np.float32) - q
-    v = colours[None, :, :] - q[:, None, :]  # (N, K, 3)
-    vv = np.maximum((v * v).sum(axis=2), 1.0)
-    alpha = (delta[:, None, :] * v).sum(axis=2) / vv
-    alpha_c = np.clip(alpha, 0.0, 1.0)
-    residual = np.linalg.norm(delta[:, None, :] - alpha_c[..., None] * v, axis=2)
-    best = residual.argmin(axis=1)
-    idx = np.arange(len(best))
-    least = residual[idx, best]
-    ok = (least <= weak_tolerance) & (alpha[idx, best] >= min_alpha)
-    coverage[changed] = np.where(ok, alpha_c[idx, best], 0.0)
+    rows, cols = np.nonzero(changed)
+    q = plain[rows, cols].astype(np.float32)  # (N, 3)
+    delta = dotted[rows, cols].astype(np.float32) - q
+    if chroma_blocks:
+        # JPEG averages colour over 2x2 blocks: a small dot's colour spreads over its blocks
+        # and a pixel alone no longer lies on the line to the dot's colour, but the block's
+        # mean does. The class is decided on block means, the coverage per pixel.
+        top, left = rows - rows % 2, cols - cols % 2
+        down, right = np.minimum(top + 1, plain.shape[0] - 1), np.minimum(left + 1, plain.shape[1] - 1)
+        corners = [(top, left), (top, right), (down, left), (down, right)]
+        qb = sum(plain[r, c].astype(np.float32) for r, c in corners) / 4
+        db = sum(dotted[r, c].astype(np.float32) for r, c in corners) / 4
+        best, least, alpha_b = _fit(qb, db - qb, colours)
+        v_best = colours[best] - q
+        alpha_px = (delta * v_best).sum(axis=1) / np.maximum((v_best * v_best).sum(axis=1), 1.0)
+        ok = (least <= weak_tolerance) & (np.maximum(alpha_b, alpha_px) >= min_alpha)
+        cover = np.clip(alpha_px, 0.0, 1.0)
+    else:
+        best, least, alpha_px = _fit(q, delta, colours)
+        ok = (least <= weak_tolerance) & (alpha_px >= min_alpha)
+        cover = np.clip(alpha_px, 0.0, 1.0)
+    coverage[changed] = np.where(ok, cover, 0.0)
     classes[changed] = np.where(ok, best, -1)
-    strong[changed] = ok & (least <= colour_tolerance) & (largest[changed] > diff_threshold)
+    strong[changed] = ok & (least <= colour_tolerance)
     return coverage, classes, strong
 
 
-def _hysteresis(cover: np.ndarray, klass: np.ndarray, strong: np.ndarray) -> None:
-    """Unclassify, in place, the pixels of same-class components without a strong pixel.
-
-    JPEG smears a small or faint dot: its 2x2 chroma blocks pull edge and even centre
-    pixels off the line from plain to dot colour, and on a dark animal many of its pixels
-    change by less than the threshold. Such pixels count where they join a pixel that
-    fits well, as weak edges do in Canny's detector, and are noise elsewhere.
-    """
-    for k in np.unique(klass[klass >= 0]):
-        member = klass == k
-        labels, n = ndi.label(_grow(member), structure=_EIGHT)
-        seeded = np.zeros(n + 1, dtype=bool)
-        seeded[labels[member & strong]] = True
-        lost = member & ~seeded[labels]
-        klass[lost] = -1
-        cover[lost] = 0.0
+def _fit(q: np.ndarray, delta: np.ndarray, colours: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pixel, the dot colour whose line from ``q`` best explains ``delta``: its index,
+    the residual distance and the (unclipped) coverage."""
+    v = colours[None, :, :] - q[:, None, :]  # (N, K, 3)
+    vv = np.maximum((v * v).sum(axis=2), 1.0)
+    alpha = (delta[:, None, :] * v).sum(axis=2) / vv
+    residual = np.linalg.norm(delta[:, None, :] - np.clip(alpha, 0.0, 1.0)[..., None] * v, axis=2)
+    best = residual.argmin(axis=1)
+    idx = np.arange(len(best))
+    return best, residual[idx, best], alpha[idx, best]
 
 
 def black_blocks(
