@@ -453,64 +453,59 @@ class Components:
 
 def measure_components(
     cover: np.ndarray, klass: np.ndarray, strong: np.ndarray | None = None
-) -> tuple[Components, list[tuple[int, np.ndarray, int]]]:
-    """The same-colour components of a classification, and each one's label image by class.
+) -> tuple[Components, np.ndarray]:
+    """The same-colour components of a classification, and their label image.
 
-    ``cover`` is rescaled in place to each component's peak coverage. With ``strong``,
-    hysteresis: the pixels of a component without a strong pixel are unclassified in place
-    (``klass`` -1, ``cover`` 0) and the component keeps an area of 0. JPEG smears a small or
-    faint dot, pulling edge and even centre pixels off the line from plain to dot colour,
-    and on a dark animal many of its pixels change by less than the threshold: such pixels
-    count where they join a pixel that fits well, as weak edges do in Canny's detector, and
-    are noise elsewhere.
+    Pixels are joined a pixel wider than they touch: JPEG's 2x2 chroma blocks break small
+    dots into rings and pieces a pixel apart, which are one dot. ``cover`` is rescaled in
+    place to each component's peak coverage. With ``strong``, hysteresis: the pixels of a
+    component without a strong pixel are unclassified in place (``klass`` -1, ``cover`` 0)
+    and the component keeps an area of 0. JPEG smears a small or faint dot, pulling edge and
+    even centre pixels off the line from plain to dot colour: such pixels count where they
+    join a pixel that fits well, as weak edges do in Canny's detector, and are noise elsewhere.
 
     Returns
     -------
     Components
-        One entry per component, classes in increasing order.
-    list of (int, array, int)
-        Per class present (same order): the class, its label image and its number of
-        labels, for splitting the components that hold several dots.
+        One entry per component.
+    (H, W) int64 array
+        Component ``i`` (0-based) is labelled ``i + 1``; 0 elsewhere.
     """
-    rows, cols = np.nonzero(klass >= 0)
-    pixel_class = klass[rows, cols]
-    parts: list[tuple[int, np.ndarray, int]] = []
-    stats = []
-    for k in np.unique(pixel_class):
-        # Labelled a pixel wider: JPEG's 2x2 chroma blocks break small dots into rings and
-        # pieces a pixel apart, which are one dot; the labels then keep only painted pixels.
-        member = klass == k
-        labels, n = ndi.label(_grow(member), structure=_EIGHT)
-        labels[~member] = 0
-        if strong is not None:
-            seeded = np.zeros(n + 1, dtype=bool)
-            seeded[labels[member & strong]] = True
-            lost = member & ~seeded[labels]
-            klass[lost], cover[lost], labels[lost] = -1, 0.0, 0
-        pick = np.flatnonzero(pixel_class == k)
-        pick = pick[labels[rows[pick], cols[pick]] > 0]
-        r, c = rows[pick].astype(np.float64), cols[pick].astype(np.float64)
-        lab, w = labels[rows[pick], cols[pick]], cover[rows[pick], cols[pick]].astype(np.float64)
-        # Coverage relative to the component's own peak: a dot whose colour drifted towards
-        # the animal under it sits part-way to the scheme's colour even where fully painted.
-        peak = np.zeros(n + 1)
-        np.maximum.at(peak, lab, w)
-        w = w / np.maximum(peak[lab], 1e-9)
-        cover[rows[pick], cols[pick]] = w
-        sums = [np.bincount(lab, v, n + 1)[1:] for v in (w, w * r, w * c, w * r * r, w * c * c, w * r * c)]
-        total = np.maximum(sums[0], 1e-9)
-        mr, mc = sums[1] / total, sums[2] / total
-        vr, vc, vrc = sums[3] / total - mr**2, sums[4] / total - mc**2, sums[5] / total - mr * mc
-        half, gap = (vr + vc) / 2, np.sqrt(((vr - vc) / 2) ** 2 + vrc**2)
-        stats.append(
-            (np.full(n, k), sums[0], np.column_stack([mr, mc]), np.column_stack([half + gap, half - gap]))
+    painted = klass >= 0
+    # One labelling for all classes, then split by class: a component is a (blob, class) pair.
+    blobs, _ = ndi.label(_grow(painted), structure=_EIGHT)
+    rows, cols = np.nonzero(painted)
+    n_classes = int(klass.max()) + 1 if len(rows) else 1
+    keys, comp = np.unique(blobs[rows, cols] * n_classes + klass[rows, cols], return_inverse=True)
+    comp = comp.ravel()
+    n = len(keys)
+    labels = np.zeros(klass.shape, dtype=np.int64)
+    labels[rows, cols] = comp + 1
+    if strong is not None and n:
+        seeded = np.zeros(n, dtype=bool)
+        seeded[comp[strong[rows, cols]]] = True
+        lost = ~seeded[comp]
+        klass[rows[lost], cols[lost]], cover[rows[lost], cols[lost]], labels[rows[lost], cols[lost]] = (
+            -1,
+            0.0,
+            0,
         )
-        parts.append((int(k), labels, n))
-    if not stats:
-        empty = np.zeros((0, 2))
-        return Components(np.zeros(0, np.int64), np.zeros(0), empty, empty), []
-    klass_, area, centre, spread = (np.concatenate(x) for x in zip(*stats))
-    return Components(klass_.astype(np.int64), area, centre, np.maximum(spread, 0.0)), parts
+        rows, cols, comp = rows[~lost], cols[~lost], comp[~lost]
+    r, c = rows.astype(np.float64), cols.astype(np.float64)
+    w = cover[rows, cols].astype(np.float64)
+    # Coverage relative to the component's own peak: a dot whose colour drifted towards
+    # the animal under it sits part-way to the scheme's colour even where fully painted.
+    peak = np.zeros(n)
+    np.maximum.at(peak, comp, w)
+    w = w / np.maximum(peak[comp], 1e-9)
+    cover[rows, cols] = w
+    sums = [np.bincount(comp, v, n) for v in (w, w * r, w * c, w * r * r, w * c * c, w * r * c)]
+    total = np.maximum(sums[0], 1e-9)
+    mr, mc = sums[1] / total, sums[2] / total
+    vr, vc, vrc = sums[3] / total - mr**2, sums[4] / total - mc**2, sums[5] / total - mr * mc
+    half, gap = (vr + vc) / 2, np.sqrt(((vr - vc) / 2) ** 2 + vrc**2)
+    spread = np.maximum(np.column_stack([half + gap, half - gap]), 0.0)
+    return Components((keys % n_classes).astype(np.int64), sums[0], np.column_stack([mr, mc]), spread), labels
 
 
 def dot_footprint(components: Components, *, min_components: int = 3) -> float | None:
@@ -574,7 +569,7 @@ def _dots_in_window(
     cover, klass, strong = _classify(
         plain, dotted, colours, threshold, tolerance, 0.3, WEAK * tolerance, True, black_level
     )
-    comps, parts = measure_components(cover, klass, strong)
+    comps, labels = measure_components(cover, klass, strong)
     # After measure_components, whose coverage is relative to each dot's peak: a dot drawn
     # off the scheme's colour is fully painted at its centre all the same.
     stats = _core_colours(dotted, cover, klass, len(colours))
@@ -585,18 +580,14 @@ def _dots_in_window(
     n_dots = _drop_rims(comps, n_dots, footprint)
     coords = [comps.centre[(n_dots == 1)]]
     classes = [comps.klass[(n_dots == 1)]]
-    first = 0
-    for k, labels, n in parts:
-        many = np.flatnonzero(n_dots[first : first + n] > 1)
-        if len(many):
-            boxes = ndi.find_objects(labels)
-            for i in many:
-                box = boxes[i]
-                member = labels[box] == i + 1
-                centres = _split_component(np.where(member, cover[box], 0.0), member, int(n_dots[first + i]))
-                coords.append(np.asarray(centres) + (box[0].start, box[1].start))
-                classes.append(np.full(len(centres), k))
-        first += n
+    many = np.flatnonzero(n_dots > 1)
+    boxes = ndi.find_objects(labels) if len(many) else []
+    for i in many:
+        box = boxes[i]
+        member = labels[box] == i + 1
+        centres = _split_component(np.where(member, cover[box], 0.0), member, int(n_dots[i]))
+        coords.append(np.asarray(centres) + (box[0].start, box[1].start))
+        classes.append(np.full(len(centres), comps.klass[i]))
     return np.concatenate(coords).reshape(-1, 2), np.concatenate(classes).astype(np.int64), footprint, stats
 
 
