@@ -53,13 +53,13 @@ format: setup ## reformat the code with ruff
 # prints the scores. 40 training pairs and 16 test photos of 1600x1100 take about 10 minutes
 # on 2 cores, most of it training the density model.
 DEMO_SURVEY := --train 40 --test 16 --seed 5 --width 1600 --height 1100
-SUBMIT := $(BIN)/spark-submit
+HERDCOUNT := $(BIN)/herdcount
 
 demo: $(DEMO)/report.html ## the whole framework on a synthetic survey: extract, train both kinds, count, score, report
 	@echo
 	@for kind in density classifier; do \
 	  echo "== $$kind model: $(DEMO)/count-$$kind/submission.csv scored against the truth"; \
-	  $(BIN)/python -m herdcount.score $(DEMO)/count-$$kind/submission.csv $(DEMO)/data_truth/test_counts.csv; \
+	  $(HERDCOUNT) score $(DEMO)/count-$$kind/submission.csv $(DEMO)/data_truth/test_counts.csv; \
 	done
 	@echo
 	@echo "survey: $(DEMO)/data (truth: $(DEMO)/data_truth); extract: $(DEMO)/extract"
@@ -68,24 +68,24 @@ demo: $(DEMO)/report.html ## the whole framework on a synthetic survey: extract,
 
 # train.csv is the generator's last file: its presence means the survey is complete.
 $(DEMO)/data/Train/train.csv: | $(VENV)/.ready
-	$(BIN)/python -m herdcount.synth $(DEMO)/data $(DEMO_SURVEY)
+	$(HERDCOUNT) synth $(DEMO)/data $(DEMO_SURVEY)
 
 $(DEMO)/extract/run.json: $(DEMO)/data/Train/train.csv
-	$(SUBMIT) jobs/extract.py --data $(DEMO)/data --out $(DEMO)/extract
+	$(HERDCOUNT) extract --data $(DEMO)/data --out $(DEMO)/extract
 
 $(DEMO)/run-%/model.json: $(DEMO)/extract/run.json
-	$(BIN)/python models/train.py --kind $* --extract $(DEMO)/extract --data $(DEMO)/data --out $(DEMO)/run-$* --overwrite
+	$(HERDCOUNT) train --kind $* --extract $(DEMO)/extract --data $(DEMO)/data --out $(DEMO)/run-$* --overwrite
 
 $(DEMO)/count-%/run.json: $(DEMO)/run-%/model.json
-	$(SUBMIT) jobs/count.py --data $(DEMO)/data --model $(DEMO)/run-$* --out $(DEMO)/count-$*
+	$(HERDCOUNT) count --data $(DEMO)/data --model $(DEMO)/run-$* --out $(DEMO)/count-$*
 
 $(DEMO)/report.html: $(DEMO)/count-density/run.json $(DEMO)/count-classifier/run.json
-	$(BIN)/python -m herdcount.report --extract $(DEMO)/extract --run $(DEMO)/run-density \
+	$(HERDCOUNT) report --extract $(DEMO)/extract --run $(DEMO)/run-density \
 	  --run $(DEMO)/run-classifier --count $(DEMO)/count-density --count $(DEMO)/count-classifier \
 	  --truth $(DEMO)/data_truth/test_counts.csv --out $@
 
 train: setup ## train a model: make train KIND=density|classifier [EXTRACT=.. DATA=.. RUN=.. TRAIN_ARGS=..]
-	$(BIN)/python models/train.py --kind $(KIND) --extract $(EXTRACT) --data $(DATA) --out $(RUN) $(TRAIN_ARGS)
+	$(HERDCOUNT) train --kind $(KIND) --extract $(EXTRACT) --data $(DATA) --out $(RUN) $(TRAIN_ARGS)
 
 bench: setup ## run the benchmarks (minutes each): extract and count speed, training, accuracy, scaling, manifest
 	$(BIN)/python bench/extract.py
@@ -95,9 +95,10 @@ bench: setup ## run the benchmarks (minutes each): extract and count speed, trai
 	$(BIN)/python bench/manifest.py
 
 package: setup ## build dist/herdcount.zip, the package to ship with spark-submit --py-files
-	@mkdir -p dist && rm -f dist/herdcount.zip
-	@find lib/herdcount -name __pycache__ -type d -prune -exec rm -rf {} +
-	cd lib && $(abspath $(BIN))/python -m zipfile -c ../dist/herdcount.zip herdcount/
+	@rm -rf build/package dist/herdcount.zip && mkdir -p dist
+	@# Installed as pip lays it out (models/ as herdcount/models, conf/ as herdcount/conf), then zipped.
+	$(BIN)/pip install --quiet --no-deps --no-compile --target build/package .
+	cd build/package && $(abspath $(BIN))/python -m zipfile -c ../../dist/herdcount.zip herdcount/
 	@echo "dist/herdcount.zip: pass it with spark-submit --py-files dist/herdcount.zip"
 
 clean: ## remove the venv, caches and build outputs

@@ -9,9 +9,13 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    package_dir={"": "lib"},
-    packages=find_packages("lib"),
-    package_data={"herdcount": ["py.typed"]},
+    # One package: the library in lib/herdcount, the design card's models/ (the Keras module)
+    # as herdcount.models and conf/ (schemes, Spark settings) as herdcount.conf, so an
+    # installed package or a --py-files zip finds them without the checkout.
+    package_dir={"": "lib", "herdcount.models": "models", "herdcount.conf": "conf"},
+    packages=[*find_packages("lib"), "herdcount.models", "herdcount.conf"],
+    package_data={"herdcount": ["py.typed"], "herdcount.conf": ["*.yaml", "*.conf"]},
+    entry_points={"console_scripts": ["herdcount = herdcount.cli:main"]},
     install_requires=[
         "pyspark>=4.0,<5",
         "tensorflow-cpu>=2.16,<3",

@@ -43,22 +43,6 @@ KAGGLE_TEST_PHOTOS = 18_636
 HOST_VCPUS = 32
 
 
-def make_runs(work: Path, config) -> dict[str, Path]:
-    """Untrained density and classifier runs in the format of models/train.py."""
-    sys.path.insert(0, str(ROOT / "models"))
-    from builders import describe_density_model, make_classifier_model, make_density_model, save_model_run
-
-    names = config.class_names
-    density = make_density_model(len(names))
-    save_model_run(work / "density", density, {"kind": "density", "class_names": names, "input_scale": 1.0,
-                                               **describe_density_model(density)})  # fmt: skip
-    size = config.thumbnail_size
-    classifier = make_classifier_model((size, size, 3), len(names) + 1)
-    save_model_run(work / "classifier", classifier, {"kind": "classifier", "patch_size": size,
-                                                     "class_names": [*names, config.background_class]})  # fmt: skip
-    return {"density": work / "density", "classifier": work / "classifier"}
-
-
 def _peak_mb() -> float:
     # VmHWM of this process; ru_maxrss would include the parent's peak across exec.
     status = Path("/proc/self/status").read_text()
@@ -133,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (data / "sample_submission.csv").is_file():
         write_survey(data, n_train=0, n_test=args.photos, seed=7, config=config, width=4992, height=3328)
     photos = [str(data / "Test" / f"{i}.jpg") for i in range(args.photos)]
-    runs = make_runs(work / "runs", config)
+    from herdcount.models.builders import write_untrained_runs
+
+    runs = write_untrained_runs(work / "runs", config)
     runs.update({k: Path(v) for k, v in (("density", args.density), ("classifier", args.classifier)) if v})
     print(f"{len(photos)} photos of 4992x3328 (16.6 MP) in {data}; one core per method", flush=True)
 

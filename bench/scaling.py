@@ -97,10 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     run = Path(args.model) if args.model else work / "run"
     if not args.model and not (run / "model.json").is_file():
-        sys.path.insert(0, str(ROOT / "bench"))
-        from count import make_runs
+        from herdcount.models.builders import write_untrained_runs
 
-        run = make_runs(work / "runs", config)["density"]
+        run = write_untrained_runs(work / "runs", config)["density"]
     print(f"{args.photos} photos of {args.width}x{args.height}; model {run}; {available} cores here")
     print(
         f"{'cores':>5} {'stage s':>8} {'photos/s':>9} {'efficiency':>10} {'warm photos/s':>14} {'warm efficiency':>16}"

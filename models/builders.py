@@ -236,3 +236,29 @@ def tile_count_error(y_true, y_pred):
     weight = y_true[..., -1:]
     error = keras.ops.sum((y_pred - y_true[..., :-1]) * weight, axis=(1, 2))
     return keras.ops.mean(keras.ops.abs(error), axis=-1)
+
+
+def write_untrained_runs(folder: str | Path, config: Any) -> dict[str, Path]:
+    """Untrained density and classifier runs of ``config``'s classes, in the format of a
+    training run, under ``folder``: what benchmarks of counting speed need.
+
+    Returns
+    -------
+    dict
+        ``{"density": folder/density, "classifier": folder/classifier}``.
+    """
+    folder = Path(folder)
+    names = config.class_names
+    density = make_density_model(len(names))
+    description = {
+        "kind": "density",
+        "class_names": names,
+        "input_scale": 1.0,
+        **describe_density_model(density),
+    }
+    save_model_run(folder / "density", density, description)
+    size = config.thumbnail_size
+    classifier = make_classifier_model((size, size, 3), len(names) + 1)
+    description = {"kind": "classifier", "patch_size": size, "class_names": [*names, config.background_class]}
+    save_model_run(folder / "classifier", classifier, description)
+    return {"density": folder / "density", "classifier": folder / "classifier"}

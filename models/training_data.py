@@ -16,8 +16,7 @@ from herdcount.config import Config
 from herdcount.dots import black_blocks
 from herdcount.extract import id_key, parse_thumbnail_name, read_mismatched
 from herdcount.imaging import decode_rgb
-
-from targets import augment, sample_tile
+from herdcount.models.targets import augment, sample_tile
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,8 @@ import keras
 import pytest
 from conftest import BIN, ROOT, free_port, spark_env, spark_submit
 
+from herdcount.models.builders import describe_density_model, make_density_model, save_model_run
 from herdcount.synth import write_survey
-
-from builders import describe_density_model, make_density_model, save_model_run
 
 pytestmark = pytest.mark.slow
 PHOTOS = 12

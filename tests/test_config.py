@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from herdcount.config import DEFAULT_SCHEME, config_from_dict, load_config
+from herdcount.config import config_from_dict, load_config, packaged_text
 
 
 def test_default_scheme_lists_the_kaggle_columns_and_colours(config):
@@ -20,7 +20,7 @@ def test_round_trip_through_plain_data(config):
 
 def test_unknown_top_level_key_is_named(tmp_path):
     path = tmp_path / "s.yaml"
-    path.write_text(DEFAULT_SCHEME.read_text() + "\nthumbnail_sise: 32\n")
+    path.write_text(packaged_text("sealions.yaml") + "\nthumbnail_sise: 32\n")
     with pytest.raises(ValueError, match="unknown key 'thumbnail_sise'"):
         load_config(path)
 

@@ -4,18 +4,18 @@ import csv
 import importlib.util
 import json
 import shutil
+import subprocess
 
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, spark_submit, windows_at
+from conftest import BIN, ROOT, spark_env, spark_submit, windows_at
 from keras import layers
 
 from herdcount.imaging import decode_rgb, decode_rgb_scaled
+from herdcount.models.builders import make_classifier_model, save_model_run
 from herdcount.runinfo import fingerprint_files
 from herdcount.synth import write_survey
-
-from builders import make_classifier_model, save_model_run
 
 pytestmark = pytest.mark.slow
 
@@ -228,3 +228,14 @@ def test_configuration_errors_stop_the_job_before_spark_starts(counting, tmp_pat
     assert expected in capsys.readouterr().err
     assert SparkContext._active_spark_context is None
     assert not (tmp_path / "out").exists()
+
+
+def test_the_herdcount_command_writes_the_same_submission_as_spark_submit(counting, tmp_path):
+    # The console script, from a folder outside the checkout, starting Spark itself.
+    out = tmp_path / "out"
+    args = ["--data", str(counting["data"]), "--model", str(counting["density"]), "--out", str(out)]
+    cmd = [str(BIN / "herdcount"), "count", *args, "--tile", "64", "--master", "local[2]"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=spark_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "submission.csv").read_bytes() == (counting["out"] / "submission.csv").read_bytes()
+    assert (out / "errors.csv").read_bytes() == (counting["out"] / "errors.csv").read_bytes()

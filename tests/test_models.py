@@ -5,10 +5,15 @@ import numpy as np
 import pytest
 
 from herdcount.counting import density_map, pad_to_stride
-
-from builders import DensityLoss, flops_per_megapixel, geometry, make_classifier_model, make_density_model
-from targets import augment, density_target, sample_tile
-from training_data import Thumbnails, class_weights, classifier_dataset, split_photos
+from herdcount.models.builders import (
+    DensityLoss,
+    flops_per_megapixel,
+    geometry,
+    make_classifier_model,
+    make_density_model,
+)
+from herdcount.models.targets import augment, density_target, sample_tile
+from herdcount.models.training_data import Thumbnails, class_weights, classifier_dataset, split_photos
 
 
 def test_classifier_has_the_seed_architecture_and_output():

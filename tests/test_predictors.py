@@ -13,9 +13,13 @@ from PIL import Image
 from herdcount.count import CountSettings, count_image
 from herdcount.counting import class_counts, tile_scores, window_scores
 from herdcount.imaging import decode_rgb, decode_rgb_scaled, encode_jpeg, jpeg_shape
+from herdcount.models.builders import (
+    describe_density_model,
+    make_classifier_model,
+    make_density_model,
+    save_model_run,
+)
 from herdcount.predictors import LOADS, clear_cache, fully_convolutional, load_model, native_stride
-
-from builders import describe_density_model, make_classifier_model, make_density_model, save_model_run
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,8 @@ import pytest
 from conftest import ROOT, spark_submit
 
 from herdcount import report
+from herdcount.models import train
 from herdcount.synth import truth_dir
-
-import train
 
 pytestmark = pytest.mark.slow
 ARTEFACTS = ROOT / "test-artefacts"

@@ -16,11 +16,10 @@ from test_count_job import colour_density_model
 from herdcount import report, storage
 from herdcount.count import CountSettings, count_photo, plan_count, write_outputs
 from herdcount.manifest import read_manifest
+from herdcount.models import train
+from herdcount.models.builders import save_model_run
 from herdcount.spark import build_session, run_tasks
 from herdcount.synth import truth_dir
-
-import train
-from builders import save_model_run
 
 pytestmark = pytest.mark.slow
 SECRET = "s3cr3t-never-logged-0xC0FFEE"

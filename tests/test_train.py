@@ -14,9 +14,9 @@ import keras
 import numpy as np
 import pytest
 
-import train
-from builders import make_density_model
-from training_data import load_photo, read_extract, tile_stream
+from herdcount.models import train
+from herdcount.models.builders import make_density_model
+from herdcount.models.training_data import load_photo, read_extract, tile_stream
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_DENSITY = [
@@ -108,7 +108,7 @@ def test_classifier_run_reports_accuracy_and_confusion_without_importing_mlflow(
     run = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     code = (
-        f"import sys; sys.path.insert(0, {str(ROOT / 'models')!r}); import train; "
+        "import sys; from herdcount.models import train; "
         f"rc = train.main(['--kind', 'classifier', '--extract', {str(extracted)!r}, '--data', {str(survey)!r}, "
         f"'--out', {str(run)!r}, '--epochs', '2', '--threads', '2']); "
         "print('mlflow imported:', 'mlflow' in sys.modules); sys.exit(rc)"

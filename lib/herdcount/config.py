@@ -9,9 +9,11 @@ never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,17 @@ from herdcount import storage
 
 RGB = tuple[int, int, int]
 
-#: The sea lion scheme shipped in the repository's conf/ folder.
-DEFAULT_SCHEME = Path(__file__).resolve().parents[2] / "conf" / "sealions.yaml"
+#: The sea lion scheme shipped with the package (the checkout's conf/, as herdcount.conf).
+DEFAULT_SCHEME = "sealions"
+
+
+def packaged_text(name: str) -> str | None:
+    """The text of a file shipped in herdcount.conf (``sealions.yaml``), or None if there is
+    none. Read as a resource, so it works from an installed package and from a zip."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        return None
+    resource = resources.files("herdcount.conf") / name
+    return resource.read_text(encoding="utf-8") if resource.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -124,7 +135,8 @@ def load_config(path: str | Path, **overrides: Any) -> Config:
     Parameters
     ----------
     path : str or Path
-        The YAML file, e.g. ``conf/sealions.yaml``, or an ``s3://`` URI.
+        The YAML file, e.g. ``conf/sealions.yaml``, an ``s3://`` URI, or the name of a scheme
+        shipped with the package (``sealions``).
     **overrides
         Top-level keys that replace those of the file (e.g. ``seed=3``).
 
@@ -133,10 +145,15 @@ def load_config(path: str | Path, **overrides: Any) -> Config:
     ValueError
         If the file is missing, is not a mapping, names an unknown key or holds a bad value.
     """
-    if not storage.exists(path):
-        raise ValueError(f"scheme file {str(path)!r} does not exist")
+    text = packaged_text(f"{path}.yaml") if isinstance(path, str) and "/" not in path else None
+    if text is None:
+        if not storage.exists(path):
+            raise ValueError(
+                f"scheme file {str(path)!r} does not exist (nor is it a packaged scheme: sealions)"
+            )
+        text = storage.read_text(path)
     try:
-        data = yaml.safe_load(storage.read_text(path))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

@@ -164,13 +164,13 @@ def format_style(style: DotStyle, config: Config) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m herdcount.dotstyle DATA [--pairs 4] [--scheme S]``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m herdcount.dotstyle", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="herdcount dotstyle", description=__doc__.split("\n\n")[0])
     parser.add_argument("data", help="dataset root in the Kaggle layout (Train/, TrainDotted/)")
     parser.add_argument("--pairs", type=int, default=4, help="pairs to measure (default 4)")
     parser.add_argument(
-        "--scheme", default=str(DEFAULT_SCHEME), help="class scheme YAML (default: sea lions)"
+        "--scheme",
+        default=DEFAULT_SCHEME,
+        help="class scheme: a YAML file or a packaged scheme (default: %(default)s)",
     )
     args = parser.parse_args(argv)
     try:

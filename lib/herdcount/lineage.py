@@ -65,7 +65,7 @@ def describe(folder: str, run: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m herdcount.lineage", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="herdcount lineage", description=__doc__.split("\n\n")[0])
     p.add_argument("path", help="an output folder, or a file in one")
     args = p.parse_args(argv)
     try:

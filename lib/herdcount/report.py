@@ -435,7 +435,7 @@ def build_report(inp: Inputs) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m herdcount.report", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="herdcount report", description=__doc__.split("\n\n")[0])
     p.add_argument("--extract", required=True, help="output folder of the extract job")
     p.add_argument("--run", action="append", default=[], help="a training run (repeatable)")
     p.add_argument("--count", action="append", default=[], help="output folder of the count job (repeatable)")

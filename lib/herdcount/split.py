@@ -94,7 +94,7 @@ def proportions(result: dict[str, list[tuple[str, str, str]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m herdcount.split", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="herdcount split", description=__doc__.split("\n\n")[0])
     p.add_argument("--manifest", required=True, help="output folder of jobs/manifest.py")
     p.add_argument("--keep", help="keep.csv of jobs/clean.py: only these photos are split")
     p.add_argument("--out", required=True, help="output folder")

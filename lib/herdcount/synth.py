@@ -497,7 +497,7 @@ def write_survey(
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m herdcount.synth OUT --train N --test M --seed S``."""
-    parser = argparse.ArgumentParser(prog="python -m herdcount.synth", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="herdcount synth", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="dataset root to write (Kaggle layout)")
     parser.add_argument("--train", type=int, default=8, help="training pairs (default 8)")
     parser.add_argument("--test", type=int, default=4, help="test photos (default 4)")
@@ -506,7 +506,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, help="photo height; default: Kaggle's 3328 or 3744")
     parser.add_argument("--density", type=float, default=10.0, help="animals per megapixel (default 10)")
     parser.add_argument("--mismatched", type=int, help="mismatched pairs (default: one in 12)")
-    parser.add_argument("--scheme", default=str(DEFAULT_SCHEME), help="class scheme YAML")
+    parser.add_argument(
+        "--scheme",
+        default=DEFAULT_SCHEME,
+        help="class scheme: a YAML file or a packaged scheme (default: %(default)s)",
+    )
     default = AnnotationStyle()
     style = parser.add_argument_group("annotation style (how the annotators drew, how photos were saved)")
     style.add_argument(

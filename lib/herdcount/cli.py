@@ -1,0 +1,69 @@
+"""The ``herdcount`` command: one verb per stage.
+
+``herdcount --help`` lists the verbs; ``herdcount VERB --help`` shows every option of one.
+Each verb runs its module's ``main(argv)``, imported only when chosen, so the command line
+answers at once and TensorFlow is imported by ``train`` alone. The Spark verbs start Spark
+themselves (``local[*]`` unless ``--master`` or spark-submit says otherwise); the files in
+``jobs/`` run the same functions under ``spark-submit`` for clusters.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+#: verb -> (module whose ``main(argv)`` runs it, one line of help), in pipeline order.
+VERBS = {
+    "synth": ("herdcount.synth", "write a synthetic survey in the Kaggle layout, with its truth"),
+    "dotstyle": ("herdcount.dotstyle", "measure a survey's dots (size, colours) to write a scheme"),
+    "extract": (
+        "herdcount.commands.extract",
+        "find the dots of training pairs: metadata, thumbnails (Spark)",
+    ),
+    "train": ("herdcount.models.train", "train a density model or a patch classifier (TensorFlow)"),
+    "count": ("herdcount.commands.count", "count the animals of every test photo into a submission (Spark)"),
+    "score": ("herdcount.score", "score a submission against the truth: RMSE per class"),
+    "report": ("herdcount.report", "one HTML page of a survey's extraction, training and counts"),
+    "manifest": ("herdcount.commands.manifest", "list and fingerprint an image collection (Spark)"),
+    "clean": ("herdcount.commands.clean", "flag duplicates, unreadable, dark and blurred photos"),
+    "split": ("herdcount.split", "split a manifest into train/validation/test without leaks"),
+    "lineage": ("herdcount.lineage", "print the chain of runs behind an output"),
+}
+
+
+def usage() -> str:
+    """The text of ``herdcount --help``."""
+    width = max(map(len, VERBS))
+    lines = [
+        "usage: herdcount VERB [options]   (herdcount VERB --help for the options of one)",
+        "",
+        "Spark-parallel counting of animals in aerial survey photos.",
+        "",
+        "verbs:",
+    ]
+    lines += [f"  {verb:<{width}}  {line}" for verb, (_, line) in VERBS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``herdcount VERB ...``; returns the verb's exit code (2 for an unknown verb)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if argv else 2
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        print(f"herdcount: unknown verb {verb!r}; expected one of {', '.join(VERBS)}", file=sys.stderr)
+        return 2
+    if verb == "train":
+        # Parse before the trainer imports TensorFlow: --help and bad options answer at once.
+        from herdcount.models.settings import parse_args
+
+        parse_args(rest)
+    module = importlib.import_module(VERBS[verb][0])
+    sys.argv[0] = f"herdcount {verb}"
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

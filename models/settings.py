@@ -1,0 +1,162 @@
+"""The settings of a training run and its command line, without TensorFlow.
+
+``herdcount train --help`` and a bad option answer at once: the trainer
+(:mod:`herdcount.models.train`) imports TensorFlow, which takes seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from herdcount import storage
+from herdcount.config import DEFAULT_SCHEME
+
+KINDS = ("classifier", "density")
+
+_DESCRIPTION = """Train a patch classifier or a density count model from an extract job's output.
+
+    herdcount train --kind density --extract OUT --data DATA --out RUN [--epochs N] [--seed S]
+    herdcount train --kind classifier --extract OUT --data DATA --out RUN
+
+A plain Keras 3 / TensorFlow program on one machine (not a Spark job); it uses a GPU
+when TensorFlow sees one. RUN receives model.keras, model.json, history.csv, curves.png,
+validation pictures and run.json. With MLFLOW_TRACKING_URI set, the run is also logged
+to MLflow (pip install herdcount[tracking]). A default of 0 means the kind's default."""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The description as written, and every option's default."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything a training run was asked to do; saved in run.json."""
+
+    kind: str
+    extract: str
+    data: str | None
+    out: str
+    scheme: str = DEFAULT_SCHEME
+    epochs: int = 0  # 0: the kind's default
+    seed: int = 0
+    batch_size: int = 0  # 0: the kind's default
+    learning_rate: float = 0.0  # 0: the kind's default
+    val_fraction: float = 0.2
+    patience: int = 6
+    threads: int = 0  # 0: every core this process may use
+    overwrite: bool = False
+    # Density model only.
+    tile_size: int = 256
+    steps_per_epoch: int = 100
+    empty_share: float = 0.5
+    min_scale: float = 0.5
+    max_scale: float = 1.5
+    sigma: float = 1.0
+    width: int = 16
+    depth: int = 4
+    count_weight: float = 1.0
+    scale_sigma: float = 0.25
+    inference_tile: int = 1024
+
+    def resolved(self) -> TrainSettings:
+        """The settings with each kind's defaults filled in."""
+        density = self.kind == "density"
+        return dataclasses.replace(
+            self,
+            epochs=self.epochs or (30 if density else 15),
+            batch_size=self.batch_size or (16 if density else 64),
+            learning_rate=self.learning_rate or (1e-3 if density else 5e-4),
+            threads=self.threads or len(os.sched_getaffinity(0)),
+        )
+
+
+def parse_args(argv: list[str] | None = None) -> TrainSettings:
+    defaults = TrainSettings("", "", None, "")
+    p = argparse.ArgumentParser(prog="herdcount train", description=_DESCRIPTION, formatter_class=_Formatter)
+    p.add_argument("--kind", required=True, choices=KINDS, help="what to train")
+    p.add_argument("--extract", required=True, metavar="OUT", help="output folder of jobs/extract.py")
+    p.add_argument("--data", metavar="DATA", help="dataset root OUT came from (required for density)")
+    p.add_argument("--out", required=True, metavar="RUN", help="folder for the model and its reports")
+    p.add_argument("--scheme", default=defaults.scheme, help="class scheme: a YAML file or a packaged scheme")
+    p.add_argument("--epochs", type=int, default=0, help="most epochs (default 30 density, 15 classifier)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, the sampling and the weights")
+    p.add_argument("--batch-size", type=int, default=0, help="default 16 tiles or 64 patches")
+    p.add_argument(
+        "--learning-rate", type=float, default=0.0, help="Adam's (default 1e-3 density, 5e-4 classifier)"
+    )
+    p.add_argument(
+        "--val-fraction", type=float, default=defaults.val_fraction, help="share of photos held out"
+    )
+    p.add_argument(
+        "--patience", type=int, default=defaults.patience, help="epochs without improvement before stopping"
+    )
+    p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default: every usable core)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in RUN")
+    g = p.add_argument_group("density model")
+    g.add_argument("--tile-size", type=int, default=defaults.tile_size, help="training tile side in pixels")
+    g.add_argument("--steps-per-epoch", type=int, default=defaults.steps_per_epoch, help="batches per epoch")
+    g.add_argument(
+        "--empty-share", type=float, default=defaults.empty_share, help="share of tiles placed at random"
+    )
+    g.add_argument(
+        "--min-scale", type=float, default=defaults.min_scale, help="smallest resize of training tiles"
+    )
+    g.add_argument(
+        "--max-scale", type=float, default=defaults.max_scale, help="largest resize of training tiles"
+    )
+    g.add_argument(
+        "--sigma", type=float, default=defaults.sigma, help="Gaussian of each dot, in output cells"
+    )
+    g.add_argument(
+        "--width", type=int, default=defaults.width, help="channels of the model at 1/4 resolution"
+    )
+    g.add_argument("--depth", type=int, default=defaults.depth, help="convolutions at 1/8 resolution")
+    g.add_argument(
+        "--count-weight", type=float, default=defaults.count_weight, help="weight of the tile count loss"
+    )
+    g.add_argument(
+        "--scale-sigma",
+        type=float,
+        default=defaults.scale_sigma,
+        help="spread of the log of the resize factor (0: uniform over the range)",
+    )
+    g.add_argument(
+        "--inference-tile", type=int, default=defaults.inference_tile, help="tile of whole-photo validation"
+    )
+    args = p.parse_args(argv)
+    return TrainSettings(
+        **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings)}
+    ).resolved()
+
+
+def check_settings(s: TrainSettings) -> None:
+    """Reject settings that cannot work, before anything is read."""
+    if s.kind == "density" and not s.data:
+        raise ValueError("--kind density needs --data DATA: it trains on the Train photos themselves")
+    for name in ("epochs", "batch_size", "patience", "steps_per_epoch", "width", "depth"):
+        if getattr(s, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(s, name)}")
+    if s.tile_size % 8 or s.tile_size < 64:
+        raise ValueError(f"--tile-size must be a multiple of 8 of at least 64, got {s.tile_size}")
+    if s.inference_tile % 8 or s.inference_tile < 8:
+        raise ValueError(f"--inference-tile must be a positive multiple of 8, got {s.inference_tile}")
+    if not 0 < s.min_scale <= s.max_scale:
+        raise ValueError(f"need 0 < --min-scale <= --max-scale, got {s.min_scale} and {s.max_scale}")
+    if not 0 <= s.empty_share <= 1:
+        raise ValueError(f"--empty-share must be in [0, 1], got {s.empty_share}")
+    if not s.overwrite and any(
+        storage.exists(storage.join(s.out, name)) for name in ("model.keras", "model.json")
+    ):
+        raise ValueError(
+            f"RUN {s.out!r} already holds a trained model; choose another --out or pass --overwrite"
+        )
+    for path in (s.extract, s.data, s.out, s.scheme):
+        if path:
+            storage.check_bucket(path)
+    if s.data and not storage.is_dir(storage.join(s.data, "Train")):
+        raise ValueError(
+            f"DATA {s.data!r} has no Train/ folder; expected the dataset root OUT was extracted from"
+        )
