@@ -37,8 +37,16 @@ def count(data: Path, run: Path, out: Path) -> float:
         "PYSPARK_PYTHON": sys.executable,
     }
     started = time.monotonic()
-    cmd = [str(BIN / "spark-submit"), str(ROOT / "jobs" / "count.py"), "--data", str(data), "--model", str(run),
-           "--out", str(out)]  # fmt: skip
+    cmd = [
+        str(BIN / "spark-submit"),
+        str(ROOT / "jobs" / "count.py"),
+        "--data",
+        str(data),
+        "--model",
+        str(run),
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if done.returncode:
         raise RuntimeError(f"count job failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
@@ -70,8 +78,15 @@ def main(argv: list[str] | None = None) -> int:
         return code
     data = work / "test-data"
     if not (data / "sample_submission.csv").is_file():
-        write_survey(data, n_train=0, n_test=args.test, seed=args.test_seed, config=load_config(DEFAULT_SCHEME),
-                     width=args.width, height=args.height)  # fmt: skip
+        write_survey(
+            data,
+            n_train=0,
+            n_test=args.test,
+            seed=args.test_seed,
+            config=load_config(DEFAULT_SCHEME),
+            width=args.width,
+            height=args.height,
+        )
     truth = truth_dir(data) / "test_counts.csv"
     results = {}
     for kind in ("density", "classifier"):
@@ -84,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     density, classifier = results["density"]["mean_rmse"], results["classifier"]["mean_rmse"]
     zeros = results["density"]["zero_mean_rmse"]
     print(f"\naveraged RMSE: density {density:.3f}, classifier tiles {classifier:.3f}, all zeros {zeros:.3f}")
-    print(f"density / all zeros = {density / zeros:.3f} (goal <= 0.25); "
-          f"density / classifier = {density / classifier:.3f} (goal <= 0.5)")  # fmt: skip
+    print(
+        f"density / all zeros = {density / zeros:.3f} (goal <= 0.25); "
+        f"density / classifier = {density / classifier:.3f} (goal <= 0.5)"
+    )
     print(f"outputs: {work}")
     return 0
 

@@ -83,8 +83,14 @@ def _seed_child(run, photos, n_tiles, queue):
         if tile.shape[:2] == (64, 64):
             model.predict(tile[None], verbose=0)
     per_tile = (time.process_time() - start) / len(picks)
-    queue.put({"cpu_s": [per_tile * rows * cols], "per_tile_s": per_tile, "tiles": rows * cols,
-               "peak_mb": _peak_mb()})  # fmt: skip
+    queue.put(
+        {
+            "cpu_s": [per_tile * rows * cols],
+            "per_tile_s": per_tile,
+            "tiles": rows * cols,
+            "peak_mb": _peak_mb(),
+        }
+    )
 
 
 def run_child(target, *args) -> dict:
@@ -142,12 +148,16 @@ def main(argv: list[str] | None = None) -> int:
         cpu = sum(r["cpu_s"]) / len(r["cpu_s"])
         hours = KAGGLE_TEST_PHOTOS * cpu / HOST_VCPUS / 3600
         print(f"{name:<62} {cpu:>11.2f} {reference / cpu:>8.1f} {r['peak_mb']:>8.0f} {hours:>15.2f}")
-    print(f"\nseed per tile: {seed['per_tile_s'] * 1000:.0f} ms; hours: {KAGGLE_TEST_PHOTOS:,} photos on a "
-          f"{HOST_VCPUS}-vCPU host at the measured per-core rate")  # fmt: skip
+    print(
+        f"\nseed per tile: {seed['per_tile_s'] * 1000:.0f} ms; hours: {KAGGLE_TEST_PHOTOS:,} photos on a "
+        f"{HOST_VCPUS}-vCPU host at the measured per-core rate"
+    )
     density = sum(results["density, scale 1.0"]["cpu_s"]) / args.photos
-    print(f"goals: density <= 2 CPU-s per photo (got {density:.2f}), >= 100x the seed "
-          f"(got {reference / density:.0f}x), <= 2048 MB per task "
-          f"(got {max(r['peak_mb'] for r in results.values()):.0f})")  # fmt: skip
+    print(
+        f"goals: density <= 2 CPU-s per photo (got {density:.2f}), >= 100x the seed "
+        f"(got {reference / density:.0f}x), <= 2048 MB per task "
+        f"(got {max(r['peak_mb'] for r in results.values()):.0f})"
+    )
     return 0
 
 

@@ -153,8 +153,16 @@ def main() -> None:
     data = Path(args.data) if args.data else work / "data"
     if not args.data:
         started = time.monotonic()
-        write_survey(data, n_train=args.pairs, n_test=0, seed=2017, config=config,
-                     width=4992, height=3328, n_mismatched=0)  # fmt: skip
+        write_survey(
+            data,
+            n_train=args.pairs,
+            n_test=0,
+            seed=2017,
+            config=config,
+            width=4992,
+            height=3328,
+            n_mismatched=0,
+        )
         print(f"generated {args.pairs} pairs of 4992x3328 in {time.monotonic() - started:.1f} s")
     plan = plan_extract(data, work / "out", config)
     tasks = plan.tasks[: args.pairs]
@@ -173,13 +181,17 @@ def main() -> None:
         exact = sum(list(c) == expected.get(t.train_id) for t, c in zip(tasks, counts))
         user, system = (sum(s[i] for s in seconds) / len(seconds) for i in (0, 1))
         results[name] = (user + system, peak, exact)
-        print(f"{name:>10}: {user + system:6.3f} CPU-s per pair (user {user:.3f} + system {system:.3f}), "
-              f"peak RSS {peak:5.0f} MB, {exact}/{len(tasks)} pairs counted exactly as train.csv")  # fmt: skip
+        print(
+            f"{name:>10}: {user + system:6.3f} CPU-s per pair (user {user:.3f} + system {system:.3f}), "
+            f"peak RSS {peak:5.0f} MB, {exact}/{len(tasks)} pairs counted exactly as train.csv"
+        )
     if args.sweep:
         sweep(work, config)
     ours, ref = results["herdcount"][0], results["reference"][0]
-    print(f"speed-up: {ref / ours:.1f}x (goal >= 6x); herdcount {ours:.3f} CPU-s per pair (goal <= 1.0); "
-          f"peak {results['herdcount'][1] / 1024:.2f} GB per task (goal <= 1.5)")  # fmt: skip
+    print(
+        f"speed-up: {ref / ours:.1f}x (goal >= 6x); herdcount {ours:.3f} CPU-s per pair (goal <= 1.0); "
+        f"peak {results['herdcount'][1] / 1024:.2f} GB per task (goal <= 1.5)"
+    )
 
 
 if __name__ == "__main__":

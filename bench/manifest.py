@@ -56,8 +56,15 @@ def main(argv: list[str] | None = None) -> int:
         atexit.register(shutil.rmtree, work, ignore_errors=True)
     data = work / "data"
     if not (data / "sample_submission.csv").is_file():
-        write_survey(data, n_train=0, n_test=args.photos, seed=13, config=load_config(DEFAULT_SCHEME),
-                     width=4992, height=3328)  # fmt: skip
+        write_survey(
+            data,
+            n_train=0,
+            n_test=args.photos,
+            seed=13,
+            config=load_config(DEFAULT_SCHEME),
+            width=4992,
+            height=3328,
+        )
     names = [f"{i}.jpg" for i in range(args.photos)]
     describe_file(FileTask(names[0], 0, ""), str(data / "Test"))  # warm imports
     start = time.process_time()
@@ -74,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"describe_file (reduced-size decode): {ours:.3f} CPU-s per photo = {1 / ours:.1f} photos per CPU-second"
     )
-    print(f"full-size decode, same measures:     {naive:.3f} CPU-s per photo = {1 / naive:.1f} photos per CPU-second "
-          f"({naive / ours:.1f}x slower)")  # fmt: skip
+    print(
+        f"full-size decode, same measures:     {naive:.3f} CPU-s per photo = {1 / naive:.1f} photos per CPU-second "
+        f"({naive / ours:.1f}x slower)"
+    )
     print("goal: >= 5 photos per CPU-second")
     return 0
 

@@ -37,14 +37,30 @@ def count_rate(data: Path, run: Path, out: Path, cores: int) -> tuple[float, flo
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYSPARK_PYTHON": sys.executable,
     }
-    cmd = [str(BIN / "spark-submit"), "--master", f"local[{cores}]", str(ROOT / "jobs" / "count.py"),
-           "--data", str(data), "--model", str(run), "--out", str(out)]  # fmt: skip
+    cmd = [
+        str(BIN / "spark-submit"),
+        "--master",
+        f"local[{cores}]",
+        str(ROOT / "jobs" / "count.py"),
+        "--data",
+        str(data),
+        "--model",
+        str(run),
+        "--out",
+        str(out),
+    ]
     # The whole job (its JVM included) on `cores` CPUs: unpinned, local[1] would run the
     # JVM's compiler and collector threads on an idle second core for free and flatter
     # the 1-core baseline.
     cpus = sorted(os.sched_getaffinity(0))[:cores]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT,
-                          preexec_fn=lambda: os.sched_setaffinity(0, cpus))  # fmt: skip
+    done = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        preexec_fn=lambda: os.sched_setaffinity(0, cpus),
+    )
     if done.returncode:
         raise RuntimeError(f"count job failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     totals = json.loads((out / "run.json").read_text())["totals"]
@@ -108,8 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     for n in cores:
         rate, seconds, warm = count_rate(data, run, work / f"out-{n}", n)
         base, warm_base = base or rate / n, warm_base or warm / n
-        print(f"{n:>5} {seconds:>8.2f} {rate:>9.2f} {rate / (n * base):>10.2f} {warm:>14.2f} "
-              f"{warm / (n * warm_base):>16.2f}", flush=True)  # fmt: skip
+        print(
+            f"{n:>5} {seconds:>8.2f} {rate:>9.2f} {rate / (n * base):>10.2f} {warm:>14.2f} "
+            f"{warm / (n * warm_base):>16.2f}",
+            flush=True,
+        )
     print(
         "stage: every photo, each worker's start and model load included; warm: the photos "
         "after every worker had counted its first"

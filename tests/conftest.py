@@ -29,8 +29,18 @@ def config():
 def survey(tmp_path_factory, config):
     """A small survey with dense colonies and masks: 6 pairs of 900x700, one mismatched."""
     data = tmp_path_factory.mktemp("survey") / "data"
-    write_survey(data, n_train=6, n_test=2, seed=11, config=config, width=900, height=700,
-                 density=60, n_mismatched=1, mask_share=0.5)  # fmt: skip
+    write_survey(
+        data,
+        n_train=6,
+        n_test=2,
+        seed=11,
+        config=config,
+        width=900,
+        height=700,
+        density=60,
+        n_mismatched=1,
+        mask_share=0.5,
+    )
     return data
 
 

@@ -28,8 +28,18 @@ def test_precision_and_recall_per_class_on_several_seeds(tmp_path, config):
     photos_checked = 0
     for seed in (21, 22, 23):
         data = tmp_path / f"s{seed}"
-        write_survey(data, n_train=5, n_test=0, seed=seed, config=config, width=1600, height=1100,
-                     density=60, n_mismatched=1, mask_share=0.5)  # fmt: skip
+        write_survey(
+            data,
+            n_train=5,
+            n_test=0,
+            seed=seed,
+            config=config,
+            width=1600,
+            height=1100,
+            density=60,
+            n_mismatched=1,
+            mask_share=0.5,
+        )
         expected = read_train_csv(data / "Train" / "train.csv", config)
         mismatched = read_mismatched(data / "MismatchedTrainImages.txt")
         for i in range(5):

@@ -28,10 +28,14 @@ def cluster_env(tmp: Path) -> dict[str, str]:
     # Scratch and temporary folders under the test's folder: the executors and the driver
     # that the tests kill never clean up their blockmgr-* and spark-* folders.
     (tmp / "java-tmp").mkdir(parents=True, exist_ok=True)
-    return spark_env(SPARK_HOME=_find_spark_home(), SPARK_WORKER_DIR=str(tmp / "work"),
-                     SPARK_LOG_DIR=str(tmp / "logs"), SPARK_LOCAL_DIRS=str(tmp / "scratch"),
-                     SPARK_SUBMIT_OPTS=f"-Djava.io.tmpdir={tmp / 'java-tmp'}",
-                     SPARK_LOCAL_IP="127.0.0.1")  # fmt: skip
+    return spark_env(
+        SPARK_HOME=_find_spark_home(),
+        SPARK_WORKER_DIR=str(tmp / "work"),
+        SPARK_LOG_DIR=str(tmp / "logs"),
+        SPARK_LOCAL_DIRS=str(tmp / "scratch"),
+        SPARK_SUBMIT_OPTS=f"-Djava.io.tmpdir={tmp / 'java-tmp'}",
+        SPARK_LOCAL_IP="127.0.0.1",
+    )
 
 
 def alive_workers(ui_port: int) -> int:
@@ -50,13 +54,44 @@ def cluster(tmp_path_factory):
     spark_class = str(Path(env["SPARK_HOME"]) / "bin" / "spark-class")
     port, ui = free_port(), free_port()
     logs = open(tmp / "cluster.log", "w")
-    procs = [subprocess.Popen([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                               "--port", str(port), "--webui-port", str(ui)], env=env, stdout=logs, stderr=logs)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [
+                spark_class,
+                "org.apache.spark.deploy.master.Master",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--webui-port",
+                str(ui),
+            ],
+            env=env,
+            stdout=logs,
+            stderr=logs,
+        )
+    ]
     for n in range(2):
-        procs.append(subprocess.Popen([spark_class, "org.apache.spark.deploy.worker.Worker", "--cores", "1",
-                                       "--memory", "3g", "--webui-port", str(free_port()),
-                                       "--work-dir", str(tmp / f"work{n}"), f"spark://127.0.0.1:{port}"],
-                                      env=env, stdout=logs, stderr=logs))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [
+                    spark_class,
+                    "org.apache.spark.deploy.worker.Worker",
+                    "--cores",
+                    "1",
+                    "--memory",
+                    "3g",
+                    "--webui-port",
+                    str(free_port()),
+                    "--work-dir",
+                    str(tmp / f"work{n}"),
+                    f"spark://127.0.0.1:{port}",
+                ],
+                env=env,
+                stdout=logs,
+                stderr=logs,
+            )
+        )
     deadline = time.monotonic() + 120
     while alive_workers(ui) < 2:
         if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
@@ -78,12 +113,22 @@ def work(tmp_path_factory, config):
     write_survey(root / "data", n_train=0, n_test=PHOTOS, seed=12, config=config, width=1200, height=900)
     keras.utils.set_random_seed(1)
     model = make_density_model(len(config.classes))
-    save_model_run(root / "run", model, {"kind": "density", "class_names": config.class_names,
-                                         **describe_density_model(model)})  # fmt: skip
+    save_model_run(
+        root / "run",
+        model,
+        {"kind": "density", "class_names": config.class_names, **describe_density_model(model)},
+    )
     package = subprocess.run(["make", "package"], cwd=ROOT, capture_output=True, text=True)
     assert package.returncode == 0, package.stdout + package.stderr
-    proc = spark_submit("jobs/count.py", "--data", str(root / "data"), "--model", str(root / "run"),
-                        "--out", str(root / "local"))  # fmt: skip
+    proc = spark_submit(
+        "jobs/count.py",
+        "--data",
+        str(root / "data"),
+        "--model",
+        str(root / "run"),
+        "--out",
+        str(root / "local"),
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return root
 
@@ -103,15 +148,34 @@ def assert_same_results(out: Path, reference: Path) -> None:
 
 
 def cluster_submit(cluster, work, out: Path) -> list[str]:
-    return [str(BIN / "spark-submit"), "--master", cluster["master"], "--py-files", str(ROOT / "dist" / "herdcount.zip"),
-            "--conf", "spark.executor.memory=1g", str(ROOT / "jobs" / "count.py"), "--data", str(work / "data"),
-            "--model", str(work / "run"), "--out", str(out)]  # fmt: skip
+    return [
+        str(BIN / "spark-submit"),
+        "--master",
+        cluster["master"],
+        "--py-files",
+        str(ROOT / "dist" / "herdcount.zip"),
+        "--conf",
+        "spark.executor.memory=1g",
+        str(ROOT / "jobs" / "count.py"),
+        "--data",
+        str(work / "data"),
+        "--model",
+        str(work / "run"),
+        "--out",
+        str(out),
+    ]
 
 
 def test_the_cluster_gives_the_same_submission_as_local_mode(cluster, work, tmp_path):
     env = cluster_env(tmp_path)
-    proc = subprocess.run(cluster_submit(cluster, work, tmp_path / "out"), cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        cluster_submit(cluster, work, tmp_path / "out"),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert_same_results(tmp_path / "out", work / "local")
     run = json.loads((tmp_path / "out" / "run.json").read_text())
@@ -135,8 +199,14 @@ def executor_pids(cluster) -> list[int]:
 
 def test_an_executor_killed_mid_job_loses_and_duplicates_nothing(cluster, work, tmp_path):
     out = tmp_path / "out"
-    job = subprocess.Popen(cluster_submit(cluster, work, out), cwd=ROOT, env=cluster_env(tmp_path),
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    job = subprocess.Popen(
+        cluster_submit(cluster, work, out),
+        cwd=ROOT,
+        env=cluster_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline, killed = time.monotonic() + 300, None
     while killed is None and time.monotonic() < deadline and job.poll() is None:
         if len(list((out / "photos").glob("*.json"))) >= 1 and executor_pids(cluster):
@@ -153,10 +223,21 @@ def test_an_executor_killed_mid_job_loses_and_duplicates_nothing(cluster, work, 
 def test_a_killed_driver_resumes_and_ends_with_the_undisturbed_outputs(work, tmp_path):
     out = tmp_path / "out"
     env = cluster_env(tmp_path)
-    cmd = [str(BIN / "spark-submit"), "--master", "local[1]", str(ROOT / "jobs" / "count.py"), "--data",
-           str(work / "data"), "--model", str(work / "run"), "--out", str(out)]  # fmt: skip
-    job = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)  # fmt: skip
+    cmd = [
+        str(BIN / "spark-submit"),
+        "--master",
+        "local[1]",
+        str(ROOT / "jobs" / "count.py"),
+        "--data",
+        str(work / "data"),
+        "--model",
+        str(work / "run"),
+        "--out",
+        str(out),
+    ]
+    job = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 300
     while (
         len(list((out / "photos").glob("*.json"))) < 2 and time.monotonic() < deadline and job.poll() is None

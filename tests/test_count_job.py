@@ -71,19 +71,41 @@ def counting(tmp_path_factory, config):
     (data / "Test" / "notes.txt").write_text("not a photo")
     (data / "Test" / "9.jpg").write_text("not a jpeg at all")  # not in sample_submission.csv
     density = root / "run-density"
-    save_model_run(density, colour_density_model(), {"kind": "density", "class_names": names, "output_stride": 8,
-                                                     "receptive_field": 8, "margin": 8, "input_scale": 1.0})  # fmt: skip
+    save_model_run(
+        density,
+        colour_density_model(),
+        {
+            "kind": "density",
+            "class_names": names,
+            "output_stride": 8,
+            "receptive_field": 8,
+            "margin": 8,
+            "input_scale": 1.0,
+        },
+    )
     keras.utils.set_random_seed(2)
     classifier_model = make_classifier_model((64, 64, 3), len(names) + 1)
     classifier = root / "run-classifier"
-    save_model_run(classifier, classifier_model, {"kind": "classifier", "patch_size": 64,
-                                                  "class_names": [*names, config.background_class]})  # fmt: skip
+    save_model_run(
+        classifier,
+        classifier_model,
+        {"kind": "classifier", "patch_size": 64, "class_names": [*names, config.background_class]},
+    )
     out = root / "out-density"
-    proc = spark_submit("jobs/count.py", "--data", str(data), "--model", str(density), "--out", str(out),
-                        "--tile", "64")  # fmt: skip
+    proc = spark_submit(
+        "jobs/count.py", "--data", str(data), "--model", str(density), "--out", str(out), "--tile", "64"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return {"root": root, "data": data, "order": order, "density": density, "classifier": classifier,
-            "classifier_model": classifier_model, "out": out, "proc": proc}  # fmt: skip
+    return {
+        "root": root,
+        "data": data,
+        "order": order,
+        "density": density,
+        "classifier": classifier,
+        "classifier_model": classifier_model,
+        "out": out,
+        "proc": proc,
+    }
 
 
 def test_submission_follows_sample_order_with_rounded_known_counts(counting, config):
@@ -137,8 +159,17 @@ def test_rerun_resumes_from_finished_photos_and_gives_the_same_outputs(counting,
     (out / "photos" / "1.json").unlink()
     for name in ("submission.csv", "counts.csv", "errors.csv"):
         (out / name).unlink()
-    proc = spark_submit("jobs/count.py", "--data", str(counting["data"]), "--model", str(counting["density"]),
-                        "--out", str(out), "--tile", "200")  # fmt: skip
+    proc = spark_submit(
+        "jobs/count.py",
+        "--data",
+        str(counting["data"]),
+        "--model",
+        str(counting["density"]),
+        "--out",
+        str(out),
+        "--tile",
+        "200",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     # Photo 1 and the two bad photos (failures are tried again); the 4 others are resumed.
     assert "3 photos to count with the density model, 4 done by an earlier run" in proc.stdout
@@ -155,8 +186,17 @@ def test_rerun_resumes_from_finished_photos_and_gives_the_same_outputs(counting,
 def test_rerun_with_other_settings_into_the_same_out_is_refused(counting, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(counting["out"], out)
-    proc = spark_submit("jobs/count.py", "--data", str(counting["data"]), "--model", str(counting["density"]),
-                        "--out", str(out), "--scale", "0.5")  # fmt: skip
+    proc = spark_submit(
+        "jobs/count.py",
+        "--data",
+        str(counting["data"]),
+        "--model",
+        str(counting["density"]),
+        "--out",
+        str(out),
+        "--scale",
+        "0.5",
+    )
     assert proc.returncode == 2
     assert "holds counts made with other settings (scale differ)" in proc.stdout + proc.stderr
     assert "SparkContext" not in proc.stderr  # refused before Spark started
@@ -164,9 +204,23 @@ def test_rerun_with_other_settings_into_the_same_out_is_refused(counting, tmp_pa
 
 def test_sliding_classifier_at_half_scale_with_two_cpus_per_task(counting, tmp_path):
     out = tmp_path / "out"
-    proc = spark_submit("--conf", "spark.task.cpus=2", "jobs/count.py", "--images", str(counting["data"] / "Test"),
-                        "--model", str(counting["classifier"]), "--out", str(out), "--scale", "0.5",
-                        "--stride", "32", "--tile", "96")  # fmt: skip
+    proc = spark_submit(
+        "--conf",
+        "spark.task.cpus=2",
+        "jobs/count.py",
+        "--images",
+        str(counting["data"] / "Test"),
+        "--model",
+        str(counting["classifier"]),
+        "--out",
+        str(out),
+        "--scale",
+        "0.5",
+        "--stride",
+        "32",
+        "--tile",
+        "96",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = {r[0]: r for r in read_csv(out / "counts.csv")[1:]}
     assert sorted(rows) == ["0", "1", "3", "4", "5"]

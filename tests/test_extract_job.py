@@ -45,8 +45,16 @@ def damaged(tmp_path_factory, survey):
     started = time.monotonic()
     proc = spark_submit("jobs/extract.py", "--data", str(data), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return {"data": data, "out": out, "proc": proc, "good": good[:-2], "mismatched": mismatched,
-            "truncated": truncated, "resized": resized, "seconds": time.monotonic() - started}  # fmt: skip
+    return {
+        "data": data,
+        "out": out,
+        "proc": proc,
+        "good": good[:-2],
+        "mismatched": mismatched,
+        "truncated": truncated,
+        "resized": resized,
+        "seconds": time.monotonic() - started,
+    }
 
 
 def test_report_has_a_row_per_id_with_a_clear_reason(damaged):
@@ -183,8 +191,18 @@ def test_another_scheme_needs_no_code_change(tmp_path):
     )
     config = load_config(scheme)
     data = tmp_path / "data"
-    write_survey(data, n_train=2, n_test=0, seed=5, config=config, width=600, height=500, density=80,
-                 n_mismatched=0, mask_share=0.0)  # fmt: skip
+    write_survey(
+        data,
+        n_train=2,
+        n_test=0,
+        seed=5,
+        config=config,
+        width=600,
+        height=500,
+        density=80,
+        n_mismatched=0,
+        mask_share=0.0,
+    )
     out = tmp_path / "out"
     proc = spark_submit("jobs/extract.py", "--data", str(data), "--out", str(out), "--scheme", str(scheme))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -215,8 +233,10 @@ def test_without_train_csv_extraction_runs_and_skips_the_comparison(tmp_path, su
     )
 
 
-@pytest.mark.parametrize(("train_id", "klass", "n", "offset"), [("5", "pups", 3, -1), ("12a-b", "adult_males", 0, 1),
-                                                                 ("7", "background", 19, 0)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("train_id", "klass", "n", "offset"),
+    [("5", "pups", 3, -1), ("12a-b", "adult_males", 0, 1), ("7", "background", 19, 0)],
+)
 def test_thumbnail_names_parse_back(train_id, klass, n, offset):
     assert parse_thumbnail_name(thumbnail_name(train_id, klass, n, offset)) == (train_id, klass, n, offset)
 

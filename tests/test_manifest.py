@@ -163,7 +163,12 @@ def test_describe_bytes_never_raises_and_names_the_problem():
 def test_layouts_parse_folder_names_and_reject_bad_fields():
     pattern = layout_pattern(LAYOUT)
     assert layout_fields("s/x_2024/seal/a.jpg", pattern) == {
-        "location": "s", "contributor": "x", "date": "2024", "label": "seal", "file": "a.jpg"}  # fmt: skip
+        "location": "s",
+        "contributor": "x",
+        "date": "2024",
+        "label": "seal",
+        "file": "a.jpg",
+    }
     assert set(layout_fields("a.jpg", pattern).values()) == {""}
     with pytest.raises(ValueError, match="field 'label' must be a unique identifier"):
         layout_pattern("{label}/{label}")
@@ -213,8 +218,20 @@ def test_clean_flags_each_problem_and_nothing_else(cleaned, manifest):
 
 
 def test_split_keeps_groups_whole_stratifies_and_holds_out_rare_labels(cleaned, manifest, tmp_path, capsys):
-    args = ["--manifest", str(manifest["out"]), "--keep", str(cleaned / "keep.csv"), "--by", "label",
-            "--group", "contributor", "--seed", "3", "--fractions", "0.34,0.33,0.33"]  # fmt: skip
+    args = [
+        "--manifest",
+        str(manifest["out"]),
+        "--keep",
+        str(cleaned / "keep.csv"),
+        "--by",
+        "label",
+        "--group",
+        "contributor",
+        "--seed",
+        "3",
+        "--fractions",
+        "0.34,0.33,0.33",
+    ]
     assert split.main([*args, "--out", str(tmp_path / "a")]) == 0
     printed = capsys.readouterr().out
     assert split.main([*args, "--out", str(tmp_path / "b")]) == 0

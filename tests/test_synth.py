@@ -14,8 +14,12 @@ def read_csv(path):
 
 def test_layout_matches_kaggle(survey, config):
     assert sorted(p.name for p in survey.iterdir()) == [
-        "MismatchedTrainImages.txt", "Test", "Train", "TrainDotted", "sample_submission.csv",
-    ]  # fmt: skip
+        "MismatchedTrainImages.txt",
+        "Test",
+        "Train",
+        "TrainDotted",
+        "sample_submission.csv",
+    ]
     assert sorted(p.name for p in (survey / "Train").iterdir()) == [
         *(f"{i}.jpg" for i in range(6)),
         "train.csv",

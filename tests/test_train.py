@@ -37,8 +37,18 @@ TINY_DENSITY = [
 
 def density_args(extracted: Path, survey: Path, run: Path, *extra: str) -> list[str]:
     """Arguments of a tiny density run: seconds, not minutes."""
-    return ["--kind", "density", "--extract", str(extracted), "--data", str(survey), "--out", str(run), *TINY_DENSITY,
-            *extra]  # fmt: skip
+    return [
+        "--kind",
+        "density",
+        "--extract",
+        str(extracted),
+        "--data",
+        str(survey),
+        "--out",
+        str(run),
+        *TINY_DENSITY,
+        *extra,
+    ]
 
 
 def run_train(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:

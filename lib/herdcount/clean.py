@@ -130,8 +130,11 @@ def _outliers(rows: list[dict[str, Any]], column: str, mads: float, gap: float, 
     scale = 1.4826 * np.median(np.abs(values - median)) or 1e-9
     limit = median - max(mads * scale, gap)
     shown = (lambda v: f"{np.exp(v):.3g}") if log else (lambda v: f"{v:.1f}")
-    return [(r["path"], flag, f"{column} {shown(v)} below {shown(limit)} (median {shown(median)})")
-            for r, v in zip(rows, values) if v < limit]  # fmt: skip
+    return [
+        (r["path"], flag, f"{column} {shown(v)} below {shown(limit)} (median {shown(median)})")
+        for r, v in zip(rows, values)
+        if v < limit
+    ]
 
 
 def keep_paths(rows: list[dict[str, Any]], flags: list[tuple[str, str, str]]) -> list[str]:
@@ -161,17 +164,24 @@ def report_html(rows: list[dict[str, Any]], flags: list[tuple[str, str, str]], c
         parts.append(f'<section id="{flag}"><h2>{flag} ({len(hits)})</h2>')
         for path, detail in hits:
             thumb = thumbs.get(path)
-            picture = (f'<img alt="{html.escape(path)}" src="data:image/jpeg;base64,{base64.b64encode(thumb).decode()}">'
-                       if thumb else '<div class="none">no picture</div>')  # fmt: skip
+            picture = (
+                f'<img alt="{html.escape(path)}" src="data:image/jpeg;base64,{base64.b64encode(thumb).decode()}">'
+                if thumb
+                else '<div class="none">no picture</div>'
+            )
             parts.append(
                 f"<figure>{picture}<figcaption>{html.escape(path)}<br>{html.escape(detail)}</figcaption></figure>"
             )
         parts.append("</section>")
     chart = base64.b64encode(plot_balance(counts)).decode()
-    style = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px}"
-             "figure{display:inline-block;margin:.4em;width:180px;vertical-align:top}"
-             "figcaption{font-size:.75em;word-break:break-all}.none{width:96px;height:72px;background:#eee}")  # fmt: skip
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>herdcount cleaning report</title>'
-            f"<style>{style}</style></head><body><h1>Cleaning report</h1>"
-            f'<section id="balance"><h2>Balance</h2><img alt="photos per label" src="data:image/png;base64,{chart}">'
-            f"</section>{''.join(parts)}</body></html>")  # fmt: skip
+    style = (
+        "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px}"
+        "figure{display:inline-block;margin:.4em;width:180px;vertical-align:top}"
+        "figcaption{font-size:.75em;word-break:break-all}.none{width:96px;height:72px;background:#eee}"
+    )
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>herdcount cleaning report</title>'
+        f"<style>{style}</style></head><body><h1>Cleaning report</h1>"
+        f'<section id="balance"><h2>Balance</h2><img alt="photos per label" src="data:image/png;base64,{chart}">'
+        f"</section>{''.join(parts)}</body></html>"
+    )

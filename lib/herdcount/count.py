@@ -297,8 +297,15 @@ def count_image(image: np.ndarray, model: LoadedModel, settings: CountSettings) 
     if stride == patch:
         scores = tile_scores(image, model.predict, patch=patch, batch_size=256)
     else:
-        scores = window_scores(image, model.predict_maps, patch=patch, stride=stride, step=model.map_stride,
-                               tile=settings.tile, batch_size=settings.batch_size)  # fmt: skip
+        scores = window_scores(
+            image,
+            model.predict_maps,
+            patch=patch,
+            stride=stride,
+            step=model.map_stride,
+            tile=settings.tile,
+            batch_size=settings.batch_size,
+        )
     return class_counts(scores, settings.num_classes, weight=(stride / patch) ** 2)
 
 
@@ -348,10 +355,16 @@ def write_outputs(plan: CountPlan, results: list[dict[str, Any]], config: Config
     counted = {r["test_id"]: r["counts"] for r in ok}
     out, names = plan.out, config.class_names
     storage.write_text_atomic(storage.join(out, "submission.csv"), submission_csv(plan, counted, config))
-    storage.write_csv_atomic(storage.join(out, "counts.csv"), ["test_id", *names, "width", "height", "cpu_s"],
-                             [[r["test_id"], *r["counts"], r["width"], r["height"], r["cpu_s"]] for r in ok])  # fmt: skip
-    storage.write_csv_atomic(storage.join(out, "errors.csv"), ["test_id", "file", "reason"],
-                             [[r["test_id"], r["file"], r["reason"]] for r in errors])  # fmt: skip
+    storage.write_csv_atomic(
+        storage.join(out, "counts.csv"),
+        ["test_id", *names, "width", "height", "cpu_s"],
+        [[r["test_id"], *r["counts"], r["width"], r["height"], r["cpu_s"]] for r in ok],
+    )
+    storage.write_csv_atomic(
+        storage.join(out, "errors.csv"),
+        ["test_id", "file", "reason"],
+        [[r["test_id"], r["file"], r["reason"]] for r in errors],
+    )
     in_order = set(plan.order)
     fresh = [r for r in results if r["status"] == OK and not r.get("resumed")]
     totals = {

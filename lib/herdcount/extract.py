@@ -72,8 +72,10 @@ def plan_extract(data: str | Path, out: str | Path, config: Config) -> ExtractPl
     if len(missing) == 2 and not storage.is_dir(data):
         raise ValueError(f"DATA {data!r} does not exist; expected a folder with Train/ and TrainDotted/")
     if missing:
-        raise ValueError(f"DATA {data!r} has no {' or '.join(d + '/' for d in missing)}; "
-                         "expected the Kaggle layout: Train/<id>.jpg and TrainDotted/<id>.jpg")  # fmt: skip
+        raise ValueError(
+            f"DATA {data!r} has no {' or '.join(d + '/' for d in missing)}; "
+            "expected the Kaggle layout: Train/<id>.jpg and TrainDotted/<id>.jpg"
+        )
     expected = read_train_csv(storage.join(data, "Train", "train.csv"), config)
     mismatched = read_mismatched(storage.join(data, "MismatchedTrainImages.txt"))
     listings = {folder: storage.file_stats(storage.join(data, folder)) for folder in ("Train", "TrainDotted")}
@@ -184,9 +186,16 @@ def _extract(task: PairTask, out: str, config: Config) -> dict[str, Any]:
     if min(plain.shape[:2]) >= size:
         _write_thumbnails(plain, found.coords, found.classes, task.train_id, out, config)
     rng = np.random.default_rng([config.seed, int.from_bytes(task.train_id.encode()[:8], "little")])
-    corners = sample_background(plain.shape, found.coords, config.backgrounds_per_photo, size=size,
-                                min_distance=config.background_min_distance, masked=found.masked,
-                                block=found.block, rng=rng)  # fmt: skip
+    corners = sample_background(
+        plain.shape,
+        found.coords,
+        config.backgrounds_per_photo,
+        size=size,
+        min_distance=config.background_min_distance,
+        masked=found.masked,
+        block=found.block,
+        rng=rng,
+    )
     background, quality = config.background_class, config.jpeg_quality
     patches = [
         (
@@ -254,8 +263,15 @@ def _read(path: str) -> bytes:
 
 
 def _ok(task: PairTask, meta: dict[str, Any], *, resumed: bool, started: float) -> dict[str, Any]:
-    return _row(task.train_id, OK, "resumed" if resumed else "", counts=meta["counts"],
-                annotation=meta, resumed=resumed, cpu_s=time.process_time() - started)  # fmt: skip
+    return _row(
+        task.train_id,
+        OK,
+        "resumed" if resumed else "",
+        counts=meta["counts"],
+        annotation=meta,
+        resumed=resumed,
+        cpu_s=time.process_time() - started,
+    )
 
 
 def _row(train_id: str, status: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -358,8 +374,14 @@ def summarise(
     """Totals of an extract run: photos by status, dots per class, disagreeing photos."""
     ok = [r for r in rows if r["status"] == OK]
     dots = np.sum([r["counts"] for r in ok], axis=0).tolist() if ok else [0] * len(config.classes)
-    disagree = sorted((r["train_id"] for r in ok if expected and r["train_id"] in expected
-                       and list(r["counts"]) != expected[r["train_id"]]), key=id_key)  # fmt: skip
+    disagree = sorted(
+        (
+            r["train_id"]
+            for r in ok
+            if expected and r["train_id"] in expected and list(r["counts"]) != expected[r["train_id"]]
+        ),
+        key=id_key,
+    )
     return {
         "photos": len(rows),
         "done": len(ok),
@@ -426,8 +448,14 @@ def extract_in_process(data: str | Path, out: str | Path, config: Config) -> dic
     clock = RunClock()
     plan = plan_extract(data, out, config)
     totals = write_outputs(plan, [extract_pair(task, str(out), config) for task in plan.tasks], config)
-    write_run_json(out, job="extract", config=config.to_dict(), inputs={"data": str(data), "pairs": len(plan.tasks)},
-                   clock=clock, totals=totals)  # fmt: skip
+    write_run_json(
+        out,
+        job="extract",
+        config=config.to_dict(),
+        inputs={"data": str(data), "pairs": len(plan.tasks)},
+        clock=clock,
+        totals=totals,
+    )
     return totals
 
 

@@ -35,9 +35,26 @@ THUMBNAIL_SIDE = 96
 #: A pixel darker than this (0..255 grey) counts as near-black.
 DARK_LEVEL = 16
 
-COLUMNS = ["path", "bytes", "version", "md5", "status", "detail", "width", "height", "mode", "format",
-           "captured_at", "camera_model", "brightness", "contrast", "sharpness", "dark_share", "phash",
-           "thumbnail"]  # fmt: skip
+COLUMNS = [
+    "path",
+    "bytes",
+    "version",
+    "md5",
+    "status",
+    "detail",
+    "width",
+    "height",
+    "mode",
+    "format",
+    "captured_at",
+    "camera_model",
+    "brightness",
+    "contrast",
+    "sharpness",
+    "dark_share",
+    "phash",
+    "thumbnail",
+]
 
 
 def layout_pattern(layout: str) -> re.Pattern[str]:
@@ -169,8 +186,13 @@ def describe_file(task: FileTask, root: str) -> dict[str, Any]:
         data = b""
     else:
         record = describe_bytes(data, task.path)
-    record.update(path=task.path, bytes=task.bytes, version=task.version, md5=hashlib.md5(data).hexdigest(),
-                  cpu_s=round(time.process_time() - started, 4))  # fmt: skip
+    record.update(
+        path=task.path,
+        bytes=task.bytes,
+        version=task.version,
+        md5=hashlib.md5(data).hexdigest(),
+        cpu_s=round(time.process_time() - started, 4),
+    )
     return record
 
 
@@ -245,15 +267,27 @@ def write_manifest(out: str, columns: list[str], rows: list[dict[str, Any]]) -> 
     buf = io.BytesIO()
     pq.write_table(table, buf)
     storage.write_bytes_atomic(storage.join(out, "manifest.parquet"), buf.getvalue())
-    lines = ([*("" if row[c] is None else row[c] for c in columns[:-1]),
-              base64.b64encode(row["thumbnail"]).decode() if row.get("thumbnail") else ""] for row in rows)  # fmt: skip
+    lines = (
+        [
+            *("" if row[c] is None else row[c] for c in columns[:-1]),
+            base64.b64encode(row["thumbnail"]).decode() if row.get("thumbnail") else "",
+        ]
+        for row in rows
+    )
     storage.write_csv_atomic(storage.join(out, "manifest.csv"), columns, lines)
 
 
 def _schema(columns: list[str]):
     import pyarrow as pa
 
-    types = {"bytes": pa.int64(), "width": pa.int64(), "height": pa.int64(), "brightness": pa.float64(),
-             "contrast": pa.float64(), "sharpness": pa.float64(), "dark_share": pa.float64(),
-             "thumbnail": pa.binary()}  # fmt: skip
+    types = {
+        "bytes": pa.int64(),
+        "width": pa.int64(),
+        "height": pa.int64(),
+        "brightness": pa.float64(),
+        "contrast": pa.float64(),
+        "sharpness": pa.float64(),
+        "dark_share": pa.float64(),
+        "thumbnail": pa.binary(),
+    }
     return pa.schema([(c, types.get(c, pa.string())) for c in columns])

@@ -200,11 +200,16 @@ def tile_grid(shape: tuple[int, ...], tile: int, margin: int, *, stride: int = 1
         If a size is not a positive multiple of ``stride`` (margin may be 0).
     """
     height, width = shape[:2]
-    for name, value, least in (("tile", tile, 1), ("margin", margin, 0), ("height", height, 1),
-                               ("width", width, 1)):  # fmt: skip
+    for name, value, least in (
+        ("tile", tile, 1),
+        ("margin", margin, 0),
+        ("height", height, 1),
+        ("width", width, 1),
+    ):
         if value < least or value % stride:
-            raise ValueError(f"{name} must be a {'positive ' if least else ''}multiple of stride {stride}, "
-                             f"got {value}")  # fmt: skip
+            raise ValueError(
+                f"{name} must be a {'positive ' if least else ''}multiple of stride {stride}, got {value}"
+            )
     rows = _spans(height, tile, margin)
     cols = _spans(width, tile, margin)
     return [

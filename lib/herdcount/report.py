@@ -132,8 +132,13 @@ def png_of(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def draw_dots(image: np.ndarray, points: list[tuple[float, float, int]], colours: list[tuple[int, int, int]],
-              *, radius: int = 9) -> np.ndarray:  # fmt: skip
+def draw_dots(
+    image: np.ndarray,
+    points: list[tuple[float, float, int]],
+    colours: list[tuple[int, int, int]],
+    *,
+    radius: int = 9,
+) -> np.ndarray:
     """A copy of ``image`` with a ring of its class colour around each ``(row, col, class)``."""
     canvas = Image.fromarray(image)
     pen = ImageDraw.Draw(canvas)
@@ -253,14 +258,24 @@ def training_section(inp: Inputs) -> str:
         parts.append(
             f"<h3>{html.escape(info.get('kind', '?'))} model: <code>{html.escape(str(run))}</code></h3>"
         )
-        parts.append(table(["weights", "model.keras MB", "GFLOP per megapixel", "epochs", *metrics],
-                           [[weights, size_mb, flops / 1e9 if flops else "n/a (Dense layers)",
-                             info.get("epochs_run"), *metrics.values()]]))  # fmt: skip
+        parts.append(
+            table(
+                ["weights", "model.keras MB", "GFLOP per megapixel", "epochs", *metrics],
+                [
+                    [
+                        weights,
+                        size_mb,
+                        flops / 1e9 if flops else "n/a (Dense layers)",
+                        info.get("epochs_run"),
+                        *metrics.values(),
+                    ]
+                ],
+            )
+        )
         for name in ("curves.png", "confusion.png", "validation_counts.png"):
             if name in sizes:
                 picture = img(storage.read_bytes(storage.join(run, name)), f"{storage.basename(run)}: {name}")
-                parts.append(f"<figure>{picture}"
-                             f"<figcaption>{html.escape(name)}</figcaption></figure>")  # fmt: skip
+                parts.append(f"<figure>{picture}<figcaption>{html.escape(name)}</figcaption></figure>")
     return "".join(parts) or "<p>No training runs given.</p>"
 
 
@@ -284,9 +299,11 @@ def counting_section(inp: Inputs, scored: list[dict[str, Any]]) -> str:
         per_photo = float(np.mean(seconds)) if seconds else None
         if s["truth"] is not None:
             table_rows.append([s["label"], *s["rmse"], float(np.mean(s["rmse"])), per_photo])
-            parts.append(f"<figure>{img(plot_counts(s['truth'], s['predicted'], names), s['label'] + ': predicted against true')}"
-                         f"<figcaption>{html.escape(s['label'])}: predicted (unrounded) against true counts per photo"
-                         "</figcaption></figure>")  # fmt: skip
+            parts.append(
+                f"<figure>{img(plot_counts(s['truth'], s['predicted'], names), s['label'] + ': predicted against true')}"
+                f"<figcaption>{html.escape(s['label'])}: predicted (unrounded) against true counts per photo"
+                "</figcaption></figure>"
+            )
         else:
             table_rows.append([s["label"], *s["predicted"].sum(axis=0), None, per_photo])
     if scored and scored[0]["truth"] is not None:
@@ -313,8 +330,14 @@ def score_counts(inp: Inputs) -> list[dict[str, Any]]:
             [[float(rows[i][n]) if i in rows else 0.0 for n in inp.config.class_names] for i in ids]
         )
         rounded = dict(zip(sub_ids, submitted))
-        entry = {"path": count, "label": f"{run.get('model', {}).get('kind', '?')} ({storage.basename(count)})", "ids": ids,
-                 "predicted": predicted.reshape(len(ids), -1), "truth": None, "run": run}  # fmt: skip
+        entry = {
+            "path": count,
+            "label": f"{run.get('model', {}).get('kind', '?')} ({storage.basename(count)})",
+            "ids": ids,
+            "predicted": predicted.reshape(len(ids), -1),
+            "truth": None,
+            "run": run,
+        }
         if truth is not None:
             entry["truth"] = np.array([truth[i] for i in ids]).reshape(len(ids), -1)
             entry["rmse"] = column_rmse(entry["truth"], np.array([rounded[i] for i in ids])).tolist()
@@ -339,8 +362,10 @@ def diagnosis_section(inp: Inputs, scored: list[dict[str, Any]], *, worst: int =
                 continue
             path = storage.join(images, by_id[photo_id])
             true, pred = s["truth"][n], s["predicted"][n]
-            caption = (f"{s['label']}, {by_id[photo_id]}: absolute error {error[n]:.1f}; true "
-                       f"{true.astype(int).tolist()}, predicted {np.round(pred, 1).tolist()}")  # fmt: skip
+            caption = (
+                f"{s['label']}, {by_id[photo_id]}: absolute error {error[n]:.1f}; true "
+                f"{true.astype(int).tolist()}, predicted {np.round(pred, 1).tolist()}"
+            )
             png = overlay(path, model, inp.config)
             parts.append(
                 f"<figure>{img(png, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
@@ -382,17 +407,40 @@ def overlay(path: str, run: str, config: Config, *, width: int = 800) -> bytes:
 def lineage_section(inp: Inputs) -> str:
     rows = []
     ex = inp.extract_run
-    rows.append(["extract", str(inp.extract), ex.get("inputs", {}).get("data"), ex.get("inputs", {}).get("fingerprint"),
-                 ex.get("times", {}).get("started_at"), ex.get("times", {}).get("wall_s")])  # fmt: skip
+    rows.append(
+        [
+            "extract",
+            str(inp.extract),
+            ex.get("inputs", {}).get("data"),
+            ex.get("inputs", {}).get("fingerprint"),
+            ex.get("times", {}).get("started_at"),
+            ex.get("times", {}).get("wall_s"),
+        ]
+    )
     for run, info in zip(inp.runs, inp.models):
         rj = read_json(storage.join(run, "run.json"))
         data = info.get("training_data", {})
-        rows.append([f"train ({info.get('kind')})", str(run), data.get("extract"), data.get("fingerprint"),
-                     rj.get("times", {}).get("started_at"), rj.get("times", {}).get("wall_s")])  # fmt: skip
+        rows.append(
+            [
+                f"train ({info.get('kind')})",
+                str(run),
+                data.get("extract"),
+                data.get("fingerprint"),
+                rj.get("times", {}).get("started_at"),
+                rj.get("times", {}).get("wall_s"),
+            ]
+        )
     for count, rj in zip(inp.counts, inp.count_runs):
-        rows.append([f"count ({rj.get('model', {}).get('kind')})", str(count), rj.get("model", {}).get("run"),
-                     rj.get("inputs", {}).get("fingerprint"), rj.get("times", {}).get("started_at"),
-                     rj.get("times", {}).get("wall_s")])  # fmt: skip
+        rows.append(
+            [
+                f"count ({rj.get('model', {}).get('kind')})",
+                str(count),
+                rj.get("model", {}).get("run"),
+                rj.get("inputs", {}).get("fingerprint"),
+                rj.get("times", {}).get("started_at"),
+                rj.get("times", {}).get("wall_s"),
+            ]
+        )
     return "<p>Each stage, what fed it, the fingerprint of its inputs and when it ran.</p>" + table(
         ["stage", "output", "input", "input fingerprint", "started (UTC)", "wall s"], rows
     )
@@ -429,9 +477,11 @@ def build_report(inp: Inputs) -> str:
         f'<section id="{key}"><h2>{title}</h2>{bodies[key]}</section>' for key, title in SECTIONS
     )
     made = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>herdcount report</title>'
-            f"<style>{_STYLE}</style></head><body><h1>herdcount report</h1><p>Made {made}.</p>"
-            f"<nav>{nav}</nav>{sections}</body></html>")  # fmt: skip
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>herdcount report</title>'
+        f"<style>{_STYLE}</style></head><body><h1>herdcount report</h1><p>Made {made}.</p>"
+        f"<nav>{nav}</nav>{sections}</body></html>"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,8 +75,9 @@ def read_run(folder: str | Path) -> dict[str, Any] | None:
     return json.loads(storage.read_text(path)) if storage.exists(path) else None
 
 
-def write_run_json(out: str | Path, *, job: str, config: dict, inputs: dict, clock: RunClock,
-                   totals: dict, **extra: Any) -> dict:  # fmt: skip
+def write_run_json(
+    out: str | Path, *, job: str, config: dict, inputs: dict, clock: RunClock, totals: dict, **extra: Any
+) -> dict:
     """Write ``OUT/run.json`` atomically and return what was written."""
     run = {
         "job": job,

@@ -65,8 +65,9 @@ def assign_groups(
     return placed
 
 
-def split_rows(rows: list[dict[str, Any]], *, by: str, group: list[str], fractions, seed: int,
-               min_photos: int) -> dict[str, list[tuple[str, str, str]]]:  # fmt: skip
+def split_rows(
+    rows: list[dict[str, Any]], *, by: str, group: list[str], fractions, seed: int, min_photos: int
+) -> dict[str, list[tuple[str, str, str]]]:
     """``{split: [(path, label, group), ...]}`` with a ``holdout`` split of rare labels."""
     labelled = [r for r in rows if r.get(by)]
     counts = Counter(r[by] for r in labelled)
@@ -120,17 +121,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             kept = {line["path"] for line in csv.DictReader(io.StringIO(storage.read_text(args.keep)))}
             rows = [r for r in rows if r["path"] in kept]
-        result = split_rows(rows, by=args.by, group=group, fractions=fractions, seed=args.seed,
-                            min_photos=args.min_photos)  # fmt: skip
+        result = split_rows(
+            rows, by=args.by, group=group, fractions=fractions, seed=args.seed, min_photos=args.min_photos
+        )
     except (ValueError, OSError) as exc:
         print(f"split: error: {exc}", file=sys.stderr)
         return 2
     for name, items in result.items():
         storage.write_csv_atomic(storage.join(args.out, f"{name}.csv"), ["path", args.by, "group"], items)
     manifest_run = json.loads(storage.read_text(storage.join(args.manifest, "run.json")))
-    record = {"job": "split", "config": vars(args), "command": sys.argv,
-              "inputs": {"manifest": args.manifest, "fingerprint": manifest_run["inputs"]["fingerprint"], "keep": args.keep},
-              "totals": {k: len(v) for k, v in result.items()}}  # fmt: skip
+    record = {
+        "job": "split",
+        "config": vars(args),
+        "command": sys.argv,
+        "inputs": {
+            "manifest": args.manifest,
+            "fingerprint": manifest_run["inputs"]["fingerprint"],
+            "keep": args.keep,
+        },
+        "totals": {k: len(v) for k, v in result.items()},
+    }
     storage.write_text_atomic(storage.join(args.out, "run.json"), json.dumps(record, indent=2))
     print(proportions(result))
     return 0

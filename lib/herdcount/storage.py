@@ -326,8 +326,10 @@ def check_bucket(path: str | Path) -> None:
         if code in ("404", "NoSuchBucket", "NotFound"):
             raise ValueError(f"S3 bucket {bucket!r} does not exist (endpoint {where})") from None
         if code in ("403", "AccessDenied"):
-            raise ValueError(f"access to S3 bucket {bucket!r} is denied (endpoint {where}); check the AWS "
-                             "credentials and the bucket policy") from None  # fmt: skip
+            raise ValueError(
+                f"access to S3 bucket {bucket!r} is denied (endpoint {where}); check the AWS "
+                "credentials and the bucket policy"
+            ) from None
         raise ValueError(f"S3 bucket {bucket!r} cannot be used: {code} (endpoint {where})") from None
     except BotoCoreError as exc:
         raise ValueError(f"S3 bucket {bucket!r} cannot be reached at {where}: {exc}") from None

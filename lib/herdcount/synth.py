@@ -195,8 +195,13 @@ def place_animals(
 
 
 def _share(name: str, n_classes: int) -> float:
-    kaggle = {"adult_males": 0.06, "subadult_males": 0.05, "adult_females": 0.42,
-              "juveniles": 0.2, "pups": 0.27}  # fmt: skip
+    kaggle = {
+        "adult_males": 0.06,
+        "subadult_males": 0.05,
+        "adult_females": 0.42,
+        "juveniles": 0.2,
+        "pups": 0.27,
+    }
     return kaggle.get(name, 1.0 / n_classes)
 
 
@@ -467,8 +472,12 @@ def write_survey(
         counted = pair["scene_animals"] if i in mismatched else pair["dots"]
         train_rows.append([i, *_counts(config, counted)])
         record = _annotation(config, pair["dots"], f"{i}.jpg")
-        record.update(hidden=_annotation(config, pair["hidden"], "")[config.annotation_key],
-                      mismatched=i in mismatched, width=w, height=h)  # fmt: skip
+        record.update(
+            hidden=_annotation(config, pair["hidden"], "")[config.annotation_key],
+            mismatched=i in mismatched,
+            width=w,
+            height=h,
+        )
         write_bytes_atomic(truth / "train" / f"{i}.json", json.dumps(record).encode())
     write_csv_atomic(out / "Train" / "train.csv", header, train_rows)
     write_csv_atomic(truth / "train_counts.csv", header, train_rows)
@@ -488,9 +497,17 @@ def write_survey(
         out / "sample_submission.csv", test_header, [[i] + [1] * len(config.classes) for i in range(n_test)]
     )
     write_csv_atomic(truth / "test_counts.csv", test_header, test_rows)
-    summary = {"seed": seed, "train": n_train, "test": n_test, "width": width, "height": height,
-               "density": density, "mismatched": sorted(mismatched), "classes": config.class_names,
-               "annotation_style": dataclasses.asdict(style)}  # fmt: skip
+    summary = {
+        "seed": seed,
+        "train": n_train,
+        "test": n_test,
+        "width": width,
+        "height": height,
+        "density": density,
+        "mismatched": sorted(mismatched),
+        "classes": config.class_names,
+        "annotation_style": dataclasses.asdict(style),
+    }
     write_bytes_atomic(truth / "survey.json", json.dumps(summary, indent=2).encode())
     return truth
 

@@ -28,16 +28,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="herdcount clean", description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest", required=True, help="output folder of jobs/manifest.py")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--near-duplicate-bits", type=int, default=defaults.near_duplicate_bits,
-                        help="perceptual hashes at most this many bits apart are one picture (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--dark-mads", type=float, default=defaults.dark_mads,
-                        help="robust deviations below the median brightness that make a photo dark (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--blur-mads", type=float, default=defaults.blur_mads,
-                        help="robust deviations below the median log sharpness that make it blurred (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--dark-levels", type=float, default=defaults.dark_levels,
-                        help="and at least this many grey levels below it (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--blur-ratio", type=float, default=defaults.blur_ratio,
-                        help="and at least this many times less sharp than the median (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--near-duplicate-bits",
+        type=int,
+        default=defaults.near_duplicate_bits,
+        help="perceptual hashes at most this many bits apart are one picture (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dark-mads",
+        type=float,
+        default=defaults.dark_mads,
+        help="robust deviations below the median brightness that make a photo dark (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--blur-mads",
+        type=float,
+        default=defaults.blur_mads,
+        help="robust deviations below the median log sharpness that make it blurred (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dark-levels",
+        type=float,
+        default=defaults.dark_levels,
+        help="and at least this many grey levels below it (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--blur-ratio",
+        type=float,
+        default=defaults.blur_ratio,
+        help="and at least this many times less sharp than the median (default: %(default)s)",
+    )
     parser.add_argument("--label-field", default=defaults.label_field, help="layout field of the label")
     return parser.parse_args(argv)
 
@@ -47,9 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     clock = RunClock()
     manifest_file = storage.join(args.manifest, "manifest.parquet")
     try:
-        settings = CleanSettings(near_duplicate_bits=args.near_duplicate_bits, dark_mads=args.dark_mads,
-                                 blur_mads=args.blur_mads, dark_levels=args.dark_levels, blur_ratio=args.blur_ratio,
-                                 label_field=args.label_field)  # fmt: skip
+        settings = CleanSettings(
+            near_duplicate_bits=args.near_duplicate_bits,
+            dark_mads=args.dark_mads,
+            blur_mads=args.blur_mads,
+            dark_levels=args.dark_levels,
+            blur_ratio=args.blur_ratio,
+            label_field=args.label_field,
+        )
         if not storage.exists(manifest_file):
             raise ValueError(
                 f"{args.manifest} has no manifest.parquet; expected the output of jobs/manifest.py"
@@ -68,8 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     by_flag = {f: sum(1 for _, g, _ in flags if g == f) for f in dict.fromkeys(g for _, g, _ in flags)}
     manifest_run = json.loads(storage.read_text(storage.join(args.manifest, "run.json")))
     inputs = {"manifest": args.manifest, "fingerprint": manifest_run["inputs"]["fingerprint"]}
-    write_run_json(args.out, job="clean", config=vars(args), inputs=inputs, clock=clock,
-                   totals={"files": len(rows), "kept": len(keep), "flags": by_flag})  # fmt: skip
+    write_run_json(
+        args.out,
+        job="clean",
+        config=vars(args),
+        inputs=inputs,
+        clock=clock,
+        totals={"files": len(rows), "kept": len(keep), "flags": by_flag},
+    )
     print(
         f"files: {len(rows)}, kept: {len(keep)}; flags: " + ", ".join(f"{k} {v}" for k, v in by_flag.items())
     )

@@ -40,20 +40,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images", help="folder of photos to count instead of DATA/Test")
     parser.add_argument("--model", required=True, help="a finished run of models/train.py")
     parser.add_argument("--out", required=True, help="output folder (created; reruns resume)")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="resize photos by this factor before counting, e.g. 0.5 for a survey flown "
-                             "twice as low as the training one (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--stride", type=int, default=None,
-                        help="classifier only: offset between windows; default the patch size (the seed's "
-                             "non-overlapping tiles); a multiple of 8 below it slides the window")  # fmt: skip
-    parser.add_argument("--tile", type=int, default=1024,
-                        help="side in pixels of the photo regions inferred at once; bounds memory, "
-                             "does not change counts (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="resize photos by this factor before counting, e.g. 0.5 for a survey flown "
+        "twice as low as the training one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        help="classifier only: offset between windows; default the patch size (the seed's "
+        "non-overlapping tiles); a multiple of 8 below it slides the window",
+    )
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=1024,
+        help="side in pixels of the photo regions inferred at once; bounds memory, "
+        "does not change counts (default: %(default)s)",
+    )
     parser.add_argument(
         "--batch-size", type=int, default=4, help="tiles per model call (default: %(default)s)"
     )
-    parser.add_argument("--photos-per-task", type=int, default=1,
-                        help="photos per Spark task (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--photos-per-task", type=int, default=1, help="photos per Spark task (default: %(default)s)"
+    )
     parser.add_argument(
         "--scheme",
         default=DEFAULT_SCHEME,
@@ -77,21 +90,33 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 < args.scale <= 4:
             raise ValueError(f"--scale must be in (0, 4], got {args.scale}")
         if args.tile < 8 or args.batch_size < 1 or args.photos_per_task < 1:
-            raise ValueError(f"--tile must be >= 8 and --batch-size, --photos-per-task >= 1, got "
-                             f"{args.tile}, {args.batch_size}, {args.photos_per_task}")  # fmt: skip
+            raise ValueError(
+                f"--tile must be >= 8 and --batch-size, --photos-per-task >= 1, got "
+                f"{args.tile}, {args.batch_size}, {args.photos_per_task}"
+            )
         config = load_config(args.scheme)
         info = check_model(args.model, config)
         stride = check_stride(info, args.stride)
         plan = plan_count(images, args.out, sample=sample)
-        settings = CountSettings(out=args.out, model=args.model, kind=info["kind"], scale=args.scale,
-                                 num_classes=len(config.classes), stride=stride, tile=args.tile,
-                                 batch_size=args.batch_size)  # fmt: skip
+        settings = CountSettings(
+            out=args.out,
+            model=args.model,
+            kind=info["kind"],
+            scale=args.scale,
+            num_classes=len(config.classes),
+            stride=stride,
+            tile=args.tile,
+            batch_size=args.batch_size,
+        )
         claim_out(settings)
     except ValueError as exc:
         print(f"count: error: {exc}", file=sys.stderr)
         return 2
-    print(f"count: {len(plan.tasks)} photos to count with the {info['kind']} model, {len(plan.done)} done "
-          f"by an earlier run", file=sys.stderr)  # fmt: skip
+    print(
+        f"count: {len(plan.tasks)} photos to count with the {info['kind']} model, {len(plan.done)} done "
+        f"by an earlier run",
+        file=sys.stderr,
+    )
     spark = build_session("herdcount-count", args.spark_conf, args.master)
     try:
         # TensorFlow gets the cores Spark gives each task, no more: N tasks never start N x N threads.
@@ -106,15 +131,34 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         spark.stop()
     totals = {**write_outputs(plan, results, config), "count_s": round(count_s, 3)}
-    inputs = {"images": images, "sample_submission": plan.sample, "photos": totals["photos"],
-              "fingerprint": fingerprint_files(storage.parent(images), [storage.basename(images)],
-                                               listings={storage.basename(images): plan.listing})}  # fmt: skip
-    model = {"run": storage.absolute(args.model), "kind": info["kind"], "class_names": info["class_names"],
-             "training_data": info.get("training_data"), "metrics": info.get("metrics"),
-             "train_run": (read_run(args.model) or {}).get("times", {}).get("started_at")}  # fmt: skip
-    write_run_json(args.out, job="count", config={"settings": dataclasses.asdict(settings), "scheme": config.to_dict()},
-                   inputs=inputs, clock=clock, totals=totals, model=model,
-                   spark=spark_settings)  # fmt: skip
+    inputs = {
+        "images": images,
+        "sample_submission": plan.sample,
+        "photos": totals["photos"],
+        "fingerprint": fingerprint_files(
+            storage.parent(images),
+            [storage.basename(images)],
+            listings={storage.basename(images): plan.listing},
+        ),
+    }
+    model = {
+        "run": storage.absolute(args.model),
+        "kind": info["kind"],
+        "class_names": info["class_names"],
+        "training_data": info.get("training_data"),
+        "metrics": info.get("metrics"),
+        "train_run": (read_run(args.model) or {}).get("times", {}).get("started_at"),
+    }
+    write_run_json(
+        args.out,
+        job="count",
+        config={"settings": dataclasses.asdict(settings), "scheme": config.to_dict()},
+        inputs=inputs,
+        clock=clock,
+        totals=totals,
+        model=model,
+        spark=spark_settings,
+    )
     errors = [r for r in plan.rows + results if r["status"] == "error"]
     print(format_summary(totals, errors))
     print(f"outputs: {storage.join(args.out, 'submission.csv')}, counts.csv, errors.csv, run.json")

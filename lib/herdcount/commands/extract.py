@@ -45,9 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"extract: error: {exc}", file=sys.stderr)
         return 2
-    inputs = {"data": args.data, "scheme": args.scheme, "pairs": len(plan.tasks),
-              "fingerprint": fingerprint_files(args.data, ["Train", "TrainDotted"], ["MismatchedTrainImages.txt"],
-                                               listings=plan.listings)}  # fmt: skip
+    inputs = {
+        "data": args.data,
+        "scheme": args.scheme,
+        "pairs": len(plan.tasks),
+        "fingerprint": fingerprint_files(
+            args.data, ["Train", "TrainDotted"], ["MismatchedTrainImages.txt"], listings=plan.listings
+        ),
+    }
     print(
         f"extract: {len(plan.tasks)} pairs to process, {len(plan.rows)} handled without Spark",
         file=sys.stderr,
@@ -60,8 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         spark.stop()
     totals = write_outputs(plan, results, config)
-    write_run_json(args.out, job="extract", config=config.to_dict(), inputs=inputs, clock=clock, totals=totals,
-                   spark=spark_settings)  # fmt: skip
+    write_run_json(
+        args.out,
+        job="extract",
+        config=config.to_dict(),
+        inputs=inputs,
+        clock=clock,
+        totals=totals,
+        spark=spark_settings,
+    )
     print(format_summary(totals, plan.rows + results))
     return 0
 

@@ -32,8 +32,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="herdcount manifest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="the collection's root folder (local or s3://)")
     parser.add_argument("--out", required=True, help="output folder; a rerun reads only new or changed files")
-    parser.add_argument("--layout", default=None,
-                        help='folder layout whose {fields} become columns, e.g. "{location}/{contributor}_{date}/{label}/{file}"')  # fmt: skip
+    parser.add_argument(
+        "--layout",
+        default=None,
+        help='folder layout whose {fields} become columns, e.g. "{location}/{contributor}_{date}/{label}/{file}"',
+    )
     parser.add_argument(
         "--files-per-task", type=int, default=8, help="files per Spark task (default: %(default)s)"
     )
@@ -71,13 +74,27 @@ def main(argv: list[str] | None = None) -> int:
     columns, rows = manifest_rows(plan.reused + results, args.layout)
     write_manifest(args.out, columns, rows)
     statuses = Counter(r["status"] for r in rows)
-    totals = {"files": len(rows), "read": len(results), "reused": len(plan.reused), "status": dict(statuses),
-              "cpu_s_per_file": round(sum(r["cpu_s"] for r in results) / len(results), 4) if results else None}  # fmt: skip
+    totals = {
+        "files": len(rows),
+        "read": len(results),
+        "reused": len(plan.reused),
+        "status": dict(statuses),
+        "cpu_s_per_file": round(sum(r["cpu_s"] for r in results) / len(results), 4) if results else None,
+    }
     inputs = {"data": args.data, "layout": args.layout, "fingerprint": fingerprint(rows)}
-    write_run_json(args.out, job="manifest", config={"layout": args.layout, "files_per_task": args.files_per_task},
-                   inputs=inputs, clock=clock, totals=totals, spark=spark_settings)  # fmt: skip
-    print(f"files: {len(rows)} ({len(results)} read, {len(plan.reused)} reused); "
-          + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))  # fmt: skip
+    write_run_json(
+        args.out,
+        job="manifest",
+        config={"layout": args.layout, "files_per_task": args.files_per_task},
+        inputs=inputs,
+        clock=clock,
+        totals=totals,
+        spark=spark_settings,
+    )
+    print(
+        f"files: {len(rows)} ({len(results)} read, {len(plan.reused)} reused); "
+        + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
+    )
     print(f"fingerprint: {inputs['fingerprint']}")
     return 0
 
