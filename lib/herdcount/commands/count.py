@@ -33,6 +33,10 @@ from herdcount.count import (
 from herdcount.runinfo import RunClock, fingerprint_files, read_run, write_run_json
 from herdcount.spark import add_spark_conf_argument, build_session, recorded_settings, run_tasks
 
+#: Exit code of a run that counted every photo it could but where some failed (see errors.csv);
+#: 2 is a configuration error found before Spark started.
+SOME_FAILED = 3
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="herdcount count", description=__doc__.split("\n\n")[0])
@@ -162,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     errors = [r for r in plan.rows + results if r["status"] == "error"]
     print(format_summary(totals, errors))
     print(f"outputs: {storage.join(args.out, 'submission.csv')}, counts.csv, errors.csv, run.json")
+    if totals["failed"]:
+        # Everything countable was counted, but a pipeline must not mistake this for success.
+        seen = totals["counted"] + totals["failed"]
+        print(f"count: {totals['failed']} of {seen} photos failed (see errors.csv); exit code {SOME_FAILED}")
+        return SOME_FAILED
     return 0
 
 
