@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-# TensorFlow's C++ start-up chatter hides the progress bars; errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from herdcount.predictors import QUIET_TENSORFLOW, set_threads
+
+os.environ.setdefault(*QUIET_TENSORFLOW)  # before TensorFlow is imported
 
 import keras
 import numpy as np
@@ -30,7 +31,6 @@ import tensorflow as tf
 
 from herdcount import storage
 from herdcount.config import Config, load_config
-from herdcount.counting import density_map, masked_counts
 from herdcount.models.builders import (
     DensityLoss,
     describe_density_model,
@@ -54,6 +54,7 @@ from herdcount.models.training_data import (
 from herdcount.plots import plot_confusion, plot_counts, plot_curves
 from herdcount.runinfo import RunClock, fingerprint_files, read_run, write_run_json
 from herdcount.score import column_rmse
+from herdcount.tiling import density_map, masked_counts
 
 
 def local_inputs(s: TrainSettings) -> TrainSettings:
@@ -83,19 +84,6 @@ def _slug(uri: str) -> str:
     return hashlib.sha256(uri.encode()).hexdigest()[:16]
 
 
-def set_threads(threads: int) -> None:
-    """One pool of ``threads`` for the ops themselves, two for running independent ops.
-
-    TensorFlow fixes its pools when it first runs an op; called later (``main`` invoked
-    from a process that already used TensorFlow), this keeps the pools it has and says so.
-    """
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-    except RuntimeError:
-        print(f"TensorFlow is already running: keeping its thread pools instead of {threads} threads")
-
-
 def main(argv: list[str] | None = None) -> int:
     clock = RunClock()
     given = parse_args(argv)
@@ -109,7 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    set_threads(settings.threads)
+    # One pool for the ops themselves, two for running independent ops.
+    if set_threads(settings.threads, inter=min(2, settings.threads))[0] != settings.threads:
+        print(
+            f"TensorFlow is already running: keeping its thread pools instead of {settings.threads} threads"
+        )
     keras.utils.set_random_seed(settings.seed)
     devices = [d.device_type for d in tf.config.list_logical_devices()]
     print(f"training a {settings.kind} model on {', '.join(devices)} ({settings.threads} CPU threads)")
@@ -470,8 +462,9 @@ def write_run(
         job="train",
         config={"settings": dataclasses.asdict(given), "scheme": config.to_dict()},
         inputs={
-            "extract": given.extract,
-            "data": given.data,
+            # Absolute: a report or lineage run from another folder must find them.
+            "extract": storage.absolute(given.extract),
+            "data": storage.absolute(given.data) if given.data else None,
             "fingerprint": fingerprint,
             "extract_run": extract_run,
         },

@@ -14,8 +14,8 @@ from numpy.typing import NDArray
 from herdcount import storage
 from herdcount.config import Config
 from herdcount.dots import black_blocks
-from herdcount.extract import id_key, parse_thumbnail_name, read_mismatched
 from herdcount.imaging import decode_rgb
+from herdcount.kaggle import id_key, parse_thumbnail_name, read_mismatched
 from herdcount.models.targets import augment, sample_tile
 
 

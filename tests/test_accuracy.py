@@ -7,8 +7,8 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from herdcount.dots import find_dots
-from herdcount.extract import read_mismatched, read_train_csv
 from herdcount.imaging import decode_rgb
+from herdcount.kaggle import read_mismatched, read_train_csv
 from herdcount.synth import truth_dir, write_survey
 
 

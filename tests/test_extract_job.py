@@ -11,7 +11,7 @@ from conftest import spark_submit
 from PIL import Image
 
 from herdcount.config import config_from_dict, load_config
-from herdcount.extract import parse_thumbnail_name, thumbnail_name
+from herdcount.kaggle import parse_thumbnail_name, thumbnail_name
 from herdcount.runinfo import fingerprint_files
 from herdcount.synth import truth_dir, write_survey
 

@@ -4,7 +4,6 @@ import keras
 import numpy as np
 import pytest
 
-from herdcount.counting import density_map, pad_to_stride
 from herdcount.models.builders import (
     DensityLoss,
     flops_per_megapixel,
@@ -14,6 +13,7 @@ from herdcount.models.builders import (
 )
 from herdcount.models.targets import augment, density_target, sample_tile
 from herdcount.models.training_data import Thumbnails, class_weights, classifier_dataset, split_photos
+from herdcount.tiling import density_map, pad_to_stride
 
 
 def test_classifier_has_the_seed_architecture_and_output():

@@ -11,7 +11,6 @@ from conftest import windows_at
 from PIL import Image
 
 from herdcount.count import CountSettings, count_image
-from herdcount.counting import class_counts, tile_scores, window_scores
 from herdcount.imaging import decode_rgb, decode_rgb_scaled, encode_jpeg, jpeg_shape
 from herdcount.models.builders import (
     describe_density_model,
@@ -20,6 +19,7 @@ from herdcount.models.builders import (
     save_model_run,
 )
 from herdcount.predictors import LOADS, clear_cache, fully_convolutional, load_model, native_stride
+from herdcount.tiling import class_counts, tile_scores, window_scores
 
 
 @pytest.fixture(scope="module")

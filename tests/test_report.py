@@ -147,3 +147,24 @@ def test_lineage_of_a_submission_runs_back_to_the_source_photos(pipeline, extrac
         "fingerprint"
     ]
     assert fingerprint in lines[1]
+
+
+def test_photos_that_cannot_be_read_are_said_loudly(pipeline, extracted, tmp_path, capsys):
+    # The extract run's DATA moved away: its dot crops cannot be drawn, and the report says so.
+    moved = tmp_path / "extract"
+    shutil.copytree(extracted, moved)
+    run = json.loads((moved / "run.json").read_text())
+    run["inputs"]["data"] = str(tmp_path / "gone")
+    (moved / "run.json").write_text(json.dumps(run))
+    out = tmp_path / "report.html"
+    args = ["--extract", str(moved), "--run", str(pipeline["runs"]["density"]), "--out", str(out)]
+    assert report.main(args) == 0
+    said = capsys.readouterr()
+    assert f"cannot read {tmp_path / 'gone' / 'Train'}" in said.err
+    assert "pictures are missing" in said.out
+    assert "pictures are missing:</b>" in out.read_text()
+
+
+def test_the_extract_run_records_data_as_an_absolute_path(extracted, survey):
+    run = json.loads((extracted / "run.json").read_text())
+    assert run["inputs"]["data"] == str(survey.resolve())

@@ -26,10 +26,10 @@ import numpy as np
 
 from herdcount import storage
 from herdcount.config import Config
-from herdcount.counting import class_counts, density_map, tile_scores, window_scores
-from herdcount.extract import id_key
 from herdcount.imaging import PhotoError, decode_rgb_scaled
+from herdcount.kaggle import id_key
 from herdcount.predictors import LOADS, LoadedModel, load_model, read_model_info
+from herdcount.tiling import class_counts, density_map, tile_scores, window_scores
 
 OK, ERROR = "ok", "error"
 PHOTO_EXTENSIONS = ("jpg", "jpeg", "png", "tif", "tiff")

@@ -17,7 +17,6 @@ import csv
 import dataclasses
 import io
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from herdcount import storage
 from herdcount.config import Config
 from herdcount.dots import ColourStats, find_dots
 from herdcount.imaging import PhotoError, decode_rgb, encode_jpeg, jpeg_shape
+from herdcount.kaggle import id_key, read_mismatched, read_train_csv, thumbnail_name
 from herdcount.patches import sample_background, thumbnail_origins
 from herdcount.runinfo import RunClock, write_run_json
 
@@ -96,52 +96,6 @@ def plan_extract(data: str | Path, out: str | Path, config: Config) -> ExtractPl
                 PairTask(stem, storage.join(data, "Train", name), storage.join(data, "TrainDotted", name))
             )
     return plan
-
-
-def read_train_csv(path: str | Path, config: Config) -> dict[str, list[int]] | None:
-    """Counts per class by train id from train.csv, or None when there is no train.csv."""
-    if not storage.exists(path):
-        return None
-    with io.StringIO(storage.read_text(path), newline="") as f:
-        reader = csv.DictReader(f)
-        absent = [c for c in ["train_id", *config.class_names] if c not in (reader.fieldnames or [])]
-        if absent:
-            raise ValueError(f"{path}: missing columns {absent}; expected train_id and the scheme's classes")
-        try:
-            return {row["train_id"]: [int(row[c]) for c in config.class_names] for row in reader}
-        except ValueError as exc:
-            raise ValueError(f"{path}, line {reader.line_num}: {exc}") from None
-
-
-def read_mismatched(path: str | Path) -> set[str]:
-    """Train ids listed in MismatchedTrainImages.txt (header ``train_id``); empty when absent."""
-    if not storage.exists(path):
-        return set()
-    lines = [line.strip() for line in storage.read_text(path).splitlines() if line.strip()]
-    return {line for line in lines if line != "train_id"}
-
-
-def thumbnail_name(train_id: str, klass: str, n: int, offset: int) -> str:
-    """File name of thumbnail ``n`` of a class in a photo, at a diagonal offset:
-    ``img_<id>-<class>-<n>-<offset>.jpg`` (class names hold no '-')."""
-    return f"img_{train_id}-{klass}-{n}-{offset}.jpg"
-
-
-_THUMBNAIL = re.compile(r"img_(?P<id>.+)-(?P<klass>[^-]+)-(?P<n>\d+)-(?P<offset>-?\d+)\.jpg")
-
-
-def parse_thumbnail_name(name: str) -> tuple[str, str, int, int]:
-    """``(train_id, class, n, offset)`` of a name made by :func:`thumbnail_name`.
-
-    Raises
-    ------
-    ValueError
-        If ``name`` is not such a name.
-    """
-    match = _THUMBNAIL.fullmatch(name)
-    if match is None:
-        raise ValueError(f"{name!r} is not a thumbnail name; expected img_<id>-<class>-<n>-<offset>.jpg")
-    return match["id"], match["klass"], int(match["n"]), int(match["offset"])
 
 
 def extract_pair(task: PairTask, out: str, config: Config) -> dict[str, Any]:
@@ -276,11 +230,6 @@ def _ok(task: PairTask, meta: dict[str, Any], *, resumed: bool, started: float) 
 
 def _row(train_id: str, status: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"train_id": train_id, "status": status, "message": message, **extra}
-
-
-def id_key(train_id: str) -> tuple[int, int | str]:
-    """Sort key: numeric ids in numeric order, then other names alphabetically."""
-    return (0, int(train_id)) if train_id.isdigit() else (1, train_id)
 
 
 def report_csv(rows: list[dict[str, Any]], config: Config, expected: dict[str, list[int]] | None) -> str:
@@ -452,7 +401,7 @@ def extract_in_process(data: str | Path, out: str | Path, config: Config) -> dic
         out,
         job="extract",
         config=config.to_dict(),
-        inputs={"data": str(data), "pairs": len(plan.tasks)},
+        inputs={"data": storage.absolute(data), "pairs": len(plan.tasks)},
         clock=clock,
         totals=totals,
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from herdcount import storage
-from herdcount.counting import Predict
+from herdcount.tiling import Predict
 
 KINDS = ("density", "classifier")
 
@@ -77,16 +77,28 @@ def read_model_info(run: str | Path) -> dict[str, Any]:
     return info
 
 
-def set_threads(threads: int) -> tuple[int, int]:
-    """Give TensorFlow ``threads`` intra-op and inter-op threads in this process; return
-    the values in force (TensorFlow fixes them at its first operation)."""
-    # Its C++ start-up notices would fill every executor's log; warnings still show.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+#: The environment setting that keeps TensorFlow's C++ start-up notices out of the logs
+#: (warnings and errors still show): they would fill every executor's log and hide
+#: training's progress. The one place herdcount sets TensorFlow's log level.
+QUIET_TENSORFLOW = ("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def quiet_tensorflow() -> None:
+    """Apply :data:`QUIET_TENSORFLOW`; call before TensorFlow is imported."""
+    os.environ.setdefault(*QUIET_TENSORFLOW)
+
+
+def set_threads(threads: int, inter: int | None = None) -> tuple[int, int]:
+    """Give TensorFlow ``threads`` intra-op threads and ``inter`` (default: as many)
+    inter-op threads in this process; return the values in force (TensorFlow fixes them at
+    its first operation, so a later call keeps the pools it has). The one place herdcount
+    sets TensorFlow's threads."""
+    quiet_tensorflow()
     import tensorflow as tf
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads if inter is None else inter)
     except RuntimeError:
         pass  # already initialised by an earlier task of this worker
     return (
@@ -185,7 +197,7 @@ def tflite_files(model: Any, kind: str) -> tuple[dict[str, bytes], dict[str, Any
     ``maps.tflite`` (the fully convolutional form, see :func:`fully_convolutional`), plus
     ``map_stride``. Inputs keep any batch, height and width. Imports TensorFlow.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow()
     import tensorflow as tf
 
     def export(keras_model: Any) -> bytes:

@@ -18,7 +18,7 @@ import io
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,8 +26,8 @@ from PIL import Image, ImageDraw
 
 from herdcount import storage
 from herdcount.config import Config, config_from_dict
-from herdcount.extract import id_key
 from herdcount.imaging import decode_rgb
+from herdcount.kaggle import id_key
 from herdcount.score import column_rmse, read_counts
 
 SECTIONS = (
@@ -53,6 +53,13 @@ class Inputs:
     #: model.json of each training run and run.json of each count run, read once.
     models: list[dict[str, Any]]
     count_runs: list[dict[str, Any]]
+    #: Photos a picture needed that could not be read, with why: said loudly, never skipped quietly.
+    unreadable: list[str] = field(default_factory=list)
+
+    def cannot_read(self, path: str, why: str) -> None:
+        """Note (and say on stderr) a photo that a picture needed but could not be read."""
+        self.unreadable.append(f"{path}: {why}")
+        print(f"report: warning: cannot read {path}: {why}", file=sys.stderr)
 
 
 def read_json(path: str) -> dict[str, Any]:
@@ -197,8 +204,10 @@ def extraction_section(inp: Inputs, *, crops: int = 3) -> str:
     metas.sort(key=lambda m: -sum(m.get("counts", [])))
     for meta in metas[:crops]:
         path = storage.join(data, "Train", meta["filename"])
-        if data and storage.exists(path):
-            parts.append(_dot_crop(path, meta, inp.config))
+        if not data or not storage.exists(path):
+            inp.cannot_read(path, "not found (was DATA moved since the extract run?)")
+            continue
+        parts.append(_dot_crop(path, meta, inp.config))
     return "".join(parts)
 
 
@@ -353,6 +362,9 @@ def diagnosis_section(inp: Inputs, scored: list[dict[str, Any]], *, worst: int =
         error = np.abs(s["predicted"] - s["truth"]).sum(axis=1)
         images = s["run"].get("inputs", {}).get("images", "")
         model = s["run"].get("model", {}).get("run")
+        if images and not storage.is_dir(images):
+            inp.cannot_read(images, "the count run's photo folder is not found (was it moved?)")
+            images = ""
         by_id = (
             {name.rsplit(".", 1)[0]: name for name in reversed(storage.list_files(images))} if images else {}
         )
@@ -376,8 +388,8 @@ def diagnosis_section(inp: Inputs, scored: list[dict[str, Any]], *, worst: int =
 def overlay(path: str, run: str, config: Config, *, width: int = 800) -> bytes:
     """The photo with the model's view of it overlaid: the summed density map of a density
     model (warmer is more animals), or the class of each tile of a classifier (its dot colour)."""
-    from herdcount.counting import density_map, tile_scores
     from herdcount.predictors import load_model
+    from herdcount.tiling import density_map, tile_scores
 
     model = load_model(run)
     image = decode_rgb(storage.read_bytes(path), path)
@@ -449,6 +461,7 @@ def lineage_section(inp: Inputs) -> str:
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
+.warning { background: #fff3cd; border: 1px solid #e0b100; padding: 0.5em 1em; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
 th { background: #f3f3f3; }
 tr.marked td { background: #fdd; }
@@ -473,6 +486,11 @@ def build_report(inp: Inputs) -> str:
         "lineage": lineage_section(inp),
     }
     nav = "".join(f'<a href="#{key}">{title}</a>' for key, title in SECTIONS)
+    if inp.unreadable:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in inp.unreadable)
+        nav += (
+            f'<div class="warning"><b>{len(inp.unreadable)} pictures are missing:</b><ul>{items}</ul></div>'
+        )
     sections = "".join(
         f'<section id="{key}"><h2>{title}</h2>{bodies[key]}</section>' for key, title in SECTIONS
     )
@@ -499,6 +517,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     storage.write_text_atomic(args.out, build_report(inputs))
     print(f"report written to {args.out}")
+    if inputs.unreadable:
+        print(
+            f"report: {len(inputs.unreadable)} pictures are missing: their photos could not be read (see above)"
+        )
     return 0
 
 

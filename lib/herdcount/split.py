@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": vars(args),
         "command": sys.argv,
         "inputs": {
-            "manifest": args.manifest,
+            "manifest": storage.absolute(args.manifest),
             "fingerprint": manifest_run["inputs"]["fingerprint"],
             "keep": args.keep,
         },

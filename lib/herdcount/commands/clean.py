@@ -92,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     storage.write_text_atomic(storage.join(args.out, "report.html"), report_html(rows, flags, counts))
     by_flag = {f: sum(1 for _, g, _ in flags if g == f) for f in dict.fromkeys(g for _, g, _ in flags)}
     manifest_run = json.loads(storage.read_text(storage.join(args.manifest, "run.json")))
-    inputs = {"manifest": args.manifest, "fingerprint": manifest_run["inputs"]["fingerprint"]}
+    inputs = {
+        "manifest": storage.absolute(args.manifest),
+        "fingerprint": manifest_run["inputs"]["fingerprint"],
+    }
     write_run_json(
         args.out,
         job="clean",

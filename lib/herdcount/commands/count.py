@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         spark.stop()
     totals = {**write_outputs(plan, results, config), "count_s": round(count_s, 3)}
     inputs = {
-        "images": images,
+        "images": storage.absolute(images),
         "sample_submission": plan.sample,
         "photos": totals["photos"],
         "fingerprint": fingerprint_files(

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"extract: error: {exc}", file=sys.stderr)
         return 2
     inputs = {
-        "data": args.data,
+        "data": storage.absolute(args.data),
         "scheme": args.scheme,
         "pairs": len(plan.tasks),
         "fingerprint": fingerprint_files(

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": dict(statuses),
         "cpu_s_per_file": round(sum(r["cpu_s"] for r in results) / len(results), 4) if results else None,
     }
-    inputs = {"data": args.data, "layout": args.layout, "fingerprint": fingerprint(rows)}
+    inputs = {"data": storage.absolute(args.data), "layout": args.layout, "fingerprint": fingerprint(rows)}
     write_run_json(
         args.out,
         job="manifest",

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from herdcount.counting import density_map, masked_counts, pad_to_stride
 from herdcount.patches import tile_grid
+from herdcount.tiling import density_map, masked_counts, pad_to_stride
 
 
 @pytest.mark.parametrize(
