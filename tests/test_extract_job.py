@@ -204,8 +204,15 @@ def test_another_scheme_needs_no_code_change(tmp_path):
         mask_share=0.0,
     )
     out = tmp_path / "out"
-    proc = spark_submit("jobs/extract.py", "--data", str(data), "--out", str(out), "--scheme", str(scheme))
+    # No --scheme: the one synth recorded in DATA/scheme.yaml flows on; a contradicting one stops the job.
+    wrong = spark_submit("jobs/extract.py", "--data", str(data), "--out", str(out), "--scheme", "sealions")
+    assert wrong.returncode == 2
+    assert "has classes ['adult_males'" in wrong.stderr + wrong.stdout
+    assert "was made with ['grey_seals', 'common_seals']" in wrong.stderr + wrong.stdout
+    assert not out.exists()
+    proc = spark_submit("jobs/extract.py", "--data", str(data), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / "run.json").read_text())["config"]["annotation_key"] == "harbour"
     report = read_report(out)
     assert list(report["0"])[3:5] == ["found_grey_seals", "found_common_seals"]
     assert all(row["agrees"] == "true" for row in report.values())

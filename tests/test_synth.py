@@ -19,6 +19,7 @@ def test_layout_matches_kaggle(survey, config):
         "Train",
         "TrainDotted",
         "sample_submission.csv",
+        "scheme.yaml",  # the scheme flows with the data
     ]
     assert sorted(p.name for p in (survey / "Train").iterdir()) == [
         *(f"{i}.jpg" for i in range(6)),

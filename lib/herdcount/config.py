@@ -9,6 +9,7 @@ never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import types
 import typing
@@ -163,6 +164,54 @@ def load_config(path: str | Path, **overrides: Any) -> Config:
         return config_from_dict(data)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
+
+
+def resolve_scheme(given: str | Path | None, recorded: dict[str, Any] | None, source: str) -> Config:
+    """The scheme a stage runs with: the one the data it reads was made with, or ``given``.
+
+    A scheme is given once (to synth or extract) and flows with the data: each output
+    records the scheme it was made with, and the next stage reads it from there.
+
+    Parameters
+    ----------
+    given : str, Path or None
+        ``--scheme`` as typed (a file or a packaged scheme's name), or None.
+    recorded : dict or None
+        The scheme recorded by the stage before (as in run.json or DATA/scheme.yaml).
+    source : str
+        What recorded it, for messages (``"DATA/scheme.yaml"``, ``"the extract run OUT"``).
+
+    Raises
+    ------
+    ValueError
+        If ``given`` contradicts ``recorded`` (other classes, colours or annotation key).
+    """
+    known = config_from_dict(recorded) if recorded is not None else None
+    if given is None:
+        return known if known is not None else load_config(DEFAULT_SCHEME)
+    config = load_config(given)
+    if known is not None and _identity(config) != _identity(known):
+        raise ValueError(
+            f"--scheme {str(given)!r} has classes {config.class_names} (dots {config.dot_colours}), but "
+            f"{source} was made with {known.class_names} (dots {known.dot_colours}); leave --scheme out "
+            "to use the recorded scheme"
+        )
+    return config
+
+
+def _identity(config: Config) -> tuple:
+    """What must agree between stages: classes, their dot colours and the annotation key."""
+    return (
+        tuple(config.class_names),
+        tuple(map(tuple, config.dot_colours)),
+        config.annotation_key,
+        config.background_class,
+    )
+
+
+def scheme_yaml(config: Config) -> str:
+    """The configuration as scheme YAML (what synth writes to DATA/scheme.yaml)."""
+    return yaml.safe_dump(json.loads(json.dumps(config.to_dict())), sort_keys=False)
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:

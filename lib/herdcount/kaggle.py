@@ -66,3 +66,16 @@ def parse_thumbnail_name(name: str) -> tuple[str, str, int, int]:
 def id_key(train_id: str) -> tuple[int, int | str]:
     """Sort key: numeric ids in numeric order, then other names alphabetically."""
     return (0, int(train_id)) if train_id.isdigit() else (1, train_id)
+
+
+def read_data_scheme(data: str | Path) -> dict | None:
+    """The scheme recorded in ``DATA/scheme.yaml`` (written by synth), or None when absent."""
+    import yaml
+
+    path = storage.join(data, "scheme.yaml")
+    if not storage.exists(path):
+        return None
+    recorded = yaml.safe_load(storage.read_text(path))
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{path}: expected a scheme (a mapping), got {type(recorded).__name__}")
+    return recorded

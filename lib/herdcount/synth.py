@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from herdcount.config import DEFAULT_SCHEME, Config, load_config
+from herdcount.config import DEFAULT_SCHEME, Config, load_config, scheme_yaml
 from herdcount.imaging import encode_jpeg
 from herdcount.storage import write_bytes_atomic, write_csv_atomic
 
@@ -497,6 +497,8 @@ def write_survey(
         out / "sample_submission.csv", test_header, [[i] + [1] * len(config.classes) for i in range(n_test)]
     )
     write_csv_atomic(truth / "test_counts.csv", test_header, test_rows)
+    # The scheme flows with the data: extract reads it from here, unless told otherwise.
+    write_bytes_atomic(out / "scheme.yaml", scheme_yaml(config).encode())
     summary = {
         "seed": seed,
         "train": n_train,

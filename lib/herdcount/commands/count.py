@@ -19,7 +19,7 @@ import sys
 import time
 
 from herdcount import storage
-from herdcount.config import DEFAULT_SCHEME, load_config
+from herdcount.config import DEFAULT_SCHEME, resolve_scheme
 from herdcount.count import (
     CountSettings,
     check_model,
@@ -73,8 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scheme",
-        default=DEFAULT_SCHEME,
-        help="class scheme: a YAML file or a packaged scheme (default: %(default)s)",
+        help="class scheme: a YAML file or a packaged scheme (default: the one the model was trained with, "
+        f"else {DEFAULT_SCHEME})",
     )
     add_spark_conf_argument(parser)
     args = parser.parse_args(argv)
@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     sample = storage.join(args.data, "sample_submission.csv") if args.data else None
     try:
         for path in (images, args.model, args.out, args.scheme):
-            storage.check_bucket(path)
+            if path:
+                storage.check_bucket(path)
         if not 0 < args.scale <= 4:
             raise ValueError(f"--scale must be in (0, 4], got {args.scale}")
         if args.tile < 8 or args.batch_size < 1 or args.photos_per_task < 1:
@@ -98,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"--tile must be >= 8 and --batch-size, --photos-per-task >= 1, got "
                 f"{args.tile}, {args.batch_size}, {args.photos_per_task}"
             )
-        config = load_config(args.scheme)
+        trained = (read_run(args.model) or {}).get("config", {}).get("scheme")
+        config = resolve_scheme(args.scheme, trained, f"the model {args.model!r}")
         info = check_model(args.model, config)
         stride = check_stride(info, args.stride)
         plan = plan_count(images, args.out, sample=sample)

@@ -15,8 +15,9 @@ import functools
 import sys
 
 from herdcount import storage
-from herdcount.config import DEFAULT_SCHEME, load_config
+from herdcount.config import DEFAULT_SCHEME, resolve_scheme
 from herdcount.extract import extract_pair, format_summary, plan_extract, write_outputs
+from herdcount.kaggle import read_data_scheme
 from herdcount.runinfo import RunClock, fingerprint_files, write_run_json
 from herdcount.spark import add_spark_conf_argument, build_session, recorded_settings, run_tasks
 
@@ -27,8 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="output folder (created; reruns resume)")
     parser.add_argument(
         "--scheme",
-        default=DEFAULT_SCHEME,
-        help="class scheme: a YAML file or a packaged scheme (default: %(default)s)",
+        help="class scheme: a YAML file or a packaged scheme (default: DATA/scheme.yaml when the survey "
+        f"records one, else {DEFAULT_SCHEME})",
     )
     add_spark_conf_argument(parser)
     return parser.parse_args(argv)
@@ -39,8 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     clock = RunClock()
     try:
         for path in (args.data, args.out, args.scheme):
-            storage.check_bucket(path)
-        config = load_config(args.scheme)
+            if path:
+                storage.check_bucket(path)
+        recorded = read_data_scheme(args.data) if storage.is_dir(args.data) else None
+        config = resolve_scheme(args.scheme, recorded, f"DATA {args.data!r} (its scheme.yaml)")
+        if args.scheme is None and recorded is None:
+            print(
+                f"extract: no --scheme and no DATA/scheme.yaml: using the {DEFAULT_SCHEME} scheme",
+                file=sys.stderr,
+            )
         plan = plan_extract(args.data, args.out, config)
     except ValueError as exc:
         print(f"extract: error: {exc}", file=sys.stderr)
