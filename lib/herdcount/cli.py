@@ -10,6 +10,7 @@ themselves (``local[*]`` unless ``--master`` or spark-submit says otherwise); th
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 #: verb -> (module whose ``main(argv)`` runs it, one line of help), in pipeline order.
@@ -35,9 +36,10 @@ def usage() -> str:
     """The text of ``herdcount --help``."""
     width = max(map(len, VERBS))
     lines = [
-        "usage: herdcount VERB [options]   (herdcount VERB --help for the options of one)",
+        "usage: herdcount [-v] VERB [options]   (herdcount VERB --help for the options of one)",
         "",
-        "Spark-parallel counting of animals in aerial survey photos.",
+        "Spark-parallel counting of animals in aerial survey photos. Quiet by default:",
+        "-v shows what Spark and TensorFlow say too.",
         "",
         "verbs:",
     ]
@@ -48,6 +50,10 @@ def usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run ``herdcount VERB ...``; returns the verb's exit code (2 for an unknown verb)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-v", "--verbose"):
+        # Seen by this process, Spark's JVM and its workers alike.
+        os.environ["HERDCOUNT_VERBOSE"] = "1"
+        argv = argv[1:]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0 if argv else 2

@@ -28,6 +28,12 @@ RGB = tuple[int, int, int]
 DEFAULT_SCHEME = "sealions"
 
 
+def packaged_dir() -> str | None:
+    """The folder of herdcount.conf on disk, or None when the package is imported from a zip."""
+    folder = resources.files("herdcount.conf")
+    return str(folder) if isinstance(folder, Path) and folder.is_dir() else None
+
+
 def packaged_text(name: str) -> str | None:
     """The text of a file shipped in herdcount.conf (``sealions.yaml``), or None if there is
     none. Read as a resource, so it works from an installed package and from a zip."""

@@ -9,7 +9,9 @@ at import time, so the driver can pickle code that refers to this module cheaply
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import io
 import json
 import os
 from collections import Counter
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from herdcount import storage
+from herdcount.runinfo import verbose
 from herdcount.tiling import Predict
 
 KINDS = ("density", "classifier")
@@ -201,7 +204,9 @@ def tflite_files(model: Any, kind: str) -> tuple[dict[str, bytes], dict[str, Any
     import tensorflow as tf
 
     def export(keras_model: Any) -> bytes:
-        return tf.lite.TFLiteConverter.from_keras_model(keras_model).convert()
+        # The export lists every traced tensor on stdout (dozens of lines per model).
+        with contextlib.nullcontext() if verbose() else contextlib.redirect_stdout(io.StringIO()):
+            return tf.lite.TFLiteConverter.from_keras_model(keras_model).convert()
 
     files = {"model.tflite": export(model)}
     extra: dict[str, Any] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import sys
 import time
@@ -67,6 +68,12 @@ class RunClock:
             "wall_s": round(time.monotonic() - self._wall, 3),
             "driver_cpu_s": round(time.process_time() - self._cpu, 3),
         }
+
+
+def verbose() -> bool:
+    """Whether library noise (Spark's start-up notices, TensorFlow's export listings) should
+    show: ``herdcount -v VERB`` sets ``HERDCOUNT_VERBOSE=1``, which Spark's workers inherit."""
+    return os.environ.get("HERDCOUNT_VERBOSE") == "1"
 
 
 def read_run(folder: str | Path) -> dict[str, Any] | None:

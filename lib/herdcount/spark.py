@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from herdcount.runinfo import verbose
+
 log = logging.getLogger("herdcount")
 
 #: Settings for one machine, in spark-defaults format, shipped with the package.
@@ -100,6 +102,15 @@ def build_session(app_name: str, conf_file: str | Path | None = LOCAL_CONF, mast
     java_home = find_java_home()
     if java_home:
         os.environ["JAVA_HOME"] = java_home
+    quiet = not verbose()
+    if quiet and "SPARK_CONF_DIR" not in os.environ:
+        # Read by the JVM this process starts (not by one spark-submit started already):
+        # the package's log4j2.properties, errors only.
+        from herdcount.config import packaged_dir
+
+        folder = packaged_dir()
+        if folder is not None:
+            os.environ["SPARK_CONF_DIR"] = folder
     # Executors of local mode start this interpreter, so they see the same packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark import SparkConf, SparkContext
@@ -107,9 +118,16 @@ def build_session(app_name: str, conf_file: str | Path | None = LOCAL_CONF, mast
 
     SparkContext._ensure_initialized()
     conf = SparkConf()  # holds what spark-submit was given
+    if quiet:
+        # Before the file's settings: errors only, and no console bar redrawn with carriage
+        # returns in log files (the jobs print a progress line of their own every 10 s).
+        if not conf.contains("spark.log.level"):
+            conf.set("spark.log.level", "ERROR")
+        # PySpark's launcher turns the bar on for every Python driver; -v keeps it.
+        conf.set("spark.ui.showConsoleProgress", "false")
     if conf_file:
         for key, value in read_spark_conf(conf_file).items():
-            if not conf.contains(key):
+            if not conf.contains(key) and not (quiet and key == "spark.ui.showConsoleProgress"):
                 conf.set(key, value)
     if master:
         conf.setMaster(master)
