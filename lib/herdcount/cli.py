@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         from herdcount.models.settings import parse_args
 
         parse_args(rest)
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            print("herdcount train: TensorFlow is not installed: pip install 'herdcount[train]'", file=sys.stderr)
+            return 2
     module = importlib.import_module(VERBS[verb][0])
     sys.argv[0] = f"herdcount {verb}"
     return int(module.main(rest) or 0)

@@ -142,8 +142,14 @@ def load_model(run: str | Path, *, threads: int = 1) -> LoadedModel:
         if info["kind"] == "classifier":
             loaded.predict_maps, loaded.map_stride = predictors[1], int(info["map_stride"])
     else:
+        try:
+            import keras
+        except ImportError:
+            raise ValueError(
+                f"{run} has no TensorFlow Lite export (model.tflite) and Keras is not installed: "
+                "pip install 'herdcount[train]' to count with Keras, or train the run again"
+            ) from None
         in_force = set_threads(threads)
-        import keras
 
         model = keras.models.load_model(storage.local_copy(path), compile=False)
         loaded = LoadedModel(info, model, _predictor(model), threads=in_force, runtime="keras")

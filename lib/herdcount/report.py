@@ -289,8 +289,10 @@ def training_section(inp: Inputs) -> str:
 
 
 def _weights(run: str) -> int | None:
-    import keras
-
+    try:
+        import keras
+    except ImportError:  # counting installs need no Keras; the report then omits weights
+        return None
     try:
         path = storage.local_copy(storage.join(run, "model.keras"))
         return int(keras.models.load_model(path, compile=False).count_params())
