@@ -9,9 +9,24 @@ themselves (``local[*]`` unless ``--master`` or spark-submit says otherwise); th
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's default in ``--help``, where its help does not already say it and the
+    default means something (not a required option, a flag off, or None)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        meaningless = default is None or default is False or default is argparse.SUPPRESS
+        if "default" in text.lower() or action.required or meaningless:
+            return text
+        return f"{text} (default: %(default)s)" if action.option_strings else text
+
 
 #: verb -> (module whose ``main(argv)`` runs it, one line of help), in pipeline order.
 VERBS = {
@@ -69,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             import tensorflow  # noqa: F401
         except ImportError:
-            print("herdcount train: TensorFlow is not installed: pip install 'herdcount[train]'", file=sys.stderr)
+            print(
+                "herdcount train: TensorFlow is not installed: pip install 'herdcount[train]'",
+                file=sys.stderr,
+            )
             return 2
     module = importlib.import_module(VERBS[verb][0])
     sys.argv[0] = f"herdcount {verb}"

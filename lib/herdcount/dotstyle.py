@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from herdcount import storage
+from herdcount.cli import HelpFormatter
 from herdcount.config import DEFAULT_SCHEME, Config, load_config
 from herdcount.dots import ColourStats, find_dots, noise_threshold
 from herdcount.imaging import PhotoError, decode_rgb
@@ -164,7 +165,9 @@ def format_style(style: DotStyle, config: Config) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m herdcount.dotstyle DATA [--pairs 4] [--scheme S]``."""
-    parser = argparse.ArgumentParser(prog="herdcount dotstyle", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="herdcount dotstyle", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     parser.add_argument("data", help="dataset root in the Kaggle layout (Train/, TrainDotted/)")
     parser.add_argument("--pairs", type=int, default=4, help="pairs to measure (default 4)")
     parser.add_argument(

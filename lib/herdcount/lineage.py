@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from herdcount import storage
+from herdcount.cli import HelpFormatter
 from herdcount.runinfo import read_run
 
 
@@ -65,7 +66,9 @@ def describe(folder: str, run: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="herdcount lineage", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="herdcount lineage", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     p.add_argument("path", help="an output folder, or a file in one")
     args = p.parse_args(argv)
     try:

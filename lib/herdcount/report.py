@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from herdcount import storage
+from herdcount.cli import HelpFormatter
 from herdcount.config import Config, config_from_dict
 from herdcount.imaging import decode_rgb
 from herdcount.kaggle import id_key
@@ -505,7 +506,9 @@ def build_report(inp: Inputs) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="herdcount report", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="herdcount report", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     p.add_argument("--extract", required=True, help="output folder of the extract job")
     p.add_argument("--run", action="append", default=[], help="a training run (repeatable)")
     p.add_argument("--count", action="append", default=[], help="output folder of the count job (repeatable)")

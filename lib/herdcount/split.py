@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from herdcount import storage
+from herdcount.cli import HelpFormatter
 from herdcount.manifest import OK, read_manifest
 
 SPLITS = ("train", "val", "test")
@@ -95,13 +96,15 @@ def proportions(result: dict[str, list[tuple[str, str, str]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="herdcount split", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="herdcount split", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     p.add_argument("--manifest", required=True, help="output folder of jobs/manifest.py")
     p.add_argument("--keep", help="keep.csv of jobs/clean.py: only these photos are split")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--by", default="label", help="the layout field to stratify by (default: %(default)s)")
     p.add_argument("--group", default="", help="comma-separated layout fields whose photos stay together")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the split")
     p.add_argument("--fractions", default="0.7,0.15,0.15", help="train,val,test (default: %(default)s)")
     p.add_argument(
         "--min-photos", type=int, default=5, help="labels with fewer photos are held out as unknowns"

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from herdcount.cli import HelpFormatter
 from herdcount.config import DEFAULT_SCHEME, Config, load_config, scheme_yaml
 from herdcount.imaging import encode_jpeg
 from herdcount.storage import write_bytes_atomic, write_csv_atomic
@@ -516,7 +517,9 @@ def write_survey(
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m herdcount.synth OUT --train N --test M --seed S``."""
-    parser = argparse.ArgumentParser(prog="herdcount synth", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="herdcount synth", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     parser.add_argument("out", help="dataset root to write (Kaggle layout)")
     parser.add_argument("--train", type=int, default=8, help="training pairs (default 8)")
     parser.add_argument("--test", type=int, default=4, help="test photos (default 4)")

@@ -19,13 +19,16 @@ import sys
 
 from herdcount import storage
 from herdcount.clean import CleanSettings, balance, flag_rows, keep_paths, report_html
+from herdcount.cli import HelpFormatter
 from herdcount.manifest import read_manifest
 from herdcount.runinfo import RunClock, write_run_json
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = CleanSettings()
-    parser = argparse.ArgumentParser(prog="herdcount clean", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="herdcount clean", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     parser.add_argument("--manifest", required=True, help="output folder of jobs/manifest.py")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(

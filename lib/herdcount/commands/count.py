@@ -19,6 +19,7 @@ import sys
 import time
 
 from herdcount import storage
+from herdcount.cli import HelpFormatter
 from herdcount.config import DEFAULT_SCHEME, resolve_scheme
 from herdcount.count import (
     CountSettings,
@@ -39,7 +40,9 @@ SOME_FAILED = 3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="herdcount count", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="herdcount count", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     parser.add_argument("--data", help="dataset root in the Kaggle layout (Test/, sample_submission.csv)")
     parser.add_argument("--images", help="folder of photos to count instead of DATA/Test")
     parser.add_argument("--model", required=True, help="a finished run of models/train.py")

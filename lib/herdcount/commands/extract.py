@@ -15,6 +15,7 @@ import functools
 import sys
 
 from herdcount import storage
+from herdcount.cli import HelpFormatter
 from herdcount.config import DEFAULT_SCHEME, resolve_scheme
 from herdcount.extract import extract_pair, format_summary, plan_extract, write_outputs
 from herdcount.kaggle import read_data_scheme
@@ -23,7 +24,9 @@ from herdcount.spark import add_spark_conf_argument, build_session, recorded_set
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="herdcount extract", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="herdcount extract", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     parser.add_argument("--data", required=True, help="dataset root in the Kaggle layout")
     parser.add_argument("--out", required=True, help="output folder (created; reruns resume)")
     parser.add_argument(

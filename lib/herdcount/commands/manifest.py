@@ -16,6 +16,7 @@ import sys
 from collections import Counter
 
 from herdcount import storage
+from herdcount.cli import HelpFormatter
 from herdcount.manifest import (
     describe_file,
     fingerprint,
@@ -29,7 +30,9 @@ from herdcount.spark import add_spark_conf_argument, build_session, recorded_set
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="herdcount manifest", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="herdcount manifest", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     parser.add_argument("--data", required=True, help="the collection's root folder (local or s3://)")
     parser.add_argument("--out", required=True, help="output folder; a rerun reads only new or changed files")
     parser.add_argument(
