@@ -1,22 +1,28 @@
 """Find the coloured dots that annotators painted on a copy of a survey photo.
 
-Pure numpy/scipy: arrays in, arrays out. Coordinates are ``(row, col)``.
+Pure numpy/scipy: arrays in, arrays out. Coordinates are ``(row, col)``. Nothing about a
+survey's dots is assumed: their size and the pair's JPEG noise are measured in each pair.
 
 The recipe (see ``shared/DESIGN.md`` for why not ``blob_log``):
 
-1. In horizontal strips that stay in cache, over every second row, take the largest
+1. Measure the pair's JPEG noise (:func:`noise_threshold`): a dot must change a pixel by
+   twice its 99th percentile.
+2. In horizontal strips that stay in cache, over every second row, take the largest
    per-channel absolute difference of the plain and dotted copies, threshold it, and
    reduce it to a coarse grid of ``block`` x ``block`` cells. The same pass marks the
-   cells where two rows of the dotted copy are mostly black (masked areas, which JPEG
-   leaves near-black rather than zero).
-2. Label the coarse cells that changed, outside the (slightly grown) masked cells.
+   cells painted black in the dotted copy (masks: dark there, not in the plain copy).
+3. Label the coarse cells that changed, outside the (slightly grown) masked cells.
    Each coarse component is a small window holding one or a few dots.
-3. Copy the windows, at full resolution, side by side onto one small canvas and, in one
-   pass over it, explain every changed pixel as the plain colour partly covered by one
-   dot colour (``dotted = plain + a * (dot - plain)``): the class is the dot colour with
-   the smallest residual, ``a`` is the pixel's coverage. Pixels of each class are
-   labelled separately, so touching dots of two colours stay two dots; a component
-   covering about ``k`` full discs is split into ``k`` dots.
+4. Copy the windows, at full resolution, side by side onto one small canvas (at even
+   coordinates, so its 2x2 blocks are JPEG's chroma blocks) and, in one pass over it,
+   explain every changed pixel as the plain colour partly covered by one dot colour
+   (``dotted = plain + a * (dot - plain)``): the class is the colour with the smallest
+   residual on the pixel's 2x2 block, ``a`` the pixel's coverage. Pixels that fit only
+   loosely count where they join one that fits well (hysteresis).
+5. Label each class's pixels a pixel wider (touching dots of two colours stay two),
+   measure each component's painted area and shape, take the photo's footprint (one
+   dot's area) as the median area, and give each component ``round(area / footprint)``
+   dots, its shape deciding the near tie between one and two (:func:`count_dots`).
 """
 
 from __future__ import annotations
@@ -444,11 +450,6 @@ class Components:
     area: NDArray[np.float64]
     centre: NDArray[np.float64]
     spread: NDArray[np.float64]
-
-    @property
-    def elongation(self) -> NDArray[np.float64]:
-        """Ratio of the larger to the smaller spread; about 1 for a lone dot."""
-        return self.spread[:, 0] / np.maximum(self.spread[:, 1], 0.25)
 
 
 def measure_components(
