@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 
@@ -81,9 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         from herdcount.models.settings import parse_args
 
         parse_args(rest)
-        try:
-            import tensorflow  # noqa: F401
-        except ImportError:
+        # Looked up, not imported: the trainer sets TensorFlow's log level before importing it.
+        if importlib.util.find_spec("tensorflow") is None:
             print(
                 "herdcount train: TensorFlow is not installed: pip install 'herdcount[train]'",
                 file=sys.stderr,
