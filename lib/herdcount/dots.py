@@ -109,6 +109,8 @@ class DotSearch:
         where the photo had too few dots to measure it.
     colours : ColourStats or None
         Colours of the dots' fully painted pixels, per class.
+    threshold : int or None
+        The change threshold used (``diff_threshold``, or the one set by the pair's noise).
     """
 
     coords: NDArray[np.float64]
@@ -117,6 +119,7 @@ class DotSearch:
     block: int
     footprint: float | None = None
     colours: ColourStats | None = None
+    threshold: int | None = None
 
     def counts(self, n_classes: int) -> NDArray[np.int64]:
         """Number of dots per class, as an array of length ``n_classes``."""
@@ -223,7 +226,7 @@ def find_dots(
         coords = coords + at
         order = np.lexsort((coords[:, 1], coords[:, 0]))
         coords, classes = coords[order], classes[order]
-    return DotSearch(coords, classes.astype(np.int64), masked, block, footprint, stats)
+    return DotSearch(coords, classes.astype(np.int64), masked, block, footprint, stats, diff_threshold)
 
 
 def _grow(mask: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 from herdcount import storage
 from herdcount.cli import HelpFormatter
 from herdcount.config import DEFAULT_SCHEME, Config, load_config
-from herdcount.dots import ColourStats, find_dots, noise_threshold
+from herdcount.dots import ColourStats, find_dots
 from herdcount.imaging import PhotoError, decode_rgb
 from herdcount.points import PointScores, score_points
 
@@ -100,9 +100,7 @@ def measure_pairs(data: str, config: Config, *, pairs: int = 4) -> DotStyle:
             continue
         found = find_dots(plain, dotted, config.dot_colours, **params)
         ids.append(name.rsplit(".", 1)[0])
-        thresholds.append(
-            params["diff_threshold"] or noise_threshold(plain, dotted, black_level=params["black_level"])
-        )
+        thresholds.append(found.threshold)
         if found.footprint is not None:
             footprints.append(found.footprint)
         colours = colours + found.colours

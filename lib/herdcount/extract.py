@@ -232,14 +232,15 @@ def _row(train_id: str, status: str, message: str, **extra: Any) -> dict[str, An
     return {"train_id": train_id, "status": status, "message": message, **extra}
 
 
-def report_csv(rows: list[dict[str, Any]], config: Config, expected: dict[str, list[int]] | None) -> str:
+def report_csv(
+    rows: list[dict[str, Any]], config: Config, expected: dict[str, list[int]] | None, whys: dict[str, str]
+) -> str:
     """``extract_report.csv``: one row per train id with status, found and expected counts."""
     names = config.class_names
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     header = ["train_id", "status", "message", *(f"found_{n}" for n in names)]
     writer.writerow([*header, *(f"expected_{n}" for n in names), "agrees", "footprint", "diagnosis"])
-    whys = diagnoses(rows, config, expected)
     for row in sorted(rows, key=lambda r: id_key(r["train_id"])):
         found = row.get("counts") or [""] * len(names)
         exp = (expected or {}).get(row["train_id"])
@@ -318,7 +319,7 @@ def diagnose(
 
 
 def summarise(
-    rows: list[dict[str, Any]], config: Config, expected: dict[str, list[int]] | None
+    rows: list[dict[str, Any]], config: Config, expected: dict[str, list[int]] | None, whys: dict[str, str]
 ) -> dict[str, Any]:
     """Totals of an extract run: photos by status, dots per class, disagreeing photos."""
     ok = [r for r in rows if r["status"] == OK]
@@ -341,7 +342,7 @@ def summarise(
         "disagree_with_train_csv": disagree if expected is not None else None,
         "task_cpu_s": round(sum(r.get("cpu_s", 0.0) for r in rows), 3),
         "measured_dots": measured_dots(ok, config),
-        "likely_cause": likely_cause(diagnoses(rows, config, expected)) if disagree else None,
+        "likely_cause": likely_cause(whys) if disagree else None,
     }
 
 
@@ -382,10 +383,12 @@ def write_outputs(plan: ExtractPlan, results: list[dict[str, Any]], config: Conf
     ok = sorted((r for r in results if r["status"] == OK), key=lambda r: id_key(r["train_id"]))
     annotations = json.dumps([r["annotation"] for r in ok])
     storage.write_text_atomic(storage.join(plan.out, "training_metadata.json"), annotations)
+    # Once for both the report's rows and the summary's likely cause.
+    whys = diagnoses(rows, config, plan.expected)
     storage.write_text_atomic(
-        storage.join(plan.out, "extract_report.csv"), report_csv(rows, config, plan.expected)
+        storage.join(plan.out, "extract_report.csv"), report_csv(rows, config, plan.expected, whys)
     )
-    return summarise(rows, config, plan.expected)
+    return summarise(rows, config, plan.expected, whys)
 
 
 def extract_in_process(data: str | Path, out: str | Path, config: Config) -> dict[str, Any]:
