@@ -56,9 +56,9 @@ def _count_child(run, kind, scale, photos, out, num_classes, queue):
     seconds = []
     for path in photos:
         record = count_photo(PhotoTask(Path(path).stem, path, Path(path).name), settings)
-        if record["status"] != "ok":
-            raise RuntimeError(record["reason"])
-        seconds.append(record["cpu_s"])
+        if record.status != "ok":
+            raise RuntimeError(str(record.error))
+        seconds.append(record.cpu_s)
     queue.put({"cpu_s": seconds, "peak_mb": _peak_mb()})
 
 

@@ -48,9 +48,9 @@ def herdcount_method(task, out, config):
     from herdcount.extract import extract_pair
 
     record = extract_pair(task, str(out), config)
-    if record["status"] != "ok":
-        raise RuntimeError(record["message"])
-    return record["counts"]
+    if record.status != "ok":
+        raise RuntimeError(record.message)
+    return record.counts
 
 
 def reference_method(task, out, config):

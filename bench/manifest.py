@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.process_time()
     for name in names:
         record = describe_file(FileTask(name, 0, ""), str(data / "Test"))
-        assert record["status"] == "ok", record
+        assert record.status == "ok", record.error
     ours = (time.process_time() - start) / len(names)
     start = time.process_time()
     for name in names:

@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from herdcount.config import DEFAULT_SCHEME, load_config
-from herdcount.extract import extract_in_process
+from herdcount.extract import ExtractJob
+from herdcount.runner import run_in_process
 from herdcount.synth import write_survey
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             height=args.height,
         )
     if not (out / "run.json").is_file():
-        extract_in_process(data, out, config)
+        run_in_process(ExtractJob(data, out, config=config))
     cores = len(os.sched_getaffinity(0))
     print(f"survey: {args.train} photos of {args.width}x{args.height} in {data}; {cores} cores")
     for kind in args.kinds.split(","):

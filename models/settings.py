@@ -32,8 +32,58 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
 
 
 @dataclass(frozen=True)
+class DensitySettings:
+    """What only the density model's training uses: its size, its sampler and targets."""
+
+    #: Side in pixels of the training tiles, and batches of them per epoch.
+    tile_size: int = 256
+    steps_per_epoch: int = 100
+    #: Share of tiles placed at random rather than on dots of a sampled class.
+    empty_share: float = 0.5
+    #: Resize range of the training tiles, and the spread of the log of the factor
+    #: (0: uniform over the range).
+    min_scale: float = 0.5
+    max_scale: float = 1.5
+    scale_sigma: float = 0.25
+    #: Gaussian of each dot in output cells, and the weight of the tile count loss.
+    sigma: float = 1.0
+    count_weight: float = 1.0
+    #: Channels at 1/4 resolution and convolutions at 1/8.
+    width: int = 16
+    depth: int = 4
+    #: Tile of the whole-photo validation.
+    inference_tile: int = 1024
+
+    def check(self) -> None:
+        """Reject settings that cannot work.
+
+        Raises
+        ------
+        ValueError
+            Naming the option and its value.
+        """
+        for name in ("steps_per_epoch", "width", "depth"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.tile_size % 8 or self.tile_size < 64:
+            raise ValueError(f"--tile-size must be a multiple of 8 of at least 64, got {self.tile_size}")
+        if self.inference_tile % 8 or self.inference_tile < 8:
+            raise ValueError(f"--inference-tile must be a positive multiple of 8, got {self.inference_tile}")
+        if not 0 < self.min_scale <= self.max_scale:
+            raise ValueError(
+                f"need 0 < --min-scale <= --max-scale, got {self.min_scale} and {self.max_scale}"
+            )
+        if not 0 <= self.empty_share <= 1:
+            raise ValueError(f"--empty-share must be in [0, 1], got {self.empty_share}")
+
+
+@dataclass(frozen=True)
 class TrainSettings:
-    """Everything a training run was asked to do; saved in run.json."""
+    """Everything a training run was asked to do; saved in run.json.
+
+    The options of every kind are fields here; those of one kind are a settings object of
+    their own (:class:`DensitySettings`), which a classifier run ignores.
+    """
 
     kind: str
     extract: str
@@ -48,18 +98,14 @@ class TrainSettings:
     patience: int = 6
     threads: int = 0  # 0: every core this process may use
     overwrite: bool = False
-    # Density model only.
-    tile_size: int = 256
-    steps_per_epoch: int = 100
-    empty_share: float = 0.5
-    min_scale: float = 0.5
-    max_scale: float = 1.5
-    sigma: float = 1.0
-    width: int = 16
-    depth: int = 4
-    count_weight: float = 1.0
-    scale_sigma: float = 0.25
-    inference_tile: int = 1024
+    density: DensitySettings = DensitySettings()
+
+    def params(self) -> dict[str, object]:
+        """Flat ``name: value`` pairs for a tracker; a density run's own ones as ``density.name``."""
+        flat = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "density"}
+        if self.kind == "density":
+            flat.update({f"density.{k}": v for k, v in dataclasses.asdict(self.density).items()})
+        return flat
 
     def resolved(self) -> TrainSettings:
         """The settings with each kind's defaults filled in."""
@@ -74,7 +120,7 @@ class TrainSettings:
 
 
 def parse_args(argv: list[str] | None = None) -> TrainSettings:
-    defaults = TrainSettings("", "", None, "")
+    defaults, density = TrainSettings("", "", None, ""), DensitySettings()
     p = argparse.ArgumentParser(prog="herdcount train", description=_DESCRIPTION, formatter_class=_Formatter)
     p.add_argument("--kind", required=True, choices=KINDS, help="what to train")
     p.add_argument("--extract", required=True, metavar="OUT", help="output folder of jobs/extract.py")
@@ -96,57 +142,46 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default: every usable core)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in RUN")
     g = p.add_argument_group("density model")
-    g.add_argument("--tile-size", type=int, default=defaults.tile_size, help="training tile side in pixels")
-    g.add_argument("--steps-per-epoch", type=int, default=defaults.steps_per_epoch, help="batches per epoch")
+    g.add_argument("--tile-size", type=int, default=density.tile_size, help="training tile side in pixels")
+    g.add_argument("--steps-per-epoch", type=int, default=density.steps_per_epoch, help="batches per epoch")
     g.add_argument(
-        "--empty-share", type=float, default=defaults.empty_share, help="share of tiles placed at random"
+        "--empty-share", type=float, default=density.empty_share, help="share of tiles placed at random"
     )
     g.add_argument(
-        "--min-scale", type=float, default=defaults.min_scale, help="smallest resize of training tiles"
+        "--min-scale", type=float, default=density.min_scale, help="smallest resize of training tiles"
     )
     g.add_argument(
-        "--max-scale", type=float, default=defaults.max_scale, help="largest resize of training tiles"
+        "--max-scale", type=float, default=density.max_scale, help="largest resize of training tiles"
     )
+    g.add_argument("--sigma", type=float, default=density.sigma, help="Gaussian of each dot, in output cells")
+    g.add_argument("--width", type=int, default=density.width, help="channels of the model at 1/4 resolution")
+    g.add_argument("--depth", type=int, default=density.depth, help="convolutions at 1/8 resolution")
     g.add_argument(
-        "--sigma", type=float, default=defaults.sigma, help="Gaussian of each dot, in output cells"
-    )
-    g.add_argument(
-        "--width", type=int, default=defaults.width, help="channels of the model at 1/4 resolution"
-    )
-    g.add_argument("--depth", type=int, default=defaults.depth, help="convolutions at 1/8 resolution")
-    g.add_argument(
-        "--count-weight", type=float, default=defaults.count_weight, help="weight of the tile count loss"
+        "--count-weight", type=float, default=density.count_weight, help="weight of the tile count loss"
     )
     g.add_argument(
         "--scale-sigma",
         type=float,
-        default=defaults.scale_sigma,
+        default=density.scale_sigma,
         help="spread of the log of the resize factor (0: uniform over the range)",
     )
     g.add_argument(
-        "--inference-tile", type=int, default=defaults.inference_tile, help="tile of whole-photo validation"
+        "--inference-tile", type=int, default=density.inference_tile, help="tile of whole-photo validation"
     )
     args = p.parse_args(argv)
-    return TrainSettings(
-        **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings)}
-    ).resolved()
+    common = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings) if f.name != "density"}
+    kind = DensitySettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DensitySettings)})
+    return TrainSettings(**common, density=kind).resolved()
 
 
 def check_settings(s: TrainSettings) -> None:
     """Reject settings that cannot work, before anything is read."""
     if s.kind == "density" and not s.data:
         raise ValueError("--kind density needs --data DATA: it trains on the Train photos themselves")
-    for name in ("epochs", "batch_size", "patience", "steps_per_epoch", "width", "depth"):
+    for name in ("epochs", "batch_size", "patience"):
         if getattr(s, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(s, name)}")
-    if s.tile_size % 8 or s.tile_size < 64:
-        raise ValueError(f"--tile-size must be a multiple of 8 of at least 64, got {s.tile_size}")
-    if s.inference_tile % 8 or s.inference_tile < 8:
-        raise ValueError(f"--inference-tile must be a positive multiple of 8, got {s.inference_tile}")
-    if not 0 < s.min_scale <= s.max_scale:
-        raise ValueError(f"need 0 < --min-scale <= --max-scale, got {s.min_scale} and {s.max_scale}")
-    if not 0 <= s.empty_share <= 1:
-        raise ValueError(f"--empty-share must be in [0, 1], got {s.empty_share}")
+    s.density.check()
     if not s.overwrite and any(
         storage.exists(storage.join(s.out, name)) for name in ("model.keras", "model.json")
     ):

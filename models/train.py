@@ -134,7 +134,7 @@ def _tracker(settings: TrainSettings):
         return None
     from herdcount.models import tracking
 
-    tracking.start(f"{settings.kind}-{Path(settings.out).name}", dataclasses.asdict(settings))
+    tracking.start(f"{settings.kind}-{Path(settings.out).name}", settings.params())
     return tracking
 
 
@@ -304,7 +304,7 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
     print(
         f"{len(train)} training and {len(val)} validation photos decoded in {time.monotonic() - started:.1f} s"
     )
-    model = make_density_model(num_classes, width=settings.width, depth=settings.depth)
+    model = make_density_model(num_classes, width=settings.density.width, depth=settings.density.depth)
     geo = describe_density_model(model)
     stride, flops, margin = geo["output_stride"], geo["flops_per_megapixel"], geo["margin"]
     print(
@@ -312,9 +312,9 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         f"{geo['receptive_field']} px, {flops / 1e9:.2f} GFLOP per megapixel"
     )
     sampling = {
-        "size": settings.tile_size,
+        "size": settings.density.tile_size,
         "stride": stride,
-        "sigma": settings.sigma,
+        "sigma": settings.density.sigma,
         "block": config.dots.block,
     }
     rng = np.random.default_rng(settings.seed)
@@ -322,20 +322,20 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         train,
         num_classes,
         rng,
-        empty_share=settings.empty_share,
-        scale_range=(settings.min_scale, settings.max_scale),
-        scale_sigma=settings.scale_sigma,
+        empty_share=settings.density.empty_share,
+        scale_range=(settings.density.min_scale, settings.density.max_scale),
+        scale_sigma=settings.density.scale_sigma,
         **sampling,
     )
     train_ds = density_dataset(
-        stream, num_classes, size=settings.tile_size, stride=stride, batch_size=settings.batch_size
+        stream, num_classes, size=settings.density.tile_size, stride=stride, batch_size=settings.batch_size
     )
     # Fixed validation tiles at scale 1 for val_loss; the photo counts below are what matters.
     val_stream = tile_stream(
         val,
         num_classes,
         np.random.default_rng(settings.seed + 1),
-        empty_share=settings.empty_share,
+        empty_share=settings.density.empty_share,
         scale_range=(1.0, 1.0),
         augmented=False,
         **sampling,
@@ -343,10 +343,15 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
     tiles = [next(val_stream) for _ in range(8 * settings.batch_size)]
     val_data = (np.stack([t[0] for t in tiles]), np.stack([t[1] for t in tiles]))
     validation = PhotoValidation(
-        val, num_classes, stride=stride, tile=settings.inference_tile, margin=margin, block=config.dots.block
+        val,
+        num_classes,
+        stride=stride,
+        tile=settings.density.inference_tile,
+        margin=margin,
+        block=config.dots.block,
     )
     fit = {
-        "steps_per_epoch": settings.steps_per_epoch,
+        "steps_per_epoch": settings.density.steps_per_epoch,
         "validation_data": val_data,
         "shuffle": False,
         "verbose": _verbose(),
@@ -354,11 +359,11 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
     # Cosine decay to a tenth settles the weights and the batch-norm statistics at the end,
     # which a whole-photo count (a sum over ~30,000 cells) is sensitive to.
     schedule = keras.optimizers.schedules.CosineDecay(
-        settings.learning_rate, settings.epochs * settings.steps_per_epoch, alpha=0.1
+        settings.learning_rate, settings.epochs * settings.density.steps_per_epoch, alpha=0.1
     )
     model.compile(
         optimizer=keras.optimizers.Adam(schedule),
-        loss=DensityLoss(count_weight=settings.count_weight),
+        loss=DensityLoss(count_weight=settings.density.count_weight),
         metrics=[tile_count_error],
     )
     callbacks = _callbacks("val_rmse", settings, [validation], loggers, plateau=False)
@@ -374,7 +379,7 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         "val_photos": len(val),
     }
     info = {
-        "tile_size": settings.tile_size,
+        "tile_size": settings.density.tile_size,
         "output_stride": stride,
         "receptive_field": geo["receptive_field"],
         "margin": margin,
@@ -432,7 +437,7 @@ def write_run(
         "kind": settings.kind,
         "class_names": names,
         "input_scale": 1.0,
-        "training_scale_range": [settings.min_scale, settings.max_scale]
+        "training_scale_range": [settings.density.min_scale, settings.density.max_scale]
         if settings.kind == "density"
         else None,
         **{
@@ -480,8 +485,8 @@ def _extract_run(out: str) -> dict[str, Any] | None:
         return None
     return {
         "path": storage.absolute(storage.join(out, "run.json")),
-        "started_at": run.get("times", {}).get("started_at"),
-        "inputs": run.get("inputs"),
+        "started_at": run.times.get("started_at"),
+        "inputs": run.inputs,
     }
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from herdcount.config import DEFAULT_SCHEME, load_config
-from herdcount.extract import extract_in_process
+from herdcount.extract import ExtractJob
+from herdcount.runner import run_in_process
 from herdcount.spark import find_java_home
 from herdcount.synth import write_survey
 
@@ -48,7 +49,7 @@ def survey(tmp_path_factory, config):
 def extracted(tmp_path_factory, survey, config):
     """The shared survey's extract output, made with the extract library (no Spark needed here)."""
     out = tmp_path_factory.mktemp("extracted") / "out"
-    extract_in_process(survey, out, config)
+    run_in_process(ExtractJob(survey, out, config=config))
     return out
 
 

@@ -231,7 +231,7 @@ def test_without_train_csv_extraction_runs_and_skips_the_comparison(tmp_path, su
     plan = plan_extract(data, tmp_path / "out", config)
     assert plan.expected is None
     results = [extract_pair(task, str(tmp_path / "out"), config) for task in plan.tasks[:2]]
-    totals = write_outputs(plan, results, config)
+    totals = write_outputs(plan, results)
     assert totals["done"] == 2 and totals["disagree_with_train_csv"] is None
     report = read_report(tmp_path / "out")
     assert all(

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from herdcount import dotstyle
-from herdcount.extract import extract_in_process
+from herdcount.extract import ExtractJob
+from herdcount.runner import run_in_process
 from herdcount.synth import AnnotationStyle, write_survey
 from herdcount.synth import main as synth_main
 
@@ -28,7 +29,7 @@ def big_dots(tmp_path_factory, config):
 
 
 def test_the_run_records_the_measured_footprint_and_colours(big_dots, tmp_path, config):
-    totals = extract_in_process(big_dots, tmp_path / "out", config)
+    totals = run_in_process(ExtractJob(big_dots, tmp_path / "out", config=config)).totals
     assert totals["disagree_with_train_csv"] == [] and totals["likely_cause"] is None
     measured = json.loads((tmp_path / "out" / "run.json").read_text())["totals"]["measured_dots"]
     assert measured["radius_px"] == pytest.approx(4.5, rel=0.1)
@@ -42,7 +43,7 @@ def test_the_run_records_the_measured_footprint_and_colours(big_dots, tmp_path, 
 def test_a_wrong_radius_is_diagnosed_as_dots_split_in_two(big_dots, tmp_path, config):
     # A user who sets the radius of another survey's annotators: every dot becomes two.
     wrong = dataclasses.replace(config, dots=dataclasses.replace(config.dots, dot_radius=3.2))
-    totals = extract_in_process(big_dots, tmp_path / "out", wrong)
+    totals = run_in_process(ExtractJob(big_dots, tmp_path / "out", config=wrong)).totals
     assert len(totals["disagree_with_train_csv"]) == 4
     assert totals["likely_cause"].startswith("likely cause (4 of 4 photos): dots split in two")
     assert "dots.dot_radius" in totals["likely_cause"]

@@ -10,12 +10,15 @@ from __future__ import annotations
 import base64
 import html
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
-from herdcount.manifest import OK, UNREADABLE, UNSUPPORTED, hamming
+from herdcount import storage
+from herdcount.manifest import OK, UNREADABLE, UNSUPPORTED, hamming, read_manifest
+from herdcount.runinfo import read_run
+from herdcount.runner import Job, Outcome
 
 FLAGS = ("duplicate", "near_duplicate", "unreadable", "unsupported", "missing_label", "dark", "blurred")
 
@@ -185,3 +188,70 @@ def report_html(rows: list[dict[str, Any]], flags: list[tuple[str, str, str]], c
         f'<section id="balance"><h2>Balance</h2><img alt="photos per label" src="data:image/png;base64,{chart}">'
         f"</section>{''.join(parts)}</body></html>"
     )
+
+
+@dataclass
+class CleanPlan:
+    """The manifest's rows and the thresholds to judge them by."""
+
+    rows: list[dict[str, Any]]
+    settings: CleanSettings
+    fingerprint: str | None
+
+
+@dataclass
+class CleanJob(Job[CleanPlan, Any, Any]):
+    """The clean job: all its work is on the manifest's rows, on the driver; no photo is read.
+
+    Parameters
+    ----------
+    manifest, out : str
+        The manifest job's output folder and this job's.
+    options : dict
+        The fields of :class:`CleanSettings` (checked when the job is planned).
+    """
+
+    name: ClassVar[str] = "clean"
+    manifest: str
+    out: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def paths(self) -> list[str | None]:
+        return [self.manifest, self.out]
+
+    def plan(self) -> CleanPlan:
+        settings = CleanSettings(**self.options)
+        manifest_file = storage.join(self.manifest, "manifest.parquet")
+        if not storage.exists(manifest_file):
+            raise ValueError(
+                f"{self.manifest} has no manifest.parquet; expected the output of jobs/manifest.py"
+            )
+        manifest_run = read_run(self.manifest)
+        fingerprint = manifest_run.inputs.get("fingerprint") if manifest_run else None
+        return CleanPlan(read_manifest(manifest_file), settings, fingerprint)
+
+    def items(self, plan: CleanPlan) -> list[Any]:
+        return []
+
+    def finish(self, plan: CleanPlan, results: list[Any], work_s: float) -> Outcome:
+        rows, settings = plan.rows, plan.settings
+        flags = flag_rows(rows, settings)
+        keep = keep_paths(rows, flags)
+        counts = balance(rows, keep, settings.label_field)
+        out = self.out
+        storage.write_csv_atomic(storage.join(out, "flags.csv"), ["path", "flag", "detail"], flags)
+        storage.write_csv_atomic(storage.join(out, "keep.csv"), ["path"], [[p] for p in keep])
+        storage.write_csv_atomic(storage.join(out, "balance.csv"), ["label", "photos"], counts.items())
+        storage.write_text_atomic(storage.join(out, "report.html"), report_html(rows, flags, counts))
+        by_flag = {f: sum(1 for _, g, _ in flags if g == f) for f in dict.fromkeys(g for _, g, _ in flags)}
+        summary = (
+            f"files: {len(rows)}, kept: {len(keep)}; flags: "
+            + ", ".join(f"{k} {v}" for k, v in by_flag.items())
+            + f"\noutputs: {storage.join(out, 'flags.csv')}, keep.csv, balance.csv, report.html"
+        )
+        return Outcome(
+            config={"manifest": self.manifest, "out": self.out, **self.options},
+            inputs={"manifest": storage.absolute(self.manifest), "fingerprint": plan.fingerprint},
+            totals={"files": len(rows), "kept": len(keep), "flags": by_flag},
+            summary=summary,
+        )

@@ -13,25 +13,31 @@ Outputs under OUT:
 from __future__ import annotations
 
 import csv
+import dataclasses
+import functools
 import hashlib
 import io
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from herdcount import storage
-from herdcount.config import Config
+from herdcount.config import Config, resolve_scheme
 from herdcount.imaging import PhotoError, decode_rgb_scaled
 from herdcount.kaggle import id_key
 from herdcount.predictors import LOADS, LoadedModel, load_model, read_model_info
+from herdcount.records import Status, TaskError
+from herdcount.runinfo import fingerprint_files, read_run
+from herdcount.runner import SOME_FAILED, Job, Outcome
 from herdcount.tiling import class_counts, density_map, tile_scores, window_scores
 
-OK, ERROR = "ok", "error"
+OK, ERROR = Status.OK, Status.ERROR
 PHOTO_EXTENSIONS = ("jpg", "jpeg", "png", "tif", "tiff")
 
 
@@ -61,20 +67,79 @@ class PhotoTask:
 
 
 @dataclass
+class PhotoResult:
+    """What became of one photo: its counts and what they cost, or the error.
+
+    Written as ``OUT/photos/<id>.json`` when counted (:meth:`to_dict`), which a rerun reads
+    back (:meth:`from_dict`).
+    """
+
+    test_id: str
+    status: Status
+    #: The photo as messages name it (``Test/12.jpg``).
+    file: str
+    #: Unrounded, per class.
+    counts: list[float] = field(default_factory=list)
+    #: Of the photo as decoded (after ``--scale``).
+    width: int = 0
+    height: int = 0
+    #: Decoding and inference; ``load_cpu_s`` is the model load (a worker's first photo).
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    load_cpu_s: float = 0.0
+    #: Unix time.
+    finished_at: float = 0.0
+    #: The worker process, how often it loaded the model (1), TensorFlow's intra- and
+    #: inter-op threads and the runtime that ran the model.
+    pid: int = 0
+    model_loads: int = 0
+    threads: list[int] = field(default_factory=list)
+    runtime: str = ""
+    #: Counted by an earlier run (read back, not written).
+    resumed: bool = False
+    error: TaskError | None = None
+
+    _TRANSIENT: ClassVar[tuple[str, ...]] = ("resumed", "error")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The photo's JSON record, as photos/<id>.json holds it."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._TRANSIENT}
+        data["status"] = str(self.status)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, resumed: bool = False) -> PhotoResult:
+        """Read a photo's JSON record.
+
+        Raises
+        ------
+        ValueError
+            If the record has keys this version does not know.
+        """
+        known = {f.name for f in fields(cls)} - set(cls._TRANSIENT)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"not a photo record: unknown keys {unknown}")
+        return cls(**{**data, "status": Status(data["status"])}, resumed=resumed)
+
+
+@dataclass
 class CountPlan:
     """What the driver decided before any Spark work starts."""
 
     out: str
     tasks: list[PhotoTask]
-    #: Records of photos counted by an earlier run into the same OUT.
-    done: list[dict[str, Any]] = field(default_factory=list)
-    #: Error records that need no Spark work (files that are not photos, missing ids).
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    #: Results of photos counted by an earlier run into the same OUT.
+    done: list[PhotoResult] = field(default_factory=list)
+    #: Error results that need no Spark work (files that are not photos, missing ids).
+    rows: list[PhotoResult] = field(default_factory=list)
     #: Submission ids in order: sample_submission.csv's, or the photos' in numeric order.
     order: list[str] = field(default_factory=list)
     sample: str | None = None
     #: ``(name, size)`` of the files in the photo folder, as listed for the plan.
     listing: list[tuple[str, int]] = field(default_factory=list)
+    #: The count job's settings, scheme and model, when the job made the plan.
+    job: _CountContext | None = None
 
 
 def check_model(run: str | Path, config: Config) -> dict[str, Any]:
@@ -151,7 +216,7 @@ def plan_count(images: str | Path, out: str | Path, *, sample: str | Path | None
         else:
             seen[photo_id] = label
             if photo_id in done:
-                plan.done.append({**done[photo_id], "resumed": True})
+                plan.done.append(done[photo_id])
             else:
                 plan.tasks.append(PhotoTask(photo_id, storage.join(images, name), label))
     if sample is not None and storage.exists(sample):
@@ -229,22 +294,18 @@ def claim_out(settings: CountSettings) -> None:
     storage.write_text_atomic(path, json.dumps(key, indent=2))
 
 
-def count_photo(task: PhotoTask, settings: CountSettings) -> dict[str, Any]:
+def count_photo(task: PhotoTask, settings: CountSettings) -> PhotoResult:
     """Count one photo on an executor and write ``OUT/photos/<id>.json``; never raises for
-    bad input, returns an error record instead.
+    bad input, returns an error result instead.
 
-    The record holds ``test_id``, ``status``, ``counts`` (unrounded, per class), the
-    decoded ``width`` and ``height``, ``cpu_s`` and ``wall_s``, and the worker's ``pid``,
-    ``model_loads`` (how often this worker loaded the model: 1), ``threads`` (of the
-    interpreter, or TensorFlow's intra- and inter-op threads) and ``runtime``.
     ``cpu_s`` is decoding and inference; ``load_cpu_s`` the model load (on a worker's first
-    photo) or the cache lookup. ``wall_s`` covers both; ``finished_at`` is the Unix time.
+    photo) or the cache lookup. ``wall_s`` covers both.
     """
     cpu, wall = time.process_time(), time.monotonic()
     result = storage.join(settings.out, "photos", f"{task.photo_id}.json")
     try:
         if storage.exists(result):  # a retried task whose first attempt finished
-            return {**json.loads(storage.read_text(result)), "resumed": True}
+            return PhotoResult.from_dict(json.loads(storage.read_text(result)), resumed=True)
         model = load_model(settings.model, threads=settings.threads)
         # The first photo of a worker pays for TensorFlow's start and the model load:
         # timed apart, so cpu_s is the steady cost per photo.
@@ -253,26 +314,26 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> dict[str, Any]:
         image = decode_rgb_scaled(_read(task), task.name, scale=settings.scale)
         counts = count_image(image, model, settings)
     except PhotoError as exc:
-        return _error(task.photo_id, task.name, str(exc).removeprefix(f"{task.name}: "))
+        return _error(task.photo_id, task.name, exc.reason)
     except Exception as exc:
         return _error(task.photo_id, task.name, f"{type(exc).__name__}: {exc}")
-    record = {
-        "test_id": task.photo_id,
-        "status": OK,
-        "file": task.name,
-        "counts": [round(float(c), 4) for c in counts],
-        "width": int(image.shape[1]),
-        "height": int(image.shape[0]),
-        "cpu_s": round(time.process_time() - cpu, 3),
-        "wall_s": round(time.monotonic() - wall, 3),
-        "load_cpu_s": round(load_cpu, 3),
-        "finished_at": round(time.time(), 3),
-        "pid": os.getpid(),
-        "model_loads": LOADS[storage.absolute(storage.join(settings.model, "model.keras"))],
-        "threads": list(model.threads),
-        "runtime": model.runtime,
-    }
-    storage.write_text_atomic(result, json.dumps(record))
+    record = PhotoResult(
+        test_id=task.photo_id,
+        status=OK,
+        file=task.name,
+        counts=[round(float(c), 4) for c in counts],
+        width=int(image.shape[1]),
+        height=int(image.shape[0]),
+        cpu_s=round(time.process_time() - cpu, 3),
+        wall_s=round(time.monotonic() - wall, 3),
+        load_cpu_s=round(load_cpu, 3),
+        finished_at=round(time.time(), 3),
+        pid=os.getpid(),
+        model_loads=LOADS[storage.absolute(storage.join(settings.model, "model.keras"))],
+        threads=list(model.threads),
+        runtime=model.runtime,
+    )
+    storage.write_text_atomic(result, json.dumps(record.to_dict()))
     return record
 
 
@@ -313,19 +374,19 @@ def _read(task: PhotoTask) -> bytes:
     try:
         return storage.read_bytes(task.path)
     except FileNotFoundError:
-        raise PhotoError(f"{task.name}: missing (deleted after listing?)") from None
+        raise PhotoError(task.name, "missing (deleted after listing?)") from None
 
 
-def _error(photo_id: str, name: str, reason: str) -> dict[str, Any]:
-    return {"test_id": photo_id, "status": ERROR, "file": name, "reason": reason}
+def _error(photo_id: str, name: str, reason: str) -> PhotoResult:
+    return PhotoResult(photo_id, ERROR, name, error=TaskError(photo_id, name, reason))
 
 
-def _finished(out: str) -> dict[str, dict[str, Any]]:
+def _finished(out: str) -> dict[str, PhotoResult]:
     done = {}
     for name in storage.list_files(storage.join(out, "photos")):
         if name.endswith(".json"):
-            record = json.loads(storage.read_text(storage.join(out, "photos", name)))
-            done[record["test_id"]] = record
+            data = json.loads(storage.read_text(storage.join(out, "photos", name)))
+            done[data["test_id"]] = PhotoResult.from_dict(data, resumed=True)
     return done
 
 
@@ -345,28 +406,26 @@ def submission_csv(plan: CountPlan, counted: dict[str, list[float]], config: Con
     return buf.getvalue()
 
 
-def write_outputs(plan: CountPlan, results: list[dict[str, Any]], config: Config) -> dict[str, Any]:
+def write_outputs(plan: CountPlan, results: list[PhotoResult], config: Config) -> dict[str, Any]:
     """Write submission.csv, counts.csv and errors.csv into OUT; return the run's totals."""
     records = plan.done + results
-    ok = sorted((r for r in records if r["status"] == OK), key=lambda r: id_key(r["test_id"]))
-    errors = sorted(
-        (r for r in plan.rows + results if r["status"] == ERROR), key=lambda r: id_key(r["test_id"])
-    )
-    counted = {r["test_id"]: r["counts"] for r in ok}
+    ok = sorted((r for r in records if r.status == OK), key=lambda r: id_key(r.test_id))
+    errors = sorted((r for r in plan.rows + results if r.status == ERROR), key=lambda r: id_key(r.test_id))
+    counted = {r.test_id: r.counts for r in ok}
     out, names = plan.out, config.class_names
     storage.write_text_atomic(storage.join(out, "submission.csv"), submission_csv(plan, counted, config))
     storage.write_csv_atomic(
         storage.join(out, "counts.csv"),
         ["test_id", *names, "width", "height", "cpu_s"],
-        [[r["test_id"], *r["counts"], r["width"], r["height"], r["cpu_s"]] for r in ok],
+        [[r.test_id, *r.counts, r.width, r.height, r.cpu_s] for r in ok],
     )
     storage.write_csv_atomic(
         storage.join(out, "errors.csv"),
         ["test_id", "file", "reason"],
-        [[r["test_id"], r["file"], r["reason"]] for r in errors],
+        [[e.item, e.file, e.reason] for e in (r.error for r in errors)],
     )
     in_order = set(plan.order)
-    fresh = [r for r in results if r["status"] == OK and not r.get("resumed")]
+    fresh = [r for r in results if r.status == OK and not r.resumed]
     totals = {
         "photos": len(plan.tasks) + len(plan.done),
         "counted": len(ok),
@@ -374,17 +433,17 @@ def write_outputs(plan: CountPlan, results: list[dict[str, Any]], config: Config
         "failed": len(errors),
         "submission_rows": len(plan.order),
         "not_in_submission": sorted((i for i in counted if i not in in_order), key=id_key),
-        "counts": dict(zip(names, np.sum([r["counts"] for r in ok], axis=0).round(2).tolist()))
+        "counts": dict(zip(names, np.sum([r.counts for r in ok], axis=0).round(2).tolist()))
         if ok
         else dict.fromkeys(names, 0.0),
-        "cpu_s_per_photo": round(float(np.mean([r["cpu_s"] for r in fresh])), 3) if fresh else None,
-        "workers": len({r["pid"] for r in fresh}),
-        "model_loads_per_worker": max((r["model_loads"] for r in fresh), default=0),
+        "cpu_s_per_photo": round(float(np.mean([r.cpu_s for r in fresh])), 3) if fresh else None,
+        "workers": len({r.pid for r in fresh}),
+        "model_loads_per_worker": max((r.model_loads for r in fresh), default=0),
     }
     return totals
 
 
-def format_summary(totals: dict[str, Any], errors: list[dict[str, Any]]) -> str:
+def format_summary(totals: dict[str, Any], errors: list[TaskError]) -> str:
     """The lines the job prints at the end."""
     lines = [
         f"photos: {totals['counted']} counted ({totals['resumed']} resumed), {totals['failed']} failed; "
@@ -401,5 +460,141 @@ def format_summary(totals: dict[str, Any], errors: list[dict[str, Any]]) -> str:
             "out of submission.csv (they are in counts.csv)"
         )
     for r in errors:
-        lines.append(f"  failed {r['file']}: {r['reason']}")
+        lines.append(f"  failed {r.file}: {r.reason}")
     return "\n".join(lines)
+
+
+@dataclass
+class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
+    """The count job: one task per ``photos_per_task`` photos.
+
+    Parameters
+    ----------
+    images, out, model : str
+        The photo folder, the output folder and a finished training run.
+    sample : str, optional
+        sample_submission.csv, whose ids give the submission's rows and order.
+    scheme : str, optional
+        ``--scheme``; by default the one the model was trained with.
+    scale, stride, tile, batch_size
+        As :class:`CountSettings`.
+    photos_per_task : int
+        Photos per Spark task.
+    """
+
+    name: ClassVar[str] = "count"
+    images: str
+    out: str
+    model: str
+    sample: str | None = None
+    scheme: str | None = None
+    scale: float = 1.0
+    stride: int | None = None
+    tile: int = 1024
+    batch_size: int = 4
+    photos_per_task: int = 1
+
+    def __post_init__(self) -> None:
+        self.items_per_task = self.photos_per_task
+
+    def paths(self) -> list[str | None]:
+        return [self.images, self.model, self.out, self.scheme]
+
+    def plan(self) -> CountPlan:
+        if not 0 < self.scale <= 4:
+            raise ValueError(f"--scale must be in (0, 4], got {self.scale}")
+        if self.tile < 8 or self.batch_size < 1 or self.photos_per_task < 1:
+            raise ValueError(
+                f"--tile must be >= 8 and --batch-size, --photos-per-task >= 1, got "
+                f"{self.tile}, {self.batch_size}, {self.photos_per_task}"
+            )
+        trained = read_run(self.model)
+        recorded = trained.config.get("scheme") if trained else None
+        config = resolve_scheme(self.scheme, recorded, f"the model {self.model!r}")
+        info = check_model(self.model, config)
+        stride = check_stride(info, self.stride)
+        plan = plan_count(self.images, self.out, sample=self.sample)
+        settings = CountSettings(
+            out=self.out,
+            model=self.model,
+            kind=info["kind"],
+            scale=self.scale,
+            num_classes=len(config.classes),
+            stride=stride,
+            tile=self.tile,
+            batch_size=self.batch_size,
+        )
+        claim_out(settings)
+        plan.job = _CountContext(settings, config, info, trained.times.get("started_at") if trained else None)
+        return plan
+
+    def items(self, plan: CountPlan) -> list[PhotoTask]:
+        return plan.tasks
+
+    def announce(self, plan: CountPlan) -> str:
+        return (
+            f"{len(plan.tasks)} photos to count with the {plan.job.info['kind']} model, {len(plan.done)} done "
+            "by an earlier run"
+        )
+
+    def worker(self, plan: CountPlan, task_cpus: int) -> Callable[[PhotoTask], PhotoResult]:
+        # TensorFlow gets the cores Spark gives each task, no more: N tasks never start N x N threads.
+        settings = dataclasses.replace(plan.job.settings, threads=task_cpus)
+        plan.job = dataclasses.replace(plan.job, settings=settings)
+        return functools.partial(count_photo, settings=settings)
+
+    def finish(self, plan: CountPlan, results: list[PhotoResult], work_s: float) -> Outcome:
+        context = plan.job
+        totals = {**write_outputs(plan, results, context.config), "count_s": round(work_s, 3)}
+        inputs = {
+            "images": storage.absolute(self.images),
+            "sample_submission": plan.sample,
+            "photos": totals["photos"],
+            "fingerprint": fingerprint_files(
+                storage.parent(self.images),
+                [storage.basename(self.images)],
+                listings={storage.basename(self.images): plan.listing},
+            ),
+        }
+        info = context.info
+        model = {
+            "run": storage.absolute(self.model),
+            "kind": info["kind"],
+            "class_names": info["class_names"],
+            "training_data": info.get("training_data"),
+            "metrics": info.get("metrics"),
+            "train_run": context.trained_at,
+        }
+        errors = sorted(
+            (r.error for r in plan.rows + results if r.status == ERROR), key=lambda e: id_key(e.item)
+        )
+        lines = [
+            format_summary(totals, errors),
+            f"outputs: {storage.join(self.out, 'submission.csv')}, counts.csv, errors.csv, run.json",
+        ]
+        code = 0
+        if totals["failed"]:
+            # Everything countable was counted, but a pipeline must not mistake this for success.
+            seen = totals["counted"] + totals["failed"]
+            lines.append(
+                f"count: {totals['failed']} of {seen} photos failed (see errors.csv); exit code {SOME_FAILED}"
+            )
+            code = SOME_FAILED
+        return Outcome(
+            config={"settings": dataclasses.asdict(context.settings), "scheme": context.config.to_dict()},
+            inputs=inputs,
+            totals=totals,
+            summary="\n".join(lines),
+            model=model,
+            exit_code=code,
+        )
+
+
+@dataclass(frozen=True)
+class _CountContext:
+    """What the count job's plan decided beside the photo list."""
+
+    settings: CountSettings
+    config: Config
+    info: dict[str, Any]
+    trained_at: str | None

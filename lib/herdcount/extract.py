@@ -15,24 +15,29 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import json
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from herdcount import storage
-from herdcount.config import Config
+from herdcount.config import DEFAULT_SCHEME, Config, resolve_scheme
 from herdcount.dots import ColourStats, find_dots
 from herdcount.imaging import PhotoError, decode_rgb, encode_jpeg, jpeg_shape
-from herdcount.kaggle import id_key, read_mismatched, read_train_csv, thumbnail_name
+from herdcount.kaggle import id_key, read_data_scheme, read_mismatched, read_train_csv, thumbnail_name
 from herdcount.patches import sample_background, thumbnail_origins
-from herdcount.runinfo import RunClock, write_run_json
+from herdcount.records import Status, TaskError
+from herdcount.runinfo import fingerprint_files
+from herdcount.runner import Job, Outcome
 
-OK, SKIPPED, ERROR = "ok", "skipped", "error"
+OK, SKIPPED, ERROR = Status.OK, Status.SKIPPED, Status.ERROR
 
 
 @dataclass(frozen=True)
@@ -45,14 +50,49 @@ class PairTask:
 
 
 @dataclass
+class PairResult:
+    """What became of one training pair: done (now or by an earlier run), skipped or failed."""
+
+    train_id: str
+    status: Status
+    #: Why a pair was skipped, or "resumed".
+    note: str = ""
+    error: TaskError | None = None
+    #: Dots found per class.
+    counts: list[int] | None = None
+    #: The photo's metadata/<id>.json.
+    annotation: dict[str, Any] | None = None
+    resumed: bool = False
+    cpu_s: float = 0.0
+
+    @property
+    def message(self) -> str:
+        """The report's message: the error with its file, or the note."""
+        return str(self.error) if self.error else self.note
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["status"] = str(self.status)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PairResult:
+        error = data.get("error")
+        return cls(
+            **{**data, "status": Status(data["status"]), "error": error and TaskError.from_dict(error)}
+        )
+
+
+@dataclass
 class ExtractPlan:
     """What the driver found in DATA before any Spark work starts."""
 
     data: str
     out: str
+    config: Config
     tasks: list[PairTask]
-    # Rows for ids that need no Spark work: mismatched pairs, missing copies, stray files.
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    # Results for ids that need no Spark work: mismatched pairs, missing copies, stray files.
+    rows: list[PairResult] = field(default_factory=list)
     expected: dict[str, list[int]] | None = None
     #: ``(name, size)`` of the files in Train/ and TrainDotted/, as listed for the plan.
     listings: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
@@ -80,17 +120,17 @@ def plan_extract(data: str | Path, out: str | Path, config: Config) -> ExtractPl
     mismatched = read_mismatched(storage.join(data, "MismatchedTrainImages.txt"))
     listings = {folder: storage.file_stats(storage.join(data, folder)) for folder in ("Train", "TrainDotted")}
     dotted = {name for name, _ in listings["TrainDotted"]}
-    plan = ExtractPlan(data, out, [], expected=expected, listings=listings)
+    plan = ExtractPlan(data, out, config, [], expected=expected, listings=listings)
     for name, _ in listings["Train"]:
         stem, ext = name.rsplit(".", 1) if "." in name else (name, "")
         if name == "train.csv":
             continue
         if ext.lower() not in ("jpg", "jpeg"):
-            plan.rows.append(_row(name, ERROR, f"Train/{name}: not a photo; expected Train/<id>.jpg"))
+            plan.rows.append(_failed(name, f"Train/{name}", "not a photo; expected Train/<id>.jpg"))
         elif stem in mismatched:
-            plan.rows.append(_row(stem, SKIPPED, "listed in MismatchedTrainImages.txt"))
+            plan.rows.append(PairResult(stem, SKIPPED, note="listed in MismatchedTrainImages.txt"))
         elif name not in dotted:
-            plan.rows.append(_row(stem, ERROR, f"TrainDotted/{name} is missing"))
+            plan.rows.append(_failed(stem, f"TrainDotted/{name}", "is missing"))
         else:
             plan.tasks.append(
                 PairTask(stem, storage.join(data, "Train", name), storage.join(data, "TrainDotted", name))
@@ -98,13 +138,9 @@ def plan_extract(data: str | Path, out: str | Path, config: Config) -> ExtractPl
     return plan
 
 
-def extract_pair(task: PairTask, out: str, config: Config) -> dict[str, Any]:
-    """Extract one pair on an executor; never raises for bad input, returns a record.
-
-    The record holds ``train_id``, ``status`` (``ok`` or ``error``), ``message``,
-    ``counts`` (per class), ``annotation`` (the metadata dict), ``resumed`` and
-    ``cpu_s``.
-    """
+def extract_pair(task: PairTask, out: str, config: Config) -> PairResult:
+    """Extract one pair on an executor; never raises for bad input, returns its result
+    (``ok`` or ``error``)."""
     started = time.process_time()
     meta_path = storage.join(out, "metadata", f"{task.train_id}.json")
     try:
@@ -114,10 +150,10 @@ def extract_pair(task: PairTask, out: str, config: Config) -> dict[str, Any]:
         meta = _extract(task, str(out), config)
         return _ok(task, meta, resumed=False, started=started)
     except PhotoError as exc:
-        return _row(task.train_id, ERROR, str(exc), cpu_s=time.process_time() - started)
+        return _failed(task.train_id, exc.file, exc.reason, cpu_s=time.process_time() - started)
     except Exception as exc:
-        message = f"{task.plain}: {type(exc).__name__}: {exc}"
-        return _row(task.train_id, ERROR, message, cpu_s=time.process_time() - started)
+        reason = f"{type(exc).__name__}: {exc}"
+        return _failed(task.train_id, task.plain, reason, cpu_s=time.process_time() - started)
 
 
 def _extract(task: PairTask, out: str, config: Config) -> dict[str, Any]:
@@ -129,7 +165,8 @@ def _extract(task: PairTask, out: str, config: Config) -> dict[str, Any]:
     dotted = _decode(_read(task.dotted), dotted_name, "dotted")
     if plain.shape != dotted.shape:
         raise PhotoError(
-            f"{dotted_name} is {dotted.shape[1]}x{dotted.shape[0]} but {plain_name} is {plain.shape[1]}x{plain.shape[0]}"
+            dotted_name,
+            f"is {dotted.shape[1]}x{dotted.shape[0]} but {plain_name} is {plain.shape[1]}x{plain.shape[0]}",
         )
     found = find_dots(plain, dotted, config.dot_colours, **dataclasses.asdict(config.dots))
     del dotted
@@ -213,14 +250,14 @@ def _read(path: str) -> bytes:
     try:
         return storage.read_bytes(path)
     except FileNotFoundError:
-        raise PhotoError(f"{path}: missing") from None
+        raise PhotoError(path, "missing") from None
 
 
-def _ok(task: PairTask, meta: dict[str, Any], *, resumed: bool, started: float) -> dict[str, Any]:
-    return _row(
+def _ok(task: PairTask, meta: dict[str, Any], *, resumed: bool, started: float) -> PairResult:
+    return PairResult(
         task.train_id,
         OK,
-        "resumed" if resumed else "",
+        note="resumed" if resumed else "",
         counts=meta["counts"],
         annotation=meta,
         resumed=resumed,
@@ -228,12 +265,12 @@ def _ok(task: PairTask, meta: dict[str, Any], *, resumed: bool, started: float) 
     )
 
 
-def _row(train_id: str, status: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"train_id": train_id, "status": status, "message": message, **extra}
+def _failed(train_id: str, file: str, reason: str, cpu_s: float = 0.0) -> PairResult:
+    return PairResult(train_id, ERROR, error=TaskError(train_id, file, reason), cpu_s=cpu_s)
 
 
 def report_csv(
-    rows: list[dict[str, Any]], config: Config, expected: dict[str, list[int]] | None, whys: dict[str, str]
+    rows: list[PairResult], config: Config, expected: dict[str, list[int]] | None, whys: dict[str, str]
 ) -> str:
     """``extract_report.csv``: one row per train id with status, found and expected counts."""
     names = config.class_names
@@ -241,35 +278,33 @@ def report_csv(
     writer = csv.writer(buf, lineterminator="\n")
     header = ["train_id", "status", "message", *(f"found_{n}" for n in names)]
     writer.writerow([*header, *(f"expected_{n}" for n in names), "agrees", "footprint", "diagnosis"])
-    for row in sorted(rows, key=lambda r: id_key(r["train_id"])):
-        found = row.get("counts") or [""] * len(names)
-        exp = (expected or {}).get(row["train_id"])
-        agrees = "" if exp is None or row["status"] != OK else str(list(found) == exp).lower()
-        footprint = (row.get("annotation") or {}).get("dot_footprint")
+    for row in sorted(rows, key=lambda r: id_key(r.train_id)):
+        found = row.counts or [""] * len(names)
+        exp = (expected or {}).get(row.train_id)
+        agrees = "" if exp is None or row.status != OK else str(list(found) == exp).lower()
+        footprint = (row.annotation or {}).get("dot_footprint")
         cells = [*found, *(exp or [""] * len(names)), agrees, "" if footprint is None else footprint]
-        writer.writerow(
-            [row["train_id"], row["status"], row["message"], *cells, whys.get(row["train_id"], "")]
-        )
+        writer.writerow([row.train_id, row.status, row.message, *cells, whys.get(row.train_id, "")])
     return buf.getvalue()
 
 
 def diagnoses(
-    rows: list[dict[str, Any]], config: Config, expected: dict[str, list[int]] | None
+    rows: list[PairResult], config: Config, expected: dict[str, list[int]] | None
 ) -> dict[str, str]:
     """:func:`diagnose` for every extracted photo whose counts disagree with train.csv."""
     survey = survey_footprint(rows)
     whys = {}
     for row in rows:
-        exp = (expected or {}).get(row["train_id"])
-        if row["status"] == OK and exp is not None and list(row["counts"]) != exp:
-            footprint = row["annotation"].get("dot_footprint")
-            whys[row["train_id"]] = diagnose(row["counts"], exp, config.class_names, footprint, survey)
+        exp = (expected or {}).get(row.train_id)
+        if row.status == OK and exp is not None and list(row.counts) != exp:
+            footprint = row.annotation.get("dot_footprint")
+            whys[row.train_id] = diagnose(row.counts, exp, config.class_names, footprint, survey)
     return whys
 
 
-def survey_footprint(rows: list[dict[str, Any]]) -> float | None:
+def survey_footprint(rows: list[PairResult]) -> float | None:
     """The median over photos of each photo's measured dot footprint (painted px per dot)."""
-    values = [r["annotation"].get("dot_footprint") for r in rows if r.get("annotation")]
+    values = [r.annotation.get("dot_footprint") for r in rows if r.annotation]
     values = [v for v in values if v is not None]
     return float(np.median(values)) if values else None
 
@@ -319,28 +354,28 @@ def diagnose(
 
 
 def summarise(
-    rows: list[dict[str, Any]], config: Config, expected: dict[str, list[int]] | None, whys: dict[str, str]
+    rows: list[PairResult], config: Config, expected: dict[str, list[int]] | None, whys: dict[str, str]
 ) -> dict[str, Any]:
     """Totals of an extract run: photos by status, dots per class, disagreeing photos."""
-    ok = [r for r in rows if r["status"] == OK]
-    dots = np.sum([r["counts"] for r in ok], axis=0).tolist() if ok else [0] * len(config.classes)
+    ok = [r for r in rows if r.status == OK]
+    dots = np.sum([r.counts for r in ok], axis=0).tolist() if ok else [0] * len(config.classes)
     disagree = sorted(
         (
-            r["train_id"]
+            r.train_id
             for r in ok
-            if expected and r["train_id"] in expected and list(r["counts"]) != expected[r["train_id"]]
+            if expected and r.train_id in expected and list(r.counts) != expected[r.train_id]
         ),
         key=id_key,
     )
     return {
         "photos": len(rows),
         "done": len(ok),
-        "resumed": sum(bool(r.get("resumed")) for r in ok),
-        "skipped": sum(r["status"] == SKIPPED for r in rows),
-        "failed": sum(r["status"] == ERROR for r in rows),
+        "resumed": sum(bool(r.resumed) for r in ok),
+        "skipped": sum(r.status == SKIPPED for r in rows),
+        "failed": sum(r.status == ERROR for r in rows),
         "dots": dict(zip(config.class_names, dots)),
         "disagree_with_train_csv": disagree if expected is not None else None,
-        "task_cpu_s": round(sum(r.get("cpu_s", 0.0) for r in rows), 3),
+        "task_cpu_s": round(sum(r.cpu_s for r in rows), 3),
         "measured_dots": measured_dots(ok, config),
         "likely_cause": likely_cause(whys) if disagree else None,
     }
@@ -357,7 +392,7 @@ def _measured_colour(stats: ColourStats, k: int, config: Config) -> dict[str, An
     }
 
 
-def measured_dots(ok: list[dict[str, Any]], config: Config) -> dict[str, Any]:
+def measured_dots(ok: list[PairResult], config: Config) -> dict[str, Any]:
     """What the survey's dots looked like: footprint, radius and each class's colour.
 
     The footprint is the median over photos of each photo's measured painted area per
@@ -366,7 +401,7 @@ def measured_dots(ok: list[dict[str, Any]], config: Config) -> dict[str, Any]:
     footprint = survey_footprint(ok)
     stats = ColourStats.empty(len(config.classes))
     for r in ok:
-        colours = r["annotation"].get("dot_colours")
+        colours = r.annotation.get("dot_colours")
         if colours is not None:
             stats = stats + ColourStats.from_dict(colours)
     colours = {name: _measured_colour(stats, k, config) for k, name in enumerate(config.class_names)}
@@ -377,11 +412,11 @@ def measured_dots(ok: list[dict[str, Any]], config: Config) -> dict[str, Any]:
     }
 
 
-def write_outputs(plan: ExtractPlan, results: list[dict[str, Any]], config: Config) -> dict[str, Any]:
+def write_outputs(plan: ExtractPlan, results: list[PairResult]) -> dict[str, Any]:
     """Write training_metadata.json and extract_report.csv; return the run's totals."""
-    rows = plan.rows + results
-    ok = sorted((r for r in results if r["status"] == OK), key=lambda r: id_key(r["train_id"]))
-    annotations = json.dumps([r["annotation"] for r in ok])
+    rows, config = plan.rows + results, plan.config
+    ok = sorted((r for r in results if r.status == OK), key=lambda r: id_key(r.train_id))
+    annotations = json.dumps([r.annotation for r in ok])
     storage.write_text_atomic(storage.join(plan.out, "training_metadata.json"), annotations)
     # Once for both the report's rows and the summary's likely cause.
     whys = diagnoses(rows, config, plan.expected)
@@ -391,27 +426,66 @@ def write_outputs(plan: ExtractPlan, results: list[dict[str, Any]], config: Conf
     return summarise(rows, config, plan.expected, whys)
 
 
-def extract_in_process(data: str | Path, out: str | Path, config: Config) -> dict[str, Any]:
-    """Run a whole extraction in this process, pair after pair, without Spark; return its totals.
+@dataclass
+class ExtractJob(Job[ExtractPlan, PairTask, PairResult]):
+    """The extract job: one task per training pair.
 
-    For small surveys (tests, benchmarks of later stages); writes the same outputs as the
-    job, ``run.json`` included.
+    Parameters
+    ----------
+    data, out : str
+        The survey's root in the Kaggle layout, and the output folder.
+    scheme : str, optional
+        ``--scheme``: a YAML file or a packaged scheme; by default DATA/scheme.yaml when
+        the survey records one, else the sea lions'.
+    config : Config, optional
+        A scheme already resolved (tests, benchmarks): used as it is.
     """
-    clock = RunClock()
-    plan = plan_extract(data, out, config)
-    totals = write_outputs(plan, [extract_pair(task, str(out), config) for task in plan.tasks], config)
-    write_run_json(
-        out,
-        job="extract",
-        config=config.to_dict(),
-        inputs={"data": storage.absolute(data), "pairs": len(plan.tasks)},
-        clock=clock,
-        totals=totals,
-    )
-    return totals
+
+    name: ClassVar[str] = "extract"
+    data: str
+    out: str
+    scheme: str | None = None
+    config: Config | None = None
+
+    def paths(self) -> list[str | None]:
+        return [str(self.data), str(self.out), self.scheme]
+
+    def plan(self) -> ExtractPlan:
+        config = self.config
+        if config is None:
+            recorded = read_data_scheme(self.data) if storage.is_dir(self.data) else None
+            config = resolve_scheme(self.scheme, recorded, f"DATA {self.data!r} (its scheme.yaml)")
+            if self.scheme is None and recorded is None:
+                print(
+                    f"extract: no --scheme and no DATA/scheme.yaml: using the {DEFAULT_SCHEME} scheme",
+                    file=sys.stderr,
+                )
+        return plan_extract(self.data, self.out, config)
+
+    def items(self, plan: ExtractPlan) -> list[PairTask]:
+        return plan.tasks
+
+    def announce(self, plan: ExtractPlan) -> str:
+        return f"{len(plan.tasks)} pairs to process, {len(plan.rows)} handled without Spark"
+
+    def worker(self, plan: ExtractPlan, task_cpus: int) -> Callable[[PairTask], PairResult]:
+        return functools.partial(extract_pair, out=plan.out, config=plan.config)
+
+    def finish(self, plan: ExtractPlan, results: list[PairResult], work_s: float) -> Outcome:
+        totals = write_outputs(plan, results)
+        inputs = {
+            "data": storage.absolute(plan.data),
+            "scheme": self.scheme,
+            "pairs": len(plan.tasks),
+            "fingerprint": fingerprint_files(
+                plan.data, ["Train", "TrainDotted"], ["MismatchedTrainImages.txt"], listings=plan.listings
+            ),
+        }
+        summary = format_summary(totals, plan.rows + results)
+        return Outcome(config=plan.config.to_dict(), inputs=inputs, totals=totals, summary=summary)
 
 
-def format_summary(totals: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+def format_summary(totals: dict[str, Any], rows: list[PairResult]) -> str:
     """The lines the job prints at the end."""
     lines = [
         f"photos: {totals['done']} done ({totals['resumed']} resumed), {totals['skipped']} skipped, "
@@ -431,9 +505,9 @@ def format_summary(totals: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         lines.append(f"dots measured: radius {measured['radius_px']} px (area {measured['footprint_px']} px)")
     if totals.get("likely_cause"):
         lines.append(totals["likely_cause"])
-    for r in sorted(rows, key=lambda r: id_key(r["train_id"])):
-        if r["status"] == ERROR:
-            lines.append(f"  failed {r['train_id']}: {r['message']}")
+    for r in sorted(rows, key=lambda r: id_key(r.train_id)):
+        if r.status == ERROR:
+            lines.append(f"  failed {r.train_id}: {r.message}")
     return "\n".join(lines)
 
 

@@ -9,13 +9,31 @@ import numpy as np
 import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
+from herdcount.records import TaskError
+
 # A 5616x3744 photo is 21 MP; Pillow's bomb guard starts warning at 89 MP, which is fine,
 # but a hostile file could still claim billions of pixels: keep the guard, at 4x that.
 Image.MAX_IMAGE_PIXELS = 4 * 89_478_485
 
 
 class PhotoError(ValueError):
-    """A photo could not be used; the message names the file and what is wrong."""
+    """A photo could not be used; the message names the file and what is wrong.
+
+    Parameters
+    ----------
+    file : str
+        The file as messages name it (``Test/12.jpg``).
+    reason : str
+        What is wrong, without the file's name.
+    """
+
+    def __init__(self, file: str, reason: str) -> None:
+        super().__init__(str(TaskError(item="", file=file, reason=reason)))
+        self.file = file
+        self.reason = reason
+
+    def __reduce__(self):
+        return type(self), (self.file, self.reason)
 
 
 def decode_rgb(data: bytes, name: str = "<bytes>", *, out: np.ndarray | None = None) -> np.ndarray:
@@ -37,7 +55,7 @@ def decode_rgb(data: bytes, name: str = "<bytes>", *, out: np.ndarray | None = N
         If the bytes are empty, not an image, or a truncated or corrupt image.
     """
     if not data:
-        raise PhotoError(f"{name}: empty file")
+        raise PhotoError(name, "empty file")
     if simplejpeg.is_jpeg(data):
         # libjpeg-turbo straight into numpy: 3-4x faster than Pillow's decode, convert and
         # copy. On any complaint (strict mode rejects truncated files) Pillow decides and
@@ -60,9 +78,9 @@ def decode_rgb(data: bytes, name: str = "<bytes>", *, out: np.ndarray | None = N
                 img.load()
                 return np.asarray(img.convert("RGB"))
     except UnidentifiedImageError:
-        raise PhotoError(f"{name}: not an image (Pillow cannot identify the format)") from None
+        raise PhotoError(name, "not an image (Pillow cannot identify the format)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
-        raise PhotoError(f"{name}: truncated or corrupt image ({exc})") from None
+        raise PhotoError(name, f"truncated or corrupt image ({exc})") from None
 
 
 def jpeg_shape(data: bytes) -> tuple[int, int, int] | None:

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from herdcount import storage
 from herdcount.cli import HelpFormatter
+from herdcount.records import RunRecord
 from herdcount.runinfo import read_run
 
 
-def upstream(run: dict[str, Any]) -> str | None:
+def upstream(run: RunRecord) -> str | None:
     """The folder of the run that produced a run's input, or None for source photos."""
-    job, inputs = run.get("job"), run.get("inputs", {})
+    job, inputs = run.job, run.inputs
     if job == "count":
-        return run.get("model", {}).get("run")
+        return (run.model or {}).get("run")
     if job == "train":
         return inputs.get("extract")
     if job in ("clean", "split"):
@@ -30,8 +30,9 @@ def upstream(run: dict[str, Any]) -> str | None:
     return None
 
 
-def chain(path: str) -> list[tuple[str, dict[str, Any]]]:
-    """``(folder, run)`` pairs from PATH's run upstream to the one that read source photos.
+def chain(path: str) -> list[tuple[str, RunRecord | None]]:
+    """``(folder, run)`` pairs from PATH's run upstream to the one that read source photos;
+    the run is None where a folder named upstream has no run.json (moved or deleted).
 
     Raises
     ------
@@ -45,7 +46,7 @@ def chain(path: str) -> list[tuple[str, dict[str, Any]]]:
     while folder and folder not in seen:
         run = read_run(folder)
         if run is None:
-            found.append((folder, {"job": "missing", "inputs": {}}))
+            found.append((folder, None))
             break
         seen.add(folder)
         found.append((folder, run))
@@ -53,15 +54,14 @@ def chain(path: str) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
-def describe(folder: str, run: dict[str, Any]) -> str:
+def describe(folder: str, run: RunRecord | None) -> str:
     """One line per stage: job, folder, start time and the fingerprint of its inputs."""
-    if run["job"] == "missing":
+    if run is None:
         return f"  ?        {folder}: no run.json (moved or deleted?)"
-    inputs = run.get("inputs", {})
-    fingerprint = inputs.get("fingerprint") or "-"
-    started = run.get("times", {}).get("started_at", "-")
-    line = f"  {run['job']:<8} {folder}  (started {started}, inputs {fingerprint})"
-    source = inputs.get("data") if run["job"] in ("extract", "manifest") else None
+    fingerprint = run.inputs.get("fingerprint") or "-"
+    started = run.times.get("started_at", "-")
+    line = f"  {run.job:<8} {folder}  (started {started}, inputs {fingerprint})"
+    source = run.inputs.get("data") if run.job in ("extract", "manifest") else None
     return line + (f"\n  source   {source}" if source else "")
 
 

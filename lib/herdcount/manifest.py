@@ -10,25 +10,30 @@ changed files. The originals are only ever read.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import re
 import time
 import warnings
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 from scipy import fft, ndimage
 
 from herdcount import storage
+from herdcount.records import Status, TaskError
+from herdcount.runner import Job, Outcome
 
 #: The formats the framework decodes (herdcount.imaging); other images are "unsupported".
 SUPPORTED_FORMATS = ("JPEG", "PNG", "TIFF")
 #: Camera formats Pillow cannot open: flagged "unsupported", not "unreadable".
 UNSUPPORTED_EXTENSIONS = ("heic", "heif", "cr2", "cr3", "nef", "arw", "dng", "orf", "rw2", "raf")
-OK, UNREADABLE, UNSUPPORTED = "ok", "unreadable", "unsupported"
+OK, UNREADABLE, UNSUPPORTED = Status.OK, Status.UNREADABLE, Status.UNSUPPORTED
 #: Side in pixels of the grey image the quality measures are taken on.
 MEASURE_SIDE = 512
 THUMBNAIL_SIDE = 96
@@ -176,7 +181,55 @@ class FileTask:
     version: str
 
 
-def describe_file(task: FileTask, root: str) -> dict[str, Any]:
+@dataclass
+class FileRecord:
+    """One file of the collection as the manifest describes it: a row of its table.
+
+    ``status`` is ``ok``, ``unreadable`` or ``unsupported``; for the last two ``detail``
+    says why (:attr:`error`). The measures are None where the file could not be decoded.
+    """
+
+    path: str
+    bytes: int
+    version: str
+    md5: str
+    status: Status
+    detail: str = ""
+    width: int | None = None
+    height: int | None = None
+    mode: str | None = None
+    format: str | None = None
+    captured_at: str | None = None
+    camera_model: str | None = None
+    brightness: float | None = None
+    contrast: float | None = None
+    sharpness: float | None = None
+    dark_share: float | None = None
+    phash: str | None = None
+    thumbnail: bytes | None = None
+    #: What describing it cost (not a column).
+    cpu_s: float = 0.0
+
+    @property
+    def error(self) -> TaskError | None:
+        """Why the file cannot be used, or None when it is ok."""
+        return None if self.status == OK else TaskError(self.path, self.path, self.detail)
+
+    def to_row(self) -> dict[str, Any]:
+        """The manifest's columns (:data:`COLUMNS`) of this file."""
+        row = {c: getattr(self, c) for c in COLUMNS}
+        row["status"] = str(self.status)
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> FileRecord:
+        """A record from a manifest row; layout fields and other extra columns are left out."""
+        values = {c: row.get(c) for c in COLUMNS}
+        values["detail"] = values["detail"] or ""
+        return cls(**{**values, "status": Status(row["status"])})
+
+
+def describe_file(task: FileTask, root: str) -> FileRecord:
     """Read and describe one file on an executor; never raises for bad input."""
     started = time.process_time()
     try:
@@ -186,24 +239,24 @@ def describe_file(task: FileTask, root: str) -> dict[str, Any]:
         data = b""
     else:
         record = describe_bytes(data, task.path)
-    record.update(
+    return FileRecord(
+        **{**record, "status": Status(record["status"])},
         path=task.path,
         bytes=task.bytes,
         version=task.version,
         md5=hashlib.md5(data).hexdigest(),
         cpu_s=round(time.process_time() - started, 4),
     )
-    return record
 
 
 @dataclass
 class ManifestPlan:
-    """Files to describe, and the rows of unchanged files taken from the previous manifest."""
+    """Files to describe, and the records of unchanged files taken from the previous manifest."""
 
     root: str
     out: str
     tasks: list[FileTask] = field(default_factory=list)
-    reused: list[dict[str, Any]] = field(default_factory=list)
+    reused: list[FileRecord] = field(default_factory=list)
 
 
 def plan_manifest(root: str, out: str) -> ManifestPlan:
@@ -224,7 +277,7 @@ def plan_manifest(root: str, out: str) -> ManifestPlan:
     for path, size, version in listing:
         old = previous.get(path)
         if old is not None and old["bytes"] == size and old["version"] == version:
-            plan.reused.append(old)
+            plan.reused.append(FileRecord.from_row(old))
         else:
             plan.tasks.append(FileTask(path, size, version))
     return plan
@@ -245,15 +298,15 @@ def fingerprint(rows: list[dict[str, Any]]) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def manifest_rows(rows: list[dict[str, Any]], layout: str | None) -> tuple[list[str], list[dict[str, Any]]]:
+def manifest_rows(records: list[FileRecord], layout: str | None) -> tuple[list[str], list[dict[str, Any]]]:
     """Columns and complete rows in path order, the layout's fields added to each."""
     pattern = layout_pattern(layout) if layout else None
     fields = list(pattern.groupindex) if pattern else []
     columns = COLUMNS[:2] + fields + COLUMNS[2:]
     complete = []
-    for row in sorted(rows, key=lambda r: r["path"]):
-        full = {c: row.get(c) for c in COLUMNS}
-        full.update(layout_fields(row["path"], pattern))
+    for record in sorted(records, key=lambda r: r.path):
+        full = record.to_row()
+        full.update(layout_fields(record.path, pattern))
         complete.append({c: full.get(c) for c in columns})
     return columns, complete
 
@@ -291,3 +344,75 @@ def _schema(columns: list[str]):
         "thumbnail": pa.binary(),
     }
     return pa.schema([(c, types.get(c, pa.string())) for c in columns])
+
+
+@dataclass
+class ManifestJob(Job[ManifestPlan, FileTask, FileRecord]):
+    """The manifest job: one task per ``files_per_task`` files; a rerun reads only new or
+    changed files.
+
+    Parameters
+    ----------
+    data, out : str
+        The collection's root (only read) and the output folder.
+    layout : str, optional
+        A folder layout whose ``{fields}`` become columns (:func:`layout_pattern`).
+    files_per_task : int
+        Files per Spark task.
+    """
+
+    name: ClassVar[str] = "manifest"
+    data: str
+    out: str
+    layout: str | None = None
+    files_per_task: int = 8
+
+    def __post_init__(self) -> None:
+        self.items_per_task = self.files_per_task
+
+    def paths(self) -> list[str | None]:
+        return [self.data, self.out]
+
+    def plan(self) -> ManifestPlan:
+        if self.layout:
+            layout_pattern(self.layout)
+        if self.files_per_task < 1:
+            raise ValueError(f"--files-per-task must be positive, got {self.files_per_task}")
+        return plan_manifest(self.data, self.out)
+
+    def items(self, plan: ManifestPlan) -> list[FileTask]:
+        return plan.tasks
+
+    def announce(self, plan: ManifestPlan) -> str:
+        return f"{len(plan.tasks)} files to read, {len(plan.reused)} unchanged since the last run"
+
+    def worker(self, plan: ManifestPlan, task_cpus: int) -> Callable[[FileTask], FileRecord]:
+        return functools.partial(describe_file, root=plan.root)
+
+    def finish(self, plan: ManifestPlan, results: list[FileRecord], work_s: float) -> Outcome:
+        columns, rows = manifest_rows(plan.reused + results, self.layout)
+        write_manifest(self.out, columns, rows)
+        statuses = Counter(r["status"] for r in rows)
+        totals = {
+            "files": len(rows),
+            "read": len(results),
+            "reused": len(plan.reused),
+            "status": dict(statuses),
+            "cpu_s_per_file": round(sum(r.cpu_s for r in results) / len(results), 4) if results else None,
+        }
+        inputs = {
+            "data": storage.absolute(self.data),
+            "layout": self.layout,
+            "fingerprint": fingerprint(rows),
+        }
+        summary = (
+            f"files: {len(rows)} ({len(results)} read, {len(plan.reused)} reused); "
+            + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
+            + f"\nfingerprint: {inputs['fingerprint']}"
+        )
+        return Outcome(
+            config={"layout": self.layout, "files_per_task": self.files_per_task},
+            inputs=inputs,
+            totals=totals,
+            summary=summary,
+        )

@@ -29,6 +29,8 @@ from herdcount.cli import HelpFormatter
 from herdcount.config import Config, config_from_dict
 from herdcount.imaging import decode_rgb
 from herdcount.kaggle import id_key
+from herdcount.records import RunRecord
+from herdcount.runinfo import read_run
 from herdcount.score import column_rmse, read_counts
 
 SECTIONS = (
@@ -50,10 +52,10 @@ class Inputs:
     counts: list[str]
     truth: str | None
     config: Config
-    extract_run: dict[str, Any]
+    extract_run: RunRecord
     #: model.json of each training run and run.json of each count run, read once.
     models: list[dict[str, Any]]
-    count_runs: list[dict[str, Any]]
+    count_runs: list[RunRecord]
     #: Photos a picture needed that could not be read, with why: said loudly, never skipped quietly.
     unreadable: list[str] = field(default_factory=list)
 
@@ -85,15 +87,22 @@ def load_inputs(extract: str, runs: list[str], counts: list[str], truth: str | N
         If a folder lacks its run's marker file (run.json, model.json), or the truth file
         does not exist.
     """
-    extract_run = _read_marker(extract, "run.json")
+    extract_run = _read_run(extract)
     models = [_read_marker(r, "model.json") for r in runs]
-    count_runs = [_read_marker(c, "run.json") for c in counts]
+    count_runs = [_read_run(c) for c in counts]
     if truth and not storage.exists(truth):
         raise ValueError(f"truth file {truth!r} does not exist")
-    scheme = extract_run["config"].get("scheme", extract_run["config"])
+    scheme = extract_run.config.get("scheme", extract_run.config)
     return Inputs(
         extract, list(runs), list(counts), truth, config_from_dict(scheme), extract_run, models, count_runs
     )
+
+
+def _read_run(folder: str) -> RunRecord:
+    run = read_run(folder)
+    if run is None:
+        raise ValueError(f"{folder} has no run.json; expected a finished run")
+    return run
 
 
 def _read_marker(folder: str, marker: str) -> dict[str, Any]:
@@ -164,7 +173,7 @@ def survey_section(inp: Inputs) -> str:
     rows = read_rows(storage.join(inp.extract, "extract_report.csv"))
     names = inp.config.class_names
     by_status = {s: [r["train_id"] for r in rows if r["status"] == s] for s in ("ok", "skipped", "error")}
-    tests = sum(run.get("totals", {}).get("photos", 0) for run in inp.count_runs[:1])
+    tests = sum(run.totals.get("photos", 0) for run in inp.count_runs[:1])
     found = [sum(int(r[f"found_{n}"] or 0) for r in rows if r["status"] == "ok") for n in names]
     expected = [sum(int(r[f"expected_{n}"] or 0) for r in rows if r[f"expected_{n}"]) for n in names]
     swatch = '<span class="swatch" style="background: rgb{}"></span>'
@@ -174,7 +183,7 @@ def survey_section(inp: Inputs) -> str:
     failed = [f"{r['train_id']}: {r['message']}" for r in rows if r["status"] == "error"]
     return (
         f"<p>{len(rows)} training photos ({len(by_status['ok'])} extracted), {tests} test photos counted. "
-        f"Data: <code>{html.escape(str(inp.extract_run.get('inputs', {}).get('data')))}</code></p>"
+        f"Data: <code>{html.escape(str(inp.extract_run.inputs.get('data')))}</code></p>"
         f"<ul class='classes'>{classes}</ul>"
         + table(["", *names], [["dots in train.csv", *expected], ["dots found", *found]])
         + f"<p>Mismatched (skipped): {html.escape(', '.join(by_status['skipped']) or 'none')}</p>"
@@ -196,7 +205,7 @@ def extraction_section(inp: Inputs, *, crops: int = 3) -> str:
         f"<p>Found / expected (train.csv) per photo; {len(marked)} photos disagree (highlighted).</p>",
         table(["train_id", "status", *names, "agrees", "diagnosis"], body, marked=marked),
     ]
-    data = inp.extract_run.get("inputs", {}).get("data", "")
+    data = inp.extract_run.inputs.get("data", "")
     metas = [
         read_json(storage.join(inp.extract, "metadata", f"{r['train_id']}.json"))
         for r in rows
@@ -214,7 +223,7 @@ def extraction_section(inp: Inputs, *, crops: int = 3) -> str:
 
 def measured_dots_html(inp: Inputs) -> str:
     """The dot footprint and each class's dot colour as measured, beside the scheme's colours."""
-    measured = inp.extract_run.get("totals", {}).get("measured_dots")
+    measured = inp.extract_run.totals.get("measured_dots")
     if not measured:
         return "<p>This extract run measured no dots (an older run).</p>"
     swatch = '<span class="swatch" style="background: rgb{}"></span>'
@@ -426,14 +435,14 @@ def lineage_section(inp: Inputs) -> str:
         [
             "extract",
             str(inp.extract),
-            ex.get("inputs", {}).get("data"),
-            ex.get("inputs", {}).get("fingerprint"),
-            ex.get("times", {}).get("started_at"),
-            ex.get("times", {}).get("wall_s"),
+            ex.inputs.get("data"),
+            ex.inputs.get("fingerprint"),
+            ex.times.get("started_at"),
+            ex.times.get("wall_s"),
         ]
     )
     for run, info in zip(inp.runs, inp.models):
-        rj = read_json(storage.join(run, "run.json"))
+        rj = _read_run(run)
         data = info.get("training_data", {})
         rows.append(
             [
@@ -441,19 +450,20 @@ def lineage_section(inp: Inputs) -> str:
                 str(run),
                 data.get("extract"),
                 data.get("fingerprint"),
-                rj.get("times", {}).get("started_at"),
-                rj.get("times", {}).get("wall_s"),
+                rj.times.get("started_at"),
+                rj.times.get("wall_s"),
             ]
         )
     for count, rj in zip(inp.counts, inp.count_runs):
+        model = rj.model or {}
         rows.append(
             [
-                f"count ({rj.get('model', {}).get('kind')})",
+                f"count ({model.get('kind')})",
                 str(count),
-                rj.get("model", {}).get("run"),
-                rj.get("inputs", {}).get("fingerprint"),
-                rj.get("times", {}).get("started_at"),
-                rj.get("times", {}).get("wall_s"),
+                model.get("run"),
+                rj.inputs.get("fingerprint"),
+                rj.times.get("started_at"),
+                rj.times.get("wall_s"),
             ]
         )
     return "<p>Each stage, what fed it, the fingerprint of its inputs and when it ran.</p>" + table(

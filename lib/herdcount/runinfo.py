@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from herdcount import __version__, storage
+from herdcount.records import RunRecord
 
 _PACKAGES = ("pyspark", "numpy", "scipy", "scikit-image", "pillow", "tensorflow-cpu", "keras", "boto3")
 
@@ -76,25 +76,45 @@ def verbose() -> bool:
     return os.environ.get("HERDCOUNT_VERBOSE") == "1"
 
 
-def read_run(folder: str | Path) -> dict[str, Any] | None:
-    """The run.json of an output folder (local or S3), or None when it has none."""
+def read_run(folder: str | Path) -> RunRecord | None:
+    """The run.json of an output folder (local or S3), or None when it has none.
+
+    Raises
+    ------
+    ValueError
+        If the folder's run.json is not a herdcount run record.
+    """
     path = storage.join(folder, "run.json")
-    return json.loads(storage.read_text(path)) if storage.exists(path) else None
+    if not storage.exists(path):
+        return None
+    try:
+        return RunRecord.from_json(storage.read_text(path))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def write_run_json(
-    out: str | Path, *, job: str, config: dict, inputs: dict, clock: RunClock, totals: dict, **extra: Any
-) -> dict:
+    out: str | Path,
+    *,
+    job: str,
+    config: dict,
+    inputs: dict,
+    clock: RunClock,
+    totals: dict,
+    spark: dict[str, str] | None = None,
+    model: dict[str, Any] | None = None,
+) -> RunRecord:
     """Write ``OUT/run.json`` atomically and return what was written."""
-    run = {
-        "job": job,
-        "command": sys.argv,
-        "config": config,
-        "inputs": inputs,
-        "versions": library_versions(),
-        "times": clock.times(),
-        "totals": totals,
-        **extra,
-    }
-    storage.write_text_atomic(storage.join(out, "run.json"), json.dumps(run, indent=2, default=str))
+    run = RunRecord(
+        job=job,
+        command=list(sys.argv),
+        config=config,
+        inputs=inputs,
+        versions=library_versions(),
+        times=clock.times(),
+        totals=totals,
+        spark=spark,
+        model=model,
+    )
+    storage.write_text_atomic(storage.join(out, "run.json"), run.to_json())
     return run

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import sys
 from collections import Counter, defaultdict
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 from herdcount import storage
 from herdcount.cli import HelpFormatter
 from herdcount.manifest import OK, read_manifest
+from herdcount.runinfo import RunClock, read_run, write_run_json
 
 SPLITS = ("train", "val", "test")
 
@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "--min-photos", type=int, default=5, help="labels with fewer photos are held out as unknowns"
     )
     args = p.parse_args(argv)
+    clock = RunClock()
     try:
         fractions = tuple(float(f) for f in args.fractions.split(","))
         rows = [
@@ -132,19 +133,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for name, items in result.items():
         storage.write_csv_atomic(storage.join(args.out, f"{name}.csv"), ["path", args.by, "group"], items)
-    manifest_run = json.loads(storage.read_text(storage.join(args.manifest, "run.json")))
-    record = {
-        "job": "split",
-        "config": vars(args),
-        "command": sys.argv,
-        "inputs": {
+    manifest_run = read_run(args.manifest)
+    write_run_json(
+        args.out,
+        job="split",
+        config=vars(args),
+        inputs={
             "manifest": storage.absolute(args.manifest),
-            "fingerprint": manifest_run["inputs"]["fingerprint"],
+            "fingerprint": manifest_run.inputs["fingerprint"] if manifest_run else None,
             "keep": args.keep,
         },
-        "totals": {k: len(v) for k, v in result.items()},
-    }
-    storage.write_text_atomic(storage.join(args.out, "run.json"), json.dumps(record, indent=2))
+        clock=clock,
+        totals={k: len(v) for k, v in result.items()},
+    )
     print(proportions(result))
     return 0
 

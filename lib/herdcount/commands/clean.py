@@ -14,14 +14,11 @@ originals are never moved or deleted.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from herdcount import storage
-from herdcount.clean import CleanSettings, balance, flag_rows, keep_paths, report_html
+from herdcount.clean import CleanJob, CleanSettings
 from herdcount.cli import HelpFormatter
-from herdcount.manifest import read_manifest
-from herdcount.runinfo import RunClock, write_run_json
+from herdcount.runner import run_job
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,51 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    clock = RunClock()
-    manifest_file = storage.join(args.manifest, "manifest.parquet")
-    try:
-        settings = CleanSettings(
-            near_duplicate_bits=args.near_duplicate_bits,
-            dark_mads=args.dark_mads,
-            blur_mads=args.blur_mads,
-            dark_levels=args.dark_levels,
-            blur_ratio=args.blur_ratio,
-            label_field=args.label_field,
-        )
-        if not storage.exists(manifest_file):
-            raise ValueError(
-                f"{args.manifest} has no manifest.parquet; expected the output of jobs/manifest.py"
-            )
-    except ValueError as exc:
-        print(f"clean: error: {exc}", file=sys.stderr)
-        return 2
-    rows = read_manifest(manifest_file)
-    flags = flag_rows(rows, settings)
-    keep = keep_paths(rows, flags)
-    counts = balance(rows, keep, settings.label_field)
-    storage.write_csv_atomic(storage.join(args.out, "flags.csv"), ["path", "flag", "detail"], flags)
-    storage.write_csv_atomic(storage.join(args.out, "keep.csv"), ["path"], [[p] for p in keep])
-    storage.write_csv_atomic(storage.join(args.out, "balance.csv"), ["label", "photos"], counts.items())
-    storage.write_text_atomic(storage.join(args.out, "report.html"), report_html(rows, flags, counts))
-    by_flag = {f: sum(1 for _, g, _ in flags if g == f) for f in dict.fromkeys(g for _, g, _ in flags)}
-    manifest_run = json.loads(storage.read_text(storage.join(args.manifest, "run.json")))
-    inputs = {
-        "manifest": storage.absolute(args.manifest),
-        "fingerprint": manifest_run["inputs"]["fingerprint"],
-    }
-    write_run_json(
-        args.out,
-        job="clean",
-        config=vars(args),
-        inputs=inputs,
-        clock=clock,
-        totals={"files": len(rows), "kept": len(keep), "flags": by_flag},
-    )
-    print(
-        f"files: {len(rows)}, kept: {len(keep)}; flags: " + ", ".join(f"{k} {v}" for k, v in by_flag.items())
-    )
-    print(f"outputs: {storage.join(args.out, 'flags.csv')}, keep.csv, balance.csv, report.html")
-    return 0
+    options = {k: v for k, v in vars(args).items() if k not in ("manifest", "out")}
+    # No item needs an executor: the runner plans and finishes on the driver, without Spark.
+    return run_job(CleanJob(args.manifest, args.out, options), spark=None)
 
 
 if __name__ == "__main__":

@@ -11,16 +11,13 @@ MismatchedTrainImages.txt). One Spark task per pair; rerunning with the same OUT
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 
-from herdcount import storage
 from herdcount.cli import HelpFormatter
-from herdcount.config import DEFAULT_SCHEME, resolve_scheme
-from herdcount.extract import extract_pair, format_summary, plan_extract, write_outputs
-from herdcount.kaggle import read_data_scheme
-from herdcount.runinfo import RunClock, fingerprint_files, write_run_json
-from herdcount.spark import add_spark_conf_argument, build_session, recorded_settings, run_tasks
+from herdcount.config import DEFAULT_SCHEME
+from herdcount.extract import ExtractJob
+from herdcount.runner import SparkOptions, run_job
+from herdcount.spark import add_spark_conf_argument
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,53 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    clock = RunClock()
-    try:
-        for path in (args.data, args.out, args.scheme):
-            if path:
-                storage.check_bucket(path)
-        recorded = read_data_scheme(args.data) if storage.is_dir(args.data) else None
-        config = resolve_scheme(args.scheme, recorded, f"DATA {args.data!r} (its scheme.yaml)")
-        if args.scheme is None and recorded is None:
-            print(
-                f"extract: no --scheme and no DATA/scheme.yaml: using the {DEFAULT_SCHEME} scheme",
-                file=sys.stderr,
-            )
-        plan = plan_extract(args.data, args.out, config)
-    except ValueError as exc:
-        print(f"extract: error: {exc}", file=sys.stderr)
-        return 2
-    inputs = {
-        "data": storage.absolute(args.data),
-        "scheme": args.scheme,
-        "pairs": len(plan.tasks),
-        "fingerprint": fingerprint_files(
-            args.data, ["Train", "TrainDotted"], ["MismatchedTrainImages.txt"], listings=plan.listings
-        ),
-    }
-    print(
-        f"extract: {len(plan.tasks)} pairs to process, {len(plan.rows)} handled without Spark",
-        file=sys.stderr,
-    )
-    spark = build_session("herdcount-extract", args.spark_conf, args.master)
-    try:
-        work = functools.partial(extract_pair, out=args.out, config=config)
-        results = run_tasks(spark, work, plan.tasks, label="extract")
-        spark_settings = recorded_settings(spark)
-    finally:
-        spark.stop()
-    totals = write_outputs(plan, results, config)
-    write_run_json(
-        args.out,
-        job="extract",
-        config=config.to_dict(),
-        inputs=inputs,
-        clock=clock,
-        totals=totals,
-        spark=spark_settings,
-    )
-    print(format_summary(totals, plan.rows + results))
-    return 0
+    job = ExtractJob(args.data, args.out, scheme=args.scheme)
+    return run_job(job, SparkOptions(args.master, args.spark_conf))
 
 
 if __name__ == "__main__":
