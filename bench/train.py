@@ -1,6 +1,16 @@
-"""Training benchmark: both model kinds on a 40-photo synthetic survey, timed, with their scores.
+"""Training benchmarks: both model kinds on a synthetic survey, timed, with their scores; the
+streamed input against the in-memory sampler; and peak memory against the survey's size.
 
     python bench/train.py [--work DIR] [--train 40] [--width 1600] [--height 1100] [--seed 5] [--reuse]
+    python bench/train.py --throughput [--steps 40]     # shards vs photos in memory, same run
+    python bench/train.py --memory 12,48                # peak RSS of training, full-size photos
+
+``--throughput`` times, on the same survey and in the same process, the input pipeline alone
+(batches per second) and training steps per second with today's in-memory sampler
+(every photo decoded first, ``tile_stream``) and with the windows streamed from shards
+(``window_dataset``), and prints the ratios. ``--memory`` makes surveys of N full-size
+(4992x3328) pairs, extracts them and cuts their windows, then trains a density model on
+each under ``/usr/bin/time -v`` and prints the peak resident memory.
 
 Makes the survey, extracts it with the extract library (one process; the Spark job does the
 same per pair), then runs ``models/train.py`` with its default settings for each kind and
@@ -39,9 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--reuse", action="store_true", help="keep finished runs in WORK instead of training again"
     )
+    p.add_argument("--throughput", action="store_true", help="time the input pipelines and training steps")
+    p.add_argument("--steps", type=int, default=40, help="batches timed by --throughput")
+    p.add_argument("--memory", help="comma-separated survey sizes (training pairs) to measure peak memory on")
     args = p.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="herdcount-bench-train-"))
     config = load_config(DEFAULT_SCHEME)
+    if args.memory:
+        return memory(work, config, [int(n) for n in args.memory.split(",")], args.seed)
     data, out = work / "data", work / "extract"
     if not (data / "Train" / "train.csv").is_file():
         write_survey(
@@ -57,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         run_in_process(ExtractJob(data, out, config=config))
     cores = len(os.sched_getaffinity(0))
     print(f"survey: {args.train} photos of {args.width}x{args.height} in {data}; {cores} cores")
+    if args.throughput:
+        return throughput(data, out, config, args.steps)
     for kind in args.kinds.split(","):
         run = work / f"run-{kind}"
         if args.reuse and (run / "model.json").is_file():
@@ -99,6 +116,137 @@ def main(argv: list[str] | None = None) -> int:
                 {k: round(v, 3) for k, v in metrics["val_accuracy_per_class"].items() if v is not None},
             )
         print(f"  outputs: {run}")
+    return 0
+
+
+def throughput(data: Path, out: Path, config, steps: int, batch: int = 16) -> int:
+    """Input batches and training steps per second: photos in memory against shards."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from herdcount.models.builders import DensityLoss, make_density_model
+    from herdcount.models.training_data import (
+        density_dataset,
+        load_photo,
+        read_extract,
+        split_photos,
+        tile_stream,
+    )
+    from herdcount.models.windows import WindowsJob, read_index, window_dataset
+
+    photos = read_extract(out, config, data)
+    train_ids, _ = split_photos([p.train_id for p in photos], seed=0)
+    windows = out / "windows"
+    if not (windows / "index.json").is_file():
+        started = time.monotonic()
+        run_in_process(WindowsJob(str(out), str(data), str(windows), config=config))
+        print(f"windows cut in {time.monotonic() - started:.1f} s (one process)")
+    shards = read_index(str(windows), config)
+    sampling = {"size": 256, "stride": 8, "sigma": 1.0, "empty_share": 0.5, "scale_range": (0.5, 1.5)}
+    started = time.monotonic()
+    kept = [load_photo(data, p, config) for p in photos if p.train_id in set(train_ids)]
+    print(f"in memory: {len(kept)} photos decoded in {time.monotonic() - started:.1f} s")
+
+    def in_memory():
+        stream = tile_stream(kept, 5, np.random.default_rng(0), scale_sigma=0.25, block=8, **sampling)
+        return density_dataset(stream, 5, size=256, stride=8, batch_size=batch)
+
+    def streamed():
+        ds = window_dataset(shards, train_ids, 5, scale_sigma=0.25, seed=0, **sampling)
+        return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+
+    def input_rate(make) -> float:
+        it = iter(make())
+        for _ in range(3):
+            next(it)
+        started = time.monotonic()
+        for _ in range(steps):
+            next(it)
+        return steps / (time.monotonic() - started)
+
+    def train_rate(make) -> float:
+        keras.utils.set_random_seed(0)
+        model = make_density_model(5)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=DensityLoss())
+        ds = make()
+        model.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)
+        started = time.monotonic()
+        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+        return steps / (time.monotonic() - started)
+
+    rates = {}
+    for name, make in (("in memory", in_memory), ("shards", streamed)):
+        rates[name] = (input_rate(make), train_rate(make))
+        inp, step = rates[name]
+        print(
+            f"{name:>9}: input alone {inp:.2f} batches/s ({inp * batch:.0f} tiles/s); "
+            f"training {step:.2f} steps/s ({step * batch:.0f} tiles/s)"
+        )
+    (mi, ms), (si, ss) = rates["in memory"], rates["shards"]
+    print(f"shards / in memory: input {si / mi:.2f}x, training steps {ss / ms:.2f}x (goal >= 1, no slower)")
+    return 0
+
+
+def memory(work: Path, config, sizes: list[int], seed: int) -> int:
+    """Peak memory of density training on surveys of full-size photos."""
+    from herdcount.models.windows import WindowsJob
+
+    peaks = {}
+    for n in sizes:
+        data, out, run = (
+            work / f"full-{n}" / "data",
+            work / f"full-{n}" / "extract",
+            work / f"full-{n}" / "run",
+        )
+        if not (data / "Train" / "train.csv").is_file():
+            started = time.monotonic()
+            write_survey(data, n_train=n, n_test=0, seed=seed, config=config, width=4992, height=3328)
+            print(f"{n} full-size pairs written in {time.monotonic() - started:.0f} s")
+        if not (out / "run.json").is_file():
+            run_in_process(ExtractJob(data, out, config=config))
+        if not (out / "windows" / "index.json").is_file():
+            started = time.monotonic()
+            outcome = run_in_process(WindowsJob(str(out), str(data), str(out / "windows"), config=config))
+            print(
+                f"windows of {n} pairs cut in {time.monotonic() - started:.0f} s: {outcome.totals['bytes'] / 1e9:.2f} GB"
+            )
+        cmd = [
+            "/usr/bin/time",
+            "-v",
+            sys.executable,
+            "-m",
+            "herdcount.models.train",
+            "--kind",
+            "density",
+            "--extract",
+            str(out),
+            "--data",
+            str(data),
+            "--out",
+            str(run),
+            "--overwrite",
+            "--epochs",
+            "2",
+            "--steps-per-epoch",
+            "20",
+            "--val-photos-per-epoch",
+            "2",
+        ]
+        started = time.monotonic()
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            print(done.stdout[-2000:], done.stderr[-4000:], sep="\n")
+            return done.returncode
+        line = next(x for x in done.stderr.splitlines() if "Maximum resident set size" in x)
+        peaks[n] = int(line.split(":")[1]) / 1e6
+        print(f"{n} pairs: peak {peaks[n]:.2f} GB, {time.monotonic() - started:.0f} s (2 epochs of 20 steps)")
+    if len(peaks) > 1:
+        low, high = min(peaks), max(peaks)
+        print(
+            f"peak at {high} pairs - peak at {low} pairs: {peaks[high] - peaks[low]:+.2f} GB "
+            f"(goal: within 0.5 GB; at most 4 GB at 48)"
+        )
     return 0
 
 

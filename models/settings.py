@@ -51,8 +51,13 @@ class DensitySettings:
     #: Channels at 1/4 resolution and convolutions at 1/8.
     width: int = 16
     depth: int = 4
-    #: Tile of the whole-photo validation.
+    #: Tile of the whole-photo validation, and at most how many held-out photos are counted
+    #: after each epoch (all of them at the end).
     inference_tile: int = 1024
+    val_photos_per_epoch: int = 16
+    #: The windows training streams (a folder of herdcount windows); by default
+    #: EXTRACT/windows, else cut into RUN/windows first.
+    windows: str | None = None
 
     def check(self) -> None:
         """Reject settings that cannot work.
@@ -62,7 +67,7 @@ class DensitySettings:
         ValueError
             Naming the option and its value.
         """
-        for name in ("steps_per_epoch", "width", "depth"):
+        for name in ("steps_per_epoch", "width", "depth", "val_photos_per_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.tile_size % 8 or self.tile_size < 64:
@@ -168,6 +173,17 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     g.add_argument(
         "--inference-tile", type=int, default=density.inference_tile, help="tile of whole-photo validation"
     )
+    g.add_argument(
+        "--val-photos-per-epoch",
+        type=int,
+        default=density.val_photos_per_epoch,
+        help="held-out photos counted after each epoch (a fixed sample; all of them at the end)",
+    )
+    g.add_argument(
+        "--windows",
+        default=None,
+        help="windows to stream (a herdcount windows output; default EXTRACT/windows, else cut into RUN/windows)",
+    )
     args = p.parse_args(argv)
     common = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings) if f.name != "density"}
     kind = DensitySettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DensitySettings)})
@@ -188,7 +204,7 @@ def check_settings(s: TrainSettings) -> None:
         raise ValueError(
             f"RUN {s.out!r} already holds a trained model; choose another --out or pass --overwrite"
         )
-    for path in (s.extract, s.data, s.out, s.scheme):
+    for path in (s.extract, s.data, s.out, s.scheme, s.density.windows):
         if path:
             storage.check_bucket(path)
     if s.data and not storage.is_dir(storage.join(s.data, "Train")):

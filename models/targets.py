@@ -117,13 +117,20 @@ def sample_tile(
     masked: NDArray[np.bool_] | None = None,
     block: int = 8,
     centre: ArrayLike | None = None,
+    offset: tuple[int, int] = (0, 0),
+    bounds: tuple[int, int] | None = None,
 ) -> TrainingTile:
     """Cut a ``size`` x ``size`` training tile out of ``photo`` resized by ``scale``.
 
     The tile covers ``size / scale`` photo pixels, resized to ``size``; dots follow, so a
     tile shows the same animals at any scale, only larger or smaller. ``centre`` (photo
     pixels) places the tile around a point; otherwise the position is random.
-    ``masked`` is the photo's grid of masked ``block`` cells: those cells get weight 0.
+    ``masked`` is the grid of masked ``block`` cells of ``photo``: those cells get weight 0.
+
+    ``photo`` may be a window of a larger photo: ``offset`` is its top-left corner in the
+    photo and ``bounds`` the photo's ``(height, width)``. ``points`` and ``centre`` stay in
+    the photo's pixels, so a dot near the window's edge is normalised over the photo, as
+    when the tile is cut from the whole photo.
     """
     if size % stride:
         raise ValueError(f"size must be a multiple of stride {stride}, got {size}")
@@ -136,7 +143,7 @@ def sample_tile(
         top, left = int(rng.integers(0, height - span + 1)), int(rng.integers(0, width - span + 1))
     else:
         jitter = rng.uniform(-span / 2, span / 2, size=2)
-        row, col = np.asarray(centre, dtype=float) + jitter
+        row, col = np.asarray(centre, dtype=float) - np.asarray(offset, dtype=float) + jitter
         top = int(np.clip(round(row - span / 2), 0, height - span))
         left = int(np.clip(round(col - span / 2), 0, width - span))
     crop = photo[top : top + span, left : left + span]
@@ -146,7 +153,8 @@ def sample_tile(
     cells = size // stride
     # In the resized photo's pixels: the tile's grid starts at (top, left) * scale.
     scaled = points * scale
-    origin = (top * scale, left * scale)
+    origin = ((offset[0] + top) * scale, (offset[1] + left) * scale)
+    photo_height, photo_width = bounds if bounds is not None else (height, width)
     near = np.all(
         (scaled > np.subtract(origin, 4 * stride)) & (scaled < np.add(origin, size + 4 * stride)), axis=1
     )
@@ -158,7 +166,7 @@ def sample_tile(
         stride=stride,
         sigma=sigma,
         origin=origin,
-        bounds=(height * scale, width * scale),
+        bounds=(photo_height * scale, photo_width * scale),
     )
     weight = np.ones((cells, cells), np.float32)
     if masked is not None:

@@ -17,7 +17,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +40,18 @@ from herdcount.models.builders import (
 )
 from herdcount.models.settings import TrainSettings, check_settings, parse_args
 from herdcount.models.training_data import (
-    TrainingPhoto,
+    PhotoDots,
     class_weights,
     classifier_dataset,
-    density_dataset,
     list_thumbnails,
     load_photo,
     read_extract,
     split_photos,
-    tile_stream,
 )
+from herdcount.models.windows import ShardIndex, WindowsJob, read_index, window_dataset
 from herdcount.plots import plot_confusion, plot_counts, plot_curves
 from herdcount.runinfo import RunClock, fingerprint_files, read_run, write_run_json
+from herdcount.runner import run_in_process
 from herdcount.score import column_rmse
 from herdcount.tiling import density_map, masked_counts
 
@@ -62,7 +61,7 @@ def local_inputs(s: TrainSettings) -> TrainSettings:
     folder (uploaded at the end, model.json last): training runs on one machine and Keras
     and tf.data read local files. A second run reuses the copies."""
     cache = Path(tempfile.gettempdir()) / "herdcount-train-cache"
-    changes: dict[str, str] = {}
+    changes: dict[str, Any] = {}
     if storage.is_s3(s.extract):
         changes["extract"] = str(storage.download_tree(s.extract, cache / _slug(s.extract)))
     if s.data and storage.is_s3(s.data):
@@ -73,6 +72,9 @@ def local_inputs(s: TrainSettings) -> TrainSettings:
         if storage.exists(mismatched):
             storage.write_bytes_atomic(local / "MismatchedTrainImages.txt", storage.read_bytes(mismatched))
         changes["data"] = str(local)
+    if s.density.windows and storage.is_s3(s.density.windows):
+        local = storage.download_tree(s.density.windows, cache / _slug(s.density.windows))
+        changes["density"] = dataclasses.replace(s.density, windows=str(local))
     if storage.is_s3(s.out):
         changes["out"] = tempfile.mkdtemp(prefix="herdcount-run-")
     if changes:
@@ -254,55 +256,89 @@ def prepare_density(settings: TrainSettings, config: Config) -> dict[str, Any]:
         "val": [by_id[i] for i in val_ids],
         "train_ids": train_ids,
         "val_ids": val_ids,
+        "shards": training_windows(settings, config),
     }
+
+
+def training_windows(settings: TrainSettings, config: Config) -> ShardIndex:
+    """The windows training streams, checked: ``--windows``, else EXTRACT/windows when the
+    windows stage wrote them there, else cut now, in this process, into RUN/windows.
+
+    Raises
+    ------
+    ValueError
+        As :func:`read_index`: no index, another scheme's classes, a missing or truncated shard.
+    """
+    folder = settings.density.windows
+    if folder is None:
+        folder = storage.join(settings.extract, "windows")
+        if not storage.exists(storage.join(folder, "index.json")):
+            folder = storage.join(settings.out, "windows")
+            print(
+                f"no windows in {settings.extract}/windows: cutting them into {folder} "
+                "(for a large survey run herdcount windows on Spark first)"
+            )
+            job = WindowsJob(settings.extract, settings.data, folder, config=config, seed=settings.seed)
+            print(run_in_process(job).summary)
+    return read_index(folder, config)
 
 
 class PhotoValidation(keras.callbacks.Callback):
     """Counts whole held-out photos with the count job's tiled inference after each epoch
-    and adds ``val_rmse`` (averaged over classes) to the epoch's logs."""
+    and adds ``val_rmse`` (averaged over classes) to the epoch's logs.
+
+    Photos are decoded one at a time, counted and dropped, so memory does not grow with the
+    split. After each epoch a fixed sample of at most ``per_epoch`` photos is counted (the
+    same photos every epoch, so epochs compare); :meth:`predict_counts` counts them all.
+    """
 
     def __init__(
         self,
-        photos: list[TrainingPhoto],
-        num_classes: int,
+        photos: list[PhotoDots],
+        data: str,
+        config: Config,
         *,
         stride: int,
         tile: int,
         margin: int,
-        block: int,
+        per_epoch: int,
+        seed: int = 0,
     ) -> None:
         super().__init__()
-        self.photos, self.stride, self.tile, self.margin, self.block = photos, stride, tile, margin, block
-        self.truth = np.array([p.dots.counts(num_classes) for p in photos])
+        self.photos, self.data, self.config = photos, data, config
+        self.stride, self.tile, self.margin = stride, tile, margin
+        self.truth = np.array([p.counts(len(config.classes)) for p in photos])
+        order = np.random.default_rng(seed).permutation(len(photos))
+        self.sample = np.sort(order[: max(1, per_epoch)])
 
-    def predict_counts(self) -> np.ndarray:
+    def predict_counts(self, which: np.ndarray | None = None) -> np.ndarray:
         def predict(batch: np.ndarray) -> np.ndarray:
             return self.model(batch, training=False).numpy()
 
-        return np.array(
-            [
-                masked_counts(
-                    density_map(p.image, predict, stride=self.stride, tile=self.tile, margin=self.margin),
-                    p.masked,
-                    stride=self.stride,
-                    block=self.block,
-                )
-                for p in self.photos
-            ]
-        )
+        counts = []
+        for k in range(len(self.photos)) if which is None else which:
+            photo = load_photo(self.data, self.photos[k], self.config)
+            density = density_map(
+                photo.image, predict, stride=self.stride, tile=self.tile, margin=self.margin
+            )
+            counts.append(
+                masked_counts(density, photo.masked, stride=self.stride, block=self.config.dots.block)
+            )
+        return np.array(counts)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None:
-            logs["val_rmse"] = float(column_rmse(self.truth, self.predict_counts()).mean())
+            predicted = self.predict_counts(self.sample)
+            logs["val_rmse"] = float(column_rmse(self.truth[self.sample], predicted).mean())
 
 
 def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any], loggers: list):
     num_classes = len(config.classes)
-    started = time.monotonic()
-    train = [load_photo(settings.data, d, config) for d in prep["train"]]
-    val = [load_photo(settings.data, d, config) for d in prep["val"]]
+    shards: ShardIndex = prep["shards"]
+    val = prep["val"]
     print(
-        f"{len(train)} training and {len(val)} validation photos decoded in {time.monotonic() - started:.1f} s"
+        f"{len(prep['train'])} training photos streamed from the windows in {shards.folder}, "
+        f"{len(val)} validation photos counted whole"
     )
     model = make_density_model(num_classes, width=settings.density.width, depth=settings.density.depth)
     geo = describe_density_model(model)
@@ -317,38 +353,40 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         "sigma": settings.density.sigma,
         "block": config.dots.block,
     }
-    rng = np.random.default_rng(settings.seed)
-    stream = tile_stream(
-        train,
+    del sampling["block"]  # the shards' own
+    train_ds = window_dataset(
+        shards,
+        prep["train_ids"],
         num_classes,
-        rng,
         empty_share=settings.density.empty_share,
         scale_range=(settings.density.min_scale, settings.density.max_scale),
         scale_sigma=settings.density.scale_sigma,
+        seed=settings.seed,
         **sampling,
     )
-    train_ds = density_dataset(
-        stream, num_classes, size=settings.density.tile_size, stride=stride, batch_size=settings.batch_size
-    )
+    train_ds = train_ds.batch(settings.batch_size).prefetch(tf.data.AUTOTUNE)
     # Fixed validation tiles at scale 1 for val_loss; the photo counts below are what matters.
-    val_stream = tile_stream(
-        val,
+    val_tiles = window_dataset(
+        shards,
+        prep["val_ids"],
         num_classes,
-        np.random.default_rng(settings.seed + 1),
         empty_share=settings.density.empty_share,
         scale_range=(1.0, 1.0),
         augmented=False,
+        seed=settings.seed + 1,
         **sampling,
     )
-    tiles = [next(val_stream) for _ in range(8 * settings.batch_size)]
+    tiles = list(val_tiles.take(8 * settings.batch_size).as_numpy_iterator())
     val_data = (np.stack([t[0] for t in tiles]), np.stack([t[1] for t in tiles]))
     validation = PhotoValidation(
         val,
-        num_classes,
+        settings.data,
+        config,
         stride=stride,
         tile=settings.density.inference_tile,
         margin=margin,
-        block=config.dots.block,
+        per_epoch=settings.density.val_photos_per_epoch,
+        seed=settings.seed,
     )
     fit = {
         "steps_per_epoch": settings.density.steps_per_epoch,

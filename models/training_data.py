@@ -246,7 +246,7 @@ def tile_stream(
             by_class.setdefault(int(k), []).append((n, d))
     present = sorted(by_class)
     while True:
-        scale = _draw_scale(rng, scale_range, scale_sigma)
+        scale = draw_scale(rng, scale_range, scale_sigma)
         if not present or rng.random() < empty_share:
             photo, centre = photos[int(rng.integers(len(photos)))], None
         else:
@@ -272,7 +272,7 @@ def tile_stream(
         yield tile.image, np.concatenate([tile.target, tile.weight[..., None]], axis=-1)
 
 
-def _draw_scale(rng: np.random.Generator, scale_range: tuple[float, float], sigma: float) -> float:
+def draw_scale(rng: np.random.Generator, scale_range: tuple[float, float], sigma: float) -> float:
     low, high = np.log(scale_range)
     if sigma <= 0 or low == high:
         return float(np.exp(rng.uniform(low, high)))

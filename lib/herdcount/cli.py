@@ -37,6 +37,10 @@ VERBS = {
         "herdcount.commands.extract",
         "find the dots of training pairs: metadata, thumbnails (Spark)",
     ),
+    "windows": (
+        "herdcount.commands.windows",
+        "cut training windows of the extracted photos into shards (Spark)",
+    ),
     "train": ("herdcount.models.train", "train a density model or a patch classifier (TensorFlow)"),
     "count": ("herdcount.commands.count", "count the animals of every test photo into a submission (Spark)"),
     "score": ("herdcount.score", "score a submission against the truth: RMSE per class"),

@@ -353,7 +353,7 @@ def score_counts(inp: Inputs) -> list[dict[str, Any]]:
         rounded = dict(zip(sub_ids, submitted))
         entry = {
             "path": count,
-            "label": f"{run.get('model', {}).get('kind', '?')} ({storage.basename(count)})",
+            "label": f"{(run.model or {}).get('kind', '?')} ({storage.basename(count)})",
             "ids": ids,
             "predicted": predicted.reshape(len(ids), -1),
             "truth": None,
@@ -372,8 +372,8 @@ def diagnosis_section(inp: Inputs, scored: list[dict[str, Any]], *, worst: int =
     parts = []
     for s in scored:
         error = np.abs(s["predicted"] - s["truth"]).sum(axis=1)
-        images = s["run"].get("inputs", {}).get("images", "")
-        model = s["run"].get("model", {}).get("run")
+        images = s["run"].inputs.get("images", "")
+        model = (s["run"].model or {}).get("run")
         if images and not storage.is_dir(images):
             inp.cannot_read(images, "the count run's photo folder is not found (was it moved?)")
             images = ""

@@ -1,0 +1,604 @@
+"""Training windows in shards: the Spark stage that cuts them, and the tf.data reader that
+streams them into training.
+
+The stage (``herdcount windows``, ``spark-submit jobs/windows.py``) reads an extract job's
+metadata and the survey's photos, and writes under OUT:
+
+- ``shards/grid-NNNNN.tfrecord`` and ``shards/dots-<class>-NNNNN.tfrecord``: TFRecord files
+  of ``tf.train.Example`` records, one per window (see :data:`FEATURES`), the windows of
+  ``photos_per_shard`` photos each; ``dots-<class>`` holds the windows centred on a dot of
+  that class;
+- ``shards/NNNNN.json``: what shard NNNNN holds (photos, windows per file and photo, dots
+  per class, errors), written last: its presence means the shard is complete, so a rerun
+  skips it;
+- ``index.json`` (every shard, its files, sizes and counts, the scheme and the settings)
+  and ``run.json``.
+
+Training streams them (:func:`window_dataset`): shards interleaved, records shuffled in a
+buffer, each class's dot windows and the grid windows drawn with today's sampler's
+shares, tiles cut and augmented in parallel, batches prefetched. Memory does not grow with
+the number of photos.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from herdcount.predictors import QUIET_TENSORFLOW
+
+os.environ.setdefault(*QUIET_TENSORFLOW)  # before TensorFlow is imported, here or in a Spark worker
+
+import numpy as np
+
+from herdcount import storage
+from herdcount.config import Config, config_from_dict, resolve_scheme
+from herdcount.dots import black_blocks
+from herdcount.imaging import PhotoError, decode_rgb, encode_jpeg
+from herdcount.kaggle import id_key
+from herdcount.models.training_data import PhotoDots, read_extract
+from herdcount.records import Status, TaskError
+from herdcount.runinfo import read_run
+from herdcount.runner import SOME_FAILED, Job, Outcome
+from herdcount.windows import GRID, Window, WindowSettings, cut_windows, keep_shares
+
+#: The record of one window (``tf.train.Example`` features).
+FEATURES = (
+    ("train_id", "bytes: the photo's id"),
+    ("image", "bytes: the window's pixels, JPEG"),
+    ("origin", "int64 [2]: its top-left corner (row, col) in the photo"),
+    ("photo_shape", "int64 [2]: the photo's (height, width)"),
+    ("points", "float [2N]: dots inside or near it, (row, col) photo pixels, flattened"),
+    ("classes", "int64 [N]: their class indices"),
+    ("masked", "bytes: its masked cells, one byte each, row by row"),
+    ("masked_shape", "int64 [2]: (rows, cols) of those cells"),
+    ("centre", "float [2]: the dot a dot window is centred on; (-1, -1) for grid windows"),
+)
+INDEX = "index.json"
+SHARDS = "shards"
+
+
+def family(kind: str | int, class_names: list[str]) -> str:
+    """The shard family of a window: ``grid`` or ``dots-<class>``."""
+    return GRID if kind == GRID else f"dots-{class_names[int(kind)]}"
+
+
+def encode_window(window: Window, quality: int = 95) -> bytes:
+    """The window as a serialized ``tf.train.Example`` (see :data:`FEATURES`)."""
+    import tensorflow as tf
+
+    def ints(values) -> tf.train.Feature:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+
+    def floats(values) -> tf.train.Feature:
+        return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+
+    def raw(value: bytes) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    centre = window.centre if window.centre is not None else (-1.0, -1.0)
+    features = {
+        "train_id": raw(window.train_id.encode()),
+        "image": raw(encode_jpeg(window.image, quality)),
+        "origin": ints(window.origin),
+        "photo_shape": ints(window.photo_shape),
+        "points": floats(np.asarray(window.points, dtype=np.float32).ravel()),
+        "classes": ints(window.classes),
+        "masked": raw(np.asarray(window.masked, dtype=np.uint8).tobytes()),
+        "masked_shape": ints(window.masked.shape),
+        "centre": floats(centre),
+    }
+    # Deterministic: map entries sorted, so the same window is the same bytes in any process.
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString(
+        deterministic=True
+    )
+
+
+def write_records(path: str, records: list[bytes]) -> int:
+    """Write a TFRecord file atomically (local or S3); return its size in bytes."""
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="herdcount-shard-") as tmp:
+        local = os.path.join(tmp, "part.tfrecord")
+        with tf.io.TFRecordWriter(local) as writer:
+            for record in records:
+                writer.write(record)
+        data = Path(local).read_bytes()
+    storage.write_bytes_atomic(path, data)
+    return len(data)
+
+
+# --- the Spark stage ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """The photos of one shard, with their dots."""
+
+    index: int
+    photos: tuple[PhotoDots, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.index:05d}"
+
+
+@dataclass
+class ShardResult:
+    """What one shard holds; ``shards/NNNNN.json`` (written last) is its :meth:`to_dict`."""
+
+    index: int
+    status: Status
+    #: Family -> file name, windows and bytes.
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Family -> photo id -> windows, so that training knows which families its photos fill.
+    windows: dict[str, dict[str, int]] = field(default_factory=dict)
+    photos: list[str] = field(default_factory=list)
+    errors: list[TaskError] = field(default_factory=list)
+    cpu_s: float = 0.0
+    resumed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["status"] = str(self.status)
+        data.pop("resumed")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, resumed: bool = False) -> ShardResult:
+        errors = [TaskError.from_dict(e) for e in data.get("errors", [])]
+        return cls(**{**data, "status": Status(data["status"]), "errors": errors}, resumed=resumed)
+
+
+def cut_shard(
+    task: ShardTask,
+    *,
+    data: str,
+    out: str,
+    config: Config,
+    settings: WindowSettings,
+    shares: list[float],
+    seed: int,
+) -> ShardResult:
+    """Cut the windows of one shard's photos and write its files; never raises for bad input:
+    a photo that cannot be read is an error of the shard's result, the others are written."""
+    started = time.process_time()
+    marker = storage.join(out, SHARDS, f"{task.name}.json")
+    if storage.exists(marker):
+        return ShardResult.from_dict(json.loads(storage.read_text(marker)), resumed=True)
+    names = config.class_names
+    records: dict[str, list[bytes]] = {}
+    result = ShardResult(task.index, Status.OK)
+    for dots in task.photos:
+        try:
+            windows = _photo_windows(dots, data, config, settings, shares, seed)
+        except PhotoError as exc:
+            result.errors.append(TaskError(dots.train_id, exc.file, exc.reason))
+            continue
+        except Exception as exc:
+            file = f"Train/{dots.train_id}.jpg"
+            result.errors.append(TaskError(dots.train_id, file, f"{type(exc).__name__}: {exc}"))
+            continue
+        result.photos.append(dots.train_id)
+        for window in windows:
+            name = family(window.kind, names)
+            records.setdefault(name, []).append(encode_window(window, settings.quality))
+            counts = result.windows.setdefault(name, {})
+            counts[dots.train_id] = counts.get(dots.train_id, 0) + 1
+    for name, batch in sorted(records.items()):
+        file = f"{name}-{task.name}.tfrecord"
+        size = write_records(storage.join(out, SHARDS, file), batch)
+        result.files[name] = {"file": file, "windows": len(batch), "bytes": size}
+    if result.errors and not result.photos:
+        result.status = Status.ERROR
+    result.cpu_s = round(time.process_time() - started, 3)
+    storage.write_text_atomic(marker, json.dumps(result.to_dict()))
+    return result
+
+
+def _photo_windows(
+    dots: PhotoDots, data: str, config: Config, settings: WindowSettings, shares: list[float], seed: int
+) -> list[Window]:
+    plain_name, dotted_name = f"Train/{dots.train_id}.jpg", f"TrainDotted/{dots.train_id}.jpg"
+    plain = decode_rgb(_read(data, plain_name), plain_name)
+    dotted = decode_rgb(_read(data, dotted_name), dotted_name)
+    if plain.shape != dotted.shape:
+        raise PhotoError(dotted_name, f"is {dotted.shape[1]}x{dotted.shape[0]} but {plain_name} is not")
+    if plain.shape[:2] != (dots.height, dots.width):
+        raise PhotoError(
+            plain_name,
+            f"is {plain.shape[1]}x{plain.shape[0]} but the extract metadata says {dots.width}x{dots.height}",
+        )
+    block = config.dots.block
+    masked = black_blocks(dotted, plain=plain, black_level=config.dots.black_level, block=block)
+    del dotted
+    # Seeded by the run's seed and the photo: a rerun or another task order cuts the same windows.
+    rng = np.random.default_rng([seed, int.from_bytes(dots.train_id.encode()[:8], "little")])
+    return cut_windows(
+        dots.train_id,
+        plain,
+        masked,
+        dots.points,
+        dots.classes,
+        settings,
+        np.asarray(shares),
+        rng,
+        block=block,
+    )
+
+
+def _read(data: str, name: str) -> bytes:
+    try:
+        return storage.read_bytes(storage.join(data, *name.split("/")))
+    except FileNotFoundError:
+        raise PhotoError(name, "missing from DATA") from None
+
+
+@dataclass
+class WindowsPlan:
+    """The shards to cut and those an earlier run finished."""
+
+    config: Config
+    tasks: list[ShardTask]
+    done: list[ShardResult]
+    shares: list[float]
+    totals: list[int]
+
+
+@dataclass
+class WindowsJob(Job[WindowsPlan, ShardTask, ShardResult]):
+    """The windows stage: one Spark task per shard (``photos_per_shard`` photos).
+
+    Parameters
+    ----------
+    extract, data, out : str
+        An extract job's output, the survey it came from, and the output folder.
+    settings : WindowSettings
+        How windows are cut.
+    seed : int
+        Seed of the choice of dot windows.
+    config : Config, optional
+        The scheme; by default the one the extract run recorded.
+    """
+
+    name: ClassVar[str] = "windows"
+    extract: str
+    data: str
+    out: str
+    settings: WindowSettings = field(default_factory=WindowSettings)
+    seed: int = 0
+    config: Config | None = None
+    items_per_task: int = 1
+
+    def paths(self) -> list[str | None]:
+        return [self.extract, self.data, self.out]
+
+    def plan(self) -> WindowsPlan:
+        config = self.config
+        if config is None:
+            run = read_run(self.extract)
+            if run is None:
+                raise ValueError(
+                    f"{self.extract!r} has no run.json; expected the output of herdcount extract"
+                )
+            config = resolve_scheme(None, run.config, f"the extract run {self.extract!r}")
+        self.settings.check(config.dots.block)
+        if not storage.is_dir(storage.join(self.data, "Train")):
+            raise ValueError(
+                f"DATA {self.data!r} has no Train/ folder; expected the survey OUT was extracted from"
+            )
+        photos = read_extract(self.extract, config, self.data)
+        totals = np.sum([p.counts(len(config.classes)) for p in photos], axis=0).astype(int)
+        shares = keep_shares(totals, self.settings.dots_per_class).tolist()
+        _claim(self.out, self, config)
+        step = self.settings.photos_per_shard
+        tasks = [ShardTask(n, tuple(photos[i : i + step])) for n, i in enumerate(range(0, len(photos), step))]
+        done, todo = [], []
+        for task in tasks:
+            marker = storage.join(self.out, SHARDS, f"{task.name}.json")
+            if storage.exists(marker):
+                done.append(ShardResult.from_dict(json.loads(storage.read_text(marker)), resumed=True))
+            else:
+                todo.append(task)
+        return WindowsPlan(config, todo, done, shares, totals.tolist())
+
+    def items(self, plan: WindowsPlan) -> list[ShardTask]:
+        return plan.tasks
+
+    def announce(self, plan: WindowsPlan) -> str:
+        return f"{len(plan.tasks)} shards to cut, {len(plan.done)} done by an earlier run"
+
+    def worker(self, plan: WindowsPlan, task_cpus: int) -> Callable[[ShardTask], ShardResult]:
+        return functools.partial(
+            cut_shard,
+            data=self.data,
+            out=self.out,
+            config=plan.config,
+            settings=self.settings,
+            shares=plan.shares,
+            seed=self.seed,
+        )
+
+    def finish(self, plan: WindowsPlan, results: list[ShardResult], work_s: float) -> Outcome:
+        shards = sorted(plan.done + results, key=lambda r: r.index)
+        names = plan.config.class_names
+        index = {
+            "scheme": plan.config.to_dict(),
+            "settings": dataclasses.asdict(self.settings),
+            "seed": self.seed,
+            "block": plan.config.dots.block,
+            "shards": [s.to_dict() for s in shards],
+        }
+        storage.write_text_atomic(storage.join(self.out, INDEX), json.dumps(index, indent=1))
+        errors = sorted((e for s in shards for e in s.errors), key=lambda e: id_key(e.item))
+        windows: dict[str, int] = {}
+        for s in shards:
+            for name, entry in s.files.items():
+                windows[name] = windows.get(name, 0) + entry["windows"]
+        totals = {
+            "shards": len(shards),
+            "resumed": len(plan.done),
+            "photos": sum(len(s.photos) for s in shards),
+            "failed": len(errors),
+            "windows": dict(sorted(windows.items())),
+            "dots": dict(zip(names, plan.totals)),
+            "dot_window_share": dict(zip(names, [round(v, 4) for v in plan.shares])),
+            "bytes": sum(e["bytes"] for s in shards for e in s.files.values()),
+            "task_cpu_s": round(sum(s.cpu_s for s in results), 3),
+        }
+        lines = [
+            f"shards: {len(shards)} ({len(plan.done)} resumed) of {totals['photos']} photos, "
+            f"{totals['bytes'] / 1e6:.1f} MB",
+            "windows: " + ", ".join(f"{k} {v}" for k, v in totals["windows"].items()),
+        ]
+        lines += [f"  failed {e.file}: {e.reason}" for e in errors]
+        code = 0
+        if errors:
+            lines.append(f"windows: {len(errors)} photos failed; exit code {SOME_FAILED}")
+            code = SOME_FAILED
+        return Outcome(
+            config={
+                "settings": dataclasses.asdict(self.settings),
+                "seed": self.seed,
+                "scheme": plan.config.to_dict(),
+            },
+            inputs={"extract": storage.absolute(self.extract), "data": storage.absolute(self.data)},
+            totals=totals,
+            summary="\n".join(lines),
+            exit_code=code,
+        )
+
+
+def _claim(out: str, job: WindowsJob, config: Config) -> None:
+    path = storage.join(out, "windows.json")
+    key = {"settings": dataclasses.asdict(job.settings), "seed": job.seed, "classes": config.class_names}
+    if storage.exists(path):
+        earlier = json.loads(storage.read_text(path))
+        if earlier != key:
+            raise ValueError(
+                f"{out} holds windows cut with other settings ({path}); give another --out, or delete it"
+            )
+        return
+    storage.write_text_atomic(path, json.dumps(key, indent=1))
+
+
+# --- the reader ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShardIndex:
+    """A windows output as training reads it."""
+
+    folder: str
+    block: int
+    size: int
+    #: Family -> shard files (full paths).
+    files: dict[str, list[str]]
+    #: Family -> photo id -> windows.
+    windows: dict[str, dict[str, int]]
+
+    def families_with(self, ids: set[str]) -> list[str]:
+        """The families holding a window of one of ``ids``."""
+        return sorted(f for f, per in self.windows.items() if any(i in ids for i in per))
+
+
+def read_index(folder: str, config: Config) -> ShardIndex:
+    """Read and check a windows output before training starts.
+
+    Raises
+    ------
+    ValueError
+        If there is no index.json, its scheme's classes are not ``config``'s, or a shard
+        file is missing or not the size the index recorded (truncated), naming the file.
+    """
+    path = storage.join(folder, INDEX)
+    if not storage.exists(path):
+        raise ValueError(f"{folder!r} has no {INDEX}; expected the output of herdcount windows")
+    index = json.loads(storage.read_text(path))
+    classes = config_from_dict(index["scheme"]).class_names
+    if classes != config.class_names:
+        raise ValueError(f"{path}: windows of classes {classes}, but the scheme has {config.class_names}")
+    files: dict[str, list[str]] = {}
+    windows: dict[str, dict[str, int]] = {}
+    sizes = {}
+    for shard in index["shards"]:
+        for name, entry in shard["files"].items():
+            full = storage.join(folder, SHARDS, entry["file"])
+            files.setdefault(name, []).append(full)
+            sizes[full] = entry["bytes"]
+        for name, per in shard["windows"].items():
+            windows.setdefault(name, {}).update(per)
+    listed = {}
+    for name in {storage.parent(f) for f in sizes}:
+        listed.update({storage.join(name, n): s for n, s in storage.file_stats(name)})
+    for full, size in sizes.items():
+        if full not in listed:
+            raise ValueError(f"{full}: shard missing (listed in {path})")
+        if listed[full] != size:
+            raise ValueError(f"{full}: {listed[full]} bytes but {INDEX} says {size}: truncated or rewritten")
+    return ShardIndex(folder, int(index["block"]), int(index["settings"]["size"]), files, windows)
+
+
+def _parse(serialized):
+    import tensorflow as tf
+
+    spec = {
+        "train_id": tf.io.FixedLenFeature([], tf.string),
+        "image": tf.io.FixedLenFeature([], tf.string),
+        "origin": tf.io.FixedLenFeature([2], tf.int64),
+        "photo_shape": tf.io.FixedLenFeature([2], tf.int64),
+        "points": tf.io.VarLenFeature(tf.float32),
+        "classes": tf.io.VarLenFeature(tf.int64),
+        "masked": tf.io.FixedLenFeature([], tf.string),
+        "masked_shape": tf.io.FixedLenFeature([2], tf.int64),
+        "centre": tf.io.FixedLenFeature([2], tf.float32),
+    }
+    x = tf.io.parse_single_example(serialized, spec)
+    x["points"] = tf.sparse.to_dense(x["points"])
+    x["classes"] = tf.sparse.to_dense(x["classes"])
+    return x
+
+
+def _tile(
+    image, origin, photo_shape, points, classes, masked, masked_shape, centre, seed, *, num_classes, sampling
+):
+    from herdcount.models.targets import augment, sample_tile
+    from herdcount.models.training_data import draw_scale
+
+    rng = np.random.default_rng(seed.tolist())
+    scale = draw_scale(rng, sampling["scale_range"], sampling["scale_sigma"])
+    cells = np.frombuffer(masked, dtype=np.uint8).reshape(masked_shape).astype(bool)
+    tile = sample_tile(
+        image,
+        points.reshape(-1, 2),
+        classes,
+        num_classes,
+        rng,
+        size=sampling["size"],
+        stride=sampling["stride"],
+        sigma=sampling["sigma"],
+        scale=scale,
+        masked=cells,
+        block=sampling["block"],
+        centre=None if centre[0] < 0 else centre,
+        offset=(int(origin[0]), int(origin[1])),
+        bounds=(int(photo_shape[0]), int(photo_shape[1])),
+    )
+    if sampling["augmented"]:
+        tile = augment(tile, rng, brightness=0.08, contrast=0.1)
+    target = np.concatenate([tile.target, tile.weight[..., None]], axis=-1).astype(np.float32)
+    return tile.image, target
+
+
+def window_dataset(
+    shards: ShardIndex,
+    ids: list[str],
+    num_classes: int,
+    *,
+    size: int = 256,
+    stride: int = 8,
+    sigma: float = 1.0,
+    empty_share: float = 0.5,
+    scale_range: tuple[float, float] = (0.5, 1.5),
+    scale_sigma: float = 0.0,
+    augmented: bool = True,
+    seed: int = 0,
+    shuffle_buffer: int = 256,
+):
+    """Endless training tiles ``(image, target)`` streamed from the windows of photos ``ids``.
+
+    The same tiles as :func:`herdcount.models.training_data.tile_stream` draws from photos
+    held in memory: a share ``empty_share`` placed at random (in a random grid window),
+    the others around a dot of a class drawn uniformly (in a dot window of that class),
+    each resized by a drawn scale, augmented, with its density target and loss weight as
+    the last channel. Shards are read interleaved, records shuffled in a buffer of
+    ``shuffle_buffer`` (encoded, ~60 KB each), tiles cut in parallel; the order, and so the
+    run, repeats for a ``seed``.
+
+    Raises
+    ------
+    ValueError
+        If none of ``ids`` has a window in the shards.
+    """
+    import tensorflow as tf
+
+    wanted = set(ids)
+    families = shards.families_with(wanted)
+    if not families:
+        raise ValueError(f"{shards.folder}: no windows of the {len(wanted)} photos asked for")
+    keys = tf.constant(sorted(wanted))
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(keys, tf.ones_like(keys, tf.int32)), 0
+    )
+    sampling = {
+        "size": size,
+        "stride": stride,
+        "sigma": sigma,
+        "scale_range": scale_range,
+        "scale_sigma": scale_sigma,
+        "block": shards.block,
+        "augmented": augmented,
+    }
+
+    def stream(name: str, n: int) -> tf.data.Dataset:
+        files = shards.files[name]
+        ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed + n)
+        ds = ds.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=min(4, len(files)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        ds = ds.map(_parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.filter(lambda x: table.lookup(x["train_id"]) > 0)
+        return ds.shuffle(shuffle_buffer, seed=seed + n, reshuffle_each_iteration=True).repeat()
+
+    grid = [f for f in families if f == GRID]
+    dots = [f for f in families if f != GRID]
+    parts, weights = [], []
+    if grid:
+        parts.append(stream(GRID, 0))
+        weights.append(empty_share if dots else 1.0)
+    for n, name in enumerate(dots, 1):
+        parts.append(stream(name, n))
+        weights.append((1.0 - empty_share if grid else 1.0) / len(dots))
+    ds = (
+        tf.data.Dataset.sample_from_datasets(parts, weights=weights, seed=seed)
+        if len(parts) > 1
+        else parts[0]
+    )
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    cells = size // stride
+    tile = functools.partial(_tile, num_classes=num_classes, sampling=sampling)
+
+    def cut(x, s):
+        image = tf.io.decode_jpeg(x["image"], channels=3)
+        pixels, target = tf.numpy_function(
+            tile,
+            [
+                image,
+                x["origin"],
+                x["photo_shape"],
+                x["points"],
+                x["classes"],
+                x["masked"],
+                x["masked_shape"],
+                x["centre"],
+                s,
+            ],
+            [tf.uint8, tf.float32],
+            stateful=False,
+        )
+        pixels.set_shape((size, size, 3))
+        target.set_shape((cells, cells, num_classes + 1))
+        return pixels, target
+
+    return tf.data.Dataset.zip((ds, seeds)).map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
