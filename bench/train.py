@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--throughput", action="store_true", help="time the input pipelines and training steps")
     p.add_argument("--steps", type=int, default=40, help="batches timed by --throughput")
     p.add_argument("--memory", help="comma-separated survey sizes (training pairs) to measure peak memory on")
+    p.add_argument("--rates", choices=("memory", "shards"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="herdcount-bench-train-"))
     config = load_config(DEFAULT_SCHEME)
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         run_in_process(ExtractJob(data, out, config=config))
     cores = len(os.sched_getaffinity(0))
     print(f"survey: {args.train} photos of {args.width}x{args.height} in {data}; {cores} cores")
+    if args.rates:
+        print(json.dumps(rates(args.rates, data, out, config, args.steps)))
+        return 0
     if args.throughput:
         return throughput(data, out, config, args.steps)
     for kind in args.kinds.split(","):
@@ -120,7 +124,38 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def throughput(data: Path, out: Path, config, steps: int, batch: int = 16) -> int:
-    """Input batches and training steps per second: photos in memory against shards."""
+    """Input batches and training steps per second: photos in memory against shards, each
+    measured in a fresh process (one process's second model trains at another speed)."""
+    from herdcount.models.windows import WindowsJob
+
+    windows = out / "windows"
+    if not (windows / "index.json").is_file():
+        started = time.monotonic()
+        run_in_process(WindowsJob(str(out), str(data), str(windows), config=config))
+        print(f"windows cut in {time.monotonic() - started:.1f} s (one process)")
+    rates = {}
+    for method in ("memory", "shards"):
+        cmd = [sys.executable, __file__, "--rates", method, "--work", str(data.parent), "--steps", str(steps)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            print(done.stdout[-2000:], done.stderr[-4000:], sep="\n")
+            return done.returncode
+        rates[method] = json.loads(done.stdout.strip().splitlines()[-1])
+        inp, step = rates[method]["input"], rates[method]["train"]
+        print(
+            f"{method:>7}: input alone {inp:.2f} batches/s ({inp * batch:.0f} tiles/s); "
+            f"training {step:.2f} steps/s ({step * batch:.0f} tiles/s), {rates[method]['cpu_per_step']:.2f} CPU-s per step"
+        )
+    mem, sh = rates["memory"], rates["shards"]
+    print(
+        f"shards / in memory: input {sh['input'] / mem['input']:.2f}x, training steps "
+        f"{sh['train'] / mem['train']:.2f}x (goal >= 1, no slower)"
+    )
+    return 0
+
+
+def rates(method: str, data: Path, out: Path, config, steps: int, batch: int = 16) -> dict[str, float]:
+    """One method's input rate alone and training rate, in this process."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -133,59 +168,40 @@ def throughput(data: Path, out: Path, config, steps: int, batch: int = 16) -> in
         split_photos,
         tile_stream,
     )
-    from herdcount.models.windows import WindowsJob, read_index, window_dataset
+    from herdcount.models.windows import read_index, window_dataset
 
     photos = read_extract(out, config, data)
     train_ids, _ = split_photos([p.train_id for p in photos], seed=0)
-    windows = out / "windows"
-    if not (windows / "index.json").is_file():
-        started = time.monotonic()
-        run_in_process(WindowsJob(str(out), str(data), str(windows), config=config))
-        print(f"windows cut in {time.monotonic() - started:.1f} s (one process)")
-    shards = read_index(str(windows), config)
     sampling = {"size": 256, "stride": 8, "sigma": 1.0, "empty_share": 0.5, "scale_range": (0.5, 1.5)}
+    if method == "memory":  # today's sampler: every training photo decoded first
+        kept = [load_photo(data, p, config) for p in photos if p.train_id in set(train_ids)]
+
+        def make():
+            stream = tile_stream(kept, 5, np.random.default_rng(0), scale_sigma=0.25, block=8, **sampling)
+            return density_dataset(stream, 5, size=256, stride=8, batch_size=batch)
+    else:
+        shards = read_index(str(out / "windows"), config)
+
+        def make():
+            ds = window_dataset(shards, train_ids, 5, scale_sigma=0.25, seed=0, **sampling)
+            return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+
+    it = iter(make())
+    for _ in range(3):
+        next(it)
     started = time.monotonic()
-    kept = [load_photo(data, p, config) for p in photos if p.train_id in set(train_ids)]
-    print(f"in memory: {len(kept)} photos decoded in {time.monotonic() - started:.1f} s")
-
-    def in_memory():
-        stream = tile_stream(kept, 5, np.random.default_rng(0), scale_sigma=0.25, block=8, **sampling)
-        return density_dataset(stream, 5, size=256, stride=8, batch_size=batch)
-
-    def streamed():
-        ds = window_dataset(shards, train_ids, 5, scale_sigma=0.25, seed=0, **sampling)
-        return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
-
-    def input_rate(make) -> float:
-        it = iter(make())
-        for _ in range(3):
-            next(it)
-        started = time.monotonic()
-        for _ in range(steps):
-            next(it)
-        return steps / (time.monotonic() - started)
-
-    def train_rate(make) -> float:
-        keras.utils.set_random_seed(0)
-        model = make_density_model(5)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=DensityLoss())
-        ds = make()
-        model.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)
-        started = time.monotonic()
-        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
-        return steps / (time.monotonic() - started)
-
-    rates = {}
-    for name, make in (("in memory", in_memory), ("shards", streamed)):
-        rates[name] = (input_rate(make), train_rate(make))
-        inp, step = rates[name]
-        print(
-            f"{name:>9}: input alone {inp:.2f} batches/s ({inp * batch:.0f} tiles/s); "
-            f"training {step:.2f} steps/s ({step * batch:.0f} tiles/s)"
-        )
-    (mi, ms), (si, ss) = rates["in memory"], rates["shards"]
-    print(f"shards / in memory: input {si / mi:.2f}x, training steps {ss / ms:.2f}x (goal >= 1, no slower)")
-    return 0
+    for _ in range(steps):
+        next(it)
+    input_rate = steps / (time.monotonic() - started)
+    keras.utils.set_random_seed(0)
+    model = make_density_model(5)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=DensityLoss())
+    ds = make()
+    model.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)
+    started, cpu = time.monotonic(), time.process_time()
+    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+    train_rate = steps / (time.monotonic() - started)
+    return {"input": input_rate, "train": train_rate, "cpu_per_step": (time.process_time() - cpu) / steps}
 
 
 def memory(work: Path, config, sizes: list[int], seed: int) -> int:

@@ -160,6 +160,16 @@ def _callbacks(
     return [*callbacks, *last]
 
 
+def device_strategy() -> tf.distribute.Strategy:
+    """Every visible GPU through ``MirroredStrategy`` (the batch is split between them) when
+    there are several; else the default: the one GPU TensorFlow sees, or the CPU."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        print(f"training on {len(gpus)} GPUs with MirroredStrategy")
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
 def _verbose() -> int:
     # A live bar on a terminal; one line per epoch in logs, where bars become noise.
     return 1 if sys.stdout.isatty() else 2
@@ -190,12 +200,13 @@ def train_classifier(settings: TrainSettings, config: Config, prep: dict[str, An
         f"{len(train.paths)} training patches from {len(prep['train_ids'])} photos, "
         f"{len(val.paths)} validation patches from {len(prep['val_ids'])} photos"
     )
-    model = make_classifier_model((config.thumbnail_size, config.thumbnail_size, 3), len(names))
-    model.compile(
-        optimizer=keras.optimizers.Adam(settings.learning_rate),
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    with device_strategy().scope():
+        model = make_classifier_model((config.thumbnail_size, config.thumbnail_size, 3), len(names))
+        model.compile(
+            optimizer=keras.optimizers.Adam(settings.learning_rate),
+            loss="categorical_crossentropy",
+            metrics=["accuracy"],
+        )
     train_ds = classifier_dataset(
         train, len(names), batch_size=settings.batch_size, training=True, seed=settings.seed
     )
@@ -340,7 +351,9 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         f"{len(prep['train'])} training photos streamed from the windows in {shards.folder}, "
         f"{len(val)} validation photos counted whole"
     )
-    model = make_density_model(num_classes, width=settings.density.width, depth=settings.density.depth)
+    strategy = device_strategy()
+    with strategy.scope():
+        model = make_density_model(num_classes, width=settings.density.width, depth=settings.density.depth)
     geo = describe_density_model(model)
     stride, flops, margin = geo["output_stride"], geo["flops_per_megapixel"], geo["margin"]
     print(
@@ -399,11 +412,12 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
     schedule = keras.optimizers.schedules.CosineDecay(
         settings.learning_rate, settings.epochs * settings.density.steps_per_epoch, alpha=0.1
     )
-    model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
-        loss=DensityLoss(count_weight=settings.density.count_weight),
-        metrics=[tile_count_error],
-    )
+    with strategy.scope():
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule),
+            loss=DensityLoss(count_weight=settings.density.count_weight),
+            metrics=[tile_count_error],
+        )
     callbacks = _callbacks("val_rmse", settings, [validation], loggers, plateau=False)
     history = model.fit(train_ds, epochs=settings.epochs, callbacks=callbacks, **fit).history
     predicted, truth = validation.predict_counts(), validation.truth

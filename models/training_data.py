@@ -44,11 +44,11 @@ def read_extract(out: str | Path, config: Config, data: str | Path | None = None
         If OUT has no metadata, a file is not valid metadata, or it holds a class the
         scheme does not know.
     """
-    folder = Path(out) / "metadata"
-    names = [n for n in storage.list_files(folder) if n.endswith(".json")] if folder.is_dir() else []
+    folder = storage.join(out, "metadata")
+    names = [n for n in storage.list_files(folder) if n.endswith(".json")] if storage.is_dir(folder) else []
     if not names:
         raise ValueError(f"{folder} holds no metadata/<id>.json; expected the output of jobs/extract.py")
-    mismatched = read_mismatched(Path(data) / "MismatchedTrainImages.txt") if data else set()
+    mismatched = read_mismatched(storage.join(data, "MismatchedTrainImages.txt")) if data else set()
     index = {name: k for k, name in enumerate(config.class_names)}
     photos = []
     for name in names:
@@ -56,15 +56,17 @@ def read_extract(out: str | Path, config: Config, data: str | Path | None = None
         if train_id in mismatched:
             continue
         try:
-            meta = json.loads((folder / name).read_text(encoding="utf-8"))
+            meta = json.loads(storage.read_text(storage.join(folder, name)))
             dots = meta[config.annotation_key]
             height, width = int(meta["height"]), int(meta["width"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{folder / name}: not extract metadata ({type(exc).__name__}: {exc})") from None
+            raise ValueError(
+                f"{storage.join(folder, name)}: not extract metadata ({type(exc).__name__}: {exc})"
+            ) from None
         unknown = sorted(set(dots) - set(index))
         if unknown:
             raise ValueError(
-                f"{folder / name}: classes {unknown} are not in the scheme; "
+                f"{storage.join(folder, name)}: classes {unknown} are not in the scheme; "
                 f"expected some of {config.class_names}"
             )
         points = [(y, x) for klass in config.class_names for x, y in dots.get(klass, [])]

@@ -142,6 +142,8 @@ class ShardResult:
     #: Family -> photo id -> windows, so that training knows which families its photos fill.
     windows: dict[str, dict[str, int]] = field(default_factory=dict)
     photos: list[str] = field(default_factory=list)
+    #: Dots of its photos per class, in the scheme's order.
+    dots: list[int] = field(default_factory=list)
     errors: list[TaskError] = field(default_factory=list)
     cpu_s: float = 0.0
     resumed: bool = False
@@ -188,11 +190,13 @@ def cut_shard(
             result.errors.append(TaskError(dots.train_id, file, f"{type(exc).__name__}: {exc}"))
             continue
         result.photos.append(dots.train_id)
+        counts = dots.counts(len(names))
+        result.dots = (np.add(result.dots, counts) if result.dots else counts).tolist()
         for window in windows:
             name = family(window.kind, names)
             records.setdefault(name, []).append(encode_window(window, settings.quality))
-            counts = result.windows.setdefault(name, {})
-            counts[dots.train_id] = counts.get(dots.train_id, 0) + 1
+            per_photo = result.windows.setdefault(name, {})
+            per_photo[dots.train_id] = per_photo.get(dots.train_id, 0) + 1
     for name, batch in sorted(records.items()):
         file = f"{name}-{task.name}.tfrecord"
         size = write_records(storage.join(out, SHARDS, file), batch)

@@ -277,3 +277,25 @@ def test_manifest_of_an_s3_collection_equals_the_local_one(s3, survey, tmp_path)
     )
     again = spark_submit("jobs/manifest.py", "--data", "s3://herd/collection", "--out", "s3://herd/manifest")
     assert again.returncode == 0 and "0 read" in again.stdout
+
+
+def test_windows_cut_from_and_into_s3_are_the_local_ones(s3, survey, extracted, config, tmp_path):
+    from herdcount.models.windows import WindowsJob, read_index
+    from herdcount.runner import run_in_process
+    from herdcount.windows import WindowSettings
+
+    settings = WindowSettings(size=256, step=192, photos_per_shard=3)
+    upload(survey, "s3://herd/win/data")
+    upload(extracted, "s3://herd/win/extract")
+    remote = run_in_process(
+        WindowsJob("s3://herd/win/extract", "s3://herd/win/data", "s3://herd/win/out", settings=settings)
+    )
+    local = run_in_process(
+        WindowsJob(str(extracted), str(survey), str(tmp_path / "out"), settings=settings, config=config)
+    )
+    assert remote.totals["windows"] == local.totals["windows"] and remote.totals["photos"] == 5
+    files = s3_files("s3://herd/win/out/shards")
+    ours = {p.name: p.read_bytes() for p in (tmp_path / "out" / "shards").glob("*.tfrecord")}
+    assert {k: v for k, v in files.items() if k.endswith(".tfrecord")} == ours
+    shards = read_index("s3://herd/win/out", config)
+    assert sorted(shards.windows["grid"]) == sorted(read_index(str(tmp_path / "out"), config).windows["grid"])

@@ -17,6 +17,7 @@ import pytest
 from herdcount.models import train
 from herdcount.models.builders import make_density_model
 from herdcount.models.training_data import load_photo, read_extract, tile_stream
+from herdcount.runner import run_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_DENSITY = [
@@ -207,14 +208,29 @@ def test_seed_repeats_the_sampling_and_the_initial_weights(survey, extracted, co
 
 @pytest.mark.parametrize(
     "case",
-    ["no metadata", "unknown class", "too few photos", "existing run", "no thumbnails", "photo missing"],
+    [
+        "no metadata",
+        "unknown class",
+        "too few photos",
+        "existing run",
+        "no thumbnails",
+        "photo missing",
+        "truncated shard",
+    ],
 )
-def test_bad_input_stops_before_training(tmp_path, survey, extracted, case):
+def test_bad_input_stops_before_training(tmp_path, survey, extracted, config, case):
     out = tmp_path / "out"
     shutil.copytree(extracted, out)
     run = tmp_path / "run"
     kind, expected, data = "density", "", survey
-    if case == "photo missing":
+    if case == "truncated shard":
+        from herdcount.models.windows import WindowsJob
+
+        run_in_process(WindowsJob(str(out), str(survey), str(out / "windows"), config=config))
+        shard = sorted((out / "windows" / "shards").glob("grid-*.tfrecord"))[0]
+        shard.write_bytes(shard.read_bytes()[:-100])
+        expected = f"{shard}: {shard.stat().st_size} bytes but index.json says"
+    elif case == "photo missing":
         data = tmp_path / "data"
         shutil.copytree(survey, data)
         first = sorted((out / "metadata").glob("*.json"))[0].stem
