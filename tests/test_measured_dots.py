@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from herdcount import dotstyle
-from herdcount.extract import ExtractJob
+from herdcount.extract import ExtractJob, diagnose, likely_cause
 from herdcount.runner import run_in_process
 from herdcount.synth import AnnotationStyle, write_survey
 from herdcount.synth import main as synth_main
@@ -40,17 +40,28 @@ def test_the_run_records_the_measured_footprint_and_colours(big_dots, tmp_path, 
         assert np.abs(np.subtract(got["rgb"], spec.dot_rgb)).max() <= 12, (spec.name, got)
 
 
-def test_a_wrong_radius_is_diagnosed_as_dots_split_in_two(big_dots, tmp_path, config):
-    # A user who sets the radius of another survey's annotators: every dot becomes two.
+def test_a_wrong_radius_no_longer_doubles_the_dots(big_dots, tmp_path, config):
+    # A user who sets the radius of another survey's annotators (3.2 px for dots of 4.5, each
+    # about two footprints): the halves of a split dot lie closer than 1.5 radii, so they
+    # are one dot again.
     wrong = dataclasses.replace(config, dots=dataclasses.replace(config.dots, dot_radius=3.2))
     totals = run_in_process(ExtractJob(big_dots, tmp_path / "out", config=wrong)).totals
-    assert len(totals["disagree_with_train_csv"]) == 4
-    assert totals["likely_cause"].startswith("likely cause (4 of 4 photos): dots split in two")
-    assert "dots.dot_radius" in totals["likely_cause"]
+    assert totals["disagree_with_train_csv"] == [] and totals["likely_cause"] is None
     with open(tmp_path / "out" / "extract_report.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert all(r["diagnosis"].startswith("about twice the expected dots of every class") for r in rows)
     assert all(float(r["footprint"]) == pytest.approx(np.pi * 3.2**2, abs=0.01) for r in rows)
+
+
+def test_dots_split_in_two_are_diagnosed_as_such(config):
+    names = config.class_names
+    why = diagnose([4, 2, 30, 12, 20], [2, 1, 15, 6, 10], names, 32.2, 63.0)
+    assert why.startswith("about twice the expected dots of every class: one dot split in two")
+    assert "dot area here 32 px, survey median 63 px" in why and "dots.dot_radius" in why
+    cause = likely_cause(
+        {"1": why, "2": why, "3": diagnose([0, 1, 15, 6, 10], [2, 1, 15, 6, 10], names, None, None)}
+    )
+    assert cause.startswith("likely cause (2 of 3 photos): dots split in two")
+    assert "2 adult_males not found" in diagnose([0, 1, 15, 6, 10], [2, 1, 15, 6, 10], names, None, None)
 
 
 def test_dotstyle_prints_the_measured_radius_and_colours(big_dots, config, capsys):

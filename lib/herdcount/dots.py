@@ -590,6 +590,8 @@ def _dots_in_window(
         box = boxes[i]
         member = labels[box] == i + 1
         centres = _split_component(np.where(member, cover[box], 0.0), member, int(n_dots[i]))
+        if footprint is not None:
+            centres = _merge_close(centres, 1.5 * np.sqrt(footprint / np.pi))
         coords.append(np.asarray(centres) + (box[0].start, box[1].start))
         classes.append(np.full(len(centres), comps.klass[i]))
     return np.concatenate(coords).reshape(-1, 2), np.concatenate(classes).astype(np.int64), footprint, stats
@@ -597,22 +599,45 @@ def _dots_in_window(
 
 def _drop_rims(comps: Components, n_dots: np.ndarray, footprint: float | None) -> np.ndarray:
     """``n_dots`` with the lesser of two one-dot components of different classes whose
-    centres lie within one dot radius set to 0.
+    centres lie within 1.5 dot radii set to 0.
 
-    Two dots never share a centre (touching dots of two classes are two radii apart), but
-    a dot's anti-aliased rim, mixed with a dark animal by JPEG, can fit another colour (red
-    over a dark body reads as brown) and ring the dot with a component of its own.
+    Two dots never share a centre (touching dots of two classes are two radii apart or
+    more), but a dot's anti-aliased rim, mixed with a dark animal by JPEG, can fit another
+    colour (red or green over a dark body reads as brown) and ring the dot, or one side of
+    it, with a component of its own, whose centre lies within the dot's outline (a radius
+    and a pixel away at most). Halfway between the two, 1.5 radii, tells them apart at any
+    radius.
     """
     lone = np.flatnonzero(n_dots == 1)
     if len(lone) < 2:
         return n_dots
     radius = np.sqrt(footprint / np.pi) if footprint is not None else 2 * np.sqrt(comps.spread[lone, 1]).max()
     n_dots = n_dots.copy()
-    for a, b in cKDTree(comps.centre[lone]).query_pairs(radius):
+    for a, b in cKDTree(comps.centre[lone]).query_pairs(1.5 * radius):
         i, j = lone[a], lone[b]
         if comps.klass[i] != comps.klass[j]:
             n_dots[i if comps.area[i] < comps.area[j] else j] = 0
     return n_dots
+
+
+def _merge_close(centres: list[np.ndarray], distance: float) -> list[np.ndarray]:
+    """Centres with any two closer than ``distance`` merged into their mean.
+
+    A split by area can cut one dot in two where JPEG blurred a small dot over more than its
+    share of pixels; two dots of one class are at least two radii apart (touching), so
+    halves closer than 1.5 radii are one dot.
+    """
+    centres = [np.asarray(c, dtype=float) for c in centres]
+    while len(centres) > 1:
+        pairs = [
+            (np.hypot(*(a - b)), i, j) for i, a in enumerate(centres) for j, b in enumerate(centres) if i < j
+        ]
+        gap, i, j = min(pairs)
+        if gap >= distance:
+            break
+        centres[i] = (centres[i] + centres[j]) / 2
+        del centres[j]
+    return centres
 
 
 def _split_component(weight: np.ndarray, member: np.ndarray, n: int) -> list[np.ndarray]:
