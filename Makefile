@@ -55,7 +55,7 @@ format: setup ## reformat the code with ruff
 DEMO_SURVEY := --train 40 --test 16 --seed 5 --width 1600 --height 1100
 HERDCOUNT := $(BIN)/herdcount
 
-demo: $(DEMO)/report.html ## the whole framework on a synthetic survey: extract, train both kinds, count, score, report
+demo: $(DEMO)/report.html ## the whole framework on a synthetic survey: extract, windows, train both kinds, count, score, report
 	@echo
 	@for kind in density classifier; do \
 	  echo "== $$kind model: $(DEMO)/count-$$kind/submission.csv scored against the truth"; \
@@ -73,7 +73,10 @@ $(DEMO)/data/Train/train.csv: | $(VENV)/.ready
 $(DEMO)/extract/run.json: $(DEMO)/data/Train/train.csv
 	$(HERDCOUNT) extract --data $(DEMO)/data --out $(DEMO)/extract
 
-$(DEMO)/run-%/model.json: $(DEMO)/extract/run.json
+$(DEMO)/extract/windows/index.json: $(DEMO)/extract/run.json
+	$(HERDCOUNT) windows --extract $(DEMO)/extract --data $(DEMO)/data
+
+$(DEMO)/run-%/model.json: $(DEMO)/extract/windows/index.json
 	$(HERDCOUNT) train --kind $* --extract $(DEMO)/extract --data $(DEMO)/data --out $(DEMO)/run-$* --overwrite
 
 $(DEMO)/count-%/run.json: $(DEMO)/run-%/model.json
