@@ -9,8 +9,8 @@ metadata and the survey's photos, and writes under OUT:
   ``photos_per_shard`` photos each; ``dots-<class>`` holds the windows centred on a dot of
   that class;
 - ``shards/NNNNN.json``: what shard NNNNN holds (photos, windows per file and photo, dots
-  per class, errors), written last: its presence means the shard is complete, so a rerun
-  skips it;
+  per class), written last and only when every photo was cut: its presence means the shard
+  is complete, so a rerun skips it and cuts again a shard where a photo failed;
 - ``index.json`` (every shard, its files, sizes and counts, the scheme and the settings)
   and ``run.json``.
 
@@ -197,14 +197,20 @@ def cut_shard(
             records.setdefault(name, []).append(encode_window(window, settings.quality))
             per_photo = result.windows.setdefault(name, {})
             per_photo[dots.train_id] = per_photo.get(dots.train_id, 0) + 1
+    # Mixed, so that a reader's shuffle buffer, which holds a few hundred records, draws from
+    # all the shard's photos and not from one or two; seeded, so a recut shard is the same.
+    order = np.random.default_rng([seed, task.index])
     for name, batch in sorted(records.items()):
+        batch = [batch[i] for i in order.permutation(len(batch))]
         file = f"{name}-{task.name}.tfrecord"
         size = write_records(storage.join(out, SHARDS, file), batch)
         result.files[name] = {"file": file, "windows": len(batch), "bytes": size}
     if result.errors and not result.photos:
         result.status = Status.ERROR
     result.cpu_s = round(time.process_time() - started, 3)
-    storage.write_text_atomic(marker, json.dumps(result.to_dict()))
+    if not result.errors:
+        # A shard with a failed photo is cut again by a rerun, once the photo is fixed.
+        storage.write_text_atomic(marker, json.dumps(result.to_dict()))
     return result
 
 
@@ -557,7 +563,9 @@ def window_dataset(
         ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed + n)
         ds = ds.interleave(
             tf.data.TFRecordDataset,
-            cycle_length=min(4, len(files)),
+            # Every file open at once (a 256 KB buffer each), a record from each in turn.
+            cycle_length=min(16, len(files)),
+            block_length=1,
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )

@@ -234,8 +234,15 @@ def test_a_photo_missing_from_data_is_an_error_row_and_the_rest_is_cut(
     assert run.totals["failed"] == 1 and run.totals["photos"] == 4
     shards = read_index(str(out), config)
     assert gone not in shards.windows["grid"] and len(shards.windows["grid"]) == 4
-    first = json.loads((out / "shards" / "00000.json").read_text())
+    first = json.loads((out / "index.json").read_text())["shards"][0]
     assert first["status"] == Status.OK and first["errors"][0]["item"] == gone
+    # No marker: a rerun, the photo back in place, cuts that shard again and only that one.
+    assert not (out / "shards" / "00000.json").exists()
+    shutil.copy(survey / "Train" / f"{gone}.jpg", data / "Train" / f"{gone}.jpg")
+    assert run_job(job, spark=None) == 0
+    assert read_run(out).totals["resumed"] == 2 and read_index(str(out), config).windows["grid"].keys() >= {
+        gone
+    }
 
 
 @pytest.mark.slow
