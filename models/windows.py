@@ -483,6 +483,10 @@ def _tile(
     from herdcount.models.targets import augment, sample_tile
     from herdcount.models.training_data import draw_scale
 
+    # The count job's decoder (libjpeg-turbo through simplejpeg), not tf.io.decode_jpeg: the
+    # two differ by about one grey level on average, and a whole photo's count, a sum over
+    # tens of thousands of cells, is sensitive to a shift the model learned and never sees.
+    image = decode_rgb(image)
     rng = np.random.default_rng(seed.tolist())
     scale = draw_scale(rng, sampling["scale_range"], sampling["scale_sigma"])
     cells = np.frombuffer(masked, dtype=np.uint8).reshape(masked_shape).astype(bool)
@@ -592,11 +596,10 @@ def window_dataset(
     tile = functools.partial(_tile, num_classes=num_classes, sampling=sampling)
 
     def cut(x, s):
-        image = tf.io.decode_jpeg(x["image"], channels=3)
         pixels, target = tf.numpy_function(
             tile,
             [
-                image,
+                x["image"],
                 x["origin"],
                 x["photo_shape"],
                 x["points"],
