@@ -442,7 +442,9 @@ def lineage_section(inp: Inputs) -> str:
         ]
     )
     for run, info in zip(inp.runs, inp.models):
-        rj = _read_run(run)
+        # A model saved without a training run (model.json alone) has no times to show.
+        trained = read_run(run)
+        times = trained.times if trained is not None else {}
         data = info.get("training_data", {})
         rows.append(
             [
@@ -450,8 +452,8 @@ def lineage_section(inp: Inputs) -> str:
                 str(run),
                 data.get("extract"),
                 data.get("fingerprint"),
-                rj.times.get("started_at"),
-                rj.times.get("wall_s"),
+                times.get("started_at"),
+                times.get("wall_s"),
             ]
         )
     for count, rj in zip(inp.counts, inp.count_runs):
