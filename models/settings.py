@@ -55,9 +55,6 @@ class DensitySettings:
     #: after each epoch (all of them at the end).
     inference_tile: int = 1024
     val_photos_per_epoch: int = 16
-    #: The windows training streams (a folder of herdcount windows); by default
-    #: EXTRACT/windows, else cut into RUN/windows first.
-    windows: str | None = None
 
     def check(self) -> None:
         """Reject settings that cannot work.
@@ -103,6 +100,9 @@ class TrainSettings:
     patience: int = 6
     threads: int = 0  # 0: every core this process may use
     overwrite: bool = False
+    #: The windows training streams (a folder of herdcount windows); by default
+    #: EXTRACT/windows, else cut from DATA into RUN/windows first.
+    windows: str | None = None
     density: DensitySettings = DensitySettings()
 
     def params(self) -> dict[str, object]:
@@ -146,6 +146,11 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     )
     p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default: every usable core)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in RUN")
+    p.add_argument(
+        "--windows",
+        default=None,
+        help="windows to stream (a herdcount windows output; default EXTRACT/windows, else cut into RUN/windows)",
+    )
     g = p.add_argument_group("density model")
     g.add_argument("--tile-size", type=int, default=density.tile_size, help="training tile side in pixels")
     g.add_argument("--steps-per-epoch", type=int, default=density.steps_per_epoch, help="batches per epoch")
@@ -179,11 +184,6 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
         default=density.val_photos_per_epoch,
         help="held-out photos counted after each epoch (a fixed sample; all of them at the end)",
     )
-    g.add_argument(
-        "--windows",
-        default=None,
-        help="windows to stream (a herdcount windows output; default EXTRACT/windows, else cut into RUN/windows)",
-    )
     args = p.parse_args(argv)
     common = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings) if f.name != "density"}
     kind = DensitySettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DensitySettings)})
@@ -204,7 +204,7 @@ def check_settings(s: TrainSettings) -> None:
         raise ValueError(
             f"RUN {s.out!r} already holds a trained model; choose another --out or pass --overwrite"
         )
-    for path in (s.extract, s.data, s.out, s.scheme, s.density.windows):
+    for path in (s.extract, s.data, s.out, s.scheme, s.windows):
         if path:
             storage.check_bucket(path)
     if s.data and not storage.is_dir(storage.join(s.data, "Train")):

@@ -41,14 +41,11 @@ from herdcount.models.builders import (
 from herdcount.models.settings import TrainSettings, check_settings, parse_args
 from herdcount.models.training_data import (
     PhotoDots,
-    class_weights,
-    classifier_dataset,
-    list_thumbnails,
     load_photo,
     read_extract,
     split_photos,
 )
-from herdcount.models.windows import ShardIndex, WindowsJob, read_index, window_dataset
+from herdcount.models.windows import GRID, ShardIndex, WindowsJob, patch_dataset, read_index, window_dataset
 from herdcount.plots import plot_confusion, plot_counts, plot_curves
 from herdcount.runinfo import RunClock, fingerprint_files, read_run, write_run_json
 from herdcount.runner import run_in_process
@@ -72,9 +69,8 @@ def local_inputs(s: TrainSettings) -> TrainSettings:
         if storage.exists(mismatched):
             storage.write_bytes_atomic(local / "MismatchedTrainImages.txt", storage.read_bytes(mismatched))
         changes["data"] = str(local)
-    if s.density.windows and storage.is_s3(s.density.windows):
-        local = storage.download_tree(s.density.windows, cache / _slug(s.density.windows))
-        changes["density"] = dataclasses.replace(s.density, windows=str(local))
+    if s.windows and storage.is_s3(s.windows):
+        changes["windows"] = str(storage.download_tree(s.windows, cache / _slug(s.windows)))
     if storage.is_s3(s.out):
         changes["out"] = tempfile.mkdtemp(prefix="herdcount-run-")
     if changes:
@@ -179,49 +175,76 @@ def _verbose() -> int:
 
 
 def prepare_classifier(settings: TrainSettings, config: Config) -> dict[str, Any]:
-    read_extract(settings.extract, config, settings.data)  # the metadata must be readable and known
-    names = [*config.class_names, config.background_class]
-    thumbs = list_thumbnails(settings.extract, names)
+    photos = read_extract(settings.extract, config, settings.data)
     train_ids, val_ids = split_photos(
-        sorted(set(thumbs.photos)), val_fraction=settings.val_fraction, seed=settings.seed
+        [p.train_id for p in photos], val_fraction=settings.val_fraction, seed=settings.seed
     )
     return {
-        "names": names,
-        "train": thumbs.subset(set(train_ids)),
-        "val": thumbs.subset(set(val_ids), centred_only=True),
+        "names": [*config.class_names, config.background_class],
         "train_ids": train_ids,
         "val_ids": val_ids,
+        "shards": training_windows(settings, config),
     }
 
 
 def train_classifier(settings: TrainSettings, config: Config, prep: dict[str, Any], loggers: list):
-    names, train, val = prep["names"], prep["train"], prep["val"]
+    names, shards = prep["names"], prep["shards"]
+    num_classes = len(config.classes)
+    size = config.thumbnail_size
+    patches = {
+        "size": size,
+        "offsets": config.offsets,
+        "min_distance": config.background_min_distance,
+    }
+    train_ds = patch_dataset(shards, prep["train_ids"], num_classes, seed=settings.seed, **patches)
+    train_ds = train_ds.batch(settings.batch_size).prefetch(tf.data.AUTOTUNE)
+    val_ds = patch_dataset(shards, prep["val_ids"], num_classes, training=False, **patches)
+    val_ds = val_ds.batch(256).cache()
+    # Counted (and cached) once: Keras warns of an input that "ran out of data" when a
+    # validation set of unknown length ends.
+    val_batches = sum(1 for _ in val_ds)
+    # An epoch sees about as many patches as the thumbnails were: each dot window once per
+    # diagonal shift, and backgrounds as often as a class.
+    train_set = set(prep["train_ids"])
+    dot_windows = sum(
+        n
+        for family, per in shards.windows.items()
+        if family != GRID
+        for i, n in per.items()
+        if i in train_set
+    )
+    steps = max(
+        1, -(-dot_windows * len(config.offsets) * (num_classes + 1) // (num_classes * settings.batch_size))
+    )
     print(
-        f"{len(train.paths)} training patches from {len(prep['train_ids'])} photos, "
-        f"{len(val.paths)} validation patches from {len(prep['val_ids'])} photos"
+        f"training patches streamed from the windows in {shards.folder}: {steps} batches of "
+        f"{settings.batch_size} per epoch from {len(prep['train_ids'])} photos; validation patches "
+        f"of {len(prep['val_ids'])} photos"
     )
     with device_strategy().scope():
-        model = make_classifier_model((config.thumbnail_size, config.thumbnail_size, 3), len(names))
+        model = make_classifier_model((size, size, 3), len(names))
         model.compile(
             optimizer=keras.optimizers.Adam(settings.learning_rate),
             loss="categorical_crossentropy",
             metrics=["accuracy"],
         )
-    train_ds = classifier_dataset(
-        train, len(names), batch_size=settings.batch_size, training=True, seed=settings.seed
-    )
-    val_ds = classifier_dataset(val, len(names), batch_size=256)
     history = model.fit(
         train_ds,
         validation_data=val_ds,
         epochs=settings.epochs,
-        class_weight=class_weights(train.labels, len(names)),
+        steps_per_epoch=steps,
+        validation_steps=val_batches,
+        shuffle=False,
         callbacks=_callbacks("val_loss", settings, [], loggers),
         verbose=_verbose(),
     )
-    predicted = np.argmax(model.predict(val_ds, verbose=0), axis=1)
+    predicted, labels = [], []
+    for x, y in val_ds:
+        predicted.append(np.argmax(model.predict_on_batch(x), axis=1))
+        labels.append(np.argmax(y.numpy(), axis=1))
+    predicted, labels = np.concatenate(predicted), np.concatenate(labels)
     matrix = np.zeros((len(names), len(names)), np.int64)
-    np.add.at(matrix, (val.labels, predicted), 1)
+    np.add.at(matrix, (labels, predicted), 1)
     per_class = {
         n: (float(matrix[k, k] / matrix[k].sum()) if matrix[k].sum() else None) for k, n in enumerate(names)
     }
@@ -231,12 +254,11 @@ def train_classifier(settings: TrainSettings, config: Config, prep: dict[str, An
         "val_patches": int(matrix.sum()),
     }
     info = {
-        "patch_size": config.thumbnail_size,
+        "patch_size": size,
         "class_names": names,
         "confusion": matrix,
         "train_ids": prep["train_ids"],
         "val_ids": prep["val_ids"],
-        "fingerprint_folders": ["metadata", *(f"thumbnails/{n}" for n in names)],
     }
     return model, history.history, metrics, info
 
@@ -280,10 +302,15 @@ def training_windows(settings: TrainSettings, config: Config) -> ShardIndex:
     ValueError
         As :func:`read_index`: no index, another scheme's classes, a missing or truncated shard.
     """
-    folder = settings.density.windows
+    folder = settings.windows
     if folder is None:
         folder = storage.join(settings.extract, "windows")
         if not storage.exists(storage.join(folder, "index.json")):
+            if not settings.data:
+                raise ValueError(
+                    f"no windows in {folder} to train from and no --data DATA to cut them from: "
+                    "give --data, or --windows with the output of herdcount windows"
+                )
             folder = storage.join(settings.out, "windows")
             print(
                 f"no windows in {settings.extract}/windows: cutting them into {folder} "
@@ -360,13 +387,7 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         f"density model: {model.count_params():,} weights, output stride {stride}, receptive field "
         f"{geo['receptive_field']} px, {flops / 1e9:.2f} GFLOP per megapixel"
     )
-    sampling = {
-        "size": settings.density.tile_size,
-        "stride": stride,
-        "sigma": settings.density.sigma,
-        "block": config.dots.block,
-    }
-    del sampling["block"]  # the shards' own
+    sampling = {"size": settings.density.tile_size, "stride": stride, "sigma": settings.density.sigma}
     train_ds = window_dataset(
         shards,
         prep["train_ids"],
@@ -440,7 +461,6 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         "val_counts": {"true": truth, "predicted": predicted},
         "train_ids": prep["train_ids"],
         "val_ids": prep["val_ids"],
-        "fingerprint_folders": ["metadata"],
     }
     return model, history, metrics, info
 
@@ -484,7 +504,7 @@ def write_run(
             info["val_counts"]["true"], info["val_counts"]["predicted"], names, run / "validation_counts.png"
         )
     extract_run = _extract_run(settings.extract)
-    fingerprint = fingerprint_files(settings.extract, info["fingerprint_folders"])
+    fingerprint = fingerprint_files(settings.extract, ["metadata"])
     described = {
         "kind": settings.kind,
         "class_names": names,

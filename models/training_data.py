@@ -15,7 +15,7 @@ from herdcount import storage
 from herdcount.config import Config
 from herdcount.dots import black_blocks
 from herdcount.imaging import decode_rgb
-from herdcount.kaggle import id_key, parse_thumbnail_name, read_mismatched
+from herdcount.kaggle import id_key, read_mismatched
 from herdcount.models.targets import augment, sample_tile
 
 
@@ -94,106 +94,6 @@ def split_photos(ids: list[str], *, val_fraction: float = 0.2, seed: int = 0) ->
     order = np.random.default_rng(seed).permutation(sorted(ids))
     n_val = min(max(1, round(val_fraction * len(ids))), len(ids) - 2)
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
-
-
-@dataclass(frozen=True)
-class Thumbnails:
-    """Thumbnail files with their class index, source photo and diagonal offset."""
-
-    paths: list[str]
-    labels: NDArray[np.int64]
-    photos: list[str]
-    offsets: NDArray[np.int64]
-
-    def subset(self, ids: set[str], *, centred_only: bool = False) -> Thumbnails:
-        keep = [
-            i for i, p in enumerate(self.photos) if p in ids and (not centred_only or self.offsets[i] == 0)
-        ]
-        return Thumbnails(
-            [self.paths[i] for i in keep],
-            self.labels[keep],
-            [self.photos[i] for i in keep],
-            self.offsets[keep],
-        )
-
-
-def list_thumbnails(out: str | Path, class_names: list[str]) -> Thumbnails:
-    """Every thumbnail under ``OUT/thumbnails/<class>/``; labels index ``class_names``.
-
-    Raises
-    ------
-    ValueError
-        If there are no thumbnails, or a class folder is not in ``class_names``.
-    """
-    root = Path(out) / "thumbnails"
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    unknown = [f for f in folders if f not in class_names]
-    if unknown:
-        raise ValueError(
-            f"{root} has classes {unknown} that the scheme does not know; expected {class_names}"
-        )
-    paths, labels, photos, offsets = [], [], [], []
-    for folder in folders:
-        for name in storage.list_files(root / folder):
-            train_id, _, _, offset = parse_thumbnail_name(name)
-            paths.append(str(root / folder / name))
-            labels.append(class_names.index(folder))
-            photos.append(train_id)
-            offsets.append(offset)
-    if not paths:
-        raise ValueError(f"{root} holds no thumbnails; expected the output of jobs/extract.py")
-    return Thumbnails(paths, np.array(labels, np.int64), photos, np.array(offsets, np.int64))
-
-
-def class_weights(labels: NDArray[np.int64], num_classes: int) -> dict[int, float]:
-    """Weights inversely proportional to class frequency, 1 on average over samples."""
-    counts = np.bincount(labels, minlength=num_classes).astype(float)
-    present = counts > 0
-    weights = np.where(present, len(labels) / (present.sum() * np.maximum(counts, 1)), 0.0)
-    return {k: float(w) for k, w in enumerate(weights)}
-
-
-def classifier_dataset(
-    thumbs: Thumbnails,
-    num_classes: int,
-    *,
-    batch_size: int = 64,
-    training: bool = False,
-    seed: int = 0,
-    brightness: float = 0.15,
-) -> tf.data.Dataset:
-    """Batches of ``(uint8 patches, one-hot labels)``; shuffled and augmented when training.
-
-    Augmentation (flips, quarter turns, brightness) uses stateless ops seeded from
-    ``seed`` through ``Dataset.random``, so a run repeats exactly.
-    """
-    ds = tf.data.Dataset.from_tensor_slices((thumbs.paths, thumbs.labels))
-    if training:
-        ds = ds.shuffle(len(thumbs.paths), seed=seed, reshuffle_each_iteration=True)
-
-    def load(path, label):
-        image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
-        return image, tf.one_hot(label, num_classes)
-
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if training:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(
-            lambda xy, s: (_augment_patch(xy[0], s, brightness), xy[1]),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def _augment_patch(image: tf.Tensor, seed: tf.Tensor, brightness: float) -> tf.Tensor:
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
-    image = tf.image.stateless_random_flip_left_right(image, seeds[0])
-    turns = tf.random.stateless_uniform([], seeds[1], 0, 4, dtype=tf.int32)
-    image = tf.image.rot90(image, turns)
-    pixels = tf.cast(image, tf.float32)
-    shift = tf.random.stateless_uniform([], seeds[2], -brightness, brightness) * 255.0
-    return tf.cast(tf.clip_by_value(pixels + shift, 0.0, 255.0), tf.uint8)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import dataclasses
 import functools
 import json
 import os
+import struct
 import tempfile
 import time
 from collections.abc import Callable
@@ -64,6 +65,7 @@ FEATURES = (
 )
 INDEX = "index.json"
 SHARDS = "shards"
+PARTS = "parts"
 
 
 def family(kind: str | int, class_names: list[str]) -> str:
@@ -181,7 +183,12 @@ def cut_shard(
     result = ShardResult(task.index, Status.OK)
     for dots in task.photos:
         try:
-            windows = _photo_windows(dots, data, config, settings, shares, seed)
+            part = read_part(out, dots.train_id, settings, seed)
+            if part is None:
+                part = [
+                    (family(w.kind, names), encode_window(w, settings.quality))
+                    for w in _photo_windows(dots, data, config, settings, shares, seed)
+                ]
         except PhotoError as exc:
             result.errors.append(TaskError(dots.train_id, exc.file, exc.reason))
             continue
@@ -192,9 +199,8 @@ def cut_shard(
         result.photos.append(dots.train_id)
         counts = dots.counts(len(names))
         result.dots = (np.add(result.dots, counts) if result.dots else counts).tolist()
-        for window in windows:
-            name = family(window.kind, names)
-            records.setdefault(name, []).append(encode_window(window, settings.quality))
+        for name, record in part:
+            records.setdefault(name, []).append(record)
             per_photo = result.windows.setdefault(name, {})
             per_photo[dots.train_id] = per_photo.get(dots.train_id, 0) + 1
     # Mixed, so that a reader's shuffle buffer, which holds a few hundred records, draws from
@@ -211,6 +217,9 @@ def cut_shard(
     if not result.errors:
         # A shard with a failed photo is cut again by a rerun, once the photo is fixed.
         storage.write_text_atomic(marker, json.dumps(result.to_dict()))
+        for dots in task.photos:  # their records are in the shard now
+            for ext in ("json", "tfrecord"):
+                storage.remove(storage.join(out, PARTS, f"{dots.train_id}.{ext}"))
     return result
 
 
@@ -230,6 +239,21 @@ def _photo_windows(
     block = config.dots.block
     masked = black_blocks(dotted, plain=plain, black_level=config.dots.black_level, block=block)
     del dotted
+    return photo_windows(dots, plain, masked, settings, shares, seed, block=block)
+
+
+def photo_windows(
+    dots: PhotoDots,
+    plain: np.ndarray,
+    masked: np.ndarray,
+    settings: WindowSettings,
+    shares: list[float],
+    seed: int,
+    *,
+    block: int = 8,
+) -> list[Window]:
+    """The windows of one decoded photo (see :func:`cut_windows`), the same wherever they
+    are cut: by this stage, or by the extract job while it holds the pair."""
     # Seeded by the run's seed and the photo: a rerun or another task order cuts the same windows.
     rng = np.random.default_rng([seed, int.from_bytes(dots.train_id.encode()[:8], "little")])
     return cut_windows(
@@ -243,6 +267,71 @@ def _photo_windows(
         rng,
         block=block,
     )
+
+
+# --- windows cut by the extract job ---------------------------------------------------------
+
+
+def _part_key(settings: WindowSettings, seed: int) -> dict[str, Any]:
+    return {"settings": dataclasses.asdict(settings), "seed": seed}
+
+
+def write_part(
+    out: str, windows: list[Window], class_names: list[str], settings: WindowSettings, seed: int
+) -> None:
+    """Write one photo's windows as ``OUT/parts/<id>.tfrecord``, then ``<id>.json`` (their
+    families and the settings they were cut with). The extract job writes them while it
+    holds a decoded pair; the stage then copies their records into shards instead of
+    decoding the pair again."""
+    if not windows:
+        return
+    train_id = windows[0].train_id
+    write_records(
+        storage.join(out, PARTS, f"{train_id}.tfrecord"),
+        [encode_window(w, settings.quality) for w in windows],
+    )
+    meta = {**_part_key(settings, seed), "families": [family(w.kind, class_names) for w in windows]}
+    storage.write_text_atomic(storage.join(out, PARTS, f"{train_id}.json"), json.dumps(meta))
+
+
+def read_part(out: str, train_id: str, settings: WindowSettings, seed: int) -> list[tuple[str, bytes]] | None:
+    """A photo's windows as ``(family, record)`` pairs from its part, or None when there is
+    no complete part cut with these settings and seed."""
+    meta_path = storage.join(out, PARTS, f"{train_id}.json")
+    if not storage.exists(meta_path):
+        return None
+    meta = json.loads(storage.read_text(meta_path))
+    if {k: meta.get(k) for k in ("settings", "seed")} != _part_key(settings, seed):
+        return None
+    try:
+        records = split_records(storage.read_bytes(storage.join(out, PARTS, f"{train_id}.tfrecord")))
+    except (FileNotFoundError, ValueError):
+        return None
+    if len(records) != len(meta["families"]):
+        return None
+    return list(zip(meta["families"], records))
+
+
+def split_records(data: bytes) -> list[bytes]:
+    """The records of a TFRecord file's bytes (length, its CRC, data, its CRC; CRCs not
+    checked: a part is written atomically).
+
+    Raises
+    ------
+    ValueError
+        If the bytes end inside a record.
+    """
+    records, at = [], 0
+    while at < len(data):
+        if at + 12 > len(data):
+            raise ValueError(f"TFRecord data ends inside a record header at byte {at}")
+        (length,) = struct.unpack_from("<Q", data, at)
+        end = at + 12 + length + 4
+        if end > len(data):
+            raise ValueError(f"TFRecord data ends inside a record at byte {at}")
+        records.append(data[at + 12 : at + 12 + length])
+        at = end
+    return records
 
 
 def _read(data: str, name: str) -> bytes:
@@ -512,6 +601,63 @@ def _tile(
     return tile.image, target
 
 
+def _records(shards: ShardIndex, ids: list[str], *, training: bool, seed: int, shuffle_buffer: int):
+    """The parsed records of photos ``ids``, one dataset per family (``grid`` first).
+
+    Training: each family's files shuffled, read interleaved, its records shuffled in a
+    buffer of ``shuffle_buffer`` (encoded, ~60 KB each) and repeated without end.
+    Otherwise each family's records once, in file order.
+
+    Raises
+    ------
+    ValueError
+        If none of ``ids`` has a window in the shards.
+    """
+    import tensorflow as tf
+
+    wanted = set(ids)
+    families = shards.families_with(wanted)
+    if not families:
+        raise ValueError(f"{shards.folder}: no windows of the {len(wanted)} photos asked for")
+    keys = tf.constant(sorted(wanted))
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(keys, tf.ones_like(keys, tf.int32)), 0
+    )
+
+    def stream(name: str, n: int) -> tf.data.Dataset:
+        files = shards.files[name]
+        ds = tf.data.Dataset.from_tensor_slices(files)
+        if training:
+            ds = ds.shuffle(len(files), seed=seed + n)
+        ds = ds.interleave(
+            tf.data.TFRecordDataset,
+            # Every file open at once (a 256 KB buffer each), a record from each in turn.
+            cycle_length=min(16, len(files)) if training else 1,
+            block_length=1,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        ds = ds.map(_parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.filter(lambda x: table.lookup(x["train_id"]) > 0)
+        if training:
+            ds = ds.shuffle(shuffle_buffer, seed=seed + n, reshuffle_each_iteration=True).repeat()
+        return ds
+
+    ordered = [f for f in families if f == GRID] + [f for f in families if f != GRID]
+    return {name: stream(name, n) for n, name in enumerate(ordered)}
+
+
+def _mixed(parts: list, weights: list[float], seed: int):
+    import tensorflow as tf
+
+    if len(parts) == 1:
+        return parts[0]
+    return tf.data.Dataset.sample_from_datasets(parts, weights=weights, seed=seed)
+
+
+_FIELDS = ("image", "origin", "photo_shape", "points", "classes", "masked", "masked_shape", "centre")
+
+
 def window_dataset(
     shards: ShardIndex,
     ids: list[str],
@@ -533,9 +679,8 @@ def window_dataset(
     held in memory: a share ``empty_share`` placed at random (in a random grid window),
     the others around a dot of a class drawn uniformly (in a dot window of that class),
     each resized by a drawn scale, augmented, with its density target and loss weight as
-    the last channel. Shards are read interleaved, records shuffled in a buffer of
-    ``shuffle_buffer`` (encoded, ~60 KB each), tiles cut in parallel; the order, and so the
-    run, repeats for a ``seed``.
+    the last channel. Shards are read interleaved, records shuffled in a buffer, tiles cut
+    in parallel; the order, and so the run, repeats for a ``seed``.
 
     Raises
     ------
@@ -544,14 +689,15 @@ def window_dataset(
     """
     import tensorflow as tf
 
-    wanted = set(ids)
-    families = shards.families_with(wanted)
-    if not families:
-        raise ValueError(f"{shards.folder}: no windows of the {len(wanted)} photos asked for")
-    keys = tf.constant(sorted(wanted))
-    table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(keys, tf.ones_like(keys, tf.int32)), 0
-    )
+    streams = _records(shards, ids, training=True, seed=seed, shuffle_buffer=shuffle_buffer)
+    dots = [name for name in streams if name != GRID]
+    weights = [
+        (empty_share if dots else 1.0)
+        if name == GRID
+        else (1.0 - empty_share if GRID in streams else 1.0) / len(dots)
+        for name in streams
+    ]
+    ds = _mixed(list(streams.values()), weights, seed)
     sampling = {
         "size": size,
         "stride": stride,
@@ -561,59 +707,125 @@ def window_dataset(
         "block": shards.block,
         "augmented": augmented,
     }
-
-    def stream(name: str, n: int) -> tf.data.Dataset:
-        files = shards.files[name]
-        ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed + n)
-        ds = ds.interleave(
-            tf.data.TFRecordDataset,
-            # Every file open at once (a 256 KB buffer each), a record from each in turn.
-            cycle_length=min(16, len(files)),
-            block_length=1,
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-        ds = ds.map(_parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.filter(lambda x: table.lookup(x["train_id"]) > 0)
-        return ds.shuffle(shuffle_buffer, seed=seed + n, reshuffle_each_iteration=True).repeat()
-
-    grid = [f for f in families if f == GRID]
-    dots = [f for f in families if f != GRID]
-    parts, weights = [], []
-    if grid:
-        parts.append(stream(GRID, 0))
-        weights.append(empty_share if dots else 1.0)
-    for n, name in enumerate(dots, 1):
-        parts.append(stream(name, n))
-        weights.append((1.0 - empty_share if grid else 1.0) / len(dots))
-    ds = (
-        tf.data.Dataset.sample_from_datasets(parts, weights=weights, seed=seed)
-        if len(parts) > 1
-        else parts[0]
-    )
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     cells = size // stride
     tile = functools.partial(_tile, num_classes=num_classes, sampling=sampling)
 
     def cut(x, s):
         pixels, target = tf.numpy_function(
-            tile,
-            [
-                x["image"],
-                x["origin"],
-                x["photo_shape"],
-                x["points"],
-                x["classes"],
-                x["masked"],
-                x["masked_shape"],
-                x["centre"],
-                s,
-            ],
-            [tf.uint8, tf.float32],
-            stateful=False,
+            tile, [*(x[k] for k in _FIELDS), s], [tf.uint8, tf.float32], stateful=False
         )
         pixels.set_shape((size, size, 3))
         target.set_shape((cells, cells, num_classes + 1))
         return pixels, target
 
     return tf.data.Dataset.zip((ds, seeds)).map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _patch(image, origin, photo_shape, points, classes, masked, masked_shape, centre, seed, *, sampling):
+    from herdcount.windows import window_patch
+
+    del photo_shape  # a patch is cut inside its window
+    rng = np.random.default_rng(seed.tolist())
+    cells = np.frombuffer(masked, dtype=np.uint8).reshape(masked_shape).astype(bool)
+    size = sampling["size"]
+    found = window_patch(
+        decode_rgb(image),
+        (int(origin[0]), int(origin[1])),
+        points.reshape(-1, 2),
+        classes,
+        cells,
+        None if centre[0] < 0 else (float(centre[0]), float(centre[1])),
+        rng,
+        size=size,
+        offsets=sampling["offsets"],
+        min_distance=sampling["min_distance"],
+        block=sampling["block"],
+    )
+    if found is None:  # no room for a background here: dropped by the caller
+        return np.zeros((size, size, 3), np.uint8), np.int64(-1)
+    patch, label = found
+    return patch, np.int64(sampling["background"] if label < 0 else label)
+
+
+def patch_dataset(
+    shards: ShardIndex,
+    ids: list[str],
+    num_classes: int,
+    *,
+    size: int = 64,
+    offsets: tuple[int, ...] = (-1, 0, 1),
+    min_distance: float = 40.0,
+    training: bool = True,
+    seed: int = 0,
+    brightness: float = 0.15,
+    shuffle_buffer: int = 256,
+):
+    """The classifier's patches ``(uint8 image, one-hot label)`` streamed from the windows
+    of photos ``ids``; labels index the scheme's classes, then background (``num_classes``).
+
+    Training: endless, each class and background drawn equally often (what class weights
+    did for thumbnails), a dot's patch shifted diagonally by one of ``offsets``, background
+    patches at random places of random grid windows clear of dots and masks, augmented
+    with flips, quarter turns and brightness; repeats for a ``seed``. Otherwise (validation):
+    every dot window's centred patch and one background patch per grid window (where one
+    fits), once, in shard order.
+
+    Raises
+    ------
+    ValueError
+        If none of ``ids`` has a window in the shards.
+    """
+    import tensorflow as tf
+
+    streams = _records(shards, ids, training=training, seed=seed, shuffle_buffer=shuffle_buffer)
+    if training:
+        ds = _mixed(list(streams.values()), [1.0 / len(streams)] * len(streams), seed)
+    else:
+        parts = list(streams.values())
+        ds = parts[0]
+        for part in parts[1:]:
+            ds = ds.concatenate(part)
+        offsets = (0,)
+    sampling = {
+        "size": size,
+        "offsets": offsets,
+        "min_distance": min_distance,
+        "block": shards.block,
+        "background": num_classes,
+    }
+    patch = functools.partial(_patch, sampling=sampling)
+
+    def cut(x, s):
+        pixels, label = tf.numpy_function(
+            patch, [*(x[k] for k in _FIELDS), s], [tf.uint8, tf.int64], stateful=False
+        )
+        pixels.set_shape((size, size, 3))
+        label.set_shape(())
+        return pixels, label
+
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    ds = tf.data.Dataset.zip((ds, seeds)).map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.filter(lambda pixels, label: label >= 0)
+    ds = ds.map(lambda pixels, label: (pixels, tf.one_hot(label, num_classes + 1)))
+    if training:
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed + 1).batch(2))).map(
+            lambda xy, s: (augment_patch(xy[0], s, brightness), xy[1]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    return ds
+
+
+def augment_patch(image, seed, brightness: float):
+    """A flip, a quarter turn and a brightness shift of a patch, drawn from ``seed`` (a
+    pair of int64) with stateless ops, so a run repeats."""
+    import tensorflow as tf
+
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
+    image = tf.image.stateless_random_flip_left_right(image, seeds[0])
+    turns = tf.random.stateless_uniform([], seeds[1], 0, 4, dtype=tf.int32)
+    image = tf.image.rot90(image, turns)
+    pixels = tf.cast(image, tf.float32)
+    shift = tf.random.stateless_uniform([], seeds[2], -brightness, brightness) * 255.0
+    return tf.cast(tf.clip_by_value(pixels + shift, 0.0, 255.0), tf.uint8)

@@ -12,7 +12,7 @@ from herdcount.models.builders import (
     make_density_model,
 )
 from herdcount.models.targets import augment, density_target, sample_tile
-from herdcount.models.training_data import Thumbnails, class_weights, classifier_dataset, split_photos
+from herdcount.models.training_data import split_photos
 from herdcount.tiling import density_map, pad_to_stride
 
 
@@ -171,34 +171,3 @@ def test_split_is_by_photo_repeatable_and_disjoint():
     assert split_photos(ids, val_fraction=0.25, seed=4) != (train, val)
     with pytest.raises(ValueError, match="too few"):
         split_photos(["1", "2"])
-
-
-def test_class_weights_balance_the_classes():
-    weights = class_weights(np.array([0] * 8 + [1] * 2), 3)
-    assert weights == {0: pytest.approx(10 / 16), 1: pytest.approx(10 / 4), 2: 0.0}
-
-
-def test_classifier_dataset_augments_repeatably(tmp_path):
-    from herdcount.imaging import encode_jpeg
-
-    rng = np.random.default_rng(10)
-    paths = []
-    for n in range(6):
-        path = tmp_path / f"img_{n}-pups-0-0.jpg"
-        path.write_bytes(encode_jpeg(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)))
-        paths.append(str(path))
-    thumbs = Thumbnails(paths, np.arange(6) % 2, [str(n) for n in range(6)], np.zeros(6, np.int64))
-
-    def epoch(seed):
-        batches = list(classifier_dataset(thumbs, 2, batch_size=4, training=True, seed=seed))
-        return np.concatenate([b[0].numpy() for b in batches]), np.concatenate(
-            [b[1].numpy() for b in batches]
-        )
-
-    x1, y1 = epoch(1)
-    x2, y2 = epoch(1)
-    assert x1.shape == (6, 64, 64, 3) and y1.shape == (6, 2)
-    np.testing.assert_array_equal(x1, x2)
-    np.testing.assert_array_equal(y1, y2)
-    plain = np.concatenate([b[0].numpy() for b in classifier_dataset(thumbs, 2, batch_size=6)])
-    assert not np.array_equal(np.sort(x1.reshape(6, -1), axis=0), np.sort(plain.reshape(6, -1), axis=0))

@@ -144,14 +144,17 @@ def test_classifier_run_reports_accuracy_and_confusion_without_importing_mlflow(
     metrics = described["metrics"]
     assert matrix.sum() == metrics["val_patches"] > 0
     assert metrics["val_accuracy"] == pytest.approx(np.trace(matrix) / matrix.sum())
-    # Validation holds the centred thumbnails and the backgrounds of the held-out photos only.
+    # Validation holds a centred patch of each dot window and a background of each grid
+    # window of the held-out photos, from the windows training cut into RUN/windows.
     val_ids = set(described["training_data"]["val_ids"])
-    expected = sum(
-        1
-        for p in (extracted / "thumbnails").rglob("*.jpg")
-        if p.name.split("-")[0][4:] in val_ids and p.name.endswith("-0.jpg")
-    )
-    assert matrix.sum() == expected
+    index = json.loads((run / "windows" / "index.json").read_text())
+    per_family: dict[str, int] = {}
+    for shard in index["shards"]:
+        for family, per in shard["windows"].items():
+            per_family[family] = per_family.get(family, 0) + sum(n for i, n in per.items() if i in val_ids)
+    for k, name in enumerate(config.class_names):
+        assert matrix[k].sum() == per_family.get(f"dots-{name}", 0)
+    assert 0 < matrix[-1].sum() <= per_family["grid"]
     assert (run / "confusion.png").stat().st_size > 0 and (run / "curves.png").stat().st_size > 0
 
 
@@ -213,7 +216,7 @@ def test_seed_repeats_the_sampling_and_the_initial_weights(survey, extracted, co
         "unknown class",
         "too few photos",
         "existing run",
-        "no thumbnails",
+        "no windows and no data",
         "photo missing",
         "truncated shard",
     ],
@@ -254,9 +257,9 @@ def test_bad_input_stops_before_training(tmp_path, survey, extracted, config, ca
         (run / "model.json").write_text("{}")
         expected = "--overwrite"
     else:
-        shutil.rmtree(out / "thumbnails")
-        kind, expected = "classifier", "holds no thumbnails"
-    done = run_train("--kind", kind, "--extract", str(out), "--data", str(data), "--out", str(run))
+        kind, expected, data = "classifier", "no --data DATA to cut them from", None
+    data_args = ["--data", str(data)] if data else []
+    done = run_train("--kind", kind, "--extract", str(out), *data_args, "--out", str(run))
     assert done.returncode == 2
     assert expected in done.stderr and "Epoch" not in done.stdout
     assert not (run / "model.keras").exists()

@@ -13,11 +13,18 @@ from conftest import spark_submit
 
 from herdcount.models.targets import sample_tile
 from herdcount.models.training_data import read_extract
-from herdcount.models.windows import WindowsJob, read_index, window_dataset
+from herdcount.models.windows import WindowsJob, patch_dataset, read_index, window_dataset
 from herdcount.records import Status
 from herdcount.runinfo import read_run
 from herdcount.runner import SOME_FAILED, run_in_process, run_job
-from herdcount.windows import WindowSettings, centred_origin, cut_windows, grid_origins, keep_shares
+from herdcount.windows import (
+    WindowSettings,
+    centred_origin,
+    cut_windows,
+    grid_origins,
+    keep_shares,
+    window_patch,
+)
 
 SMALL = WindowSettings(size=256, step=192, dots_per_class=40, photos_per_shard=2)
 
@@ -99,6 +106,47 @@ def test_a_tile_cut_from_a_window_is_the_tile_cut_from_the_photo():
     np.testing.assert_array_equal(part.weight, whole.weight)
 
 
+def test_a_patch_cut_from_a_window_is_the_thumbnail_or_a_clear_background():
+    rng = np.random.default_rng(2)
+    photo = rng.integers(0, 255, (400, 600, 3), dtype=np.uint8)
+    top, left = 96, 200
+    window = photo[top : top + 256, left : left + 256]
+    points = np.array([[200.0, 330.0], [240.0, 350.0], [100.0, 210.0]])
+    classes = np.array([3, 1, 0])
+    cells = np.zeros((32, 32), bool)
+    cells[:, 20:] = True  # the window's right part is masked
+    for shift in (-1, 0, 1):
+        patch, label = window_patch(
+            window, (top, left), points, classes, cells, (200.0, 330.0), rng, offsets=(shift,)
+        )
+        assert label == 3
+        expected = photo[200 + shift - 32 : 200 + shift + 32, 330 + shift - 32 : 330 + shift + 32]
+        np.testing.assert_array_equal(patch, expected)
+    # Near the window's corner the patch is shifted inside it, as thumbnails at a photo's edge.
+    patch, label = window_patch(window, (top, left), points, classes, cells, (100.0, 210.0), rng)
+    assert label == 0
+    np.testing.assert_array_equal(patch, window[:64, :64])
+    for seed in range(20):
+        patch, label = window_patch(
+            window, (top, left), points, classes, cells, None, np.random.default_rng(seed)
+        )
+        assert label == -1
+        ((r, c),) = [
+            (r, c)
+            for r in range(256 - 63)
+            for c in range(256 - 63)
+            if np.array_equal(window[r, c], patch[0, 0])
+            and np.array_equal(window[r : r + 64, c : c + 64], patch)
+        ]
+        assert c + 64 <= 160  # clear of the masked cells
+        local = points - [top, left]
+        nearest_r = np.clip(local[:, 0], r, r + 63)
+        nearest_c = np.clip(local[:, 1], c, c + 63)
+        assert np.hypot(local[:, 0] - nearest_r, local[:, 1] - nearest_c).min() >= 40
+    full = np.ones((32, 32), bool)
+    assert window_patch(window, (top, left), points, classes, full, None, rng) is None
+
+
 @pytest.fixture(scope="module")
 def windows(tmp_path_factory, survey, extracted, config):
     out = tmp_path_factory.mktemp("windows") / "windows"
@@ -177,6 +225,70 @@ def test_dot_windows_put_tiles_on_dots(windows, config):
 
     on_dots, at_random = mass(0.0), mass(1.0)
     assert on_dots > 0.9 and on_dots > 1.5 * at_random
+
+
+def test_classifier_patches_stream_balanced_and_validation_counts_every_dot_window(windows, config):
+    out, _ = windows
+    shards = read_index(str(out), config)
+    ids = sorted(shards.windows["grid"])
+    train, held = ids[:3], ids[3:]
+
+    def draw(seed):
+        batch = next(iter(patch_dataset(shards, train, 5, seed=seed).batch(300)))
+        return batch[0].numpy(), batch[1].numpy()
+
+    x, y = draw(4)
+    again, _ = draw(4)
+    assert x.shape == (300, 64, 64, 3) and y.shape == (300, 6)
+    np.testing.assert_array_equal(x, again)
+    present = [
+        k
+        for k in range(5)
+        if any(f"dots-{config.class_names[k]}" in f for f in shards.families_with(set(train)))
+    ]
+    shares = y.sum(axis=0) / len(y)
+    # Background and each class present in these photos' windows drawn about equally often.
+    assert set(np.flatnonzero(shares)) == {*present, 5}
+    np.testing.assert_allclose(shares[[*present, 5]], 1 / (len(present) + 1), atol=0.08)
+
+    val = list(patch_dataset(shards, held, 5, training=False).as_numpy_iterator())
+    labels = np.array([np.argmax(label) for _, label in val])
+    held_set = set(held)
+    for k, name in enumerate(config.class_names):
+        expected = sum(n for i, n in shards.windows.get(f"dots-{name}", {}).items() if i in held_set)
+        assert (labels == k).sum() == expected
+    grid = sum(n for i, n in shards.windows["grid"].items() if i in held_set)
+    assert 0.5 * grid <= (labels == 5).sum() <= grid
+    twice = [
+        label.argmax() for _, label in patch_dataset(shards, held, 5, training=False).as_numpy_iterator()
+    ]
+    np.testing.assert_array_equal(labels, twice)
+
+
+def test_windows_cut_by_the_extract_job_are_sharded_without_the_photos(tmp_path, windows, survey, config):
+    """extract --windows cuts each pair's windows while it holds the pair decoded; the stage
+    then shards them without reading a photo, into the same bytes as cutting from DATA."""
+    from herdcount.extract import ExtractJob
+
+    data = tmp_path / "data"
+    shutil.copytree(survey, data)
+    out = tmp_path / "out"
+    run_in_process(ExtractJob(str(data), str(out), config=config, windows=SMALL))
+    parts = sorted(p.name for p in (out / "windows" / "parts").iterdir())
+    photos = read_extract(out, config, data)
+    assert parts == sorted(f"{p.train_id}.{ext}" for p in photos for ext in ("json", "tfrecord"))
+    for photo in (data / "Train").glob("*.jpg"):
+        photo.unlink()
+    for photo in (data / "TrainDotted").glob("*.jpg"):
+        photo.unlink()
+    outcome = run_in_process(
+        WindowsJob(str(out), str(data), str(out / "windows"), settings=SMALL, config=config)
+    )
+    assert outcome.exit_code == 0 and outcome.totals["photos"] == len(photos)
+    reference, _ = windows
+    made = {p.name: p.read_bytes() for p in (out / "windows" / "shards").glob("*.tfrecord")}
+    assert made == {p.name: p.read_bytes() for p in (reference / "shards").glob("*.tfrecord")}
+    assert not list((out / "windows" / "parts").iterdir())  # in the shards now
 
 
 def test_a_rerun_resumes_and_recuts_only_a_lost_shard(tmp_path, windows, survey, extracted, config):
@@ -271,3 +383,18 @@ def test_spark_submit_cuts_the_same_shards(tmp_path, windows, survey, extracted)
     theirs = {p.name: p.read_bytes() for p in (spark_out / "shards").glob("*.tfrecord")}
     assert ours == theirs and ours
     assert read_run(spark_out).spark["spark.master"] == "local[2]"
+
+
+@pytest.mark.slow
+def test_spark_submit_extract_with_windows_cuts_them_in_the_pair_tasks(tmp_path, survey, extracted, config):
+    out = tmp_path / "out"
+    proc = spark_submit("jobs/extract.py", "--data", str(survey), "--out", str(out), "--windows")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not list((out / "windows" / "parts").iterdir())
+    # The parts became shards, those the stage alone cuts from DATA with the same (default)
+    # settings (that the stage then reads no photo is the in-process test's).
+    reference = tmp_path / "reference"
+    run_in_process(WindowsJob(str(extracted), str(survey), str(reference), config=config))
+    made = {p.name: p.read_bytes() for p in (out / "windows" / "shards").glob("*.tfrecord")}
+    assert made and made == {p.name: p.read_bytes() for p in (reference / "shards").glob("*.tfrecord")}
+    assert read_run(out / "windows").totals["photos"] == len(read_extract(extracted, config, survey))

@@ -200,3 +200,59 @@ def _window(train_id, image, masked, points, classes, origin, settings, block, c
         centre=centre,
         kind=kind,
     )
+
+
+def window_patch(
+    image: NDArray[np.uint8],
+    origin: tuple[int, int],
+    points: NDArray[np.float64],
+    classes: NDArray[np.int64],
+    masked: NDArray[np.bool_],
+    centre: tuple[float, float] | None,
+    rng: np.random.Generator,
+    *,
+    size: int = 64,
+    offsets: tuple[int, ...] = (0,),
+    min_distance: float = 40.0,
+    block: int = 8,
+) -> tuple[NDArray[np.uint8], int] | None:
+    """A classifier's training patch out of a window: what a thumbnail or a background
+    patch of the extract job is, cut from the window instead of the photo.
+
+    Parameters
+    ----------
+    image : (h, w, 3) uint8 array
+        The window's pixels; ``origin`` its top-left corner in the photo.
+    points, classes : arrays
+        The dots inside or near the window (photo pixels) and their class indices.
+    masked : bool array
+        The window's masked cells of ``block`` pixels.
+    centre : (row, col) or None
+        For a dot window, its dot: the patch is centred on it, shifted diagonally by one
+        of ``offsets`` drawn with ``rng`` (the thumbnails' ``(d, d)`` jitter) and inside
+        the window at its borders. None for a grid window: a background patch at a random
+        place at least ``min_distance`` from every dot and clear of masked cells.
+
+    Returns
+    -------
+    (patch, label) or None
+        ``label`` is the centre dot's class index, or -1 for background. None when a grid
+        window has no room for a background patch.
+    """
+    from herdcount.patches import crop_centred, sample_background
+
+    local = np.asarray(points, dtype=float).reshape(-1, 2) - np.asarray(origin, dtype=float)
+    if centre is not None:
+        at = np.asarray(centre, dtype=float) - np.asarray(origin, dtype=float)
+        label = int(classes[np.argmin(np.hypot(*(local - at).T))]) if len(classes) else -1
+        if label < 0:
+            raise ValueError(f"a dot window centred on {centre} holds no dot")
+        shift = float(offsets[int(rng.integers(len(offsets)))])
+        return np.ascontiguousarray(crop_centred(image, at + shift, size)), label
+    corners = sample_background(
+        image.shape, local, 1, size=size, min_distance=min_distance, masked=masked, block=block, rng=rng
+    )
+    if not len(corners):
+        return None
+    top, left = corners[0]
+    return np.ascontiguousarray(image[top : top + size, left : left + size]), -1
