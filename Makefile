@@ -71,8 +71,9 @@ $(DEMO)/data/Train/train.csv: | $(VENV)/.ready
 	$(HERDCOUNT) synth $(DEMO)/data $(DEMO_SURVEY)
 
 $(DEMO)/extract/run.json: $(DEMO)/data/Train/train.csv
-	$(HERDCOUNT) extract --data $(DEMO)/data --out $(DEMO)/extract
+	$(HERDCOUNT) extract --data $(DEMO)/data --out $(DEMO)/extract --windows
 
+# Written by extract --windows; cut here only when an earlier extract ran without it.
 $(DEMO)/extract/windows/index.json: $(DEMO)/extract/run.json
 	$(HERDCOUNT) windows --extract $(DEMO)/extract --data $(DEMO)/data
 

@@ -36,6 +36,7 @@ from herdcount.patches import sample_background, thumbnail_origins
 from herdcount.records import Status, TaskError
 from herdcount.runinfo import fingerprint_files
 from herdcount.runner import Job, Outcome
+from herdcount.windows import WindowSettings, keep_shares
 
 OK, SKIPPED, ERROR = Status.OK, Status.SKIPPED, Status.ERROR
 
@@ -96,6 +97,20 @@ class ExtractPlan:
     expected: dict[str, list[int]] | None = None
     #: ``(name, size)`` of the files in Train/ and TrainDotted/, as listed for the plan.
     listings: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    #: Training windows cut while each pair is decoded (``--windows``), else None.
+    windows: PairWindows | None = None
+
+
+@dataclass(frozen=True)
+class PairWindows:
+    """How the extract job cuts each pair's training windows into ``out/parts`` for the
+    windows stage (:mod:`herdcount.models.windows`), which then need not decode it again."""
+
+    out: str
+    settings: WindowSettings
+    #: Each class's share of dots that get a dot window, from train.csv's counts.
+    shares: list[float]
+    seed: int = 0
 
 
 def plan_extract(data: str | Path, out: str | Path, config: Config) -> ExtractPlan:
@@ -138,7 +153,7 @@ def plan_extract(data: str | Path, out: str | Path, config: Config) -> ExtractPl
     return plan
 
 
-def extract_pair(task: PairTask, out: str, config: Config) -> PairResult:
+def extract_pair(task: PairTask, out: str, config: Config, windows: PairWindows | None = None) -> PairResult:
     """Extract one pair on an executor; never raises for bad input, returns its result
     (``ok`` or ``error``)."""
     started = time.process_time()
@@ -147,7 +162,7 @@ def extract_pair(task: PairTask, out: str, config: Config) -> PairResult:
         if storage.exists(meta_path):
             meta = json.loads(storage.read_text(meta_path))
             return _ok(task, meta, resumed=True, started=started)
-        meta = _extract(task, str(out), config)
+        meta = _extract(task, str(out), config, windows)
         return _ok(task, meta, resumed=False, started=started)
     except PhotoError as exc:
         return _failed(task.train_id, exc.file, exc.reason, cpu_s=time.process_time() - started)
@@ -156,7 +171,7 @@ def extract_pair(task: PairTask, out: str, config: Config) -> PairResult:
         return _failed(task.train_id, task.plain, reason, cpu_s=time.process_time() - started)
 
 
-def _extract(task: PairTask, out: str, config: Config) -> dict[str, Any]:
+def _extract(task: PairTask, out: str, config: Config, windows: PairWindows | None = None) -> dict[str, Any]:
     plain_name, dotted_name = (
         f"Train/{storage.basename(task.plain)}",
         f"TrainDotted/{storage.basename(task.dotted)}",
@@ -197,6 +212,8 @@ def _extract(task: PairTask, out: str, config: Config) -> dict[str, Any]:
     ]
     if patches:
         storage.write_files_atomic(storage.join(out, "thumbnails", background), patches)
+    if windows is not None:
+        _write_windows(task.train_id, plain, found.masked, found.block, per_class, config, windows)
     meta = {
         config.annotation_key: per_class,
         "filename": f"{task.train_id}.jpg",
@@ -212,6 +229,20 @@ def _extract(task: PairTask, out: str, config: Config) -> dict[str, Any]:
     # Written last: its presence marks the photo as complete for a rerun.
     storage.write_text_atomic(storage.join(out, "metadata", f"{task.train_id}.json"), json.dumps(meta))
     return meta
+
+
+def _write_windows(train_id, plain, masked, block, per_class, config: Config, windows: PairWindows) -> None:
+    from herdcount.models.training_data import PhotoDots
+    from herdcount.models.windows import photo_windows, write_part
+
+    # The dots as training reads them back from the metadata (rounded, in class order), so
+    # that the windows are those the stage would cut.
+    names = config.class_names
+    points = np.array([(r, c) for n in names for c, r in per_class[n]], float).reshape(-1, 2)
+    classes = np.array([k for k, n in enumerate(names) for _ in per_class[n]], np.int64)
+    dots = PhotoDots(train_id, plain.shape[0], plain.shape[1], points, classes)
+    cut = photo_windows(dots, plain, masked, windows.settings, windows.shares, windows.seed, block=block)
+    write_part(windows.out, cut, names, windows.settings, windows.seed)
 
 
 def _write_thumbnails(plain, coords, classes, train_id: str, out: str, config: Config) -> None:
@@ -446,6 +477,10 @@ class ExtractJob(Job[ExtractPlan, PairTask, PairResult]):
     out: str
     scheme: str | None = None
     config: Config | None = None
+    #: Cut training windows into ``OUT/windows/parts`` while each pair is decoded (for the
+    #: windows stage to shard), with these settings; only where train.csv gives the counts.
+    windows: WindowSettings | None = None
+    seed: int = 0
 
     def paths(self) -> list[str | None]:
         return [str(self.data), str(self.out), self.scheme]
@@ -460,7 +495,23 @@ class ExtractJob(Job[ExtractPlan, PairTask, PairResult]):
                     f"extract: no --scheme and no DATA/scheme.yaml: using the {DEFAULT_SCHEME} scheme",
                     file=sys.stderr,
                 )
-        return plan_extract(self.data, self.out, config)
+        plan = plan_extract(self.data, self.out, config)
+        if self.windows is not None:
+            self.windows.check(config.dots.block)
+            if plan.expected is None:
+                print(
+                    "extract: no train.csv: the windows stage decodes the pairs again to cut windows",
+                    file=sys.stderr,
+                )
+            else:
+                # The survey's counts decide how many of a class's dots get a window; train.csv
+                # has them before any pair is extracted.
+                counts = [plan.expected[t.train_id] for t in plan.tasks if t.train_id in plan.expected]
+                totals = np.sum(counts, axis=0) if counts else np.zeros(len(config.classes))
+                shares = keep_shares(totals, self.windows.dots_per_class).tolist()
+                out = storage.join(self.out, "windows")
+                plan.windows = PairWindows(out, self.windows, shares, self.seed)
+        return plan
 
     def items(self, plan: ExtractPlan) -> list[PairTask]:
         return plan.tasks
@@ -469,7 +520,7 @@ class ExtractJob(Job[ExtractPlan, PairTask, PairResult]):
         return f"{len(plan.tasks)} pairs to process, {len(plan.rows)} handled without Spark"
 
     def worker(self, plan: ExtractPlan, task_cpus: int) -> Callable[[PairTask], PairResult]:
-        return functools.partial(extract_pair, out=plan.out, config=plan.config)
+        return functools.partial(extract_pair, out=plan.out, config=plan.config, windows=plan.windows)
 
     def finish(self, plan: ExtractPlan, results: list[PairResult], work_s: float) -> Outcome:
         totals = write_outputs(plan, results)

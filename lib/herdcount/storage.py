@@ -206,6 +206,15 @@ def exists(path: str | Path) -> bool:
         raise
 
 
+def remove(path: str | Path) -> None:
+    """Delete a file (or object) if it exists."""
+    if is_s3(path):
+        bucket, key = split_s3(str(path))
+        client().delete_object(Bucket=bucket, Key=key)
+        return
+    Path(path).unlink(missing_ok=True)
+
+
 def is_dir(path: str | Path) -> bool:
     """Whether ``path`` is a folder: a local directory, or an S3 prefix holding objects."""
     if not is_s3(path):

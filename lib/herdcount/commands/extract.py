@@ -19,6 +19,7 @@ from herdcount.config import DEFAULT_SCHEME
 from herdcount.extract import ExtractJob
 from herdcount.runner import SOME_FAILED, SparkOptions, run_job
 from herdcount.spark import add_spark_conf_argument
+from herdcount.windows import WindowSettings
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,15 +46,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     spark = SparkOptions(args.master, args.spark_conf)
-    code = run_job(ExtractJob(args.data, args.out, scheme=args.scheme), spark)
+    windows = WindowSettings() if args.windows else None
+    code = run_job(ExtractJob(args.data, args.out, scheme=args.scheme, windows=windows), spark)
     if not args.windows or code not in (0, SOME_FAILED):
         return code
-    # A second stage of its own (resumable, its own run.json); it decodes each pair again,
-    # about a tenth of what extracting it cost.
+    # The stage of its own (resumable, its own run.json) shards the windows each pair task
+    # cut into OUT/windows/parts; it decodes only pairs that have none (no train.csv, or
+    # extracted by an earlier run without --windows).
     from herdcount.models.windows import WindowsJob
 
-    windows = run_job(WindowsJob(args.out, args.data, storage.join(args.out, "windows")), spark)
-    return code if windows == 0 else windows
+    shards = run_job(WindowsJob(args.out, args.data, storage.join(args.out, "windows")), spark)
+    return code if shards == 0 else shards
 
 
 if __name__ == "__main__":
