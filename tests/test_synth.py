@@ -98,3 +98,41 @@ def test_command_line_writes_a_survey(tmp_path, capsys):
     assert (tmp_path / "d_truth" / "test" / "0.json").is_file()
     assert main([str(tmp_path / "e"), "--width", "300"]) == 2
     assert "both width and height" in capsys.readouterr().err
+
+
+def test_a_photo_flown_higher_is_the_ground_below_it_resampled(config):
+    """At ground scale 0.5 a test photo is the scene of twice its extent at the training
+    altitude, resampled to half: animals, shadows and texture shrink together, positions halve."""
+    from herdcount.synth import make_test_scene
+
+    common = {"density": 60.0}
+    low, animals_low = make_test_scene(np.random.default_rng(3), 120, 160, config, scale=0.5, **common)
+    ground, animals = make_test_scene(np.random.default_rng(3), 240, 320, config, **common)
+    expected = np.asarray(Image.fromarray(ground).resize((160, 120), Image.LANCZOS))
+    np.testing.assert_array_equal(low, expected)
+    assert len(animals_low) == len(animals) > 0
+    np.testing.assert_allclose(
+        [(r, c) for r, c, _ in animals_low],
+        [((r + 0.5) / 2 - 0.5, (c + 0.5) / 2 - 0.5) for r, c, _ in animals],
+    )
+    assert [k for *_, k in animals_low] == [k for *_, k in animals]
+
+
+def test_test_scale_draws_an_altitude_per_photo_and_records_it(tmp_path, config):
+    kwargs = {"n_train": 0, "n_test": 12, "config": config, "width": 400, "height": 300, "density": 40}
+    truth = write_survey(tmp_path / "alt", seed=3, test_scale=(0.6, 1.6), **kwargs)
+    rows = read_csv(truth / "test_scales.csv")
+    assert rows[0] == ["test_id", "scale"] and len(rows) == 13
+    scales = np.array([float(r[1]) for r in rows[1:]])
+    assert ((0.6 <= scales) & (scales <= 1.6)).all() and scales.min() < 0.9 and scales.max() > 1.1
+    for i, scale in enumerate(scales):
+        record = json.loads((truth / "test" / f"{i}.json").read_text())
+        assert record["scale"] == scale
+    assert json.loads((truth / "survey.json").read_text())["test_scale"] == [0.6, 1.6]
+    # Flown higher, a photo covers more ground and holds more animals: counts grow as 1/scale^2.
+    counts = np.array([sum(int(v) for v in r[1:]) for r in read_csv(truth / "test_counts.csv")[1:]])
+    high, low = counts[scales < 0.9], counts[scales > 1.1]
+    assert high.mean() > 1.5 * low.mean()
+    plain = write_survey(tmp_path / "flat", seed=3, **kwargs)
+    assert [float(r[1]) for r in read_csv(plain / "test_scales.csv")[1:]] == [1.0] * 12
+    assert main([str(tmp_path / "bad"), "--test-scale", "0.1,2"]) == 2

@@ -393,6 +393,40 @@ def make_pair(
     }
 
 
+def make_test_scene(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    config: Config,
+    *,
+    density: float,
+    style: AnnotationStyle = AnnotationStyle(),
+    scale: float = 1.0,
+) -> tuple[np.ndarray, list[tuple[float, float, int]]]:
+    """A test scene as a uint8 array and its animals ``(row, col, class)``, photographed at
+    ground ``scale`` relative to the training photos (0.5: flown twice as high).
+
+    The scene is made at the training altitude over the ground the photo covers,
+    ``(height / scale, width / scale)`` pixels, then resampled to ``(height, width)``:
+    animals, shadows, textures and colony spreads shrink or grow together, and a photo
+    flown higher holds more animals.
+    """
+    if not 0.2 <= scale <= 5.0:
+        raise ValueError(f"test scale must be in 0.2..5, got {scale}")
+    ground_h, ground_w = max(1, round(height / scale)), max(1, round(width / scale))
+    scene, water = make_background(rng, ground_h, ground_w)
+    animals = place_animals(rng, water, config, density, style)
+    paint_animals(scene, animals, config, rng, dark_share=style.dark_share)
+    pixels = np.clip(scene, 0, 255).astype(np.uint8)  # as encode_jpeg converts: surveys stay the same
+    points = [(a.row, a.col, a.klass) for a in animals]
+    if (ground_h, ground_w) == (height, width):
+        return pixels, points
+    image = Image.fromarray(pixels).resize((width, height), Image.LANCZOS)
+    fr, fc = height / ground_h, width / ground_w
+    # Pixel centres map through the resampling as (x + 0.5) * factor - 0.5.
+    return np.asarray(image), [((r + 0.5) * fr - 0.5, (c + 0.5) * fc - 0.5, k) for r, c, k in points]
+
+
 def make_test_photo(
     rng: np.random.Generator,
     height: int,
@@ -401,16 +435,12 @@ def make_test_photo(
     *,
     density: float,
     style: AnnotationStyle = AnnotationStyle(),
+    scale: float = 1.0,
 ) -> dict:
-    """One test photo: JPEG bytes and the positions of its animals."""
-    scene, water = make_background(rng, height, width)
-    animals = place_animals(rng, water, config, density, style)
-    paint_animals(scene, animals, config, rng, dark_share=style.dark_share)
+    """One test photo (see :func:`make_test_scene`): JPEG bytes and its animals' positions."""
+    scene, animals = make_test_scene(rng, height, width, config, density=density, style=style, scale=scale)
     low, high = style.quality
-    return {
-        "plain": encode_jpeg(scene, rng.integers(low, high + 1)),
-        "scene_animals": [(a.row, a.col, a.klass) for a in animals],
-    }
+    return {"plain": encode_jpeg(scene, rng.integers(low, high + 1)), "scene_animals": animals}
 
 
 def _annotation(config: Config, points: list[tuple[float, float, int]], filename: str) -> dict:
@@ -440,12 +470,18 @@ def write_survey(
     n_mismatched: int | None = None,
     mask_share: float = 0.35,
     style: AnnotationStyle = AnnotationStyle(),
+    test_scale: tuple[float, float] | None = None,
 ) -> Path:
     """Write a synthetic survey to ``out`` and its truth beside it; returns the truth folder.
 
     Deterministic for a seed: photo ``i`` of each split draws from its own seeded stream,
-    so a survey with more photos starts with the same ones.
+    so a survey with more photos starts with the same ones. ``test_scale`` ``(lo, hi)``
+    flies each test photo at its own ground scale, log-uniform in that range (1: the
+    training altitude; see :func:`make_test_scene`); each photo's scale goes into its
+    truth record and ``test_scales.csv``.
     """
+    if test_scale is not None and not 0.2 <= test_scale[0] <= test_scale[1] <= 5.0:
+        raise ValueError(f"test scale range must be LO,HI with 0.2 <= LO <= HI <= 5, got {test_scale}")
     if (width is None) != (height is None):
         raise ValueError(f"give both width and height or neither, got width={width}, height={height}")
     if n_train < 0 or n_test < 0:
@@ -483,14 +519,20 @@ def write_survey(
     write_csv_atomic(out / "Train" / "train.csv", header, train_rows)
     write_csv_atomic(truth / "train_counts.csv", header, train_rows)
     write_csv_atomic(out / "MismatchedTrainImages.txt", ["train_id"], [[i] for i in sorted(mismatched)])
-    test_rows = []
+    test_rows, scales = [], []
     for i in range(n_test):
         rng = np.random.default_rng([seed, 2, i])
         w, h = (width, height) if width else KAGGLE_SIZES[int(rng.integers(2))]
-        photo = make_test_photo(rng, h, w, config, density=density, style=style)
+        scale = 1.0
+        if test_scale is not None:
+            # A stream of its own, so that a survey without altitudes keeps its photos.
+            lo, hi = np.log(test_scale)
+            scale = round(float(np.exp(np.random.default_rng([seed, 3, i]).uniform(lo, hi))), 4)
+        photo = make_test_photo(rng, h, w, config, density=density, style=style, scale=scale)
         write_bytes_atomic(out / "Test" / f"{i}.jpg", photo["plain"])
         record = _annotation(config, photo["scene_animals"], f"{i}.jpg")
-        record.update(width=w, height=h)
+        record.update(width=w, height=h, scale=scale)
+        scales.append([i, scale])
         write_bytes_atomic(truth / "test" / f"{i}.json", json.dumps(record).encode())
         test_rows.append([i, *_counts(config, photo["scene_animals"])])
     test_header = ["test_id", *config.class_names]
@@ -498,6 +540,7 @@ def write_survey(
         out / "sample_submission.csv", test_header, [[i] + [1] * len(config.classes) for i in range(n_test)]
     )
     write_csv_atomic(truth / "test_counts.csv", test_header, test_rows)
+    write_csv_atomic(truth / "test_scales.csv", ["test_id", "scale"], scales)
     # The scheme flows with the data: extract reads it from here, unless told otherwise.
     write_bytes_atomic(out / "scheme.yaml", scheme_yaml(config).encode())
     summary = {
@@ -510,6 +553,7 @@ def write_survey(
         "mismatched": sorted(mismatched),
         "classes": config.class_names,
         "annotation_style": dataclasses.asdict(style),
+        "test_scale": list(test_scale) if test_scale else None,
     }
     write_bytes_atomic(truth / "survey.json", json.dumps(summary, indent=2).encode())
     return truth
@@ -534,6 +578,13 @@ def main(argv: list[str] | None = None) -> int:
         help="class scheme: a YAML file or a packaged scheme (default: %(default)s)",
     )
     default = AnnotationStyle()
+    parser.add_argument(
+        "--test-scale",
+        type=_range(float),
+        metavar="S|LO,HI",
+        help="ground scale of each test photo against the training photos, log-uniform per photo "
+        "(0.5: flown twice as high; default 1)",
+    )
     style = parser.add_argument_group("annotation style (how the annotators drew, how photos were saved)")
     style.add_argument(
         "--dot-radius",
@@ -578,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
             density=args.density,
             n_mismatched=args.mismatched,
             style=look,
+            test_scale=args.test_scale,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
