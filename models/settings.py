@@ -55,6 +55,9 @@ class DensitySettings:
     #: after each epoch (all of them at the end).
     inference_tile: int = 1024
     val_photos_per_epoch: int = 16
+    #: Momentum of the running average of the weights that validation counts with and the
+    #: run keeps (Polyak averaging, once per step); 0: the last step's weights.
+    weight_average: float = 0.0
 
     def check(self) -> None:
         """Reject settings that cannot work.
@@ -75,6 +78,8 @@ class DensitySettings:
             raise ValueError(
                 f"need 0 < --min-scale <= --max-scale, got {self.min_scale} and {self.max_scale}"
             )
+        if not 0 <= self.weight_average < 1:
+            raise ValueError(f"--weight-average must be in [0, 1), got {self.weight_average}")
         if not 0 <= self.empty_share <= 1:
             raise ValueError(f"--empty-share must be in [0, 1], got {self.empty_share}")
 
@@ -177,6 +182,12 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     )
     g.add_argument(
         "--inference-tile", type=int, default=density.inference_tile, help="tile of whole-photo validation"
+    )
+    g.add_argument(
+        "--weight-average",
+        type=float,
+        default=density.weight_average,
+        help="momentum of the running average of the weights validated and kept (0: the last weights)",
     )
     g.add_argument(
         "--val-photos-per-epoch",

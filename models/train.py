@@ -321,6 +321,47 @@ def training_windows(settings: TrainSettings, config: Config) -> ShardIndex:
     return read_index(folder, config)
 
 
+class WeightAverage(keras.callbacks.Callback):
+    """A running average of the weights (Polyak averaging), swapped in at each epoch's end
+    for the callbacks after this one (validation, early stopping: the run keeps the best
+    epoch's average) and swapped out at the next epoch's start, so training steps go on
+    from the last weights.
+
+    A whole-photo count sums tens of thousands of output cells, so a small shift of the
+    last layers between steps moves it by whole animals: counted with the last step's
+    weights, the held-out RMSE swings from epoch to epoch and early stopping picks an
+    epoch by luck. The average over the last ~1 / (1 - momentum) steps does not swing.
+    """
+
+    def __init__(self, momentum: float) -> None:
+        super().__init__()
+        self.momentum = momentum
+        self.variables: list = []
+        self.average: list[np.ndarray] = []
+        self.kept: list[np.ndarray] | None = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        # Float variables only: the weights and the batch-norm statistics, not seed states.
+        self.variables = [v for v in self.model.weights if "float" in str(v.dtype)]
+        self.average = [np.array(v.numpy()) for v in self.variables]
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        for mean, v in zip(self.average, self.variables):
+            mean *= self.momentum
+            mean += (1.0 - self.momentum) * v.numpy()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.kept = [v.numpy() for v in self.variables]
+        for v, mean in zip(self.variables, self.average):
+            v.assign(mean)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self.kept is not None:
+            for v, value in zip(self.variables, self.kept):
+                v.assign(value)
+            self.kept = None
+
+
 class PhotoValidation(keras.callbacks.Callback):
     """Counts whole held-out photos with the count job's tiled inference after each epoch
     and adds ``val_rmse`` (averaged over classes) to the epoch's logs.
@@ -439,7 +480,10 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
             loss=DensityLoss(count_weight=settings.density.count_weight),
             metrics=[tile_count_error],
         )
-    callbacks = _callbacks("val_rmse", settings, [validation], loggers, plateau=False)
+    first = [validation]
+    if settings.density.weight_average:
+        first.insert(0, WeightAverage(settings.density.weight_average))
+    callbacks = _callbacks("val_rmse", settings, first, loggers, plateau=False)
     history = model.fit(train_ds, epochs=settings.epochs, callbacks=callbacks, **fit).history
     predicted, truth = validation.predict_counts(), validation.truth
     rmse, zero = column_rmse(truth, predicted), column_rmse(truth, np.zeros_like(predicted))

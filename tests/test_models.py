@@ -171,3 +171,46 @@ def test_split_is_by_photo_repeatable_and_disjoint():
     assert split_photos(ids, val_fraction=0.25, seed=4) != (train, val)
     with pytest.raises(ValueError, match="too few"):
         split_photos(["1", "2"])
+
+
+def test_weight_average_validates_and_keeps_the_running_mean_of_the_weights():
+    import keras
+
+    from herdcount.models.train import WeightAverage
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    x, y = np.random.default_rng(0).normal(size=(40, 3)), np.random.default_rng(1).normal(size=(40, 2))
+    steps, validated, begun = [], [], []
+
+    class Steps(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            steps.append([w.copy() for w in self.model.get_weights()])
+
+    class Validation(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            begun.append([w.copy() for w in self.model.get_weights()])
+
+        def on_epoch_end(self, epoch, logs=None):
+            validated.append([w.copy() for w in self.model.get_weights()])
+
+    mean = [w.copy() for w in model.get_weights()]
+    callbacks = [Steps(), WeightAverage(0.5), Validation()]
+    model.fit(x, y, batch_size=10, epochs=3, shuffle=False, verbose=0, callbacks=callbacks)
+    expected = []
+    for step, weights in enumerate(steps):
+        mean = [0.5 * m + 0.5 * w for m, w in zip(mean, weights)]
+        if step % 4 == 3:  # 4 batches an epoch
+            expected.append(mean)
+    # Callbacks after it see the average at each epoch's end, and the run keeps the last
+    # one; training went on from the last step's weights, which differ from the average.
+    assert len(validated) == len(expected) == 3
+    for got, want in zip([*validated, model.get_weights()], [*expected, expected[-1]]):
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(steps[-1][0], expected[-1][0])
+    for epoch in (1, 2):
+        for g, w in zip(begun[epoch], steps[4 * epoch - 1]):
+            np.testing.assert_array_equal(g, w)
