@@ -427,22 +427,6 @@ def make_test_scene(
     return np.asarray(image), [((r + 0.5) * fr - 0.5, (c + 0.5) * fc - 0.5, k) for r, c, k in points]
 
 
-def make_test_photo(
-    rng: np.random.Generator,
-    height: int,
-    width: int,
-    config: Config,
-    *,
-    density: float,
-    style: AnnotationStyle = AnnotationStyle(),
-    scale: float = 1.0,
-) -> dict:
-    """One test photo (see :func:`make_test_scene`): JPEG bytes and its animals' positions."""
-    scene, animals = make_test_scene(rng, height, width, config, density=density, style=style, scale=scale)
-    low, high = style.quality
-    return {"plain": encode_jpeg(scene, rng.integers(low, high + 1)), "scene_animals": animals}
-
-
 def _annotation(config: Config, points: list[tuple[float, float, int]], filename: str) -> dict:
     per_class = {name: [] for name in config.class_names}
     for row, col, k in points:
@@ -528,13 +512,14 @@ def write_survey(
             # A stream of its own, so that a survey without altitudes keeps its photos.
             lo, hi = np.log(test_scale)
             scale = round(float(np.exp(np.random.default_rng([seed, 3, i]).uniform(lo, hi))), 4)
-        photo = make_test_photo(rng, h, w, config, density=density, style=style, scale=scale)
-        write_bytes_atomic(out / "Test" / f"{i}.jpg", photo["plain"])
-        record = _annotation(config, photo["scene_animals"], f"{i}.jpg")
+        scene, animals = make_test_scene(rng, h, w, config, density=density, style=style, scale=scale)
+        low, high = style.quality
+        write_bytes_atomic(out / "Test" / f"{i}.jpg", encode_jpeg(scene, rng.integers(low, high + 1)))
+        record = _annotation(config, animals, f"{i}.jpg")
         record.update(width=w, height=h, scale=scale)
         scales.append([i, scale])
         write_bytes_atomic(truth / "test" / f"{i}.json", json.dumps(record).encode())
-        test_rows.append([i, *_counts(config, photo["scene_animals"])])
+        test_rows.append([i, *_counts(config, animals)])
     test_header = ["test_id", *config.class_names]
     write_csv_atomic(
         out / "sample_submission.csv", test_header, [[i] + [1] * len(config.classes) for i in range(n_test)]
