@@ -325,7 +325,8 @@ class WeightAverage(keras.callbacks.Callback):
     """A running average of the weights (Polyak averaging), swapped in at each epoch's end
     for the callbacks after this one (validation, early stopping: the run keeps the best
     epoch's average) and swapped out at the next epoch's start, so training steps go on
-    from the last weights.
+    from the last weights. The average is over the steps taken, weighted by ``momentum``
+    to the power of their age.
 
     A whole-photo count sums tens of thousands of output cells, so a small shift of the
     last layers between steps moves it by whole animals: counted with the last step's
@@ -338,22 +339,28 @@ class WeightAverage(keras.callbacks.Callback):
         self.momentum = momentum
         self.variables: list = []
         self.average: list[np.ndarray] = []
+        self.steps = 0
         self.kept: list[np.ndarray] | None = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         # Float variables only: the weights and the batch-norm statistics, not seed states.
         self.variables = [v for v in self.model.weights if "float" in str(v.dtype)]
-        self.average = [np.array(v.numpy()) for v in self.variables]
+        self.average = [np.zeros(v.shape, np.float64) for v in self.variables]
+        self.steps = 0
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.steps += 1
         for mean, v in zip(self.average, self.variables):
             mean *= self.momentum
             mean += (1.0 - self.momentum) * v.numpy()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.kept = [v.numpy() for v in self.variables]
+        # Started from zero and divided by the weight it has gathered, as Adam's moments
+        # are: an average of the steps so far only, not of the initial weights.
+        gathered = 1.0 - self.momentum**self.steps
         for v, mean in zip(self.variables, self.average):
-            v.assign(mean)
+            v.assign((mean / gathered).astype(v.dtype))
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if self.kept is not None:

@@ -196,14 +196,15 @@ def test_weight_average_validates_and_keeps_the_running_mean_of_the_weights():
         def on_epoch_end(self, epoch, logs=None):
             validated.append([w.copy() for w in self.model.get_weights()])
 
-    mean = [w.copy() for w in model.get_weights()]
+    total = [np.zeros_like(w, dtype=float) for w in model.get_weights()]
     callbacks = [Steps(), WeightAverage(0.5), Validation()]
     model.fit(x, y, batch_size=10, epochs=3, shuffle=False, verbose=0, callbacks=callbacks)
     expected = []
     for step, weights in enumerate(steps):
-        mean = [0.5 * m + 0.5 * w for m, w in zip(mean, weights)]
+        # Each step's weights count 0.5 ** age, normalised over the steps so far.
+        total = [0.5 * t + 0.5 * w for t, w in zip(total, weights)]
         if step % 4 == 3:  # 4 batches an epoch
-            expected.append(mean)
+            expected.append([t / (1 - 0.5 ** (step + 1)) for t in total])
     # Callbacks after it see the average at each epoch's end, and the run keeps the last
     # one; training went on from the last step's weights, which differ from the average.
     assert len(validated) == len(expected) == 3
