@@ -198,7 +198,8 @@ def train_classifier(settings: TrainSettings, config: Config, prep: dict[str, An
     }
     train_ds = patch_dataset(shards, prep["train_ids"], num_classes, seed=settings.seed, **patches)
     train_ds = train_ds.batch(settings.batch_size).prefetch(tf.data.AUTOTUNE)
-    val_ds = patch_dataset(shards, prep["val_ids"], num_classes, training=False, **patches)
+    # At most 1000 windows of each family (~12 KB a patch): validation is cached in memory.
+    val_ds = patch_dataset(shards, prep["val_ids"], num_classes, training=False, per_family=1000, **patches)
     val_ds = val_ds.batch(256).cache()
     # Counted (and cached) once: Keras warns of an input that "ran out of data" when a
     # validation set of unknown length ends.

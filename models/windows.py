@@ -601,12 +601,20 @@ def _tile(
     return tile.image, target
 
 
-def _records(shards: ShardIndex, ids: list[str], *, training: bool, seed: int, shuffle_buffer: int):
+def _records(
+    shards: ShardIndex,
+    ids: list[str],
+    *,
+    training: bool,
+    seed: int,
+    shuffle_buffer: int,
+    per_family: int | None = None,
+):
     """The parsed records of photos ``ids``, one dataset per family (``grid`` first).
 
     Training: each family's files shuffled, read interleaved, its records shuffled in a
     buffer of ``shuffle_buffer`` (encoded, ~60 KB each) and repeated without end.
-    Otherwise each family's records once, in file order.
+    Otherwise each family's records once, in file order, at most ``per_family`` of them.
 
     Raises
     ------
@@ -641,6 +649,8 @@ def _records(shards: ShardIndex, ids: list[str], *, training: bool, seed: int, s
         ds = ds.filter(lambda x: table.lookup(x["train_id"]) > 0)
         if training:
             ds = ds.shuffle(shuffle_buffer, seed=seed + n, reshuffle_each_iteration=True).repeat()
+        elif per_family is not None:
+            ds = ds.take(per_family)
         return ds
 
     ordered = [f for f in families if f == GRID] + [f for f in families if f != GRID]
@@ -760,6 +770,7 @@ def patch_dataset(
     seed: int = 0,
     brightness: float = 0.15,
     shuffle_buffer: int = 256,
+    per_family: int | None = None,
 ):
     """The classifier's patches ``(uint8 image, one-hot label)`` streamed from the windows
     of photos ``ids``; labels index the scheme's classes, then background (``num_classes``).
@@ -769,7 +780,8 @@ def patch_dataset(
     patches at random places of random grid windows clear of dots and masks, augmented
     with flips, quarter turns and brightness; repeats for a ``seed``. Otherwise (validation):
     every dot window's centred patch and one background patch per grid window (where one
-    fits), once, in shard order.
+    fits), once, in shard order; at most ``per_family`` windows of each family, so that
+    validation stays small however many photos are held out.
 
     Raises
     ------
@@ -778,7 +790,9 @@ def patch_dataset(
     """
     import tensorflow as tf
 
-    streams = _records(shards, ids, training=training, seed=seed, shuffle_buffer=shuffle_buffer)
+    streams = _records(
+        shards, ids, training=training, seed=seed, shuffle_buffer=shuffle_buffer, per_family=per_family
+    )
     if training:
         ds = _mixed(list(streams.values()), [1.0 / len(streams)] * len(streams), seed)
     else:

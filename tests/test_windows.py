@@ -263,6 +263,17 @@ def test_classifier_patches_stream_balanced_and_validation_counts_every_dot_wind
         label.argmax() for _, label in patch_dataset(shards, held, 5, training=False).as_numpy_iterator()
     ]
     np.testing.assert_array_equal(labels, twice)
+    capped = np.bincount(
+        [
+            label.argmax()
+            for _, label in patch_dataset(shards, held, 5, training=False, per_family=2).as_numpy_iterator()
+        ],
+        minlength=6,
+    )
+    for k, name in enumerate(config.class_names):
+        available = sum(n for i, n in shards.windows.get(f"dots-{name}", {}).items() if i in held_set)
+        assert capped[k] == min(2, available)
+    assert 1 <= capped[5] <= 2
 
 
 def test_windows_cut_by_the_extract_job_are_sharded_without_the_photos(tmp_path, windows, survey, config):
