@@ -32,6 +32,17 @@ class PhotoDots:
     def counts(self, num_classes: int) -> NDArray[np.int64]:
         return np.bincount(self.classes, minlength=num_classes)
 
+    @classmethod
+    def from_annotation(
+        cls, train_id: str, height: int, width: int, dots: dict[str, list], class_names: list[str]
+    ) -> PhotoDots:
+        """The dots of a metadata record's ``{class: [[x, y], ...]}``, in class order."""
+        points = [(y, x) for klass in class_names for x, y in dots.get(klass, [])]
+        classes = [k for k, klass in enumerate(class_names) for _ in dots.get(klass, [])]
+        return cls(
+            train_id, height, width, np.array(points, float).reshape(-1, 2), np.array(classes, np.int64)
+        )
+
 
 def read_extract(out: str | Path, config: Config, data: str | Path | None = None) -> list[PhotoDots]:
     """The dots of every photo in an extract job's ``OUT/metadata``, in id order.
@@ -49,7 +60,6 @@ def read_extract(out: str | Path, config: Config, data: str | Path | None = None
     if not names:
         raise ValueError(f"{folder} holds no metadata/<id>.json; expected the output of jobs/extract.py")
     mismatched = read_mismatched(storage.join(data, "MismatchedTrainImages.txt")) if data else set()
-    index = {name: k for k, name in enumerate(config.class_names)}
     photos = []
     for name in names:
         train_id = name[: -len(".json")]
@@ -63,19 +73,13 @@ def read_extract(out: str | Path, config: Config, data: str | Path | None = None
             raise ValueError(
                 f"{storage.join(folder, name)}: not extract metadata ({type(exc).__name__}: {exc})"
             ) from None
-        unknown = sorted(set(dots) - set(index))
+        unknown = sorted(set(dots) - set(config.class_names))
         if unknown:
             raise ValueError(
                 f"{storage.join(folder, name)}: classes {unknown} are not in the scheme; "
                 f"expected some of {config.class_names}"
             )
-        points = [(y, x) for klass in config.class_names for x, y in dots.get(klass, [])]
-        classes = [index[klass] for klass in config.class_names for _ in dots.get(klass, [])]
-        photos.append(
-            PhotoDots(
-                train_id, height, width, np.array(points, float).reshape(-1, 2), np.array(classes, np.int64)
-            )
-        )
+        photos.append(PhotoDots.from_annotation(train_id, height, width, dots, config.class_names))
     return sorted(photos, key=lambda p: id_key(p.train_id))
 
 

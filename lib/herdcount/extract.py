@@ -238,9 +238,7 @@ def _write_windows(train_id, plain, masked, block, per_class, config: Config, wi
     # The dots as training reads them back from the metadata (rounded, in class order), so
     # that the windows are those the stage would cut.
     names = config.class_names
-    points = np.array([(r, c) for n in names for c, r in per_class[n]], float).reshape(-1, 2)
-    classes = np.array([k for k, n in enumerate(names) for _ in per_class[n]], np.int64)
-    dots = PhotoDots(train_id, plain.shape[0], plain.shape[1], points, classes)
+    dots = PhotoDots.from_annotation(train_id, plain.shape[0], plain.shape[1], per_class, names)
     cut = photo_windows(dots, plain, masked, windows.settings, windows.shares, windows.seed, block=block)
     write_part(windows.out, cut, names, windows.settings, windows.seed)
 
