@@ -20,9 +20,8 @@ STYLES = {
     "radius 2, drift 25, JPEG 85-95": (AnnotationStyle((2.0, 2.2), 25, (85, 95)), 0.995),
     "radius 2.7-3.3, 30 % dark animals": (AnnotationStyle(dark_share=0.3), 0.995),
     # Not yet at 99.5 %: at quality 70-80 JPEG quantises away most of the colour of a 4 px
-    # dot (a small blue dot decodes as a dark grey spot, which brown fits best) or smears it
-    # over two chroma blocks (one red dot read as two): 1-2 dots of ~150 in a class.
-    "radius 2, drift 25, JPEG 70-95": (AnnotationStyle((2.0, 2.2), 25, (70, 95)), 2),
+    # dot, and a green dot can keep too few pixels to be more than a speck (1 pup of 145).
+    "radius 2, drift 25, JPEG 70-95": (AnnotationStyle((2.0, 2.2), 25, (70, 95)), 1),
     # Brown drifted towards a dark animal by up to 25 per channel differs from it by 20 or
     # less: under the noise threshold of a quality-70 pair (recall 0.96-0.97, 5 of 153).
     "radius 3, drift 25, JPEG 70-95, 30 % dark animals": (AnnotationStyle((3.0, 3.3), 25, (70, 95), 0.3), 6),

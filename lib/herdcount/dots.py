@@ -582,6 +582,9 @@ def _dots_in_window(
     floor = max(_SPECK_AREA, min_coverage * footprint) if footprint is not None else _SPECK_AREA
     n_dots = np.where(comps.area >= floor, count_dots(comps, footprint), 0)
     n_dots = _drop_rims(comps, n_dots, footprint)
+    if footprint is not None:
+        klass = _colour_by_sums(plain, dotted, colours, comps, labels, n_dots, footprint, floor, tolerance)
+        comps = Components(klass, comps.area, comps.centre, comps.spread)
     coords = [comps.centre[(n_dots == 1)]]
     classes = [comps.klass[(n_dots == 1)]]
     many = np.flatnonzero(n_dots > 1)
@@ -595,6 +598,58 @@ def _dots_in_window(
         coords.append(np.asarray(centres) + (box[0].start, box[1].start))
         classes.append(np.full(len(centres), comps.klass[i]))
     return np.concatenate(coords).reshape(-1, 2), np.concatenate(classes).astype(np.int64), footprint, stats
+
+
+def _colour_by_sums(
+    plain: np.ndarray,
+    dotted: np.ndarray,
+    colours: np.ndarray,
+    comps: Components,
+    labels: np.ndarray,
+    n_dots: np.ndarray,
+    footprint: float,
+    floor: float,
+    tolerance: float,
+) -> NDArray[np.int64]:
+    """The classes of the components, those holding one dot (``n_dots``) judged again by the
+    colour of the change summed around each.
+
+    JPEG keeps a block's mean colour best and its detail worst: at quality 70-80 a dot of
+    radius 2 loses most of its colour per pixel (a blue dot decodes as a dark grey spot,
+    which fits brown best) while the colour it added to the pixels around it, summed, still
+    points from the animal's colour to the dot's. Summed over a square of 1.5 dot radii
+    each side of the centre, leaving out the pixels of other dots (a touching dot's colour
+    is its own; a rim or speck of this dot's change is kept), the change is
+    ``A * (dot - plain)`` with ``A`` the painted area. The class is the colour whose line fits that sum best among those that paint ``floor`` to
+    two footprints (a colour close to the animal's explains any change at a large area, and
+    no lone dot paints two footprints), where that fit is within ``tolerance`` per pixel.
+    """
+    klass = comps.klass.copy()
+    judge = np.flatnonzero(n_dots == 1)
+    if not len(judge):
+        return klass
+    half = max(2, round(1.5 * float(np.sqrt(footprint / np.pi))))
+    offsets = np.arange(-half, half + 1)
+    centre = np.rint(comps.centre[judge]).astype(np.int64)
+    rows = np.clip(centre[:, :1, None] + offsets[None, :, None], 0, plain.shape[0] - 1)
+    cols = np.clip(centre[:, 1:, None] + offsets[None, None, :], 0, plain.shape[1] - 1)
+    own = labels[rows, cols]
+    elsewhere = np.concatenate([[0], n_dots])[own] > 0
+    keep = (~elsewhere | (own == judge[:, None, None] + 1)).astype(np.float64)[..., None]
+    q = plain[rows, cols].astype(np.float64)
+    total = ((dotted[rows, cols].astype(np.float64) - q) * keep).sum(axis=(1, 2))  # (N, 3)
+    qbar = (q * keep).sum(axis=(1, 2)) / np.maximum(keep.sum(axis=(1, 2)), 1.0)
+    v = colours[None, :, :].astype(np.float64) - qbar[:, None, :]  # (N, K, 3)
+    area = np.minimum(
+        (total[:, None, :] * v).sum(axis=2) / np.maximum((v * v).sum(axis=2), 1.0), 2 * footprint
+    )
+    misfit = np.linalg.norm(total[:, None, :] - area[..., None] * v, axis=2)
+    misfit = np.where(area >= floor, misfit, np.inf)
+    best = misfit.argmin(axis=1)
+    pick = np.arange(len(judge))
+    sure = misfit[pick, best] <= tolerance * area[pick, best]
+    klass[judge[sure]] = best[sure]
+    return klass
 
 
 def _drop_rims(comps: Components, n_dots: np.ndarray, footprint: float | None) -> np.ndarray:
