@@ -502,6 +502,10 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         "zero_baseline_rmse_per_class": dict(zip(config.class_names, zero.round(4).tolist())),
         "rmse_ratio_to_zero_baseline": float(rmse.mean() / zero.mean()) if zero.mean() > 0 else None,
         "val_photos": len(val),
+        "val_total_per_class": dict(zip(config.class_names, truth.sum(axis=0).tolist())),
+        "val_predicted_total_per_class": dict(
+            zip(config.class_names, predicted.sum(axis=0).round(1).tolist())
+        ),
     }
     info = {
         "tile_size": settings.density.tile_size,
@@ -625,17 +629,38 @@ def _flat(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def format_summary(kind: str, metrics: dict[str, Any]) -> str:
-    """The lines printed at the end of a run."""
+    """The lines printed at the end of a run: for a density model, a table of the validation
+    photos per class and a warning for each class counted no better than all zeros."""
     if kind == "classifier":
         per = ", ".join(f"{k} {v:.3f}" for k, v in metrics["val_accuracy_per_class"].items() if v is not None)
         return f"validation accuracy {metrics['val_accuracy']:.3f} over {metrics['val_patches']} patches\n  per class: {per}"
-    per = ", ".join(f"{k} {v:.3f}" for k, v in metrics["val_rmse_per_class"].items())
     ratio = metrics["rmse_ratio_to_zero_baseline"]
-    return (
+    lines = [
         f"validation RMSE {metrics['val_rmse']:.3f} averaged over classes on {metrics['val_photos']} photos "
         f"(all-zeros baseline {metrics['zero_baseline_rmse']:.3f}; ratio "
-        f"{'n/a' if ratio is None else f'{ratio:.3f}'})\n  per class: {per}"
+        f"{'n/a' if ratio is None else f'{ratio:.3f}'})"
+    ]
+    rmse, zero = metrics["val_rmse_per_class"], metrics["zero_baseline_rmse_per_class"]
+    true, predicted = metrics.get("val_total_per_class", {}), metrics.get("val_predicted_total_per_class", {})
+    width = max(len("class"), *map(len, rmse))
+    lines.append(
+        f"  {'class':<{width}}  {'true':>6}  {'counted':>8}  {'RMSE':>7}  {'zeros':>7}  {'ratio':>6}"
     )
+    weak = []
+    for name in rmse:
+        share = rmse[name] / zero[name] if zero[name] > 0 else float("nan")
+        lines.append(
+            f"  {name:<{width}}  {true.get(name, float('nan')):>6.0f}  {predicted.get(name, float('nan')):>8.1f}"
+            f"  {rmse[name]:>7.3f}  {zero[name]:>7.3f}  {share:>6.2f}"
+        )
+        if zero[name] > 0 and rmse[name] >= zero[name]:
+            weak.append(name)
+    for name in weak:
+        lines.append(
+            f"warning: {name} is counted no better than predicting none (RMSE {rmse[name]:.3f}, all zeros "
+            f"{zero[name]:.3f}): too few in the training photos, or confused with another class"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
