@@ -263,3 +263,25 @@ def test_bad_input_stops_before_training(tmp_path, survey, extracted, config, ca
     assert done.returncode == 2
     assert expected in done.stderr and "Epoch" not in done.stdout
     assert not (run / "model.keras").exists()
+
+
+def test_the_summary_tables_each_class_and_warns_of_one_counted_no_better_than_zeros():
+    names = ["adult_males", "subadult_males", "pups"]
+    metrics = {
+        "val_rmse": 1.0,
+        "val_photos": 7,
+        "zero_baseline_rmse": 2.5,
+        "rmse_ratio_to_zero_baseline": 0.4,
+        "val_rmse_per_class": dict(zip(names, [0.5, 1.37, 1.2])),
+        "zero_baseline_rmse_per_class": dict(zip(names, [1.5, 1.37, 4.6])),
+        "val_total_per_class": dict(zip(names, [5, 4, 30])),
+        "val_predicted_total_per_class": dict(zip(names, [4.6, 0.0, 29.0])),
+    }
+    text = train.format_summary("density", metrics)
+    rows = {
+        line.split()[0]: line.split()[1:] for line in text.splitlines()[2:] if not line.startswith("warning")
+    }
+    assert rows["subadult_males"] == ["4", "0.0", "1.370", "1.370", "1.00"]
+    assert rows["pups"] == ["30", "29.0", "1.200", "4.600", "0.26"]
+    warnings = [line for line in text.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 1 and "subadult_males" in warnings[0]
