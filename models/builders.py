@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 from keras import layers
 
 from herdcount import storage
@@ -210,24 +211,137 @@ class DensityLoss(keras.losses.Loss):
         Weight of the count term; 0 leaves the pixel term only.
     pixel_scale : float, optional
         Factor applied to densities before squaring their error.
+    class_weights : sequence of float or None, optional
+        Factor of each class's error (both terms); None: 1 for every class.
     """
 
     def __init__(
-        self, count_weight: float = 1.0, pixel_scale: float = 100.0, name: str = "density_loss", **kwargs
+        self,
+        count_weight: float = 1.0,
+        pixel_scale: float = 100.0,
+        class_weights: list[float] | None = None,
+        name: str = "density_loss",
+        **kwargs,
     ) -> None:
         super().__init__(name=name, **kwargs)
         self.count_weight = count_weight
         self.pixel_scale = pixel_scale
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
 
     def call(self, y_true, y_pred):
         target, weight = y_true[..., :-1], y_true[..., -1:]
         error = (y_pred - target) * weight
+        if self.class_weights is not None:
+            error = error * keras.ops.convert_to_tensor(self.class_weights, dtype=error.dtype)
         pixel = keras.ops.mean(keras.ops.square(error * self.pixel_scale), axis=(1, 2, 3))
         counts = keras.ops.sum(error, axis=(1, 2))
         return pixel + self.count_weight * keras.ops.mean(keras.ops.abs(counts), axis=-1)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "count_weight": self.count_weight, "pixel_scale": self.pixel_scale}
+        return {
+            **super().get_config(),
+            "count_weight": self.count_weight,
+            "pixel_scale": self.pixel_scale,
+            "class_weights": self.class_weights,
+        }
+
+
+def make_scale_model(*, width: int = 16, depth: int = 5) -> keras.Model:
+    """A model of a tile's ground scale: RGB tile to the log of its scale against the
+    training photos and the logit of "an animal is in this tile".
+
+    ``depth`` stages of a 3x3 convolution of stride 2 and a 3x3 one (channels ``width``,
+    doubling to ``8 * width``), each batch-normalised, then the mean and the maximum of the
+    last features over the tile (an animal's size shows wherever it lies), a dense layer
+    and the two outputs. Five stages see 190 px: an adult sea lion's length at twice the
+    training scale.
+
+    Parameters
+    ----------
+    width : int, optional
+        Channels of the first stage.
+    depth : int, optional
+        Stages of stride 2.
+
+    Returns
+    -------
+    keras.Model
+        Uncompiled; input ``(N, H, W, 3)`` uint8 tiles of any size, output ``(N, 2)``.
+    """
+    if width < 1 or depth < 1:
+        raise ValueError(f"width and depth must be positive, got width={width}, depth={depth}")
+    inputs = keras.Input(shape=(None, None, 3), name="tile")
+    x = layers.Rescaling(1 / 255, offset=-0.5, name="rescale")(inputs)
+    for n in range(depth):
+        channels = width * 2 ** min(n, 3)
+        x = _conv_bn_relu(
+            x, layers.Conv2D(channels, 3, strides=2, padding="same", use_bias=False, name=f"down{n + 1}")
+        )
+        x = _conv_bn_relu(x, layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"conv{n + 1}"))
+    pooled = layers.Concatenate(name="pooled")(
+        [layers.GlobalAveragePooling2D(name="mean")(x), layers.GlobalMaxPooling2D(name="max")(x)]
+    )
+    x = layers.Dense(4 * width, activation="relu", name="hidden")(pooled)
+    outputs = layers.Dense(2, name="log_scale_and_animal")(x)
+    return keras.Model(inputs, outputs, name="scale_reader")
+
+
+@keras.saving.register_keras_serializable(package="herdcount")
+class ScaleLoss(keras.losses.Loss):
+    """Binary cross-entropy of "an animal is in the tile" plus, on tiles that hold one,
+    ``scale_weight`` times the absolute error of the log scale.
+
+    ``y_true`` is ``(log scale, animal 0/1)``. Tiles without an animal teach nothing about
+    scale: bare rock, sand and surf look alike from any altitude, and the count job pools
+    only the tiles judged to hold an animal.
+    """
+
+    def __init__(self, scale_weight: float = 4.0, name: str = "scale_loss", **kwargs) -> None:
+        super().__init__(name=name, **kwargs)
+        self.scale_weight = scale_weight
+
+    def call(self, y_true, y_pred):
+        animal = y_true[:, 1]
+        judged = keras.ops.binary_crossentropy(animal, y_pred[:, 1], from_logits=True)
+        return judged + self.scale_weight * animal * keras.ops.abs(y_pred[:, 0] - y_true[:, 0])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "scale_weight": self.scale_weight}
+
+
+@keras.saving.register_keras_serializable(package="herdcount")
+def scale_error(y_true, y_pred):
+    """Mean absolute error of the log scale over the tiles that hold an animal (0.1: 10 %)."""
+    animal = y_true[:, 1]
+    error = keras.ops.abs(y_pred[:, 0] - y_true[:, 0]) * animal
+    return keras.ops.sum(error) / keras.ops.maximum(keras.ops.sum(animal), 1.0)
+
+
+def balance_weights(counts: np.ndarray, exponent: float) -> list[float]:
+    """Loss weights per class from its number of dots in the training photos.
+
+    Each class weighs ``share ** -exponent``, scaled so that the dots' mean weight is 1 (the
+    loss keeps its size); a class without dots counts as one dot.
+
+    Parameters
+    ----------
+    counts : (K,) array_like
+        Dots of each class.
+    exponent : float
+        0 gives every class 1; 1 makes each class's dots weigh as much in total.
+
+    Returns
+    -------
+    list of float
+    """
+    counts = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+    if counts.ndim != 1:
+        raise ValueError(f"counts must be one number per class, got shape {counts.shape}")
+    if not 0 <= exponent <= 1:
+        raise ValueError(f"exponent must be in [0, 1], got {exponent}")
+    share = counts / counts.sum()
+    weights = share**-exponent
+    return (weights / (share * weights).sum()).tolist()
 
 
 @keras.saving.register_keras_serializable(package="herdcount")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from herdcount import storage
 from herdcount.config import DEFAULT_SCHEME
 
-KINDS = ("classifier", "density")
+KINDS = ("classifier", "density", "scale")
 
 _DESCRIPTION = """Train a patch classifier or a density count model from an extract job's output.
 
@@ -48,6 +48,9 @@ class DensitySettings:
     #: Gaussian of each dot in output cells, and the weight of the tile count loss.
     sigma: float = 1.0
     count_weight: float = 1.0
+    #: Exponent of the inverse share of each class's dots in the training photos that
+    #: weighs its error in the loss (0: every class alike; 1: each class's dots weigh alike).
+    class_balance: float = 0.0
     #: Channels at 1/4 resolution and convolutions at 1/8.
     width: int = 16
     depth: int = 4
@@ -80,8 +83,41 @@ class DensitySettings:
             )
         if not 0 <= self.weight_average < 1:
             raise ValueError(f"--weight-average must be in [0, 1), got {self.weight_average}")
+        if not 0 <= self.class_balance <= 1:
+            raise ValueError(f"--class-balance must be in [0, 1], got {self.class_balance}")
         if not 0 <= self.empty_share <= 1:
             raise ValueError(f"--empty-share must be in [0, 1], got {self.empty_share}")
+
+
+@dataclass(frozen=True)
+class ScaleSettings:
+    """What only the scale model's training uses (see :mod:`herdcount.scale`)."""
+
+    #: Side of its tiles, and batches of them per epoch.
+    tile_size: int = 256
+    steps_per_epoch: int = 100
+    #: Ground scales its tiles are shown at: the altitudes it can tell apart.
+    min_zoom: float = 0.5
+    max_zoom: float = 2.0
+    #: Channels of its first stage.
+    width: int = 16
+
+    def check(self) -> None:
+        """Reject settings that cannot work.
+
+        Raises
+        ------
+        ValueError
+            Naming the option and its value.
+        """
+        if self.tile_size < 32:
+            raise ValueError(f"--scale-tile must be at least 32, got {self.tile_size}")
+        if self.steps_per_epoch < 1 or self.width < 1:
+            raise ValueError(
+                f"--scale-steps and --scale-width must be positive, got {self.steps_per_epoch}, {self.width}"
+            )
+        if not 0 < self.min_zoom < 1 < self.max_zoom:
+            raise ValueError(f"--zoom-range must hold 1 inside it, got {self.min_zoom},{self.max_zoom}")
 
 
 @dataclass(frozen=True)
@@ -109,28 +145,32 @@ class TrainSettings:
     #: EXTRACT/windows, else cut from DATA into RUN/windows first.
     windows: str | None = None
     density: DensitySettings = DensitySettings()
+    scale: ScaleSettings = ScaleSettings()
 
     def params(self) -> dict[str, object]:
-        """Flat ``name: value`` pairs for a tracker; a density run's own ones as ``density.name``."""
-        flat = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "density"}
-        if self.kind == "density":
-            flat.update({f"density.{k}": v for k, v in dataclasses.asdict(self.density).items()})
+        """Flat ``name: value`` pairs for a tracker; a density or scale run's own ones as
+        ``density.name`` or ``scale.name``."""
+        own = ("density", "scale")
+        flat = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in own}
+        if self.kind in own:
+            flat.update(
+                {f"{self.kind}.{k}": v for k, v in dataclasses.asdict(getattr(self, self.kind)).items()}
+            )
         return flat
 
     def resolved(self) -> TrainSettings:
         """The settings with each kind's defaults filled in."""
-        density = self.kind == "density"
         return dataclasses.replace(
             self,
-            epochs=self.epochs or (30 if density else 15),
-            batch_size=self.batch_size or (16 if density else 64),
-            learning_rate=self.learning_rate or (1e-3 if density else 5e-4),
+            epochs=self.epochs or (15 if self.kind == "classifier" else 30),
+            batch_size=self.batch_size or {"density": 16, "classifier": 64}.get(self.kind, 32),
+            learning_rate=self.learning_rate or (1e-3 if self.kind != "classifier" else 5e-4),
             threads=self.threads or len(os.sched_getaffinity(0)),
         )
 
 
 def parse_args(argv: list[str] | None = None) -> TrainSettings:
-    defaults, density = TrainSettings("", "", None, ""), DensitySettings()
+    defaults, density, scale = TrainSettings("", "", None, ""), DensitySettings(), ScaleSettings()
     p = argparse.ArgumentParser(prog="herdcount train", description=_DESCRIPTION, formatter_class=_Formatter)
     p.add_argument("--kind", required=True, choices=KINDS, help="what to train")
     p.add_argument("--extract", required=True, metavar="OUT", help="output folder of jobs/extract.py")
@@ -175,6 +215,12 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
         "--count-weight", type=float, default=density.count_weight, help="weight of the tile count loss"
     )
     g.add_argument(
+        "--class-balance",
+        type=float,
+        default=density.class_balance,
+        help="exponent of the inverse share of a class's dots weighing its loss (0: off, 1: dots weigh alike)",
+    )
+    g.add_argument(
         "--scale-sigma",
         type=float,
         default=density.scale_sigma,
@@ -195,20 +241,48 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
         default=density.val_photos_per_epoch,
         help="held-out photos counted after each epoch (a fixed sample; all of them at the end)",
     )
+    g = p.add_argument_group("scale model (--kind scale, for herdcount count --scale auto)")
+    g.add_argument("--scale-tile", type=int, default=scale.tile_size, help="tile side in pixels")
+    g.add_argument("--scale-steps", type=int, default=scale.steps_per_epoch, help="batches per epoch")
+    g.add_argument("--scale-width", type=int, default=scale.width, help="channels of the first stage")
+    g.add_argument(
+        "--zoom-range",
+        type=_pair,
+        default=(scale.min_zoom, scale.max_zoom),
+        metavar="LO,HI",
+        help="ground scales the tiles are shown at (1: the training photos' altitude)",
+    )
     args = p.parse_args(argv)
-    common = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings) if f.name != "density"}
+    own = ("density", "scale")
+    common = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings) if f.name not in own}
     kind = DensitySettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DensitySettings)})
-    return TrainSettings(**common, density=kind).resolved()
+    reader = ScaleSettings(
+        tile_size=args.scale_tile,
+        steps_per_epoch=args.scale_steps,
+        min_zoom=args.zoom_range[0],
+        max_zoom=args.zoom_range[1],
+        width=args.scale_width,
+    )
+    return TrainSettings(**common, density=kind, scale=reader).resolved()
+
+
+def _pair(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (two numbers), got {text!r}") from None
+    return low, high
 
 
 def check_settings(s: TrainSettings) -> None:
     """Reject settings that cannot work, before anything is read."""
-    if s.kind == "density" and not s.data:
-        raise ValueError("--kind density needs --data DATA: it trains on the Train photos themselves")
+    if s.kind in ("density", "scale") and not s.data:
+        raise ValueError(f"--kind {s.kind} needs --data DATA: it trains on the Train photos themselves")
     for name in ("epochs", "batch_size", "patience"):
         if getattr(s, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(s, name)}")
     s.density.check()
+    s.scale.check()
     if not s.overwrite and any(
         storage.exists(storage.join(s.out, name)) for name in ("model.keras", "model.json")
     ):

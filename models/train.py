@@ -30,12 +30,17 @@ import tensorflow as tf
 
 from herdcount import storage
 from herdcount.config import Config, load_config
+from herdcount.imaging import resize_rgb
 from herdcount.models.builders import (
     DensityLoss,
+    ScaleLoss,
+    balance_weights,
     describe_density_model,
     make_classifier_model,
     make_density_model,
+    make_scale_model,
     save_model_run,
+    scale_error,
     tile_count_error,
 )
 from herdcount.models.settings import TrainSettings, check_settings, parse_args
@@ -45,10 +50,19 @@ from herdcount.models.training_data import (
     read_extract,
     split_photos,
 )
-from herdcount.models.windows import GRID, ShardIndex, WindowsJob, patch_dataset, read_index, window_dataset
+from herdcount.models.windows import (
+    GRID,
+    ShardIndex,
+    WindowsJob,
+    patch_dataset,
+    read_index,
+    scale_dataset,
+    window_dataset,
+)
 from herdcount.plots import plot_confusion, plot_counts, plot_curves
 from herdcount.runinfo import RunClock, fingerprint_files, read_run, write_run_json
 from herdcount.runner import run_in_process
+from herdcount.scale import estimate_scale
 from herdcount.score import column_rmse
 from herdcount.tiling import density_map, masked_counts
 
@@ -105,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training a {settings.kind} model on {', '.join(devices)} ({settings.threads} CPU threads)")
     tracker = _tracker(settings)
     try:
-        train = train_classifier if settings.kind == "classifier" else train_density
+        train = {"classifier": train_classifier, "density": train_density, "scale": train_scale}[
+            settings.kind
+        ]
         loggers = [tracker.MlflowLogger()] if tracker else []
         model, history, metrics, info = train(settings, config, prepared, loggers)
         run = Path(settings.out)
@@ -416,7 +432,10 @@ class PhotoValidation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None:
             predicted = self.predict_counts(self.sample)
-            logs["val_rmse"] = float(column_rmse(self.truth[self.sample], predicted).mean())
+            rmse = column_rmse(self.truth[self.sample], predicted)
+            logs["val_rmse"] = float(rmse.mean())
+            # Per class too: a rare class learned late (or never) hides in the mean.
+            logs.update({f"val_rmse_{name}": float(r) for name, r in zip(self.config.class_names, rmse)})
 
 
 def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any], loggers: list):
@@ -482,10 +501,18 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
     schedule = keras.optimizers.schedules.CosineDecay(
         settings.learning_rate, settings.epochs * settings.density.steps_per_epoch, alpha=0.1
     )
+    class_weights = None
+    if settings.density.class_balance:
+        dots = np.sum([p.counts(num_classes) for p in prep["train"]], axis=0)
+        class_weights = balance_weights(dots, settings.density.class_balance)
+        print(
+            "loss weights per class: "
+            + ", ".join(f"{n} {w:.2f} ({d} dots)" for n, w, d in zip(config.class_names, class_weights, dots))
+        )
     with strategy.scope():
         model.compile(
             optimizer=keras.optimizers.Adam(schedule),
-            loss=DensityLoss(count_weight=settings.density.count_weight),
+            loss=DensityLoss(count_weight=settings.density.count_weight, class_weights=class_weights),
             metrics=[tile_count_error],
         )
     first = [validation]
@@ -515,6 +542,78 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         "flops_per_megapixel": flops,
         "class_names": config.class_names,
         "val_counts": {"true": truth, "predicted": predicted},
+        "train_ids": prep["train_ids"],
+        "val_ids": prep["val_ids"],
+    }
+    return model, history, metrics, info
+
+
+# --- scale model ------------------------------------------------------------------------
+
+#: Ground scales the validation photos are resized to, to check the photo estimate.
+CHECK_ZOOMS = (0.6, 1.0, 1.6)
+
+
+def train_scale(settings: TrainSettings, config: Config, prep: dict[str, Any], loggers: list):
+    """Train the scale model on zoomed squares of the windows; validate it on the held-out
+    photos' windows (tiles) and on the held-out photos resized to :data:`CHECK_ZOOMS` (the
+    whole-photo estimate the count job makes)."""
+    reader = settings.scale
+    shards: ShardIndex = prep["shards"]
+    zooms = (reader.min_zoom, reader.max_zoom)
+    strategy = device_strategy()
+    with strategy.scope():
+        model = make_scale_model(width=reader.width)
+    print(
+        f"scale model: {model.count_params():,} weights, tiles of {reader.tile_size} px shown at ground "
+        f"scales {zooms[0]}-{zooms[1]}; {len(prep['train'])} training photos, {len(prep['val'])} held out"
+    )
+    common = {"size": reader.tile_size, "zoom_range": zooms}
+    train_ds = scale_dataset(shards, prep["train_ids"], seed=settings.seed, **common)
+    train_ds = train_ds.batch(settings.batch_size).prefetch(tf.data.AUTOTUNE)
+    val_ds = scale_dataset(
+        shards, prep["val_ids"], training=False, seed=settings.seed + 1, per_family=64, **common
+    )
+    val_ds = val_ds.batch(settings.batch_size).cache()
+    schedule = keras.optimizers.schedules.CosineDecay(
+        settings.learning_rate, settings.epochs * reader.steps_per_epoch, alpha=0.1
+    )
+    with strategy.scope():
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=ScaleLoss(), metrics=[scale_error])
+    callbacks = _callbacks("val_loss", settings, [], loggers, plateau=False)
+    history = model.fit(
+        train_ds,
+        epochs=settings.epochs,
+        steps_per_epoch=reader.steps_per_epoch,
+        validation_data=val_ds,
+        callbacks=callbacks,
+        verbose=_verbose(),
+    ).history
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return model(batch, training=False).numpy()
+
+    errors = []
+    for photo in prep["val"]:
+        image = load_photo(settings.data, photo, config).image
+        for zoom in CHECK_ZOOMS:
+            shown = resize_rgb(image, zoom)
+            if min(shown.shape[:2]) < reader.tile_size:
+                continue
+            found = estimate_scale(shown, predict, size=reader.tile_size)
+            errors.append(found.scale / zoom - 1)
+    errors = np.abs(np.array(errors)) if errors else np.array([np.nan])
+    metrics = {
+        "val_scale_error": float(history["val_scale_error"][int(np.argmin(history["val_loss"]))]),
+        "photo_scale_error_median": float(np.median(errors)),
+        "photo_scale_error_max": float(np.max(errors)),
+        "photo_scale_checks": int(np.isfinite(errors).sum()),
+        "check_zooms": list(CHECK_ZOOMS),
+    }
+    info = {
+        "tile_size": reader.tile_size,
+        "zoom_range": list(zooms),
+        "class_names": config.class_names,
         "train_ids": prep["train_ids"],
         "val_ids": prep["val_ids"],
     }
@@ -577,6 +676,7 @@ def write_run(
                 "receptive_field",
                 "margin",
                 "flops_per_megapixel",
+                "zoom_range",
             )
             if k in info
         },
@@ -631,6 +731,13 @@ def _flat(metrics: dict[str, Any]) -> dict[str, float]:
 def format_summary(kind: str, metrics: dict[str, Any]) -> str:
     """The lines printed at the end of a run: for a density model, a table of the validation
     photos per class and a warning for each class counted no better than all zeros."""
+    if kind == "scale":
+        return (
+            f"scale read within {100 * metrics['val_scale_error']:.1f} % (mean log error) on held-out tiles; "
+            f"held-out photos resized to {metrics['check_zooms']}: median error "
+            f"{100 * metrics['photo_scale_error_median']:.1f} %, largest {100 * metrics['photo_scale_error_max']:.1f} % "
+            f"over {metrics['photo_scale_checks']} estimates"
+        )
     if kind == "classifier":
         per = ", ".join(f"{k} {v:.3f}" for k, v in metrics["val_accuracy_per_class"].items() if v is not None)
         return f"validation accuracy {metrics['val_accuracy']:.3f} over {metrics['val_patches']} patches\n  per class: {per}"

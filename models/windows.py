@@ -843,3 +843,94 @@ def augment_patch(image, seed, brightness: float):
     pixels = tf.cast(image, tf.float32)
     shift = tf.random.stateless_uniform([], seeds[2], -brightness, brightness) * 255.0
     return tf.cast(tf.clip_by_value(pixels + shift, 0.0, 255.0), tf.uint8)
+
+
+def _zoomed(image, origin, photo_shape, points, classes, masked, masked_shape, centre, seed, *, sampling):
+    from herdcount.scale import zoom_crop
+
+    del photo_shape, classes, masked, masked_shape  # the scale of a tile is all it teaches
+    rng = np.random.default_rng(seed.tolist())
+    low, high = np.log(sampling["zoom_range"])
+    pixels = decode_rgb(image)
+    # A window at a photo's edge may be narrower than the square a low zoom needs.
+    zoom = max(float(np.exp(rng.uniform(low, high))), sampling["size"] / min(pixels.shape[:2]))
+    offset = np.array([int(origin[0]), int(origin[1])], dtype=np.float64)
+    tile, animals = zoom_crop(
+        pixels,
+        points.reshape(-1, 2) - offset,
+        zoom,
+        rng,
+        size=sampling["size"],
+        centre=None if centre[0] < 0 else tuple(np.asarray(centre, dtype=np.float64) - offset),
+    )
+    return tile, np.array([np.log(zoom), float(animals > 0)], dtype=np.float32)
+
+
+def scale_dataset(
+    shards: ShardIndex,
+    ids: list[str],
+    *,
+    size: int = 256,
+    zoom_range: tuple[float, float] = (0.5, 2.0),
+    training: bool = True,
+    seed: int = 0,
+    brightness: float = 0.1,
+    shuffle_buffer: int = 256,
+    per_family: int | None = None,
+):
+    """The scale model's tiles ``(uint8 image, (log zoom, animal 0/1))`` streamed from the
+    windows of photos ``ids``: each a square of a window resized by a zoom drawn
+    log-uniform in ``zoom_range`` (see :func:`herdcount.scale.zoom_crop`), so it shows the
+    ground as a photo flown at that scale would.
+
+    Training: endless, half from grid windows and half from dot windows of a class drawn
+    uniformly (holding their dot), with flips, quarter turns and brightness; repeats for a
+    ``seed``. Otherwise each family's windows once (at most ``per_family``), with zooms and
+    places drawn from ``seed``.
+
+    Raises
+    ------
+    ValueError
+        If none of ``ids`` has a window in the shards, or the zooms ask for a square larger
+        than a window.
+    """
+    import tensorflow as tf
+
+    if not 0 < zoom_range[0] <= zoom_range[1]:
+        raise ValueError(f"zoom range must be 0 < low <= high, got {zoom_range}")
+    if size / zoom_range[0] > shards.size:
+        raise ValueError(
+            f"zoom {zoom_range[0]} needs squares of {size / zoom_range[0]:.0f} px; the windows in "
+            f"{shards.folder} are {shards.size} px (raise the lowest zoom to {size / shards.size:.2f})"
+        )
+    streams = _records(
+        shards, ids, training=training, seed=seed, shuffle_buffer=shuffle_buffer, per_family=per_family
+    )
+    if training:
+        dots = [name for name in streams if name != GRID]
+        weights = [0.5 if name == GRID else (0.5 if GRID in streams else 1.0) / len(dots) for name in streams]
+        ds = _mixed(list(streams.values()), weights, seed)
+    else:
+        parts = list(streams.values())
+        ds = parts[0]
+        for part in parts[1:]:
+            ds = ds.concatenate(part)
+    zoomed = functools.partial(_zoomed, sampling={"size": size, "zoom_range": zoom_range})
+
+    def cut(x, s):
+        pixels, label = tf.numpy_function(
+            zoomed, [*(x[k] for k in _FIELDS), s], [tf.uint8, tf.float32], stateful=False
+        )
+        pixels.set_shape((size, size, 3))
+        label.set_shape((2,))
+        return pixels, label
+
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    ds = tf.data.Dataset.zip((ds, seeds)).map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if training:
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed + 1).batch(2))).map(
+            lambda xy, s: (augment_patch(xy[0], s, brightness), xy[1]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    return ds

@@ -13,9 +13,10 @@ from conftest import BIN, ROOT, spark_env, spark_submit, windows_at
 from keras import layers
 
 from herdcount.commands.count import SOME_FAILED
-from herdcount.imaging import decode_rgb, decode_rgb_scaled
+from herdcount.imaging import decode_rgb, decode_rgb_scaled, resize_rgb
 from herdcount.models.builders import make_classifier_model, save_model_run
 from herdcount.runinfo import fingerprint_files
+from herdcount.scale import estimate_scale
 from herdcount.synth import write_survey
 
 pytestmark = pytest.mark.slow
@@ -299,3 +300,69 @@ def test_the_herdcount_command_writes_the_same_submission_as_spark_submit(counti
     assert proc.returncode == SOME_FAILED, proc.stderr[-3000:]
     assert (out / "submission.csv").read_bytes() == (counting["out"] / "submission.csv").read_bytes()
     assert (out / "errors.csv").read_bytes() == (counting["out"] / "errors.csv").read_bytes()
+
+
+def brightness_scale_model() -> keras.Model:
+    """A scale model with fixed weights: a tile's log ground scale is its mean red (0-1)
+    less 0.1, and every tile holds an animal."""
+    inputs = keras.Input(shape=(None, None, 3))
+    x = layers.GlobalAveragePooling2D()(layers.Rescaling(1 / 255)(inputs))
+    dense = layers.Dense(2)
+    model = keras.Model(inputs, dense(x))
+    dense.set_weights([np.array([[1, 0], [0, 0], [0, 0]], np.float32), np.array([-0.1, 10], np.float32)])
+    return model
+
+
+def test_scale_auto_counts_each_photo_at_the_scale_read_in_it(counting, tmp_path, config):
+    reader = tmp_path / "run-scale"
+    save_model_run(
+        reader,
+        brightness_scale_model(),
+        {"kind": "scale", "class_names": config.class_names, "tile_size": 128},
+    )
+    out = tmp_path / "out"
+    args = [
+        "--data",
+        str(counting["data"]),
+        "--model",
+        str(counting["density"]),
+        "--out",
+        str(out),
+        "--tile",
+        "64",
+    ]
+    proc = spark_submit("jobs/count.py", *args, "--scale", "auto", "--scale-model", str(reader))
+    assert proc.returncode == SOME_FAILED, proc.stderr[-3000:]
+    rows = {r[0]: r for r in read_csv(out / "counts.csv")[1:]}
+    header = read_csv(out / "counts.csv")[0]
+    assert header[6:] == ["width", "height", "scale", "ground_scale", "cpu_s"]
+    for i in ("0", "1", "3", "4", "5"):
+        image = decode_rgb((counting["data"] / "Test" / f"{i}.jpg").read_bytes())
+        found = estimate_scale(
+            image,
+            lambda t: np.column_stack([t[..., 0].mean(axis=(1, 2)) / 255 - 0.1, np.full(len(t), 10.0)]),
+            size=128,
+        )
+        record = json.loads((out / "photos" / f"{i}.json").read_text())
+        assert record["ground_scale"] == pytest.approx(found.scale, rel=1e-3)
+        assert record["scale"] == pytest.approx(1 / found.scale, rel=1e-3) and record["scale"] < 0.95
+        counted = resize_rgb(image, record["scale"])
+        assert (record["width"], record["height"]) == (counted.shape[1], counted.shape[0])
+        np.testing.assert_allclose(record["counts"], expected_density_counts(counted), atol=2e-3)
+        assert float(rows[i][8]) == record["scale"] and float(rows[i][9]) == record["ground_scale"]
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["scale"] == "auto" and settings["scale_model"] == str(reader.resolve())
+    # --scale auto asks for its model, and a model of another kind is refused before Spark starts.
+    proc = spark_submit("jobs/count.py", *args, "--scale", "auto")
+    assert proc.returncode == 2 and "--scale auto and --scale-model RUN go together" in proc.stdout + proc.stderr
+    proc = spark_submit(
+        "jobs/count.py",
+        *args[:-2],
+        "--out",
+        str(tmp_path / "o2"),
+        "--scale",
+        "auto",
+        "--scale-model",
+        str(counting["density"]),
+    )
+    assert proc.returncode == 2 and "is a density run" in proc.stdout + proc.stderr

@@ -4,7 +4,8 @@ Outputs under OUT:
 
 - ``photos/<id>.json``: the counts of one photo, written by the executor that counted
   it; its presence marks the photo as done, so a rerun skips it.
-- ``settings.json``: what decides the counts (model, its fingerprint, scale, stride); a
+- ``settings.json``: what decides the counts (model, its fingerprint, scale or scale
+  model, stride); a
   rerun with other settings into the same OUT is refused rather than mixed.
 - ``submission.csv`` (Kaggle format, rounded), ``counts.csv`` (unrounded),
   ``errors.csv`` and ``run.json``, written by the driver at the end.
@@ -29,12 +30,13 @@ import numpy as np
 
 from herdcount import storage
 from herdcount.config import Config, resolve_scheme
-from herdcount.imaging import PhotoError, decode_rgb_scaled
+from herdcount.imaging import PhotoError, decode_rgb, decode_rgb_scaled, resize_rgb
 from herdcount.kaggle import id_key
 from herdcount.predictors import LOADS, LoadedModel, load_model, read_model_info
 from herdcount.records import Status, TaskError
 from herdcount.runinfo import fingerprint_files, read_run
 from herdcount.runner import SOME_FAILED, Job, Outcome
+from herdcount.scale import estimate_scale
 from herdcount.tiling import class_counts, density_map, tile_scores, window_scores
 
 OK, ERROR = Status.OK, Status.ERROR
@@ -55,6 +57,11 @@ class CountSettings:
     tile: int = 1024
     batch_size: int = 4
     threads: int = 1
+    #: A scale run (``--scale auto``): each photo is resized by the inverse of the ground
+    #: scale it reads there, instead of by ``scale``.
+    scale_model: str | None = None
+    #: Resize factors ``--scale auto`` keeps to: what the estimate may ask for.
+    auto_range: tuple[float, float] = (0.25, 4.0)
 
 
 @dataclass(frozen=True)
@@ -80,9 +87,14 @@ class PhotoResult:
     file: str
     #: Unrounded, per class.
     counts: list[float] = field(default_factory=list)
-    #: Of the photo as decoded (after ``--scale``).
+    #: Of the photo as counted (after ``--scale``).
     width: int = 0
     height: int = 0
+    #: The resize factor it was counted at, and with ``--scale auto`` the ground scale read
+    #: in it (its inverse, before clipping) and the spread of the tiles' readings.
+    scale: float = 1.0
+    ground_scale: float | None = None
+    scale_spread: float | None = None
     #: Decoding and inference; ``load_cpu_s`` is the model load (a worker's first photo).
     cpu_s: float = 0.0
     wall_s: float = 0.0
@@ -266,8 +278,18 @@ def settings_key(settings: CountSettings) -> dict[str, Any]:
         "model": storage.absolute(settings.model),
         "model_sha256": hashlib.sha256(model).hexdigest(),
         "kind": settings.kind,
-        "scale": settings.scale,
+        "scale": "auto" if settings.scale_model else settings.scale,
         "stride": settings.stride,
+        **(
+            {
+                "scale_model": storage.absolute(settings.scale_model),
+                "scale_model_sha256": hashlib.sha256(
+                    storage.read_bytes(storage.join(settings.scale_model, "model.keras"))
+                ).hexdigest(),
+            }
+            if settings.scale_model
+            else {}
+        ),
     }
 
 
@@ -307,11 +329,20 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> PhotoResult:
         if storage.exists(result):  # a retried task whose first attempt finished
             return PhotoResult.from_dict(json.loads(storage.read_text(result)), resumed=True)
         model = load_model(settings.model, threads=settings.threads)
+        reader = load_model(settings.scale_model, threads=settings.threads) if settings.scale_model else None
         # The first photo of a worker pays for TensorFlow's start and the model load:
         # timed apart, so cpu_s is the steady cost per photo.
         load_cpu = time.process_time() - cpu
         cpu = time.process_time()
-        image = decode_rgb_scaled(_read(task), task.name, scale=settings.scale)
+        found = None
+        if reader is None:
+            scale = settings.scale
+            image = decode_rgb_scaled(_read(task), task.name, scale=scale)
+        else:
+            image = decode_rgb(_read(task), task.name)
+            found = estimate_scale(image, reader.predict, size=int(reader.info["tile_size"]))
+            scale = float(np.clip(1.0 / found.scale, *settings.auto_range))
+            image = resize_rgb(image, scale)
         counts = count_image(image, model, settings)
     except PhotoError as exc:
         return _error(task.photo_id, task.name, exc.reason)
@@ -324,6 +355,9 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> PhotoResult:
         counts=[round(float(c), 4) for c in counts],
         width=int(image.shape[1]),
         height=int(image.shape[0]),
+        scale=round(scale, 4),
+        ground_scale=None if found is None else round(found.scale, 4),
+        scale_spread=None if found is None else round(found.spread, 4),
         cpu_s=round(time.process_time() - cpu, 3),
         wall_s=round(time.monotonic() - wall, 3),
         load_cpu_s=round(load_cpu, 3),
@@ -416,8 +450,19 @@ def write_outputs(plan: CountPlan, results: list[PhotoResult], config: Config) -
     storage.write_text_atomic(storage.join(out, "submission.csv"), submission_csv(plan, counted, config))
     storage.write_csv_atomic(
         storage.join(out, "counts.csv"),
-        ["test_id", *names, "width", "height", "cpu_s"],
-        [[r.test_id, *r.counts, r.width, r.height, r.cpu_s] for r in ok],
+        ["test_id", *names, "width", "height", "scale", "ground_scale", "cpu_s"],
+        [
+            [
+                r.test_id,
+                *r.counts,
+                r.width,
+                r.height,
+                r.scale,
+                "" if r.ground_scale is None else r.ground_scale,
+                r.cpu_s,
+            ]
+            for r in ok
+        ],
     )
     storage.write_csv_atomic(
         storage.join(out, "errors.csv"),
@@ -478,6 +523,9 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
         ``--scheme``; by default the one the model was trained with.
     scale, stride, tile, batch_size
         As :class:`CountSettings`.
+    scale_model : str, optional
+        A run of ``herdcount train --kind scale``: count each photo at the scale it reads
+        there (``--scale auto``) instead of at ``scale``.
     photos_per_task : int
         Photos per Spark task.
     """
@@ -493,12 +541,13 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
     tile: int = 1024
     batch_size: int = 4
     photos_per_task: int = 1
+    scale_model: str | None = None
 
     def __post_init__(self) -> None:
         self.items_per_task = self.photos_per_task
 
     def paths(self) -> list[str | None]:
-        return [self.images, self.model, self.out, self.scheme]
+        return [self.images, self.model, self.out, self.scheme, self.scale_model]
 
     def plan(self) -> CountPlan:
         if not 0 < self.scale <= 4:
@@ -513,6 +562,13 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
         config = resolve_scheme(self.scheme, recorded, f"the model {self.model!r}")
         info = check_model(self.model, config)
         stride = check_stride(info, self.stride)
+        if self.scale_model is not None:
+            reader = read_model_info(self.scale_model)
+            if reader["kind"] != "scale":
+                raise ValueError(
+                    f"--scale-model {self.scale_model!r} is a {reader['kind']} run; --scale auto needs a run "
+                    "of herdcount train --kind scale"
+                )
         plan = plan_count(self.images, self.out, sample=self.sample)
         settings = CountSettings(
             out=self.out,
@@ -523,6 +579,7 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
             stride=stride,
             tile=self.tile,
             batch_size=self.batch_size,
+            scale_model=self.scale_model,
         )
         claim_out(settings)
         plan.job = _CountContext(settings, config, info, trained.times.get("started_at") if trained else None)

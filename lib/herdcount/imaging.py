@@ -136,6 +136,28 @@ def decode_rgb_scaled(data: bytes, name: str = "<bytes>", *, scale: float = 1.0)
     if image is None:
         image = decode_rgb(data, name)
         target = (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale)))
+    return _resize_to(image, target)
+
+
+def resize_rgb(image: np.ndarray, scale: float) -> np.ndarray:
+    """``image`` resized by ``scale`` (antialiased bilinear, as :func:`decode_rgb_scaled`).
+
+    Returns
+    -------
+    (round(H * scale), round(W * scale), 3) uint8 array
+
+    Raises
+    ------
+    ValueError
+        If ``scale`` is out of (0, 4].
+    """
+    if not 0 < scale <= 4:
+        raise ValueError(f"scale must be in (0, 4], got {scale}")
+    target = (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale)))
+    return _resize_to(image, target)
+
+
+def _resize_to(image: np.ndarray, target: tuple[int, int]) -> np.ndarray:
     if image.shape[:2] == target:
         return image
     resized = Image.fromarray(image).resize((target[1], target[0]), Image.Resampling.BILINEAR)

@@ -29,14 +29,20 @@ def figure_png(fig, path: str | Path | None = None, *, dpi: int = 110) -> bytes:
 
 def plot_curves(history: dict[str, list[float]], path: str | Path | None = None) -> bytes:
     """One panel per quantity, training and validation per epoch."""
+    # Per-class validation curves (val_rmse_<class>) share their quantity's panel.
+    parts = {k: p for k in history for p in history if k.startswith(f"{p}_") and p.startswith("val_")}
     names = [k for k in history if not k.startswith("val_") and k != "learning_rate"]
-    names += [k[4:] for k in history if k.startswith("val_") and k[4:] not in history]
+    names += [k[4:] for k in history if k.startswith("val_") and k[4:] not in history and k not in parts]
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
     for ax, name in zip(axes[0], names):
         for key, label in ((name, "training"), (f"val_{name}", "validation")):
             if key in history:
                 epochs = np.arange(1, len(history[key]) + 1)
                 ax.plot(epochs, history[key], marker="o", markersize=3, label=label)
+        for key, whole in parts.items():
+            if whole == f"val_{name}":
+                epochs = np.arange(1, len(history[key]) + 1)
+                ax.plot(epochs, history[key], linewidth=0.8, alpha=0.7, label=key[len(whole) + 1 :])
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

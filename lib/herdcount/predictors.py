@@ -23,7 +23,7 @@ from herdcount import storage
 from herdcount.runinfo import verbose
 from herdcount.tiling import Predict
 
-KINDS = ("density", "classifier")
+KINDS = ("density", "classifier", "scale")
 
 #: Loaded models of this process, by the absolute path of model.keras.
 _MODELS: dict[str, LoadedModel] = {}
@@ -73,7 +73,9 @@ def read_model_info(run: str | Path) -> dict[str, Any]:
     if not isinstance(info, dict) or info.get("kind") not in KINDS:
         kind = info.get("kind") if isinstance(info, dict) else None
         raise ValueError(f"{where}: kind {kind!r} is not one of {list(KINDS)}")
-    needed = ("output_stride", "margin") if info["kind"] == "density" else ("patch_size",)
+    needed = {"density": ("output_stride", "margin"), "classifier": ("patch_size",), "scale": ("tile_size",)}[
+        info["kind"]
+    ]
     absent = [k for k in ("class_names", *needed) if k not in info]
     if absent:
         raise ValueError(f"{where}: missing {absent}")
@@ -136,7 +138,7 @@ def load_model(run: str | Path, *, threads: int = 1) -> LoadedModel:
     info = read_model_info(run)
     names = ["model.tflite", *(["maps.tflite"] if info["kind"] == "classifier" else [])]
     lite = [storage.join(run, name) for name in names]
-    if all(storage.exists(name) for name in lite) and (info["kind"] == "density" or "map_stride" in info):
+    if all(storage.exists(name) for name in lite) and (info["kind"] != "classifier" or "map_stride" in info):
         predictors = [_lite_predictor(storage.read_bytes(name), threads) for name in lite]
         loaded = LoadedModel(info, None, predictors[0], threads=(threads, threads), runtime="litert")
         if info["kind"] == "classifier":

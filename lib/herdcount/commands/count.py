@@ -35,10 +35,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="output folder (created; reruns resume)")
     parser.add_argument(
         "--scale",
-        type=float,
+        type=_scale,
         default=1.0,
         help="resize photos by this factor before counting, e.g. 0.5 for a survey flown "
-        "twice as low as the training one (default: %(default)s)",
+        "twice as low as the training one; auto: each photo at the scale read in it by "
+        "--scale-model (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--scale-model",
+        help="with --scale auto: a run of herdcount train --kind scale, which reads each photo's ground scale",
     )
     parser.add_argument(
         "--stride",
@@ -69,7 +74,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.data is None and args.images is None:
         parser.error("give --data (photos in DATA/Test) or --images")
+    if (args.scale == "auto") != (args.scale_model is not None):
+        parser.error("--scale auto and --scale-model RUN go together")
     return args
+
+
+def _scale(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model,
         sample=storage.join(args.data, "sample_submission.csv") if args.data else None,
         scheme=args.scheme,
-        scale=args.scale,
+        scale=1.0 if args.scale == "auto" else args.scale,
+        scale_model=args.scale_model,
         stride=args.stride,
         tile=args.tile,
         batch_size=args.batch_size,
