@@ -1,6 +1,7 @@
 """Benchmark: the count job's accuracy on photos of a survey seed not used for training.
 
     python bench/accuracy.py [--work DIR] [--test 40] [--test-seed 6] [--width 1600] [--height 1100]
+                             [--altitude 0.6,1.6]
 
 Trains both model kinds with their default settings on a 40-photo survey (through
 ``bench/train.py``, which this reuses when WORK already holds finished runs), makes a test
@@ -9,12 +10,21 @@ each model (the classifier with the seed's non-overlapping 64x64 tiles), scores 
 submissions against the true counts and prints the averaged RMSE of each, the all-zeros
 baseline and the ratios. Goals (issue 4): density <= 0.25 x all zeros and <= 0.5 x the
 seed's classifier method.
+
+Altitude (issue 16): it also trains a scale model (``--kind scale``), makes a second test
+survey (seed ``--test-seed + 1``) whose photos are flown at ground scales drawn log-uniform
+in ``--altitude`` (1 = the training altitude), and counts both test surveys with the density
+model at the fixed scale 1 and with ``--scale auto``. It prints each count's RMSE against
+all zeros, auto against fixed (goals: altitude-shifted auto <= 0.35 x all zeros and <= 0.7 x
+fixed; same altitude auto <= 1.1 x fixed), and how far the scales read are from the truth.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,8 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def count(data: Path, run: Path, out: Path) -> float:
-    """Run the count job; return its wall time."""
+def count(data: Path, run: Path, out: Path, *extra: str) -> float:
+    """Run the count job (with ``extra`` options); return its wall time."""
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -46,6 +56,7 @@ def count(data: Path, run: Path, out: Path) -> float:
         str(run),
         "--out",
         str(out),
+        *extra,
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if done.returncode:
@@ -60,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-seed", type=int, default=6, help="seed of the test survey (training uses 5)")
     p.add_argument("--width", type=int, default=1600)
     p.add_argument("--height", type=int, default=1100)
+    p.add_argument(
+        "--altitude", default="0.6,1.6", help="ground scales of the altitude-shifted test survey (LO,HI)"
+    )
     args = p.parse_args(argv)
+    altitude = tuple(float(v) for v in args.altitude.split(","))
     work = Path(args.work or tempfile.mkdtemp(prefix="herdcount-bench-accuracy-"))
     size = ["--width", str(args.width), "--height", str(args.height)]
     # bench/train.py trains both kinds on the training survey (or reuses its runs).
@@ -72,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         "--seed",
         "5",
         "--reuse",
+        "--kinds",
+        "density,classifier,scale",
     ]
     code = subprocess.run([*train, *size], check=False).returncode
     if code:
@@ -103,6 +120,55 @@ def main(argv: list[str] | None = None) -> int:
         f"density / all zeros = {density / zeros:.3f} (goal <= 0.25); "
         f"density / classifier = {density / classifier:.3f} (goal <= 0.5)"
     )
+    shifted = work / "altitude-data"
+    if not (shifted / "sample_submission.csv").is_file():
+        write_survey(
+            shifted,
+            n_train=0,
+            n_test=args.test,
+            seed=args.test_seed + 1,
+            config=load_config(DEFAULT_SCHEME),
+            width=args.width,
+            height=args.height,
+            test_scale=altitude,
+        )
+    auto = ["--scale", "auto", "--scale-model", str(work / "run-scale")]
+    print(f"\naltitude: density model at scale 1 and --scale auto; test photos at ground scales {altitude}")
+    print(f"{'test survey':<34} {'fixed':>7} {'auto':>7} {'zeros':>7} {'auto/zeros':>10} {'auto/fixed':>10}")
+    for name, survey, seed in (
+        ("same altitude", data, args.test_seed),
+        ("flown at " + args.altitude, shifted, args.test_seed + 1),
+    ):
+        scores = {}
+        for mode, extra in (("fixed", []), ("auto", auto)):
+            out = work / f"count-{survey.name}-{mode}"
+            count(survey, work / "run-density", out, *extra)
+            scores[mode] = score(out / "submission.csv", truth_dir(survey) / "test_counts.csv")
+        fixed, automatic, zeros = (
+            scores["fixed"]["mean_rmse"],
+            scores["auto"]["mean_rmse"],
+            scores["fixed"]["zero_mean_rmse"],
+        )
+        label = f"{name} (seed {seed})"
+        print(
+            f"{label:<34} {fixed:>7.3f} {automatic:>7.3f} {zeros:>7.3f} {automatic / zeros:>10.3f} {automatic / fixed:>10.3f}"
+        )
+        for mode in ("fixed", "auto"):
+            per = ", ".join(f"{k} {v:.3f}" for k, v in scores[mode]["rmse"].items())
+            print(f"  {mode}: {per}")
+        read = {}
+        with open(work / f"count-{survey.name}-auto" / "counts.csv", newline="") as f:
+            read = {row["test_id"]: float(row["ground_scale"]) for row in csv.DictReader(f)}
+        truth_scales = dict.fromkeys(read, 1.0)
+        scales_csv = truth_dir(survey) / "test_scales.csv"
+        if scales_csv.is_file():
+            with open(scales_csv, newline="") as f:
+                truth_scales = {row["test_id"]: float(row["scale"]) for row in csv.DictReader(f)}
+        errors = [abs(read[i] / truth_scales[i] - 1) for i in read]
+        print(
+            f"  scale read: median error {100 * statistics.median(errors):.1f} %, largest {100 * max(errors):.1f} % "
+            f"over {len(errors)} photos"
+        )
     print(f"outputs: {work}")
     return 0
 

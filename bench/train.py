@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=1600)
     p.add_argument("--height", type=int, default=1100)
     p.add_argument("--seed", type=int, default=5, help="survey seed")
-    p.add_argument("--kinds", default="density,classifier", help="comma-separated kinds to train")
+    p.add_argument("--kinds", default="density,classifier", help="comma-separated kinds to train (and scale)")
     p.add_argument(
         "--reuse", action="store_true", help="keep finished runs in WORK instead of training again"
     )
@@ -103,7 +103,13 @@ def main(argv: list[str] | None = None) -> int:
             print(done.stdout[-2000:], done.stderr[-4000:], sep="\n")
             return done.returncode
         metrics = json.loads((run / "model.json").read_text())["metrics"]
-        if kind == "density":
+        if kind == "scale":
+            print(
+                f"scale: {wall / 60:.1f} min wall; held-out tiles read within {100 * metrics['val_scale_error']:.1f} %, "
+                f"held-out photos resized to {metrics['check_zooms']}: median error "
+                f"{100 * metrics['photo_scale_error_median']:.1f} %, largest {100 * metrics['photo_scale_error_max']:.1f} %"
+            )
+        elif kind == "density":
             ratio = metrics["rmse_ratio_to_zero_baseline"]
             print(
                 f"density: {wall / 60:.1f} min wall (goal <= 10 on 2 cores); validation RMSE {metrics['val_rmse']:.3f}, "

@@ -575,6 +575,7 @@ def train_scale(settings: TrainSettings, config: Config, prep: dict[str, Any], l
         shards, prep["val_ids"], training=False, seed=settings.seed + 1, per_family=64, **common
     )
     val_ds = val_ds.batch(settings.batch_size).cache()
+    val_steps = sum(1 for _ in val_ds)
     schedule = keras.optimizers.schedules.CosineDecay(
         settings.learning_rate, settings.epochs * reader.steps_per_epoch, alpha=0.1
     )
@@ -586,6 +587,8 @@ def train_scale(settings: TrainSettings, config: Config, prep: dict[str, Any], l
         epochs=settings.epochs,
         steps_per_epoch=reader.steps_per_epoch,
         validation_data=val_ds,
+        validation_steps=val_steps,
+        shuffle=False,
         callbacks=callbacks,
         verbose=_verbose(),
     ).history

@@ -354,7 +354,9 @@ def test_scale_auto_counts_each_photo_at_the_scale_read_in_it(counting, tmp_path
     assert settings["scale"] == "auto" and settings["scale_model"] == str(reader.resolve())
     # --scale auto asks for its model, and a model of another kind is refused before Spark starts.
     proc = spark_submit("jobs/count.py", *args, "--scale", "auto")
-    assert proc.returncode == 2 and "--scale auto and --scale-model RUN go together" in proc.stdout + proc.stderr
+    assert (
+        proc.returncode == 2 and "--scale auto and --scale-model RUN go together" in proc.stdout + proc.stderr
+    )
     proc = spark_submit(
         "jobs/count.py",
         *args[:-2],

@@ -285,3 +285,40 @@ def test_the_summary_tables_each_class_and_warns_of_one_counted_no_better_than_z
     assert rows["pups"] == ["30", "29.0", "1.200", "4.600", "0.26"]
     warnings = [line for line in text.splitlines() if line.startswith("warning")]
     assert len(warnings) == 1 and "subadult_males" in warnings[0]
+
+
+@pytest.mark.slow
+def test_scale_run_writes_a_model_that_reads_tiles_and_the_count_job_loads(
+    tmp_path, survey, extracted, config
+):
+    from herdcount.predictors import load_model
+
+    run = tmp_path / "run-scale"
+    common = ["--kind", "scale", "--extract", str(extracted), "--data", str(survey), "--out", str(run)]
+    assert train.main([*common, "--zoom-range", "1.2,2"]) == 2  # 1 must lie inside
+    tiny = [
+        "--epochs",
+        "1",
+        "--scale-steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--scale-width",
+        "4",
+        "--threads",
+        "2",
+    ]
+    assert train.main([*common, *tiny, "--scale-tile", "128"]) == 0
+    described = json.loads((run / "model.json").read_text())
+    assert described["kind"] == "scale" and described["tile_size"] == 128
+    assert described["zoom_range"] == [0.5, 2.0]
+    metrics = described["metrics"]
+    assert metrics["check_zooms"] == [0.6, 1.0, 1.6] and metrics["photo_scale_checks"] == 3 * len(
+        described["training_data"]["val_ids"]
+    )
+    assert 0 <= metrics["photo_scale_error_median"] <= metrics["photo_scale_error_max"]
+    with open(run / "history.csv") as f:
+        assert {"loss", "scale_error", "val_loss", "val_scale_error"} <= set(next(csv.DictReader(f)))
+    loaded = load_model(run)
+    assert loaded.runtime == "litert"
+    assert loaded.predict(np.zeros((3, 128, 128, 3), np.uint8)).shape == (3, 2)
