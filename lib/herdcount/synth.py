@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from herdcount import realism as realistic
 from herdcount.cli import HelpFormatter
 from herdcount.config import DEFAULT_SCHEME, Config, load_config, scheme_yaml
 from herdcount.imaging import encode_jpeg
@@ -95,6 +96,9 @@ class Animal:
     klass: int
     length: float
     angle: float
+    #: Realistic scenes only (:mod:`herdcount.realism`): the neck's bend, and a wet animal.
+    bend: float = 0.0
+    wet: bool = False
 
 
 def truth_dir(out: str | Path) -> Path:
@@ -144,6 +148,7 @@ def place_animals(
     config: Config,
     density: float,
     style: AnnotationStyle = AnnotationStyle(),
+    realism: int = 0,
 ) -> list[Animal]:
     """Animals in colonies on the rock, touching and overlapping but never stacked.
 
@@ -155,6 +160,8 @@ def place_animals(
         Mean animals per megapixel over photos that have animals.
     style : AnnotationStyle
         Its largest dot radius keeps dots inside the photo and a pup's dot off its mother's.
+    realism : int
+        1: animals of :mod:`herdcount.realism` (head, flippers, a pose), facing any way.
     """
     height, width = water.shape
     if rng.random() < 0.1:
@@ -188,10 +195,13 @@ def place_animals(
             row, col = rng.normal(centre, spread)
         if not (radius + 1 <= row < height - radius - 1 and radius + 1 <= col < width - radius - 1):
             continue
-        angle = rng.uniform(0, math.pi)
-        if water[int(row), int(col)] or not _free(animals, row, col, length, angle, mother, radius):
+        if realism:
+            new = Animal(row, col, k, length, rng.uniform(0, 2 * math.pi), **realistic.pose(rng))
+        else:
+            new = Animal(row, col, k, length, rng.uniform(0, math.pi))
+        if water[int(row), int(col)] or not _free(animals, new, mother, radius, realism):
             continue
-        animals.append(Animal(row, col, k, length, angle))
+        animals.append(new)
     return animals
 
 
@@ -212,24 +222,22 @@ def _mother(animals: list[Animal], config: Config) -> Animal | None:
 
 
 def _free(
-    animals: list[Animal],
-    row: float,
-    col: float,
-    length: float,
-    angle: float,
-    mother: Animal | None,
-    dot_radius: float,
+    animals: list[Animal], new: Animal, mother: Animal | None, dot_radius: float, realism: int = 0
 ) -> bool:
     """Whether a new animal fits: not stacked on another, and no animal's centre (where
-    its dot goes) under another's body, since annotators dot the visible body."""
-    new = Animal(row, col, -1, length, angle)
+    its dot goes) under another's outline, since annotators dot the visible body."""
+    covers = realistic.covers if realism else _covers
     for a in animals:
-        gap = math.hypot(a.row - row, a.col - col)
+        gap = math.hypot(a.row - new.row, a.col - new.col)
         if a is mother:
             # A pup tucked against its mother is drawn under her; their dots may touch.
             if gap < 2 * dot_radius + 0.4:
                 return False
-        elif gap < 0.42 * (a.length + length) / 2 or _covers(a, row, col) or _covers(new, a.row, a.col):
+        elif (
+            gap < 0.42 * (a.length + new.length) / 2
+            or covers(a, new.row, new.col)
+            or covers(new, a.row, a.col)
+        ):
             return False
     return True
 
@@ -355,18 +363,15 @@ def make_pair(
     masked: bool,
     mismatched: bool,
     style: AnnotationStyle = AnnotationStyle(),
+    realism: int = 0,
 ) -> dict:
     """One training pair: JPEG bytes of both copies and the truth of the dotted copy."""
-    scene, water = make_background(rng, height, width)
-    animals = place_animals(rng, water, config, density, style)
-    paint_animals(scene, animals, config, rng, dark_share=style.dark_share)
+    scene, animals = make_scene(rng, height, width, config, density=density, style=style, realism=realism)
     dotted = scene.copy()
     hidden: list[Animal] = []
     if mismatched:
         # The dotted copy shows another stretch of shore, as in Kaggle's mismatched pairs.
-        dotted, water2 = make_background(rng, height, width)
-        other = place_animals(rng, water2, config, density, style)
-        paint_animals(dotted, other, config, rng, dark_share=style.dark_share)
+        dotted, other = make_scene(rng, height, width, config, density=density, style=style, realism=realism)
         visible = other
     elif masked:
         mask = make_mask(rng, height, width)
@@ -393,6 +398,34 @@ def make_pair(
     }
 
 
+def make_scene(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    config: Config,
+    *,
+    density: float,
+    style: AnnotationStyle = AnnotationStyle(),
+    realism: int = 0,
+) -> tuple[np.ndarray, list[Animal]]:
+    """A scene as a float image in 0..255 and its animals: ground, animals placed in
+    colonies, and (``realism`` 1, :mod:`herdcount.realism`) one sun, clutter, and animals
+    with heads and flippers, wet or dry."""
+    if realism not in (0, 1):
+        raise ValueError(f"realism must be 0 or 1, got {realism}")
+    if not realism:
+        scene, water = make_background(rng, height, width)
+        animals = place_animals(rng, water, config, density, style)
+        paint_animals(scene, animals, config, rng, dark_share=style.dark_share)
+        return scene, animals
+    scene, water = realistic.make_ground(rng, height, width)
+    animals = place_animals(rng, water, config, density, style, realism)
+    sun = realistic.sun_direction(rng)
+    realistic.add_clutter(scene, water, animals, rng, sun)
+    realistic.paint_animals(scene, animals, config, rng, sun)
+    return scene, animals
+
+
 def make_test_scene(
     rng: np.random.Generator,
     height: int,
@@ -402,6 +435,7 @@ def make_test_scene(
     density: float,
     style: AnnotationStyle = AnnotationStyle(),
     scale: float = 1.0,
+    realism: int = 0,
 ) -> tuple[np.ndarray, list[tuple[float, float, int]]]:
     """A test scene as a uint8 array and its animals ``(row, col, class)``, photographed at
     ground ``scale`` relative to the training photos (0.5: flown twice as high).
@@ -414,9 +448,9 @@ def make_test_scene(
     if not 0.2 <= scale <= 5.0:
         raise ValueError(f"test scale must be in 0.2..5, got {scale}")
     ground_h, ground_w = max(1, round(height / scale)), max(1, round(width / scale))
-    scene, water = make_background(rng, ground_h, ground_w)
-    animals = place_animals(rng, water, config, density, style)
-    paint_animals(scene, animals, config, rng, dark_share=style.dark_share)
+    scene, animals = make_scene(
+        rng, ground_h, ground_w, config, density=density, style=style, realism=realism
+    )
     pixels = np.clip(scene, 0, 255).astype(np.uint8)  # as encode_jpeg converts: surveys stay the same
     points = [(a.row, a.col, a.klass) for a in animals]
     if (ground_h, ground_w) == (height, width):
@@ -455,6 +489,7 @@ def write_survey(
     mask_share: float = 0.35,
     style: AnnotationStyle = AnnotationStyle(),
     test_scale: tuple[float, float] | None = None,
+    realism: int = 0,
 ) -> Path:
     """Write a synthetic survey to ``out`` and its truth beside it; returns the truth folder.
 
@@ -462,7 +497,8 @@ def write_survey(
     so a survey with more photos starts with the same ones. ``test_scale`` ``(lo, hi)``
     flies each test photo at its own ground scale, log-uniform in that range (1: the
     training altitude; see :func:`make_test_scene`); each photo's scale goes into its
-    truth record and ``test_scales.csv``.
+    truth record and ``test_scales.csv``. ``realism`` 1 draws the scenes of
+    :mod:`herdcount.realism`.
     """
     if test_scale is not None and not 0.2 <= test_scale[0] <= test_scale[1] <= 5.0:
         raise ValueError(f"test scale range must be LO,HI with 0.2 <= LO <= HI <= 5, got {test_scale}")
@@ -484,7 +520,15 @@ def write_survey(
         w, h = (width, height) if width else KAGGLE_SIZES[int(rng.integers(2))]
         masked = rng.random() < mask_share
         pair = make_pair(
-            rng, h, w, config, density=density, masked=masked, mismatched=i in mismatched, style=style
+            rng,
+            h,
+            w,
+            config,
+            density=density,
+            masked=masked,
+            mismatched=i in mismatched,
+            style=style,
+            realism=realism,
         )
         write_bytes_atomic(out / "Train" / f"{i}.jpg", pair["plain"])
         write_bytes_atomic(out / "TrainDotted" / f"{i}.jpg", pair["dotted"])
@@ -512,7 +556,9 @@ def write_survey(
             # A stream of its own, so that a survey without altitudes keeps its photos.
             lo, hi = np.log(test_scale)
             scale = round(float(np.exp(np.random.default_rng([seed, 3, i]).uniform(lo, hi))), 4)
-        scene, animals = make_test_scene(rng, h, w, config, density=density, style=style, scale=scale)
+        scene, animals = make_test_scene(
+            rng, h, w, config, density=density, style=style, scale=scale, realism=realism
+        )
         low, high = style.quality
         write_bytes_atomic(out / "Test" / f"{i}.jpg", encode_jpeg(scene, rng.integers(low, high + 1)))
         record = _annotation(config, animals, f"{i}.jpg")
@@ -539,6 +585,7 @@ def write_survey(
         "classes": config.class_names,
         "annotation_style": dataclasses.asdict(style),
         "test_scale": list(test_scale) if test_scale else None,
+        "realism": realism,
     }
     write_bytes_atomic(truth / "survey.json", json.dumps(summary, indent=2).encode())
     return truth
@@ -569,6 +616,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="S|LO,HI",
         help="ground scale of each test photo against the training photos, log-uniform per photo "
         "(0.5: flown twice as high; default 1)",
+    )
+    parser.add_argument(
+        "--realism",
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="1: scenes of rock with cracks, wet patches, sand and surf, animals with heads and "
+        "flippers, wet or dry, one sun per photo, gulls, kelp and pup-sized rocks (default 0)",
     )
     style = parser.add_argument_group("annotation style (how the annotators drew, how photos were saved)")
     style.add_argument(
@@ -615,6 +670,7 @@ def main(argv: list[str] | None = None) -> int:
             n_mismatched=args.mismatched,
             style=look,
             test_scale=args.test_scale,
+            realism=args.realism,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
