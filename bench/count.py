@@ -7,7 +7,9 @@ them on one core (one TensorFlow thread, as one Spark task with spark.task.cpus=
 in a fresh process per method, through ``herdcount.count.count_photo``, the job's whole
 per-photo work (reading, decoding, inference):
 
-- density model at scale 1.0 and 0.5;
+- density model at scale 1.0 and 0.5, and with ``--scale auto`` (an untrained scale model
+  whose output layer is zeroed, so that it reads scale 1: the estimate's cost beside the
+  same count at the fixed scale);
 - the classifier on the seed's non-overlapping 64x64 tiles, classified in batches;
 - the seed's method as published: one ``model.predict`` call per 64x64 tile, timed on
   ``--seed-tiles`` tiles and extrapolated to every tile of the photo (the output says so).
@@ -52,7 +54,12 @@ def _peak_mb() -> float:
 def _count_child(run, kind, scale, photos, out, num_classes, queue):
     from herdcount.count import CountSettings, PhotoTask, count_photo
 
-    settings = CountSettings(out=str(out), model=str(run), kind=kind, num_classes=num_classes, scale=scale)
+    reader = None
+    if isinstance(scale, Path):  # --scale auto with this scale run
+        reader, scale = str(scale), 1.0
+    settings = CountSettings(
+        out=str(out), model=str(run), kind=kind, num_classes=num_classes, scale=scale, scale_model=reader
+    )
     seconds = []
     for path in photos:
         record = count_photo(PhotoTask(Path(path).stem, path, Path(path).name), settings)
@@ -132,11 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     methods = [
         ("density, scale 1.0", _count_child, (runs["density"], "density", 1.0)),
         ("density, scale 0.5", _count_child, (runs["density"], "density", 0.5)),
+        (
+            "density, --scale auto (reading scale 1)",
+            _count_child,
+            (runs["density"], "density", runs["scale"]),
+        ),
         ("classifier, 64x64 tiles in batches", _count_child, (runs["classifier"], "classifier", 1.0)),
     ]
     results = {}
     for name, target, (run, kind, scale) in methods:
-        out = work / f"out-{kind}-{scale}"
+        out = work / f"out-{kind}-{scale if not isinstance(scale, Path) else 'auto'}"
         results[name] = run_child(target, run, kind, scale, photos, out, len(config.classes))
         print(f"  {name}: done", flush=True)
     seed = run_child(_seed_child, runs["classifier"], photos, args.seed_tiles)
@@ -153,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{HOST_VCPUS}-vCPU host at the measured per-core rate"
     )
     density = sum(results["density, scale 1.0"]["cpu_s"]) / args.photos
+    auto = sum(results["density, --scale auto (reading scale 1)"]["cpu_s"]) / args.photos
+    print(f"--scale auto / scale 1.0: {auto / density:.2f} (goal <= 2: the estimate is the extra)")
     print(
         f"goals: density <= 2 CPU-s per photo (got {density:.2f}), >= 100x the seed "
         f"(got {reference / density:.0f}x), <= 2048 MB per task "

@@ -353,13 +353,13 @@ def tile_count_error(y_true, y_pred):
 
 
 def write_untrained_runs(folder: str | Path, config: Any) -> dict[str, Path]:
-    """Untrained density and classifier runs of ``config``'s classes, in the format of a
-    training run, under ``folder``: what benchmarks of counting speed need.
+    """Untrained density, classifier and scale runs of ``config``'s classes, in the format of
+    a training run, under ``folder``: what benchmarks of counting speed need.
 
     Returns
     -------
     dict
-        ``{"density": folder/density, "classifier": folder/classifier}``.
+        ``{"density": folder/density, "classifier": folder/classifier, "scale": folder/scale}``.
     """
     folder = Path(folder)
     names = config.class_names
@@ -375,4 +375,9 @@ def write_untrained_runs(folder: str | Path, config: Any) -> dict[str, Path]:
     classifier = make_classifier_model((size, size, 3), len(names) + 1)
     description = {"kind": "classifier", "patch_size": size, "class_names": [*names, config.background_class]}
     save_model_run(folder / "classifier", classifier, description)
-    return {"density": folder / "density", "classifier": folder / "classifier"}
+    reader = make_scale_model()
+    # Zero output weights: it reads scale 1 in every tile, so a photo is counted at its own size.
+    last = reader.get_layer("log_scale_and_animal")
+    last.set_weights([np.zeros_like(w) for w in last.get_weights()])
+    save_model_run(folder / "scale", reader, {"kind": "scale", "class_names": names, "tile_size": 256})
+    return {"density": folder / "density", "classifier": folder / "classifier", "scale": folder / "scale"}

@@ -846,7 +846,7 @@ def augment_patch(image, seed, brightness: float):
 
 
 def _zoomed(image, origin, photo_shape, points, classes, masked, masked_shape, centre, seed, *, sampling):
-    from herdcount.scale import zoom_crop
+    from herdcount.scale import vary_camera, zoom_crop
 
     del photo_shape, classes, masked, masked_shape  # the scale of a tile is all it teaches
     rng = np.random.default_rng(seed.tolist())
@@ -863,6 +863,8 @@ def _zoomed(image, origin, photo_shape, points, classes, masked, masked_shape, c
         size=sampling["size"],
         centre=None if centre[0] < 0 else tuple(np.asarray(centre, dtype=np.float64) - offset),
     )
+    if sampling["vary"]:
+        tile = vary_camera(tile, rng)
     return tile, np.array([np.log(zoom), float(animals > 0)], dtype=np.float32)
 
 
@@ -884,8 +886,8 @@ def scale_dataset(
     ground as a photo flown at that scale would.
 
     Training: endless, half from grid windows and half from dot windows of a class drawn
-    uniformly (holding their dot), with flips, quarter turns and brightness; repeats for a
-    ``seed``. Otherwise each family's windows once (at most ``per_family``), with zooms and
+    uniformly (holding their dot), with flips, quarter turns, brightness, and the blur, noise
+    and JPEG of another camera (:func:`herdcount.scale.vary_camera`); repeats for a ``seed``. Otherwise each family's windows once (at most ``per_family``), with zooms and
     places drawn from ``seed``.
 
     Raises
@@ -915,7 +917,7 @@ def scale_dataset(
         ds = parts[0]
         for part in parts[1:]:
             ds = ds.concatenate(part)
-    zoomed = functools.partial(_zoomed, sampling={"size": size, "zoom_range": zoom_range})
+    zoomed = functools.partial(_zoomed, sampling={"size": size, "zoom_range": zoom_range, "vary": training})
 
     def cut(x, s):
         pixels, label = tf.numpy_function(

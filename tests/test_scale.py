@@ -4,7 +4,7 @@ the scale model learns from."""
 import numpy as np
 import pytest
 
-from herdcount.scale import estimate_scale, scale_tiles, weighted_median, zoom_crop
+from herdcount.scale import estimate_scale, scale_tiles, vary_camera, weighted_median, zoom_crop
 
 RADIUS = 12.0  # of a disc "animal" at ground scale 1
 
@@ -87,3 +87,14 @@ def test_a_zoomed_square_shows_the_ground_at_that_scale():
     assert animals == 0
     with pytest.raises(ValueError, match="does not fit"):
         zoom_crop(window, np.zeros((0, 2)), 0.4, rng, size=256)
+
+
+def test_another_camera_blurs_adds_noise_and_compresses_repeatably():
+    window = ground((256, 256), [(128, 128)], 1.0)
+    a = vary_camera(window, np.random.default_rng(4))
+    b = vary_camera(window, np.random.default_rng(4))
+    assert a.shape == window.shape and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a.astype(int) - window).mean() > 0.5
+    # The animal is still there, about as large.
+    assert (a.mean(axis=2) > 160).sum() == pytest.approx((window.mean(axis=2) > 160).sum(), rel=0.2)

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
+from PIL import Image, ImageFilter
+
+from herdcount.imaging import decode_rgb, encode_jpeg
 
 #: Batch of (N, size, size, 3) uint8 tiles to an (N, 2) array: log ground scale, animal logit.
 ScalePredict = Callable[[np.ndarray], np.ndarray]
@@ -190,3 +192,32 @@ def zoom_crop(
     p = np.asarray(points, dtype=np.float64).reshape(-1, 2) - (top, left)
     inside = ((p >= inset) & (p < side - inset)).all(axis=1)
     return tile, int(inside.sum())
+
+
+def vary_camera(
+    tile: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    blur: float = 1.5,
+    noise: float = 6.0,
+    quality: tuple[int, int] = (60, 95),
+) -> NDArray[np.uint8]:
+    """``tile`` as another camera might have taken it: a Gaussian blur of radius up to
+    ``blur`` px, sensor noise of up to ``noise`` grey levels and a JPEG of a quality in
+    ``quality``, each drawn from ``rng``.
+
+    Sharpness and grain change with the resampling that makes a zoomed training square
+    (finer when shrunk, blurred when enlarged), and with the lens, focus, motion and JPEG of
+    a survey: varied at random, they stop telling the scale model anything, and the animals'
+    size is what is left to read.
+    """
+    image = Image.fromarray(np.asarray(tile, dtype=np.uint8))
+    radius = float(rng.uniform(0, blur))
+    if radius > 0.2:
+        image = image.filter(ImageFilter.GaussianBlur(radius))
+    pixels = np.asarray(image, dtype=np.float32)
+    sigma = float(rng.uniform(0, noise))
+    if sigma > 0.5:
+        pixels = pixels + rng.normal(0, sigma, size=pixels.shape[:2] + (1,)).astype(np.float32)
+    low, high = quality
+    return decode_rgb(encode_jpeg(pixels, int(rng.integers(low, high + 1))))
