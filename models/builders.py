@@ -246,7 +246,7 @@ class DensityLoss(keras.losses.Loss):
         }
 
 
-def make_scale_model(*, width: int = 16, depth: int = 5) -> keras.Model:
+def make_scale_model(*, width: int = 8, depth: int = 5) -> keras.Model:
     """A model of a tile's ground scale: RGB tile to the log of its scale against the
     training photos and the logit of "an animal is in this tile".
 

@@ -100,7 +100,7 @@ class ScaleSettings:
     min_zoom: float = 0.5
     max_zoom: float = 2.0
     #: Channels of its first stage.
-    width: int = 16
+    width: int = 8
 
     def check(self) -> None:
         """Reject settings that cannot work.

@@ -37,6 +37,8 @@ def test_tiles_cover_the_photo_evenly_and_are_its_pixels():
         np.testing.assert_array_equal(tile, image[top : top + 200, left : left + 200])
     with pytest.raises(ValueError, match="smaller than one 256 px tile"):
         scale_tiles(image[:100], size=256)
+    tiles, origins = scale_tiles(image, size=200, count=6, side=300)
+    assert tiles.shape == (6, 200, 200, 3) and origins[:, 0].max() == 300 and origins[:, 1].max() == 600
 
 
 @pytest.mark.parametrize("scale", [0.6, 1.0, 1.6])
@@ -46,7 +48,8 @@ def test_the_scale_is_read_from_the_tiles_holding_animals(scale):
     discs = [(120, 120), (120, 360), (120, 600), (360, 120), (360, 360), (360, 600)]
     image = ground(shape, discs[:4], scale)
     found = estimate_scale(image, disc_reader, size=size, count=6)
-    assert found.tiles == 6 and found.votes == 4
+    # Six tiles at each of the two zooms (squares of 300 and 192 px resized to 240).
+    assert found.tiles == 12 and found.votes == 8
     assert found.scale == pytest.approx(scale, rel=0.05)
     assert found.spread < 0.05
 
@@ -55,6 +58,8 @@ def test_one_misread_tile_does_not_move_the_median():
     image = ground((480, 720), [(120, 120), (120, 360), (120, 600), (360, 120), (360, 360)], 1.0)
     image[300:420, 540:660] = 220  # a large bright rock in the sixth tile, read as a huge animal
     found = estimate_scale(image, disc_reader, size=240, count=6)
+    assert found.votes == 12 and found.scale == pytest.approx(1.0, rel=0.05)
+    found = estimate_scale(image, disc_reader, size=240, count=6, zooms=(1.0,))
     assert found.votes == 6 and found.scale == pytest.approx(1.0, rel=0.05)
 
 
