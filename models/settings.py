@@ -50,7 +50,7 @@ class DensitySettings:
     count_weight: float = 1.0
     #: Exponent of the inverse share of each class's dots in the training photos that
     #: weighs its error in the loss (0: every class alike; 1: each class's dots weigh alike).
-    class_balance: float = 0.0
+    class_balance: float = 0.5
     #: Channels at 1/4 resolution and convolutions at 1/8.
     width: int = 16
     depth: int = 4
