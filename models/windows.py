@@ -823,12 +823,20 @@ def patch_dataset(
     ds = ds.filter(lambda pixels, label: label >= 0)
     ds = ds.map(lambda pixels, label: (pixels, tf.one_hot(label, num_classes + 1)))
     if training:
-        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed + 1).batch(2))).map(
-            lambda xy, s: (augment_patch(xy[0], s, brightness), xy[1]),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
+        ds = _augmented(ds, seed + 1, brightness)
     return ds
+
+
+def _augmented(ds, seed: int, brightness: float):
+    """``ds`` of ``(image, label)`` with each image flipped, turned and brightened
+    (:func:`augment_patch`) from a stream of seeds that repeats for ``seed``."""
+    import tensorflow as tf
+
+    return tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2))).map(
+        lambda xy, s: (augment_patch(xy[0], s, brightness), xy[1]),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
 
 
 def augment_patch(image, seed, brightness: float):
@@ -930,9 +938,5 @@ def scale_dataset(
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     ds = tf.data.Dataset.zip((ds, seeds)).map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if training:
-        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed + 1).batch(2))).map(
-            lambda xy, s: (augment_patch(xy[0], s, brightness), xy[1]),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
+        ds = _augmented(ds, seed + 1, brightness)
     return ds

@@ -146,7 +146,7 @@ def paint_animals(
     for a in animals:
         shift = sun * a.length
         for r0, c0, semi, aspect, angle in outline(a):
-            _ellipse(img, r0 + shift[0], c0 + shift[1], semi, aspect, angle, colour=None)
+            blend_ellipse(img, r0 + shift[0], c0 + shift[1], semi, aspect, angle, colour=None)
     for a in animals:
         body = np.array(config.classes[a.klass].body_rgb, np.float32) * rng.uniform(0.9, 1.1)
         if a.wet:
@@ -157,12 +157,12 @@ def paint_animals(
         flipper = body * 0.8
         parts = outline(a)
         for part in parts[2:]:
-            _ellipse(img, *part, colour=flipper)
-        _ellipse(img, *parts[0], colour=body)
-        _ellipse(img, *parts[1], colour=body * 0.92)
+            blend_ellipse(img, *part, colour=flipper)
+        blend_ellipse(img, *parts[0], colour=body)
+        blend_ellipse(img, *parts[1], colour=body * 0.92)
         if a.wet:
             r0, c0, semi, _, angle = parts[0]
-            _ellipse(
+            blend_ellipse(
                 img, r0, c0, semi * 0.7, 0.12, angle, colour=np.minimum(body * 1.9 + 25, 255), strength=0.5
             )
 
@@ -186,8 +186,8 @@ def add_clutter(
         size, angle = rng.uniform(18, 32), rng.uniform(0, math.pi)
         grey = rng.uniform(45, 85)
         tone = np.array([grey + 6, grey, grey - 6], np.float32)  # a pup's size and colour
-        _ellipse(img, row + sun[0] * size, col + sun[1] * size, size / 2, 0.7, angle, colour=None)
-        _ellipse(img, row, col, size / 2, rng.uniform(0.55, 0.85), angle, colour=tone)
+        blend_ellipse(img, row + sun[0] * size, col + sun[1] * size, size / 2, 0.7, angle, colour=None)
+        blend_ellipse(img, row, col, size / 2, rng.uniform(0.55, 0.85), angle, colour=tone)
         drawn.append(("rock", row, col))
     for _ in range(rng.poisson(2 * area)):
         row, col = rng.uniform(0, height), rng.uniform(0, width)
@@ -198,16 +198,16 @@ def add_clutter(
         for _ in range(rng.integers(8, 20)):
             heading += rng.normal(0, 0.35)
             row, col = row + 5 * math.sin(heading), col + 5 * math.cos(heading)
-            _ellipse(img, row, col, 4.0, 0.5, heading, colour=tone)
+            blend_ellipse(img, row, col, 4.0, 0.5, heading, colour=tone)
         drawn.append(("kelp", row, col))
     for _ in range(rng.poisson(5 * area)):
         row, col = rng.uniform(10, height - 10), rng.uniform(10, width - 10)
         if any(math.hypot(a.row - row, a.col - col) < a.length for a in animals):
             continue  # gulls keep clear of the animals, and so of every dot
         angle, span = rng.uniform(0, math.pi), rng.uniform(7, 11)
-        _ellipse(img, row + 6 * sun[0], col + 6 * sun[1], span, 0.3, angle, colour=None)
-        _ellipse(img, row, col, span, 0.22, angle, colour=np.array([120, 120, 125], np.float32))
-        _ellipse(
+        blend_ellipse(img, row + 6 * sun[0], col + 6 * sun[1], span, 0.3, angle, colour=None)
+        blend_ellipse(img, row, col, span, 0.22, angle, colour=np.array([120, 120, 125], np.float32))
+        blend_ellipse(
             img,
             row,
             col,
@@ -220,7 +220,7 @@ def add_clutter(
     return drawn
 
 
-def _ellipse(
+def blend_ellipse(
     img: np.ndarray,
     r0: float,
     c0: float,
@@ -229,22 +229,31 @@ def _ellipse(
     angle: float,
     *,
     colour: np.ndarray | None,
+    darken: float = 0.5,
+    light: float = 1.12,
+    shading: float = 0.3,
     strength: float = 1.0,
 ) -> None:
-    """Blend a shaded ellipse of ``colour`` into ``img`` in place; with no colour, a shadow."""
+    """Blend an anti-aliased ellipse of ``colour`` into ``img`` in place, lit ``light`` along
+    its axis and ``shading`` less at its sides; with no colour, darken by up to ``darken``
+    (a shadow). ``strength`` below 1 blends it only partly (a sheen)."""
     half = semi + 2
     top, left = max(int(r0 - half), 0), max(int(c0 - half), 0)
     bottom, right = min(int(r0 + half) + 2, img.shape[0]), min(int(c0 + half) + 2, img.shape[1])
     if bottom <= top or right <= left:
         return
     rr, cc = np.mgrid[top:bottom, left:right].astype(np.float32)
-    u = (cc - c0) * math.cos(angle) + (rr - r0) * math.sin(angle)
-    v = -(cc - c0) * math.sin(angle) + (rr - r0) * math.cos(angle)
-    d = np.sqrt((u / semi) ** 2 + (v / max(semi * aspect, 0.5)) ** 2)
-    inside = np.clip((1 - d) * semi, 0, 1)[..., None] * strength
+    dr, dc = rr - r0, cc - c0
+    along = dc * math.cos(angle) + dr * math.sin(angle)
+    across = -dc * math.sin(angle) + dr * math.cos(angle)
+    minor = max(semi * aspect, 0.5)
+    d = np.sqrt((along / semi) ** 2 + (across / minor) ** 2)
+    inside = np.clip((1 - d) * semi, 0, 1)[..., None]  # anti-aliased edge, about 1 px wide
+    if strength != 1.0:
+        inside = inside * strength
     patch = img[top:bottom, left:right]
     if colour is None:
-        patch *= 1 - 0.5 * inside
+        patch *= 1 - darken * inside
     else:
-        shade = (1.12 - 0.3 * np.clip(np.abs(v) / max(semi * aspect, 0.5), 0, 1))[..., None]
+        shade = (light - shading * np.clip(np.abs(across) / minor, 0, 1))[..., None]
         patch += inside * (colour * shade - patch)

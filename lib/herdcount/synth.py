@@ -294,21 +294,9 @@ def paint_animals(
 
 def _blend_ellipse(img, r0: float, c0: float, semi: float, aspect: float, angle: float, *, colour) -> None:
     """Blend a shaded ellipse of ``colour`` into ``img``; with no colour, darken (a shadow)."""
-    half = semi + 2
-    top, left = max(int(r0 - half), 0), max(int(c0 - half), 0)
-    bottom, right = min(int(r0 + half) + 2, img.shape[0]), min(int(c0 + half) + 2, img.shape[1])
-    if bottom <= top or right <= left:
-        return
-    rr, cc = np.mgrid[top:bottom, left:right].astype(np.float32)
-    along, across = _axes(angle, rr - r0, cc - c0)
-    d = np.sqrt((along / semi) ** 2 + (across / (semi * aspect)) ** 2)
-    inside = np.clip((1 - d) * semi, 0, 1)[..., None]  # anti-aliased edge, about 1 px wide
-    patch = img[top:bottom, left:right]
-    if colour is None:
-        patch *= 1 - 0.45 * inside
-    else:
-        shade = (1.15 - 0.35 * np.clip(np.abs(across) / (semi * aspect), 0, 1))[..., None]
-        patch += inside * (colour * shade - patch)
+    realistic.blend_ellipse(
+        img, r0, c0, semi, aspect, angle, colour=colour, darken=0.45, light=1.15, shading=0.35
+    )
 
 
 def make_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
