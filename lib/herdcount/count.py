@@ -5,8 +5,8 @@ Outputs under OUT:
 - ``photos/<id>.json``: the counts of one photo, written by the executor that counted
   it; its presence marks the photo as done, so a rerun skips it.
 - ``settings.json``: what decides the counts (model, its fingerprint, scale or scale
-  model, stride); a
-  rerun with other settings into the same OUT is refused rather than mixed.
+  model, stride); a rerun with other settings into the same OUT is refused rather than
+  mixed.
 - ``submission.csv`` (Kaggle format, rounded), ``counts.csv`` (unrounded),
   ``errors.csv`` and ``run.json``, written by the driver at the end.
 """
