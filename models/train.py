@@ -30,7 +30,9 @@ import tensorflow as tf
 
 from herdcount import storage
 from herdcount.config import Config, load_config
+from herdcount.dots import masked_at
 from herdcount.imaging import resize_rgb
+from herdcount.intervals import VALIDATION_COUNTS, write_validation_counts
 from herdcount.models.builders import (
     DensityLoss,
     ScaleLoss,
@@ -64,7 +66,7 @@ from herdcount.runinfo import RunClock, fingerprint_files, read_run, write_run_j
 from herdcount.runner import run_in_process
 from herdcount.scale import estimate_scale
 from herdcount.score import column_rmse
-from herdcount.tiling import density_map, masked_counts
+from herdcount.tiling import class_counts, density_map, masked_counts, tile_scores
 
 
 def local_inputs(s: TrainSettings) -> TrainSettings:
@@ -195,10 +197,12 @@ def prepare_classifier(settings: TrainSettings, config: Config) -> dict[str, Any
     train_ids, val_ids = split_photos(
         [p.train_id for p in photos], val_fraction=settings.val_fraction, seed=settings.seed
     )
+    by_id = {p.train_id: p for p in photos}
     return {
         "names": [*config.class_names, config.background_class],
         "train_ids": train_ids,
         "val_ids": val_ids,
+        "val": [by_id[i] for i in val_ids],
         "shards": training_windows(settings, config),
     }
 
@@ -277,7 +281,35 @@ def train_classifier(settings: TrainSettings, config: Config, prep: dict[str, An
         "train_ids": prep["train_ids"],
         "val_ids": prep["val_ids"],
     }
+    if settings.data:
+        # Whole held-out photos counted as the count job counts them: the errors its survey
+        # intervals are made from.
+        truth, counted = classifier_photo_counts(model, prep["val"], settings.data, config)
+        info["val_counts"] = {"ids": [p.train_id for p in prep["val"]], "true": truth, "predicted": counted}
+        rmse, zero = column_rmse(truth, counted), column_rmse(truth, np.zeros_like(truth))
+        metrics["val_photo_rmse"] = float(rmse.mean())
+        metrics["val_photo_zero_rmse"] = float(zero.mean())
     return model, history.history, metrics, info
+
+
+def classifier_photo_counts(
+    model: keras.Model, photos: list[PhotoDots], data: str, config: Config
+) -> tuple[np.ndarray, np.ndarray]:
+    """True and counted animals per class of whole photos, counted by the classifier's
+    non-overlapping tiles (the count job's default); tiles centred in masked cells, whose
+    animals were never dotted, are left out."""
+    size, num_classes = config.thumbnail_size, len(config.classes)
+    truth, counted = [], []
+    for dots in photos:
+        photo = load_photo(data, dots, config)
+        scores = tile_scores(photo.image, model.predict_on_batch, patch=size)
+        centres = np.arange(max(scores.shape[:2])) * size + size // 2
+        masked = masked_at(
+            photo.masked, centres[: scores.shape[0]], centres[: scores.shape[1]], block=config.dots.block
+        )
+        counted.append(class_counts(scores[~masked], num_classes))
+        truth.append(dots.counts(num_classes))
+    return np.array(truth, np.float64).reshape(-1, num_classes), np.array(counted).reshape(-1, num_classes)
 
 
 # --- density model ----------------------------------------------------------------------
@@ -541,7 +573,7 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         "margin": margin,
         "flops_per_megapixel": flops,
         "class_names": config.class_names,
-        "val_counts": {"true": truth, "predicted": predicted},
+        "val_counts": {"ids": [p.train_id for p in val], "true": truth, "predicted": predicted},
         "train_ids": prep["train_ids"],
         "val_ids": prep["val_ids"],
     }
@@ -658,9 +690,11 @@ def write_run(
         storage.write_text_atomic(run / "confusion.csv", "\n".join(rows) + "\n")
         plot_confusion(matrix, names, run / "confusion.png")
     if "val_counts" in info:
-        plot_counts(
-            info["val_counts"]["true"], info["val_counts"]["predicted"], names, run / "validation_counts.png"
-        )
+        val = info["val_counts"]
+        counted = names[: val["true"].shape[1]]
+        plot_counts(val["true"], val["predicted"], counted, run / "validation_counts.png")
+        # The model's measured errors, per held-out photo: the count job's survey intervals.
+        write_validation_counts(run / VALIDATION_COUNTS, val["ids"], val["true"], val["predicted"], counted)
     extract_run = _extract_run(settings.extract)
     fingerprint = fingerprint_files(settings.extract, ["metadata"])
     described = {

@@ -131,6 +131,34 @@ def test_counts_csv_keeps_unrounded_counts_equal_to_the_known_sums(counting):
         assert (int(row[6]), int(row[7])) == (420, 300)
 
 
+def test_points_agree_with_the_submission_and_failed_photos_have_none(counting, config):
+    out = counting["out"]
+    rows = read_csv(out / "points.csv")
+    assert rows[0] == ["test_id", "class", "x", "y", "score"]
+    submission = {r[0]: r[1:] for r in read_csv(out / "submission.csv")[1:]}
+    for photo in ("0", "1", "3", "4", "5"):
+        mine = [r for r in rows[1:] if r[0] == photo]
+        assert [sum(r[1] == name for r in mine) for name in config.class_names] == [
+            int(v) for v in submission[photo]
+        ]
+        assert all(0 <= float(r[2]) < 420 and 0 <= float(r[3]) < 300 for r in mine)
+        features = json.loads((out / "points" / f"{photo}.geojson").read_text())["features"]
+        assert len(features) == len(mine)
+    # Photos that failed have no points and no GeoJSON: errors.csv lists them.
+    assert not {r[0] for r in rows[1:]} & {"2", "6", "9"}
+    assert sorted(p.stem for p in (out / "points").glob("*.geojson")) == ["0", "1", "3", "4", "5"]
+    # A run without validation_counts.csv: totals are the counted sums, without intervals.
+    totals = read_csv(out / "totals.csv")
+    assert totals[0] == ["class", "total", "low", "high", "counted", "photos"]
+    counted = np.array([r[1:6] for r in read_csv(out / "counts.csv")[1:]], float).sum(axis=0)
+    for row, summed in zip(totals[1:], counted):
+        assert row[2:4] == ["", ""] and row[5] == "5"
+        assert float(row[1]) == pytest.approx(summed, abs=0.06) and float(row[4]) == pytest.approx(
+            summed, abs=0.006
+        )
+    assert "survey totals without intervals" in counting["proc"].stdout
+
+
 def test_errors_csv_names_every_bad_file_with_its_reason(counting):
     rows = {r[1]: r for r in read_csv(counting["out"] / "errors.csv")[1:]}
     assert set(rows) == {"Test/2.jpg", "Test/6.jpg", "Test/9.jpg", "Test/notes.txt"}

@@ -35,6 +35,9 @@ def test_scores_match_values_computed_by_hand(tmp_path, truth):
     }
     assert result["rmse"] == pytest.approx(expected)
     assert result["mean_rmse"] == pytest.approx(sum(expected.values()) / 5)
+    assert result["mae"] == pytest.approx(
+        {"adult_males": 1 / 3, "subadult_males": 1 / 3, "adult_females": 0.0, "juveniles": 1.0, "pups": 2 / 3}
+    )
     zeros = {
         "adult_males": math.sqrt(10 / 3),
         "subadult_males": math.sqrt(4 / 3),
@@ -53,9 +56,10 @@ def test_command_prints_the_table(tmp_path, truth):
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].split() == ["class", "RMSE", "all", "zeros"]
+    assert lines[0].split() == ["class", "RMSE", "MAE", "all", "zeros"]
     assert lines[6].split() == [
         "mean",
+        "0.0000",
         "0.0000",
         f"{(sum(math.sqrt(v / 3) for v in (10, 4, 17, 5, 45)) / 5):.4f}",
     ]

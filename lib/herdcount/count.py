@@ -7,8 +7,12 @@ Outputs under OUT:
 - ``settings.json``: what decides the counts (model, its fingerprint, scale or scale
   model, stride); a rerun with other settings into the same OUT is refused rather than
   mixed.
-- ``submission.csv`` (Kaggle format, rounded), ``counts.csv`` (unrounded),
-  ``errors.csv`` and ``run.json``, written by the driver at the end.
+- ``points/<id>.geojson``: where the photo's animals are, written by its executor before
+  its record.
+- ``submission.csv`` (Kaggle format, rounded), ``counts.csv`` (unrounded), ``points.csv``
+  (one row per animal), ``totals.csv`` (survey totals per class with an interval, and
+  ``totals_by_group.csv`` with ``--groups``), ``errors.csv`` and ``run.json``, written by the
+  driver at the end.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ import numpy as np
 
 from herdcount import storage
 from herdcount.config import Config, resolve_scheme
-from herdcount.imaging import PhotoError, decode_rgb, decode_rgb_scaled, resize_rgb
+from herdcount.imaging import PhotoError, decode_rgb, decode_rgb_scaled, image_shape, resize_rgb
+from herdcount.intervals import SurveyTotals, ValidationCounts, read_validation_counts, survey_totals
 from herdcount.kaggle import id_key
+from herdcount.locate import Points, density_points, points_geojson, window_points
 from herdcount.predictors import LOADS, LoadedModel, load_model, read_model_info
 from herdcount.records import Status, TaskError
 from herdcount.runinfo import fingerprint_files, read_run
@@ -62,6 +68,8 @@ class CountSettings:
     scale_model: str | None = None
     #: Resize factors ``--scale auto`` keeps to: what the estimate may ask for.
     auto_range: tuple[float, float] = (0.25, 4.0)
+    #: Class names, for the points' GeoJSON.
+    class_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,8 @@ class PhotoResult:
     #: Of the photo as counted (after ``--scale``).
     width: int = 0
     height: int = 0
+    #: One per animal counted, in the original photo's pixels (as read, before ``--scale``).
+    points: Points | None = None
     #: The resize factor it was counted at, and with ``--scale auto`` the ground scale read
     #: in it (its inverse, before clipping) and the spread of the tiles' readings.
     scale: float = 1.0
@@ -117,6 +127,7 @@ class PhotoResult:
         """The photo's JSON record, as photos/<id>.json holds it."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._TRANSIENT}
         data["status"] = str(self.status)
+        data["points"] = None if self.points is None else self.points.to_dict()
         return data
 
     @classmethod
@@ -132,7 +143,15 @@ class PhotoResult:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"not a photo record: unknown keys {unknown}")
-        return cls(**{**data, "status": Status(data["status"])}, resumed=resumed)
+        points = data.get("points")
+        return cls(
+            **{
+                **data,
+                "status": Status(data["status"]),
+                "points": None if points is None else Points.from_dict(points),
+            },
+            resumed=resumed,
+        )
 
 
 @dataclass
@@ -271,6 +290,39 @@ def read_sample_ids(path: str | Path) -> list[str]:
     return ids
 
 
+def read_groups(path: str | Path, ids: set[str], *, column: str = "group") -> dict[str, str]:
+    """Photo id to group, from a CSV with a ``test_id`` (or ``path``: the file's stem is the
+    id, as in manifest.csv) and a ``column`` column; photos it does not list are in no group.
+
+    Raises
+    ------
+    ValueError
+        If a column is missing, an id appears twice or is not a photo of the survey; the
+        message names the file and line.
+    """
+    rows = list(csv.reader(io.StringIO(storage.read_text(path), newline="")))
+    header = [c.strip() for c in rows[0]] if rows else []
+    key = "test_id" if "test_id" in header else "path" if "path" in header else None
+    if key is None or column not in header:
+        raise ValueError(f"{path}: columns {header}; expected test_id (or path) and {column!r}")
+    at, group_at = header.index(key), header.index(column)
+    groups: dict[str, str] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise ValueError(f"{path}, line {line}: {len(row)} fields; expected {len(header)}")
+        photo = row[at].strip()
+        if key == "path":
+            photo = storage.basename(photo).rsplit(".", 1)[0]
+        if photo in groups:
+            raise ValueError(f"{path}, line {line}: id {photo!r} appears twice")
+        if photo not in ids:
+            raise ValueError(f"{path}, line {line}: id {photo!r} is not a photo of this survey")
+        groups[photo] = row[group_at].strip()
+    return groups
+
+
 def settings_key(settings: CountSettings) -> dict[str, Any]:
     """What decides the counts of a photo: the model file and the options that change them."""
     model = storage.read_bytes(storage.join(settings.model, "model.keras"))
@@ -335,15 +387,24 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> PhotoResult:
         load_cpu = time.process_time() - cpu
         cpu = time.process_time()
         found = None
+        data = _read(task)
         if reader is None:
             scale = settings.scale
-            image = decode_rgb_scaled(_read(task), task.name, scale=scale)
+            image = decode_rgb_scaled(data, task.name, scale=scale)
+            # The header's size, or the counted one (a photo read at scale 1 is its own size).
+            original = (image_shape(data) if scale != 1 else None) or image.shape
         else:
-            image = decode_rgb(_read(task), task.name)
+            image = decode_rgb(data, task.name)
+            original = image.shape
             found = estimate_scale(image, reader.predict, size=int(reader.info["tile_size"]))
             scale = float(np.clip(1.0 / found.scale, *settings.auto_range))
             image = resize_rgb(image, scale)
-        counts = count_image(image, model, settings)
+        counts, points = count_image(image, model, settings)
+        points = points.resized(image.shape[0] / original[0], image.shape[1] / original[1])
+        storage.write_text_atomic(
+            storage.join(settings.out, "points", f"{task.photo_id}.geojson"),
+            points_geojson(points, list(settings.class_names), name=task.name),
+        )
     except PhotoError as exc:
         return _error(task.photo_id, task.name, exc.reason)
     except Exception as exc:
@@ -355,6 +416,7 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> PhotoResult:
         counts=[round(float(c), 4) for c in counts],
         width=int(image.shape[1]),
         height=int(image.shape[0]),
+        points=points,
         scale=round(scale, 4),
         ground_scale=None if found is None else round(found.scale, 4),
         scale_spread=None if found is None else round(found.spread, 4),
@@ -371,13 +433,22 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> PhotoResult:
     return record
 
 
-def count_image(image: np.ndarray, model: LoadedModel, settings: CountSettings) -> np.ndarray:
-    """Counts per animal class in one decoded photo.
+def count_image(image: np.ndarray, model: LoadedModel, settings: CountSettings) -> tuple[np.ndarray, Points]:
+    """Counts per animal class in one decoded photo, and a point per counted animal.
 
     Density models: the sum of each class map over the whole photo, computed in tiles of
-    ``settings.tile`` pixels with the model's margin (see :func:`density_map`).
+    ``settings.tile`` pixels with the model's margin (see :func:`density_map`); points from
+    the map's peaks, as many per class as the rounded count (:func:`density_points`).
     Classifiers: windows per class (see :func:`class_counts`); at the patch stride the
-    seed's non-overlapping tiles, below it every window from the fully convolutional form.
+    seed's non-overlapping tiles, below it every window from the fully convolutional form;
+    points at the centres of windows won by an animal class (:func:`window_points`).
+
+    Returns
+    -------
+    (K,) float64 array
+        Unrounded counts.
+    Points
+        In the pixels of ``image``.
     """
     info = model.info
     if info["kind"] == "density":
@@ -386,7 +457,8 @@ def count_image(image: np.ndarray, model: LoadedModel, settings: CountSettings) 
         density = density_map(
             image, model.predict, stride=stride, tile=tile, margin=margin, batch_size=settings.batch_size
         )
-        return density.sum(axis=(0, 1), dtype=np.float64)
+        counts = density.sum(axis=(0, 1), dtype=np.float64)
+        return counts, density_points(density, stride=stride, counts=_rounded(counts))
     patch = int(info["patch_size"])
     stride = settings.stride or patch
     if stride == patch:
@@ -401,7 +473,22 @@ def count_image(image: np.ndarray, model: LoadedModel, settings: CountSettings) 
             tile=settings.tile,
             batch_size=settings.batch_size,
         )
-    return class_counts(scores, settings.num_classes, weight=(stride / patch) ** 2)
+    counts = class_counts(scores, settings.num_classes, weight=(stride / patch) ** 2)
+    points = window_points(
+        scores,
+        settings.num_classes,
+        patch=patch,
+        stride=stride,
+        counts=_rounded(counts),
+        shape=image.shape[:2],
+    )
+    return counts, points
+
+
+def _rounded(counts: np.ndarray) -> np.ndarray:
+    """Counts as submission.csv has them, from the 4 decimals photos/<id>.json keeps: the
+    points of a photo agree with its row."""
+    return np.rint(np.maximum(np.round(counts, 4), 0)).astype(np.int64)
 
 
 def _read(task: PhotoTask) -> bytes:
@@ -435,13 +522,25 @@ def submission_csv(plan: CountPlan, counted: dict[str, list[float]], config: Con
     writer.writerow(["test_id", *config.class_names])
     zeros = [0.0] * len(config.class_names)
     for photo_id in plan.order:
-        values = np.rint(np.maximum(counted.get(photo_id, zeros), 0)).astype(int)
-        writer.writerow([photo_id, *values.tolist()])
+        writer.writerow([photo_id, *_rounded(np.asarray(counted.get(photo_id, zeros))).tolist()])
     return buf.getvalue()
 
 
-def write_outputs(plan: CountPlan, results: list[PhotoResult], config: Config) -> dict[str, Any]:
-    """Write submission.csv, counts.csv and errors.csv into OUT; return the run's totals."""
+def write_outputs(
+    plan: CountPlan,
+    results: list[PhotoResult],
+    config: Config,
+    *,
+    errors_measured: ValidationCounts | None = None,
+    groups: dict[str, str] | None = None,
+    level: float = 0.9,
+) -> dict[str, Any]:
+    """Write submission.csv, counts.csv, points.csv, totals.csv (and totals_by_group.csv
+    with ``groups``) and errors.csv into OUT; return the run's totals.
+
+    ``errors_measured`` are the model's held-out photos' counts, from which the totals'
+    intervals are made (:func:`herdcount.intervals.survey_totals`); without them the totals
+    have no interval."""
     records = plan.done + results
     ok = sorted((r for r in records if r.status == OK), key=lambda r: id_key(r.test_id))
     errors = sorted((r for r in plan.rows + results if r.status == ERROR), key=lambda r: id_key(r.test_id))
@@ -465,10 +564,33 @@ def write_outputs(plan: CountPlan, results: list[PhotoResult], config: Config) -
         ],
     )
     storage.write_csv_atomic(
+        storage.join(out, "points.csv"),
+        ["test_id", "class", "x", "y", "score"],
+        ([r.test_id, names[k], x, y, score] for r in ok for x, y, k, score in zip(*_point_columns(r.points))),
+    )
+    storage.write_csv_atomic(
         storage.join(out, "errors.csv"),
         ["test_id", "file", "reason"],
         [[e.item, e.file, e.reason] for e in (r.error for r in errors)],
     )
+    matrix = np.array([r.counts for r in ok], np.float64).reshape(len(ok), len(names))
+    survey = survey_totals(matrix, errors_measured, level=level)
+    storage.write_csv_atomic(storage.join(out, "totals.csv"), TOTALS_HEADER, totals_rows(survey, names))
+    by_group = {}
+    if groups is not None:
+        members: dict[str, list[int]] = {}
+        for i, r in enumerate(ok):
+            if r.test_id in groups:
+                members.setdefault(groups[r.test_id], []).append(i)
+        by_group = {
+            g: survey_totals(matrix[rows], errors_measured, level=level)
+            for g, rows in sorted(members.items())
+        }
+        storage.write_csv_atomic(
+            storage.join(out, "totals_by_group.csv"),
+            ["group", *TOTALS_HEADER],
+            ([g, *row] for g, t in by_group.items() for row in totals_rows(t, names)),
+        )
     in_order = set(plan.order)
     fresh = [r for r in results if r.status == OK and not r.resumed]
     totals = {
@@ -484,8 +606,55 @@ def write_outputs(plan: CountPlan, results: list[PhotoResult], config: Config) -
         "cpu_s_per_photo": round(float(np.mean([r.cpu_s for r in fresh])), 3) if fresh else None,
         "workers": len({r.pid for r in fresh}),
         "model_loads_per_worker": max((r.model_loads for r in fresh), default=0),
+        "points": int(sum(len(r.points) for r in ok if r.points is not None)),
+        "survey_totals": _totals_record(survey, names),
+        "interval_from_photos": None if errors_measured is None else len(errors_measured.ids),
+        "interval_level": level,
+        **({"group_totals": {g: _totals_record(t, names) for g, t in by_group.items()}} if by_group else {}),
     }
     return totals
+
+
+#: Columns of totals.csv.
+TOTALS_HEADER = ["class", "total", "low", "high", "counted", "photos"]
+
+
+def totals_rows(totals: SurveyTotals, names: list[str]) -> list[list[Any]]:
+    """Rows of totals.csv: per class the estimate, the interval's ends (empty without the
+    model's measured errors), the counted sum and the photos summed."""
+
+    def cell(v: float) -> Any:
+        return "" if np.isnan(v) else round(float(v), 1)
+
+    return [
+        [
+            name,
+            cell(totals.total[k]),
+            cell(totals.low[k]),
+            cell(totals.high[k]),
+            round(float(totals.counted[k]), 2),
+            totals.photos,
+        ]
+        for k, name in enumerate(names)
+    ]
+
+
+def _totals_record(totals: SurveyTotals, names: list[str]) -> dict[str, dict[str, float | None]]:
+    return {
+        name: {
+            key: None if np.isnan(v[k]) else round(float(v[k]), 1)
+            for key, v in (("total", totals.total), ("low", totals.low), ("high", totals.high))
+        }
+        for k, name in enumerate(names)
+    }
+
+
+def _point_columns(points: Points | None) -> tuple[list, list, list, list]:
+    """``x, y, class, score`` columns of a photo's points (x = column, y = row)."""
+    if points is None or not len(points):
+        return [], [], [], []
+    data = points.to_dict()
+    return data["x"], data["y"], data["class"], data["score"]
 
 
 def format_summary(totals: dict[str, Any], errors: list[TaskError]) -> str:
@@ -504,6 +673,19 @@ def format_summary(totals: dict[str, Any], errors: list[TaskError]) -> str:
             f"{len(totals['not_in_submission'])} counted photos are not in sample_submission.csv and were left "
             "out of submission.csv (they are in counts.csv)"
         )
+    survey = totals.get("survey_totals")
+    if survey:
+        if totals.get("interval_from_photos"):
+            lines.append(
+                f"survey totals, {round(100 * totals.get('interval_level', 0.9))} % intervals from the model's "
+                f"{totals['interval_from_photos']} held-out photos (totals.csv): "
+                + ", ".join(f"{k} {v['total']:g} ({v['low']:g}-{v['high']:g})" for k, v in survey.items())
+            )
+        else:
+            lines.append(
+                "survey totals without intervals: the model's run has no validation_counts.csv (trained before "
+                "herdcount wrote it, or a classifier trained without --data)"
+            )
     for r in errors:
         lines.append(f"  failed {r.file}: {r.reason}")
     return "\n".join(lines)
@@ -542,16 +724,21 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
     batch_size: int = 4
     photos_per_task: int = 1
     scale_model: str | None = None
+    groups: str | None = None
+    group_by: str = "group"
+    interval: float = 0.9
 
     def __post_init__(self) -> None:
         self.items_per_task = self.photos_per_task
 
     def paths(self) -> list[str | None]:
-        return [self.images, self.model, self.out, self.scheme, self.scale_model]
+        return [self.images, self.model, self.out, self.scheme, self.scale_model, self.groups]
 
     def plan(self) -> CountPlan:
         if not 0 < self.scale <= 4:
             raise ValueError(f"--scale must be in (0, 4], got {self.scale}")
+        if not 0 < self.interval < 1:
+            raise ValueError(f"--interval must be in (0, 1), got {self.interval}")
         if self.tile < 8 or self.batch_size < 1 or self.photos_per_task < 1:
             raise ValueError(
                 f"--tile must be >= 8 and --batch-size, --photos-per-task >= 1, got "
@@ -569,7 +756,15 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
                     f"--scale-model {self.scale_model!r} is a {reader['kind']} run; --scale auto needs a run "
                     "of herdcount train --kind scale"
                 )
+        errors = read_validation_counts(self.model)
+        if errors is not None and errors.class_names != list(config.class_names):
+            raise ValueError(
+                f"{storage.join(self.model, 'validation_counts.csv')}: classes {errors.class_names}; "
+                f"expected the scheme's {list(config.class_names)}"
+            )
         plan = plan_count(self.images, self.out, sample=self.sample)
+        listed = {t.photo_id for t in plan.tasks} | {r.test_id for r in plan.done}
+        groups = None if self.groups is None else read_groups(self.groups, listed, column=self.group_by)
         settings = CountSettings(
             out=self.out,
             model=self.model,
@@ -580,9 +775,12 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
             tile=self.tile,
             batch_size=self.batch_size,
             scale_model=self.scale_model,
+            class_names=tuple(config.class_names),
         )
         claim_out(settings)
-        plan.job = _CountContext(settings, config, info, trained.times.get("started_at") if trained else None)
+        plan.job = _CountContext(
+            settings, config, info, trained.times.get("started_at") if trained else None, errors, groups
+        )
         return plan
 
     def items(self, plan: CountPlan) -> list[PhotoTask]:
@@ -602,7 +800,15 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
 
     def finish(self, plan: CountPlan, results: list[PhotoResult], work_s: float) -> Outcome:
         context = plan.job
-        totals = {**write_outputs(plan, results, context.config), "count_s": round(work_s, 3)}
+        written = write_outputs(
+            plan,
+            results,
+            context.config,
+            errors_measured=context.errors,
+            groups=context.groups,
+            level=self.interval,
+        )
+        totals = {**written, "count_s": round(work_s, 3)}
         inputs = {
             "images": storage.absolute(self.images),
             "sample_submission": plan.sample,
@@ -627,7 +833,9 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
         )
         lines = [
             format_summary(totals, errors),
-            f"outputs: {storage.join(self.out, 'submission.csv')}, counts.csv, errors.csv, run.json",
+            f"outputs: {storage.join(self.out, 'submission.csv')}, counts.csv, points.csv, totals.csv"
+            + (", totals_by_group.csv" if context.groups is not None else "")
+            + ", errors.csv, run.json",
         ]
         code = 0
         if totals["failed"]:
@@ -655,3 +863,7 @@ class _CountContext:
     config: Config
     info: dict[str, Any]
     trained_at: str | None
+    #: The model's held-out photos' counts (its measured errors), when its run has them.
+    errors: ValidationCounts | None = None
+    #: Photo id to group, from ``--groups``.
+    groups: dict[str, str] | None = None

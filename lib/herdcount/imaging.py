@@ -95,6 +95,19 @@ def jpeg_shape(data: bytes) -> tuple[int, int, int] | None:
     return (height, width, 3)
 
 
+def image_shape(data: bytes) -> tuple[int, int, int] | None:
+    """``(H, W, 3)`` of an encoded image from its header (any format Pillow reads); None
+    where the header cannot be read."""
+    shape = jpeg_shape(data)
+    if shape is not None:
+        return shape
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            return (opened.height, opened.width, 3)
+    except Exception:
+        return None
+
+
 def decode_rgb_scaled(data: bytes, name: str = "<bytes>", *, scale: float = 1.0) -> np.ndarray:
     """Decode image bytes into an RGB array resized by ``scale``.
 

@@ -71,6 +71,13 @@ class PointScores:
         """Matched share of true points per class (1 where there were none)."""
         return np.where(self.truth > 0, self.matched / np.maximum(self.truth, 1), 1.0)
 
+    @property
+    def f1(self) -> NDArray[np.float64]:
+        """Harmonic mean of precision and recall per class (1 where there was nothing to
+        find and nothing was found)."""
+        total = self.found + self.truth
+        return np.where(total > 0, 2 * self.matched / np.maximum(total, 1), 1.0)
+
     def __add__(self, other: PointScores) -> PointScores:
         return PointScores(self.matched + other.matched, self.found + other.found, self.truth + other.truth)
 

@@ -66,6 +66,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--photos-per-task", type=int, default=1, help="photos per Spark task (default: %(default)s)"
     )
     parser.add_argument(
+        "--groups",
+        metavar="CSV",
+        help="survey totals per group too (totals_by_group.csv): a CSV of test_id (or path, as in "
+        "manifest.csv) and a group column",
+    )
+    parser.add_argument(
+        "--group-by",
+        default="group",
+        metavar="COLUMN",
+        help="with --groups: the column naming each photo's group, e.g. a manifest layout field such as "
+        "site (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=0.9,
+        help="share of the truth's distribution the survey totals' intervals hold (default: %(default)s)",
+    )
+    parser.add_argument(
         "--scheme",
         help="class scheme: a YAML file or a packaged scheme (default: the one the model was trained with, "
         f"else {DEFAULT_SCHEME})",
@@ -103,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         tile=args.tile,
         batch_size=args.batch_size,
         photos_per_task=args.photos_per_task,
+        groups=args.groups,
+        group_by=args.group_by,
+        interval=args.interval,
     )
     return run_job(job, SparkOptions(args.master, args.spark_conf))
 

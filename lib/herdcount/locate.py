@@ -1,0 +1,326 @@
+"""Where the animals are: one point per counted animal, from density maps or classified windows.
+
+Pure numpy/scipy. Points are ``(row, col)`` inside arrays; the count job writes them as
+``x, y`` (column, row) where its file formats ask.
+
+From a density map, per class (:func:`density_points`):
+
+1. The animals sit at the map's local maxima (3x3 cells): each dot was learned as a
+   Gaussian of about one cell, so an animal is a peak, and two animals of one class lie
+   further apart than that.
+2. Every cell with density belongs to its nearest peak within ``reach`` cells; a peak's
+   mass is the density it gathers: about 1 for one animal, 2 for two animals too close
+   for two peaks, 0.3 for a faint response.
+3. The class's number of points is its rounded count (the photo's row of submission.csv),
+   shared out over the peaks by their masses: each peak gets the whole animals its mass
+   holds, and the remaining points go to the largest remainders (Hamilton's method). So
+   points and counts always agree, and a faint peak becomes a point only where the count
+   says an animal is missing.
+4. A point lies at the density-weighted centre of its peak's 3x3 cells (a peak of two
+   points: the two centres of a weighted 2-means over its cells), and scores its peak's mass
+   per point, at most 1.
+
+From classified windows (:func:`window_points`): each window whose highest score is an
+animal class is a point at the window's centre, scored by that score; windows that overlap
+(a stride below the patch size) keep, per class, the best-scored windows at least half a
+patch apart, as many as the rounded count.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
+
+
+@dataclass(frozen=True, eq=False)
+class Points:
+    """Animals found in one photo.
+
+    Attributes
+    ----------
+    coords : (N, 2) float64 array
+        Positions ``(row, col)`` in pixels.
+    classes : (N,) int64 array
+        Class indices.
+    scores : (N,) float64 array
+        How surely each point is an animal, in [0, 1].
+    """
+
+    coords: NDArray[np.float64]
+    classes: NDArray[np.int64]
+    scores: NDArray[np.float64]
+
+    @classmethod
+    def empty(cls) -> Points:
+        """No points."""
+        return cls(np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros(0))
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Points):
+            return NotImplemented
+        return all(
+            np.array_equal(a, b)
+            for a, b in zip(
+                (self.coords, self.classes, self.scores), (other.coords, other.classes, other.scores)
+            )
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def counts(self, n_classes: int) -> NDArray[np.int64]:
+        """Points per class."""
+        return np.bincount(self.classes, minlength=n_classes)[:n_classes].astype(np.int64)
+
+    def resized(self, factor_row: float, factor_col: float) -> Points:
+        """The points of a photo resized by these factors, in the original photo's pixels
+        (pixel centres map to pixel centres: ``(u + 0.5) / f - 0.5``)."""
+        factor = np.array([factor_row, factor_col])
+        return Points((self.coords + 0.5) / factor - 0.5, self.classes, self.scores)
+
+    def to_dict(self) -> dict[str, list]:
+        """Columns for JSON: ``x`` (column) and ``y`` (row) to a tenth of a pixel, ``class``
+        and ``score`` to three decimals."""
+        return {
+            "x": np.round(self.coords[:, 1], 1).tolist(),
+            "y": np.round(self.coords[:, 0], 1).tolist(),
+            "class": self.classes.tolist(),
+            "score": np.round(self.scores, 3).tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list]) -> Points:
+        """The inverse of :meth:`to_dict`."""
+        coords = np.column_stack([data["y"], data["x"]]).astype(np.float64).reshape(-1, 2)
+        return cls(coords, np.asarray(data["class"], np.int64), np.asarray(data["score"], np.float64))
+
+
+def density_points(
+    density: ArrayLike,
+    *,
+    stride: int,
+    counts: ArrayLike | None = None,
+    reach: float = 3.0,
+) -> Points:
+    """One point per animal of a per-class density map (see the module's docstring).
+
+    Parameters
+    ----------
+    density : (H, W, K) array_like
+        Density per output cell and class; cell ``(i, j)`` covers pixels ``stride * i`` to
+        ``stride * i + stride - 1``, and a dot at pixel ``p`` peaks in the cell whose centre
+        ``stride * (i + 0.5)`` is nearest.
+    stride : int
+        Pixels per cell side.
+    counts : (K,) array_like, optional
+        Points per class; default: the map's sums, rounded to non-negative integers.
+    reach : float, optional
+        Cells farther than this from every peak give no peak their mass.
+
+    Returns
+    -------
+    Points
+        In pixels of the map's photo.
+    """
+    density = np.asarray(density, dtype=np.float64)
+    if density.ndim != 3:
+        raise ValueError(f"density must be an (H, W, K) array, got shape {density.shape}")
+    if stride < 1:
+        raise ValueError(f"stride must be positive, got {stride}")
+    n_classes = density.shape[2]
+    wanted = np.rint(np.maximum(density.sum(axis=(0, 1)) if counts is None else counts, 0)).astype(int)
+    if wanted.shape != (n_classes,):
+        raise ValueError(f"counts must hold one number per class ({n_classes}), got shape {wanted.shape}")
+    coords, classes, scores = [], [], []
+    for k in range(n_classes):
+        if wanted[k] == 0:
+            continue
+        at, score = _class_points(density[..., k], int(wanted[k]), reach)
+        coords.append(stride * (at + 0.5))
+        classes.append(np.full(len(at), k, np.int64))
+        scores.append(score)
+    if not coords:
+        return Points.empty()
+    return Points(np.concatenate(coords), np.concatenate(classes), np.concatenate(scores))
+
+
+def _class_points(m: np.ndarray, n: int, reach: float) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` points of one class's map, in cells, and their scores."""
+    positive = m > 0
+    if not positive.any():
+        return np.zeros((0, 2)), np.zeros(0)
+    peak = positive & (m >= ndi.maximum_filter(m, size=3, mode="constant", cval=0.0))
+    # A plateau of equal values (a saturated or constant map) is one peak, not one per cell.
+    peak &= ~_left_or_above_equal(m, peak)
+    peaks = np.argwhere(peak)
+    # Each cell's nearest peak, from one exact Euclidean distance transform (linear in the
+    # map's cells, where a tree query per cell is not).
+    dist, (near_row, near_col) = ndi.distance_transform_edt(~peak, return_indices=True)
+    index = np.full(m.shape, -1, dtype=np.int64)
+    index[peak] = np.arange(len(peaks))
+    gather = positive & (dist <= reach)
+    owner = index[near_row[gather], near_col[gather]]
+    mass = np.bincount(owner, weights=m[gather], minlength=len(peaks))
+    share = _apportion(mass, n)
+    coords, scores = [], []
+    centres = _peak_centres(m, peaks)
+    for i in np.flatnonzero(share):
+        if share[i] == 1:
+            coords.append(centres[i][None])
+        else:
+            mine = owner == i
+            cells = np.argwhere(gather)[mine].astype(np.float64)
+            coords.append(_weighted_means(cells, m[gather][mine], int(share[i])))
+        scores.append(np.full(len(coords[-1]), min(1.0, mass[i] / share[i])))
+    return np.concatenate(coords), np.concatenate(scores)
+
+
+def _left_or_above_equal(m: np.ndarray, peak: np.ndarray) -> np.ndarray:
+    """Peaks with an equal peak to their left or above (so a plateau keeps one cell)."""
+    tie = np.zeros_like(peak)
+    tie[1:] |= peak[1:] & peak[:-1] & (m[1:] == m[:-1])
+    tie[:, 1:] |= peak[:, 1:] & peak[:, :-1] & (m[:, 1:] == m[:, :-1])
+    return tie
+
+
+def _apportion(mass: np.ndarray, n: int) -> np.ndarray:
+    """``n`` points shared over peaks by mass (Hamilton's method): whole animals first, then
+    one each to the largest remainders (ties to the larger mass), then round the largest
+    masses again while points are left."""
+    whole = np.floor(mass).astype(int)
+    if whole.sum() > n:
+        # Fewer points asked for than the peaks hold whole animals: one each, largest first.
+        whole = np.zeros(len(mass), int)
+        whole[np.argsort(-mass, kind="stable")[:n]] = 1
+        return whole
+    left = n - whole.sum()
+    order = np.lexsort((-mass, -(mass - whole)))
+    while left > 0:
+        take = order[:left]
+        whole[take] += 1
+        left -= len(take)
+        order = np.argsort(-mass, kind="stable")
+    return whole
+
+
+def _peak_centres(m: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    """Density-weighted centres of each peak's 3x3 cells, in cells."""
+    padded = np.pad(m, 1)
+    offsets = np.array([(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)], dtype=np.float64)
+    rows = peaks[:, :1] + 1 + offsets[None, :, 0].astype(int)
+    cols = peaks[:, 1:] + 1 + offsets[None, :, 1].astype(int)
+    w = padded[rows, cols]
+    return peaks + (w @ offsets) / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+
+
+def _weighted_means(points: np.ndarray, weight: np.ndarray, k: int, iterations: int = 10) -> np.ndarray:
+    """``k`` centres of weighted points (Lloyd's k-means, started along the main axis)."""
+    mean = np.average(points, axis=0, weights=weight)
+    if len(points) < k:
+        return np.repeat(mean[None], k, axis=0)
+    cov = np.cov(points.T, aweights=weight) if len(points) > 1 else np.eye(2)
+    values, vectors = np.linalg.eigh(np.atleast_2d(cov))
+    axis = vectors[:, -1] * np.sqrt(max(values[-1], 1e-6))
+    centres = mean + np.linspace(-1, 1, k)[:, None] * axis
+    for _ in range(iterations):
+        assign = np.argmin(((points[:, None] - centres[None]) ** 2).sum(axis=2), axis=1)
+        for j in range(k):
+            if (assign == j).any():
+                centres[j] = np.average(points[assign == j], axis=0, weights=weight[assign == j])
+    return centres
+
+
+def window_points(
+    scores: ArrayLike,
+    num_classes: int,
+    *,
+    patch: int,
+    stride: int,
+    counts: ArrayLike | None = None,
+    shape: tuple[int, int] | None = None,
+) -> Points:
+    """One point per window classified as an animal (see the module's docstring).
+
+    Parameters
+    ----------
+    scores : (R, C, K + 1) array_like
+        Class scores of the windows at ``stride`` offsets (the background class last).
+    num_classes : int
+        The animal classes, the first ``num_classes`` scores.
+    patch, stride : int
+        Window side and offset in pixels.
+    counts : (K,) array_like, optional
+        With overlapping windows, points per class (the rounded counts); by default every
+        window won by the class, at most one per half patch.
+    shape : (int, int), optional
+        The photo's ``(height, width)``: centres of windows that hang over its edge are
+        kept inside it.
+
+    Returns
+    -------
+    Points
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    winners = np.argmax(scores, axis=-1)
+    best = np.max(scores, axis=-1)
+    rows, cols = np.nonzero(winners < num_classes)
+    centres = np.column_stack([rows * stride, cols * stride]) + (patch - 1) / 2
+    if shape is not None:
+        centres = np.minimum(centres, np.array(shape, np.float64) - 1)
+    klass, score = winners[rows, cols].astype(np.int64), best[rows, cols]
+    if stride >= patch:
+        return Points(centres.astype(np.float64), klass, score)
+    wanted = None if counts is None else np.rint(np.maximum(np.asarray(counts), 0)).astype(int)
+    keep: list[int] = []
+    for k in range(num_classes):
+        mine = np.flatnonzero(klass == k)
+        if not len(mine):
+            continue
+        mine = mine[np.argsort(-score[mine], kind="stable")]
+        tree = cKDTree(centres[mine])
+        # Greedy non-maximum suppression: the best window of a class stands for the ones
+        # within half a patch of it.
+        free = np.ones(len(mine), dtype=bool)
+        chosen = 0
+        for i in range(len(mine)):
+            if not free[i]:
+                continue
+            if wanted is not None and chosen >= wanted[k]:
+                break
+            keep.append(int(mine[i]))
+            chosen += 1
+            free[tree.query_ball_point(centres[mine[i]], patch / 2 - 1e-9)] = False
+    keep = np.array(sorted(keep), dtype=np.int64)
+    return Points(centres[keep].astype(np.float64).reshape(-1, 2), klass[keep], score[keep])
+
+
+def points_geojson(points: Points, class_names: list[str], *, name: str) -> str:
+    """A GeoJSON FeatureCollection of the points, in pixel coordinates of the photo ``name``.
+
+    RFC 7946 coordinates are longitude and latitude; a photo without georeferencing has
+    only pixels, so the collection says so in a member of its own (``coordinates``), and
+    each point is ``[x, y]`` = ``[column, row]`` from the photo's top-left pixel centre.
+    """
+    x, y = points.coords[:, 1], points.coords[:, 0]
+    features = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [round(float(a), 1), round(float(b), 1)]},
+            "properties": {"class": class_names[int(k)], "score": round(float(s), 3)},
+        }
+        for a, b, k, s in zip(x, y, points.classes, points.scores)
+    ]
+    collection = {
+        "type": "FeatureCollection",
+        "name": name,
+        "coordinates": "pixels: [x, y] = [column, row] of the photo, from its top-left pixel",
+        "features": features,
+    }
+    return json.dumps(collection)

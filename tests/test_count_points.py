@@ -1,0 +1,192 @@
+"""The count job's points and survey totals, end to end in one process (the runner's
+in-process mode, which makes the same outputs as Spark): animals painted at known places,
+a density model with fixed weights that turns each into one animal's mass, and the points
+found where they were painted, at the photo's own size and counted at twice it."""
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+from PIL import Image
+
+from herdcount.count import CountJob
+from herdcount.intervals import write_validation_counts
+from herdcount.models.builders import save_model_run
+from herdcount.runner import run_in_process
+from herdcount.score import main as score_main
+
+pytestmark = pytest.mark.slow
+
+SIGMA, PEAK = 6.0, 250.0  # the painted animals: Gaussian spots, one colour channel per class
+SHAPE = (300, 400)
+
+
+def spot_model(scale: float) -> keras.Model:
+    """Density per 8x8 cell: class k (k < 3) is the cell's mean channel k, weighted so that a
+    spot counted at ``scale`` holds one animal; classes 3 and 4 are never seen."""
+    inputs = keras.Input(shape=(None, None, 3))
+    x = layers.AveragePooling2D(8)(layers.Rescaling(1 / 255)(inputs))
+    conv = layers.Conv2D(5, 1, use_bias=False)
+    model = keras.Model(inputs, conv(x))
+    weight = 64 * 255 / (PEAK * 2 * np.pi * (SIGMA * scale) ** 2)
+    kernel = np.zeros((1, 1, 3, 5), np.float32)
+    kernel[0, 0, [0, 1, 2], [0, 1, 2]] = weight
+    conv.set_weights([kernel])
+    return model
+
+
+def paint(rng) -> tuple[np.ndarray, list[tuple[float, float, int]]]:
+    """A black photo with 6 spots of each of 3 classes, a class's spots 40 px apart or more
+    and 24 px from the edges."""
+    animals: list[tuple[float, float, int]] = []
+    while len(animals) < 18:
+        row, col, k = *rng.uniform((24, 24), (SHAPE[0] - 24, SHAPE[1] - 24)), len(animals) % 3
+        if all(np.hypot(row - r, col - c) >= 40 for r, c, j in animals if j == k):
+            animals.append((row, col, k))
+    rows, cols = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    image = np.zeros((*SHAPE, 3))
+    for row, col, k in animals:
+        image[..., k] += PEAK * np.exp(-((rows - row) ** 2 + (cols - col) ** 2) / (2 * SIGMA**2))
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8), animals
+
+
+@pytest.fixture(scope="module")
+def painted(tmp_path_factory, config):
+    root = tmp_path_factory.mktemp("painted")
+    rng = np.random.default_rng(3)
+    truth = [["test_id", "class", "x", "y"]]
+    counts = [["test_id", *config.class_names]]
+    for i in range(3):
+        image, animals = paint(rng)
+        (root / "Test").mkdir(exist_ok=True)
+        Image.fromarray(image).save(root / "Test" / f"{i}.png")
+        truth += [[i, config.class_names[k], round(col, 2), round(row, 2)] for row, col, k in animals]
+        counts.append([i, *np.bincount([k for *_, k in animals], minlength=5).tolist()])
+    for name, rows in (("points.csv", truth), ("counts.csv", counts)):
+        with open(root / name, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+    runs = {}
+    for scale in (1.0, 2.0):
+        runs[scale] = root / f"run-{scale:g}"
+        save_model_run(
+            runs[scale],
+            spot_model(scale),
+            {"kind": "density", "class_names": config.class_names, "output_stride": 8, "margin": 8},
+        )
+    # Held-out photos the model counted 10 % low: the totals are calibrated up and bounded.
+    held = np.array([[2, 1, 6, 3, 0], [1, 0, 4, 5, 2], [0, 2, 8, 2, 1], [3, 1, 5, 4, 0], [1, 1, 7, 3, 3]])
+    write_validation_counts(
+        runs[1.0] / "validation_counts.csv", list("abcde"), held, 0.9 * held, config.class_names
+    )
+    (root / "groups.csv").write_text("test_id,group\n0,north\n1,north\n2,south\n")
+    return root, runs
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0])
+def test_painted_animals_are_found_where_they_were_painted(painted, config, scale, capsys):
+    root, runs = painted
+    out = root / f"out-{scale:g}"
+    job = CountJob(images=str(root / "Test"), out=str(out), model=str(runs[scale]), scale=scale, tile=128)
+    outcome = run_in_process(job)
+    assert outcome.exit_code == 0
+    points = read_rows(out / "points.csv")
+    submission = {r["test_id"]: r for r in read_rows(out / "submission.csv")}
+    # Points agree with the rounded counts, photo by photo and class by class.
+    for photo, row in submission.items():
+        for name in config.class_names:
+            assert int(row[name]) == sum(p["test_id"] == photo and p["class"] == name for p in points)
+    assert len(points) == 54
+    collection = json.loads((out / "points" / "1.geojson").read_text())
+    assert len(collection["features"]) == sum(p["test_id"] == "1" for p in points)
+    # Every painted animal found within 20 px, in the photo's own pixels at either scale.
+    code = score_main(
+        [str(out / "submission.csv"), str(root / "counts.csv"), "--points", str(root / "points.csv")]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0
+    means = [line.split() for line in printed.splitlines() if line.startswith("mean")]
+    assert means[-1] == ["mean", "1.000", "1.000", "1.000"], printed
+    truth = {(r["test_id"], r["class"]): [] for r in read_rows(root / "points.csv")}
+    for r in read_rows(root / "points.csv"):
+        truth[r["test_id"], r["class"]].append((float(r["x"]), float(r["y"])))
+    errors = [
+        min(np.hypot(float(p["x"]) - x, float(p["y"]) - y) for x, y in truth[p["test_id"], p["class"]])
+        for p in points
+    ]
+    assert np.median(errors) < 1.6 and max(errors) < 3.5, (np.median(errors), max(errors))
+
+
+def test_survey_totals_are_calibrated_with_intervals_and_given_per_group(painted, config, capsys):
+    root, runs = painted
+    out = root / "out-groups"
+    job = CountJob(
+        images=str(root / "Test"),
+        out=str(out),
+        model=str(runs[1.0]),
+        tile=128,
+        groups=str(root / "groups.csv"),
+    )
+    outcome = run_in_process(job)
+    totals = {r["class"]: r for r in read_rows(out / "totals.csv")}
+    assert list(totals) == config.class_names
+    counted = {r["test_id"]: r for r in read_rows(out / "counts.csv")}
+    for name in config.class_names:
+        row = totals[name]
+        summed = sum(float(r[name]) for r in counted.values())
+        assert float(row["counted"]) == pytest.approx(summed, abs=0.01) and row["photos"] == "3"
+        # The held-out photos were counted at 0.9 of their truth: the total is raised to match.
+        assert float(row["low"]) <= float(row["total"]) <= float(row["high"])
+        if summed > 1:
+            assert float(row["total"]) > summed
+    groups = read_rows(out / "totals_by_group.csv")
+    assert {(r["group"], r["photos"]) for r in groups} == {("north", "2"), ("south", "1")}
+    for name in config.class_names:
+        parts = sum(float(r["counted"]) for r in groups if r["class"] == name)
+        assert parts == pytest.approx(float(totals[name]["counted"]), abs=0.02)
+    record = outcome.totals["survey_totals"]["adult_females"]
+    assert record["low"] <= record["total"] <= record["high"]
+    assert outcome.totals["interval_from_photos"] == 5
+    assert "survey totals, 90 % intervals from the model's 5 held-out photos" in outcome.summary
+    # The score command puts each total beside the truth of the photos it covers.
+    assert score_main([str(out / "submission.csv"), str(root / "counts.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert "class totals inside their intervals" in printed
+
+
+def test_bad_groups_and_bad_point_truth_name_the_line(painted, config, tmp_path, capsys):
+    root, runs = painted
+    (tmp_path / "groups.csv").write_text("test_id,group\n0,north\n7,south\n")
+    job = CountJob(
+        images=str(root / "Test"),
+        out=str(tmp_path / "out"),
+        model=str(runs[1.0]),
+        groups=str(tmp_path / "groups.csv"),
+    )
+    with pytest.raises(ValueError, match=r"groups.csv, line 3: id '7' is not a photo of this survey"):
+        run_in_process(job)
+    # A submission with its count job's files beside it; the truth is read first.
+    for name in ("submission.csv", "counts.csv"):
+        (tmp_path / name).write_text((root / "counts.csv").read_text())
+    (tmp_path / "points.csv").write_text("test_id,class,x,y,score\n")
+    for body, message in (
+        ("test_id,class,x,y\n0,walruses,1,2\n", "line 2: unknown class 'walruses'"),
+        ("test_id,class,x,y\n0,pups,1,2\n12,pups,3,4\n", "line 3: id '12' is not a photo"),
+    ):
+        (tmp_path / "truth.csv").write_text(body)
+        code = score_main(
+            [
+                str(tmp_path / "submission.csv"),
+                str(root / "counts.csv"),
+                "--points",
+                str(tmp_path / "truth.csv"),
+            ]
+        )
+        assert code == 2 and message in capsys.readouterr().err

@@ -1,0 +1,90 @@
+"""Survey totals with intervals from a model's held-out errors: they hold the truth about as
+often as they say, on surveys simulated from a known error model."""
+
+import numpy as np
+import pytest
+
+from herdcount.intervals import (
+    ValidationCounts,
+    read_validation_counts,
+    survey_totals,
+    write_validation_counts,
+)
+
+
+def photos(rng, n, *, mean, found, noise):
+    """True animals per photo (overdispersed) and a model's counts of them: it finds a
+    share ``found`` of them, with noise growing like the square root of the count."""
+    truth = rng.poisson(rng.gamma(2.0, mean / 2.0, size=n)).astype(float)
+    counted = np.maximum(0.0, found * truth + rng.normal(0.0, noise * np.sqrt(truth + 1)))
+    return truth, counted
+
+
+@pytest.mark.parametrize(
+    ("held_out", "survey", "mean", "found"),
+    [(30, 40, 5.0, 0.85), (12, 100, 3.0, 1.15), (60, 400, 20.0, 0.9)],
+)
+def test_ninety_percent_intervals_hold_the_true_total_about_ninety_percent_of_the_time(
+    held_out, survey, mean, found
+):
+    rng = np.random.default_rng(held_out)
+    inside, widths = [], []
+    for rep in range(150):
+        val_true, val_counted = photos(rng, held_out, mean=mean, found=found, noise=0.6)
+        true, counted = photos(rng, survey, mean=mean, found=found, noise=0.6)
+        errors = ValidationCounts(
+            [str(i) for i in range(held_out)], ["a"], val_true[:, None], val_counted[:, None]
+        )
+        totals = survey_totals(counted[:, None], errors, draws=500, seed=rep)
+        inside.append(totals.low[0] <= true.sum() <= totals.high[0])
+        widths.append((totals.high[0] - totals.low[0]) / true.sum())
+    coverage = np.mean(inside)
+    assert 0.83 <= coverage <= 0.97, coverage
+    # Calibrated: the total is the counted sum times the held-out photos' ratio.
+    assert totals.total[0] == pytest.approx(counted.sum() * (val_true.sum() + 1) / (val_counted.sum() + 1))
+    assert np.median(widths) < 0.6
+
+
+def test_more_held_out_photos_give_narrower_intervals_and_none_give_plain_sums():
+    rng = np.random.default_rng(0)
+    _, counted = photos(rng, 50, mean=5.0, found=0.9, noise=0.6)
+    width = []
+    for held_out in (8, 32, 128):
+        val_true, val_counted = photos(rng, held_out, mean=5.0, found=0.9, noise=0.6)
+        errors = ValidationCounts(
+            list(map(str, range(held_out))), ["a"], val_true[:, None], val_counted[:, None]
+        )
+        totals = survey_totals(counted[:, None], errors)
+        assert totals.low[0] < totals.total[0] < totals.high[0]
+        width.append(totals.high[0] - totals.low[0])
+    assert width[0] > width[1] > width[2]
+    plain = survey_totals(counted[:, None], None)
+    assert plain.total[0] == plain.counted[0] == pytest.approx(counted.sum()) and np.isnan(plain.low[0])
+
+
+def test_the_same_inputs_give_the_same_interval_and_bad_input_is_refused():
+    errors = ValidationCounts(
+        ["1", "2", "3"], ["a", "b"], np.array([[1, 0], [2, 1], [0, 3]]), np.ones((3, 2))
+    )
+    counts = np.array([[1.0, 2.0], [0.5, 0.0]])
+    first, again = survey_totals(counts, errors), survey_totals(counts, errors)
+    np.testing.assert_array_equal(first.low, again.low)
+    with pytest.raises(ValueError, match="level"):
+        survey_totals(counts, errors, level=1.5)
+    with pytest.raises(ValueError, match="for 2 classes"):
+        survey_totals(np.ones((2, 3)), errors)
+    with pytest.raises(ValueError, match="at least 2 held-out photos"):
+        survey_totals(counts, ValidationCounts(["1"], ["a", "b"], np.ones((1, 2)), np.ones((1, 2))))
+
+
+def test_validation_counts_read_back_and_a_bad_file_names_its_line(tmp_path):
+    write_validation_counts(
+        tmp_path / "validation_counts.csv", ["4", "9"], [[1, 2], [0, 5]], [[0.5, 2.25], [0, 4]], ["a", "b"]
+    )
+    back = read_validation_counts(tmp_path)
+    assert back.ids == ["4", "9"] and back.class_names == ["a", "b"]
+    np.testing.assert_allclose(back.predicted, [[0.5, 2.25], [0, 4]])
+    assert read_validation_counts(tmp_path / "nowhere") is None
+    (tmp_path / "validation_counts.csv").write_text("train_id,true_a,predicted_a\n1,2,x\n")
+    with pytest.raises(ValueError, match="line 2: non-numeric"):
+        read_validation_counts(tmp_path)
