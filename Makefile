@@ -59,7 +59,8 @@ demo: $(DEMO)/report.html ## the whole framework on a synthetic survey: extract,
 	@echo
 	@for kind in density classifier; do \
 	  echo "== $$kind model: $(DEMO)/count-$$kind/submission.csv scored against the truth"; \
-	  $(HERDCOUNT) score $(DEMO)/count-$$kind/submission.csv $(DEMO)/data_truth/test_counts.csv; \
+	  $(HERDCOUNT) score $(DEMO)/count-$$kind/submission.csv $(DEMO)/data_truth/test_counts.csv \
+	    --points $(DEMO)/data_truth; \
 	done
 	@echo
 	@echo "survey: $(DEMO)/data (truth: $(DEMO)/data_truth); extract: $(DEMO)/extract"
@@ -86,7 +87,7 @@ $(DEMO)/count-%/run.json: $(DEMO)/run-%/model.json
 $(DEMO)/report.html: $(DEMO)/count-density/run.json $(DEMO)/count-classifier/run.json
 	$(HERDCOUNT) report --extract $(DEMO)/extract --run $(DEMO)/run-density \
 	  --run $(DEMO)/run-classifier --count $(DEMO)/count-density --count $(DEMO)/count-classifier \
-	  --truth $(DEMO)/data_truth/test_counts.csv --out $@
+	  --truth $(DEMO)/data_truth/test_counts.csv --points $(DEMO)/data_truth --out $@
 
 train: setup ## train a model: make train KIND=density|classifier [EXTRACT=.. DATA=.. RUN=.. TRAIN_ARGS=..]
 	$(HERDCOUNT) train --kind $(KIND) --extract $(EXTRACT) --data $(DATA) --out $(RUN) $(TRAIN_ARGS)

@@ -1,5 +1,6 @@
 """The HTML report of a whole tiny pipeline, rendered in headless Chromium."""
 
+import csv
 import json
 import os
 import shutil
@@ -63,13 +64,20 @@ def pipeline(tmp_path_factory, survey, extracted):
             "jobs/count.py", "--data", str(survey), "--model", str(run), "--out", str(counts[kind])
         )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return {"root": root, "runs": runs, "counts": counts, "truth": truth_dir(survey) / "test_counts.csv"}
+    return {
+        "root": root,
+        "runs": runs,
+        "counts": counts,
+        "truth": truth_dir(survey) / "test_counts.csv",
+        "points": truth_dir(survey),
+    }
 
 
 @pytest.fixture(scope="module")
 def rendered(pipeline, extracted):
     out = pipeline["root"] / "report.html"
     args = ["--extract", str(extracted), "--truth", str(pipeline["truth"]), "--out", str(out)]
+    args += ["--points", str(pipeline["points"])]
     for kind in ("density", "classifier"):
         args += ["--run", str(pipeline["runs"][kind]), "--count", str(pipeline["counts"][kind])]
     assert report.main(args) == 0
@@ -106,12 +114,48 @@ def test_chromium_shows_every_section_and_picture_without_console_errors(rendere
     assert [s[0] for s in sections] == [key for key, _ in report.SECTIONS]
     assert all(height > 50 for _, height, _ in sections), sections
     shown = {key: n for key, _, n in sections}
-    # Dots on crops; curves and confusion; scatter plots; the worst photos overlaid.
-    assert shown["extraction"] >= 3 and shown["training"] >= 4 and shown["counting"] == 2
+    # Dots on crops; curves and confusion; scatter plots and survey totals; the worst photos
+    # overlaid with their points beside the truth's.
+    assert shown["extraction"] >= 3 and shown["training"] >= 4 and shown["counting"] == 2 + 2
     assert shown["diagnosis"] == 2 * min(3, 2)  # two count runs, the survey's two test photos each
     assert pictures and all(complete and width > 0 for _, complete, width in pictures), pictures
     assert [m for m in messages if m[0] in ("error", "pageerror", "warning")] == []
     assert (ARTEFACTS / "report.png").stat().st_size > 50_000
+
+
+def test_report_scores_the_points_and_shows_the_survey_totals(rendered, pipeline, extracted, config, capsys):
+    from herdcount.score import read_counts, read_points_csv, read_points_truth, score_point_sets
+
+    text = rendered.read_text()
+    assert text.count("points matched one to one within 20 px</h3>") == 2
+    assert text.count("survey totals</h3>") == 2
+    assert (
+        text.count("the model&#x27;s view and its points, right: the true points") == 2 * 4
+    )  # alt and caption
+    names = config.class_names
+    _, ids, true = read_counts(pipeline["truth"])
+    truth = read_points_truth(pipeline["points"], names, ids=set(ids))
+    for kind in ("density", "classifier"):
+        counted = pipeline["counts"][kind]
+        found = read_points_csv(counted / "points.csv", names)
+        scores, _ = score_point_sets(found, truth, set(ids), len(names), radius=20)
+        # Each class's row of the F1 table, as the score command computes it.
+        for k, name in enumerate(names):
+            cells = [scores.precision[k], scores.recall[k], scores.f1[k]]
+            row = f"<td>{name}</td>" + "".join(f"<td>{v:.3f}</td>" for v in cells)
+            assert row + f"<td>{scores.found[k]}</td><td>{scores.truth[k]}</td>" in text, row
+        # Each class's total beside the truth of the photos counted (every test photo here).
+        for k, row in enumerate(list(csv.DictReader((counted / "totals.csv").open()))):
+            assert row["class"] == names[k]
+            cells = [float(row[c] or "nan") for c in ("total", "low", "high")] + [float(true[:, k].sum())]
+            assert f"<td>{names[k]}</td>" + "".join(f"<td>{v:.3f}</td>" for v in cells) in text
+    capsys.readouterr()
+    out = pipeline["root"] / "x.html"
+    assert (
+        report.main(["--extract", str(extracted), "--points", str(pipeline["points"]), "--out", str(out)])
+        == 2
+    )
+    assert "--points needs --truth" in capsys.readouterr().err
 
 
 def test_report_lineage_names_the_runs_that_fed_each_stage(rendered, pipeline, extracted):

@@ -88,3 +88,43 @@ def plot_balance(counts: dict[str, int], path: str | Path | None = None) -> byte
     ax.set_ylabel("photos kept")
     ax.set_title("balance per label")
     return figure_png(fig, path)
+
+
+def plot_totals(
+    totals: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    class_names: list[str],
+    truth: np.ndarray | None = None,
+    *,
+    title: str = "",
+    path: str | Path | None = None,
+) -> bytes:
+    """Survey totals per class as bars with their intervals as error bars, and the true
+    totals as black marks where given (NaN ends: no error bar)."""
+    totals, low, high = (np.asarray(a, np.float64) for a in (totals, low, high))
+    fig, ax = plt.subplots(figsize=(1.4 * len(class_names) + 2.0, 3.4))
+    at = np.arange(len(class_names))
+    ax.bar(at, totals, color="#7aa6c2", label="total")
+    known = ~(np.isnan(low) | np.isnan(high))
+    if known.any():
+        below, above = np.maximum(totals - low, 0), np.maximum(high - totals, 0)
+        ax.errorbar(
+            at[known],
+            totals[known],
+            yerr=[below[known], above[known]],
+            fmt="none",
+            ecolor="#333",
+            capsize=6,
+            label="interval",
+        )
+    if truth is not None:
+        ax.scatter(
+            at, np.asarray(truth, np.float64), marker="_", s=600, color="black", zorder=3, label="truth"
+        )
+    ax.set_xticks(at, class_names, rotation=20)
+    ax.set_ylabel("animals")
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    return figure_png(fig, path)

@@ -1,11 +1,13 @@
 """One self-contained HTML report of a survey's extract, training and count runs.
 
     python -m herdcount.report --extract OUT --run RUN [--run RUN2] --count COUNT [--count COUNT2]
-                               [--truth TRUTH] --out report.html
+                               [--truth TRUTH [--points TRUTH_POINTS]] --out report.html
 
 Every picture is embedded as a PNG data URI and the page needs no network access. The
-sections: the survey, extraction quality, training, counting, failure diagnosis (the
-photos with the largest count errors, each with what the model saw overlaid) and lineage.
+sections: the survey, extraction quality, training, counting (scores, the points' precision,
+recall and F1 with ``--points``, survey totals with their intervals), failure diagnosis
+(the photos with the largest count errors, each with what the model saw overlaid and its
+points beside the true ones) and lineage.
 """
 
 from __future__ import annotations
@@ -31,7 +33,15 @@ from herdcount.imaging import decode_rgb
 from herdcount.kaggle import id_key
 from herdcount.records import RunRecord
 from herdcount.runinfo import read_run
-from herdcount.score import column_rmse, read_counts
+from herdcount.score import (
+    PhotoPoints,
+    column_rmse,
+    interval_coverage,
+    read_counts,
+    read_points_csv,
+    read_points_truth,
+    score_point_sets,
+)
 
 SECTIONS = (
     ("survey", "Survey"),
@@ -56,6 +66,8 @@ class Inputs:
     #: model.json of each training run and run.json of each count run, read once.
     models: list[dict[str, Any]]
     count_runs: list[RunRecord]
+    #: The true points of the truth's photos (``--points``), read once.
+    truth_points: PhotoPoints | None = None
     #: Photos a picture needed that could not be read, with why: said loudly, never skipped quietly.
     unreadable: list[str] = field(default_factory=list)
 
@@ -77,24 +89,34 @@ def read_rows(path: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(storage.read_text(path), newline="")))
 
 
-def load_inputs(extract: str, runs: list[str], counts: list[str], truth: str | None) -> Inputs:
+def load_inputs(
+    extract: str, runs: list[str], counts: list[str], truth: str | None, points: str | None = None
+) -> Inputs:
     """Read every folder's run file (the extract's and each count's run.json, each training
-    run's model.json), which also checks that each holds a finished run, and the scheme.
+    run's model.json), which also checks that each holds a finished run, the scheme, and the
+    true points of ``points`` (a truth folder or a CSV, see :func:`herdcount.score.read_points_truth`).
 
     Raises
     ------
     ValueError
-        If a folder lacks its run's marker file (run.json, model.json), or the truth file
-        does not exist.
+        If a folder lacks its run's marker file (run.json, model.json), the truth file does
+        not exist, ``points`` is given without ``truth``, or the true points do not read.
     """
     extract_run = _read_run(extract)
     models = [_read_marker(r, "model.json") for r in runs]
     count_runs = [_read_run(c) for c in counts]
     if truth and not storage.exists(truth):
         raise ValueError(f"truth file {truth!r} does not exist")
+    if points and not truth:
+        raise ValueError("--points needs --truth: the true counts name the photos the points belong to")
     scheme = extract_run.config.get("scheme", extract_run.config)
+    config = config_from_dict(scheme)
+    truth_points = None
+    if points:
+        _, ids, _ = read_counts(truth)
+        truth_points = read_points_truth(points, config.class_names, ids=set(ids))
     return Inputs(
-        extract, list(runs), list(counts), truth, config_from_dict(scheme), extract_run, models, count_runs
+        extract, list(runs), list(counts), truth, config, extract_run, models, count_runs, truth_points
     )
 
 
@@ -333,7 +355,114 @@ def counting_section(inp: Inputs, scored: list[dict[str, Any]]) -> str:
         header = ["model", *(f"RMSE {n}" for n in names), "mean RMSE", "CPU-s per photo"]
     else:
         header = ["model", *(f"total {n}" for n in names), "", "CPU-s per photo"]
-    return table(header, table_rows) + "".join(parts)
+    extra = [points_html(inp, s) + totals_html(inp, s) for s in scored]
+    return table(header, table_rows) + "".join(parts) + "".join(extra)
+
+
+def counted_ids(count: str) -> set[str]:
+    """The photos a count run counted (its counts.csv; failed photos are not there)."""
+    return {r["test_id"] for r in read_rows(storage.join(count, "counts.csv"))}
+
+
+def found_points(inp: Inputs, count: str) -> PhotoPoints | None:
+    """A count run's points.csv per photo; None for a run written before points were."""
+    path = storage.join(count, "points.csv")
+    if not storage.exists(path):
+        return None
+    return read_points_csv(path, inp.config.class_names)
+
+
+def points_html(inp: Inputs, s: dict[str, Any]) -> str:
+    """Per-class precision, recall and F1 of a count run's points matched to the truth's."""
+    found = found_points(inp, s["path"])
+    label = html.escape(s["label"])
+    if found is None:
+        return f"<p>{label}: no points.csv (counted before herdcount wrote points).</p>"
+    if inp.truth_points is None:
+        return (
+            f"<p>{label}: {sum(len(k) for _, k in found.values())} points; give --points to score them.</p>"
+        )
+    names = inp.config.class_names
+    radius = 20.0
+    scores, missing = score_point_sets(
+        found, inp.truth_points, counted_ids(s["path"]), len(names), radius=radius
+    )
+    rows = [
+        [
+            name,
+            scores.precision[k],
+            scores.recall[k],
+            scores.f1[k],
+            int(scores.found[k]),
+            int(scores.truth[k]),
+        ]
+        for k, name in enumerate(names)
+    ]
+    rows.append(["mean", scores.precision.mean(), scores.recall.mean(), scores.f1.mean(), None, None])
+    note = (
+        f" {len(missing)} photos of the truth were not counted (their animals count as missed): "
+        f"{html.escape(', '.join(missing[:20]))}."
+        if missing
+        else ""
+    )
+    return (
+        f"<h3>{label}: points matched one to one within {radius:g} px</h3><p>Hungarian matching per class "
+        f"and photo (<code>herdcount score --points</code> gives the same table).{note}</p>"
+        + table(["class", "precision", "recall", "F1", "found", "true"], rows)
+    )
+
+
+def totals_html(inp: Inputs, s: dict[str, Any]) -> str:
+    """A count run's survey totals with their intervals, as a table and a bar chart, beside
+    the true totals of the photos it counted when the truth is given."""
+    from herdcount.plots import plot_totals
+
+    path = storage.join(s["path"], "totals.csv")
+    rows = read_rows(path)
+    if not rows:
+        return ""
+    names = inp.config.class_names
+    by_class = {r["class"]: r for r in rows}
+    label = html.escape(s["label"])
+    value = lambda r, k: float(r[k]) if r.get(k, "") != "" else float("nan")  # noqa: E731
+    total, low, high = (np.array([value(by_class[n], k) for n in names]) for k in ("total", "low", "high"))
+    true = None
+    if s["truth"] is not None:
+        counted = counted_ids(s["path"])
+        keep = [n for n, i in enumerate(s["ids"]) if i in counted]
+        true = s["truth"][keep].sum(axis=0)
+        judged = interval_coverage(path, dict(zip(names, true.tolist())))
+        body = [
+            [
+                r["class"],
+                r["total"],
+                r["low"],
+                r["high"],
+                r["truth"],
+                "no interval" if np.isnan(r["low"]) else "yes" if r["inside"] else "no",
+                r["width"],
+            ]
+            for r in judged
+        ]
+        header = ["class", "total", "low", "high", "truth", "inside", "width / total"]
+    else:
+        body = [[n, t, lo, hi] for n, t, lo, hi in zip(names, total, low, high)]
+        header = ["class", "total", "low", "high"]
+    level = s["run"].totals.get("interval_level", 0.9)
+    chart = plot_totals(total, low, high, names, true, title=f"{s['label']}: survey totals")
+    intervals = (
+        f"with their {100 * level:g} % intervals"
+        if not np.isnan(low).all()
+        else "without intervals (the model's run measured no errors on held-out photos)"
+    )
+    caption = f"{s['label']}: survey totals per class {intervals}" + (
+        ", the truth as black marks" if true is not None else ""
+    )
+    return (
+        f"<h3>{label}: survey totals</h3>"
+        + table(header, body)
+        + f"<figure>{img(chart, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
 def score_counts(inp: Inputs) -> list[dict[str, Any]]:
@@ -390,16 +519,32 @@ def diagnosis_section(inp: Inputs, scored: list[dict[str, Any]], *, worst: int =
                 f"{s['label']}, {by_id[photo_id]}: absolute error {error[n]:.1f}; true "
                 f"{true.astype(int).tolist()}, predicted {np.round(pred, 1).tolist()}"
             )
-            png = overlay(path, model, inp.config)
+            found = (found_points(inp, s["path"]) or {}).get(photo_id)
+            truth = None if inp.truth_points is None else inp.truth_points.get(photo_id)
+            if found is not None:
+                caption += "; left: the model's view and its points, right: the true points"
+            png = overlay(path, model, inp.config, found=found, truth=truth)
             parts.append(
                 f"<figure>{img(png, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
     return "".join(parts) or "<p>No photo could be shown.</p>"
 
 
-def overlay(path: str, run: str, config: Config, *, width: int = 800) -> bytes:
+def overlay(
+    path: str,
+    run: str,
+    config: Config,
+    *,
+    width: int = 800,
+    found: tuple[np.ndarray, np.ndarray] | None = None,
+    truth: tuple[np.ndarray, np.ndarray] | None = None,
+) -> bytes:
     """The photo with the model's view of it overlaid: the summed density map of a density
-    model (warmer is more animals), or the class of each tile of a classifier (its dot colour)."""
+    model (warmer is more animals), or the class of each tile of a classifier (its dot colour).
+
+    With ``found`` points (``(row, col)`` coordinates and classes, from the count run's
+    points.csv), each is a ring of its class colour, and the photo is shown again on the
+    right with the ``truth`` points (or none, where there is no truth) at the same size."""
     from herdcount.predictors import load_model
     from herdcount.tiling import density_map, tile_scores
 
@@ -422,10 +567,29 @@ def overlay(path: str, run: str, config: Config, *, width: int = 800) -> bytes:
     cells = cells[: image.shape[0], : image.shape[1]]
     mixed = image * (1 - cells[..., 3:] / 255) + cells[..., :3] * (cells[..., 3:] / 255)
     shown = mixed.astype(np.uint8)
-    scale = min(1.0, width / shown.shape[1])
-    if scale < 1:
-        shown = np.asarray(Image.fromarray(shown).resize((width, round(shown.shape[0] * scale))))
-    return png_of(shown)
+    if found is None:
+        return png_of(_fit(shown, width))
+    colours = list(config.dot_colours)
+    panels = []
+    for picture, points in ((shown, found), (image, truth)):
+        small = _fit(picture, width // 2)
+        f = small.shape[1] / picture.shape[1]
+        marks = (
+            []
+            if points is None
+            else [((r + 0.5) * f - 0.5, (c + 0.5) * f - 0.5, int(k)) for (r, c), k in zip(*points)]
+        )
+        panels.append(draw_dots(small, marks, colours, radius=5))
+    gap = np.full((panels[0].shape[0], 6, 3), 255, np.uint8)
+    return png_of(np.concatenate([panels[0], gap, panels[1]], axis=1))
+
+
+def _fit(image: np.ndarray, width: int) -> np.ndarray:
+    """``image`` shrunk to ``width`` columns (never enlarged)."""
+    scale = min(1.0, width / image.shape[1])
+    if scale >= 1:
+        return image
+    return np.asarray(Image.fromarray(image).resize((width, round(image.shape[0] * scale))))
 
 
 def lineage_section(inp: Inputs) -> str:
@@ -525,11 +689,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", action="append", default=[], help="a training run (repeatable)")
     p.add_argument("--count", action="append", default=[], help="output folder of the count job (repeatable)")
     p.add_argument("--truth", help="true counts CSV (test_id and the class columns)")
+    p.add_argument(
+        "--points",
+        metavar="TRUTH_POINTS",
+        help="true points (the generator's truth folder or a CSV of test_id,class,x,y): score the count "
+        "runs' points and draw them beside the truth",
+    )
     p.add_argument("--out", required=True, help="the HTML file to write")
     args = p.parse_args(argv)
     try:
-        inputs = load_inputs(args.extract, args.run, args.count, args.truth)
-    except ValueError as exc:
+        inputs = load_inputs(args.extract, args.run, args.count, args.truth, args.points)
+    except (OSError, ValueError) as exc:
         print(f"report: error: {exc}", file=sys.stderr)
         return 2
     storage.write_text_atomic(args.out, build_report(inputs))
