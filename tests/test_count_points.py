@@ -5,6 +5,7 @@ found where they were painted, at the photo's own size and counted at twice it."
 
 import csv
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -190,3 +191,20 @@ def test_bad_groups_and_bad_point_truth_name_the_line(painted, config, tmp_path,
             ]
         )
         assert code == 2 and message in capsys.readouterr().err
+
+
+def test_a_model_measured_on_one_held_out_photo_counts_without_intervals(painted, config, tmp_path):
+    root, runs = painted
+    run = tmp_path / "run"
+    shutil.copytree(runs[1.0], run)
+    write_validation_counts(
+        run / "validation_counts.csv", ["a"], [[1, 0, 2, 0, 3]], [[1, 0, 2, 0, 3]], config.class_names
+    )
+    outcome = run_in_process(
+        CountJob(images=str(root / "Test"), out=str(tmp_path / "out"), model=str(run), tile=128)
+    )
+    assert outcome.exit_code == 0
+    rows = read_rows(tmp_path / "out" / "totals.csv")
+    assert [(r["low"], r["high"]) for r in rows] == [("", "")] * 5
+    assert [float(r["total"]) for r in rows] == pytest.approx([float(r["counted"]) for r in rows], abs=0.06)
+    assert "measured its errors on 1 held-out photo" in outcome.summary

@@ -574,7 +574,9 @@ def write_outputs(
         [[e.item, e.file, e.reason] for e in (r.error for r in errors)],
     )
     matrix = np.array([r.counts for r in ok], np.float64).reshape(len(ok), len(names))
-    survey = survey_totals(matrix, errors_measured, level=level)
+    # One held-out photo measures no spread: such a model's totals go without an interval.
+    usable = errors_measured if errors_measured is not None and len(errors_measured.ids) >= 2 else None
+    survey = survey_totals(matrix, usable, level=level)
     storage.write_csv_atomic(storage.join(out, "totals.csv"), TOTALS_HEADER, totals_rows(survey, names))
     by_group = {}
     if groups is not None:
@@ -583,8 +585,7 @@ def write_outputs(
             if r.test_id in groups:
                 members.setdefault(groups[r.test_id], []).append(i)
         by_group = {
-            g: survey_totals(matrix[rows], errors_measured, level=level)
-            for g, rows in sorted(members.items())
+            g: survey_totals(matrix[rows], usable, level=level) for g, rows in sorted(members.items())
         }
         storage.write_csv_atomic(
             storage.join(out, "totals_by_group.csv"),
@@ -675,11 +676,17 @@ def format_summary(totals: dict[str, Any], errors: list[TaskError]) -> str:
         )
     survey = totals.get("survey_totals")
     if survey:
-        if totals.get("interval_from_photos"):
+        if (totals.get("interval_from_photos") or 0) >= 2:
             lines.append(
                 f"survey totals, {round(100 * totals.get('interval_level', 0.9))} % intervals from the model's "
                 f"{totals['interval_from_photos']} held-out photos (totals.csv): "
                 + ", ".join(f"{k} {v['total']:g} ({v['low']:g}-{v['high']:g})" for k, v in survey.items())
+            )
+        elif totals.get("interval_from_photos") is not None:
+            lines.append(
+                f"survey totals without intervals: the model's run measured its errors on "
+                f"{totals['interval_from_photos']} held-out photo (validation_counts.csv); an interval needs "
+                "at least 2 (train with a larger --val-fraction or more photos)"
             )
         else:
             lines.append(
