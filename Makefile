@@ -96,6 +96,7 @@ bench: setup ## run the benchmarks (minutes each): extract and count speed, trai
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/count.py
 	$(BIN)/python bench/accuracy.py
+	$(BIN)/python bench/points.py
 	$(BIN)/python bench/scaling.py
 	$(BIN)/python bench/manifest.py
 

@@ -88,3 +88,18 @@ def test_validation_counts_read_back_and_a_bad_file_names_its_line(tmp_path):
     (tmp_path / "validation_counts.csv").write_text("train_id,true_a,predicted_a\n1,2,x\n")
     with pytest.raises(ValueError, match="line 2: non-numeric"):
         read_validation_counts(tmp_path)
+
+
+def test_a_rare_class_counted_right_on_few_held_out_animals_is_not_taken_as_certain():
+    # 7 held-out photos, one adult male each, every one counted exactly: the bootstrap alone
+    # sees no error; a miscount rate measured on 7 animals is still uncertain by about a tenth.
+    errors = ValidationCounts(list("abcdefg"), ["a"], np.ones((7, 1)), np.ones((7, 1)))
+    counted = np.zeros((16, 1))
+    counted[:10] = 1.0
+    totals = survey_totals(counted, errors)
+    assert totals.total[0] == pytest.approx(10.0)
+    assert totals.low[0] < 9.0 and totals.high[0] > 11.0, (totals.low, totals.high)
+    # Measured on 70 animals the same perfect record narrows the interval.
+    many = ValidationCounts(list("abcdefg"), ["a"], np.full((7, 1), 10.0), np.full((7, 1), 10.0))
+    narrow = survey_totals(counted, many)
+    assert narrow.high[0] - narrow.low[0] < 0.5 * (totals.high[0] - totals.low[0])
