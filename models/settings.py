@@ -145,6 +145,10 @@ class TrainSettings:
     #: The windows training streams (a folder of herdcount windows); by default
     #: EXTRACT/windows, else cut from DATA into RUN/windows first.
     windows: str | None = None
+    #: A finished run of the same kind to start from (transfer), and the share of the
+    #: learning rate its copied layers train at.
+    init: str | None = None
+    init_rate: float = 0.1
     density: DensitySettings = DensitySettings()
     scale: ScaleSettings = ScaleSettings()
 
@@ -196,6 +200,19 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
         "--windows",
         default=None,
         help="windows to stream (a herdcount windows output; default EXTRACT/windows, else cut into RUN/windows)",
+    )
+    g = p.add_argument_group("transfer (a survey with few annotated photos)")
+    g.add_argument(
+        "--init",
+        metavar="RUN",
+        help="start from RUN's weights (a finished run of the same kind and size): every layer copied, the "
+        "output columns of classes both have copied and the others fresh",
+    )
+    g.add_argument(
+        "--init-rate",
+        type=float,
+        default=defaults.init_rate,
+        help="share of the learning rate the copied layers train at",
     )
     g = p.add_argument_group("density model")
     g.add_argument("--tile-size", type=int, default=density.tile_size, help="training tile side in pixels")
@@ -284,6 +301,10 @@ def check_settings(s: TrainSettings) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(s, name)}")
     s.density.check()
     s.scale.check()
+    if not 0 < s.init_rate <= 1:
+        raise ValueError(f"--init-rate must be in (0, 1], got {s.init_rate}")
+    if s.init and s.kind not in ("density", "classifier"):
+        raise ValueError(f"--init works for density and classifier runs, not --kind {s.kind}")
     if not s.overwrite and any(
         storage.exists(storage.join(s.out, name)) for name in ("model.keras", "model.json")
     ):

@@ -52,6 +52,7 @@ from herdcount.models.training_data import (
     read_extract,
     split_photos,
 )
+from herdcount.models.transfer import LayerRateAdam, Reused, init_from_run
 from herdcount.models.windows import (
     GRID,
     ShardIndex,
@@ -244,8 +245,9 @@ def train_classifier(settings: TrainSettings, config: Config, prep: dict[str, An
     )
     with device_strategy().scope():
         model = make_classifier_model((size, size, 3), len(names))
+        reused = _init_from(model, settings, names)
         model.compile(
-            optimizer=keras.optimizers.Adam(settings.learning_rate),
+            optimizer=_adam(settings.learning_rate, reused, settings),
             loss="categorical_crossentropy",
             metrics=["accuracy"],
         )
@@ -280,6 +282,7 @@ def train_classifier(settings: TrainSettings, config: Config, prep: dict[str, An
         "confusion": matrix,
         "train_ids": prep["train_ids"],
         "val_ids": prep["val_ids"],
+        **_init_record(reused, settings),
     }
     if settings.data:
         # Whole held-out photos counted as the count job counts them: the errors its survey
@@ -310,6 +313,41 @@ def classifier_photo_counts(
         counted.append(class_counts(scores[~masked], num_classes))
         truth.append(dots.counts(num_classes))
     return np.array(truth, np.float64).reshape(-1, num_classes), np.array(counted).reshape(-1, num_classes)
+
+
+def _init_from(model: keras.Model, settings: TrainSettings, names: list[str]) -> Reused | None:
+    """With ``--init RUN``, copy RUN's weights into the new model and say what was reused."""
+    if not settings.init:
+        return None
+    reused = init_from_run(model, settings.init, settings.kind, names)
+    print(
+        f"--init {settings.init}: {len(reused.layers)} layers copied (trained at {settings.init_rate:g} of the "
+        f"learning rate); output columns copied for {reused.classes or 'no class'}"
+        + (f", fresh for {reused.fresh_classes}" if reused.fresh_classes else "")
+    )
+    return reused
+
+
+def _adam(rate, reused: Reused | None, settings: TrainSettings) -> keras.optimizers.Optimizer:
+    """Adam, or with ``--init`` Adam at ``--init-rate`` of the rate for the copied layers."""
+    if reused is None:
+        return keras.optimizers.Adam(rate)
+    return LayerRateAdam(learning_rate=rate, slow_layers=reused.layers, slow_factor=settings.init_rate)
+
+
+def _init_record(reused: Reused | None, settings: TrainSettings) -> dict[str, Any]:
+    """model.json's record of the run a model started from."""
+    if reused is None:
+        return {}
+    return {
+        "init": {
+            "run": storage.absolute(reused.run),
+            "layers_copied": reused.layers,
+            "classes_copied": reused.classes,
+            "classes_fresh": reused.fresh_classes,
+            "rate": settings.init_rate,
+        }
+    }
 
 
 # --- density model ----------------------------------------------------------------------
@@ -481,6 +519,7 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
     strategy = device_strategy()
     with strategy.scope():
         model = make_density_model(num_classes, width=settings.density.width, depth=settings.density.depth)
+        reused = _init_from(model, settings, list(config.class_names))
     geo = describe_density_model(model)
     stride, flops, margin = geo["output_stride"], geo["flops_per_megapixel"], geo["margin"]
     print(
@@ -543,7 +582,7 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         )
     with strategy.scope():
         model.compile(
-            optimizer=keras.optimizers.Adam(schedule),
+            optimizer=_adam(schedule, reused, settings),
             loss=DensityLoss(count_weight=settings.density.count_weight, class_weights=class_weights),
             metrics=[tile_count_error],
         )
@@ -576,6 +615,7 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         "val_counts": {"ids": [p.train_id for p in val], "true": truth, "predicted": predicted},
         "train_ids": prep["train_ids"],
         "val_ids": prep["val_ids"],
+        **_init_record(reused, settings),
     }
     return model, history, metrics, info
 
@@ -714,6 +754,7 @@ def write_run(
                 "margin",
                 "flops_per_megapixel",
                 "zoom_range",
+                "init",
             )
             if k in info
         },
