@@ -92,7 +92,7 @@ $(DEMO)/report.html: $(DEMO)/count-density/run.json $(DEMO)/count-classifier/run
 train: setup ## train a model: make train KIND=density|classifier [EXTRACT=.. DATA=.. RUN=.. TRAIN_ARGS=..]
 	$(HERDCOUNT) train --kind $(KIND) --extract $(EXTRACT) --data $(DATA) --out $(RUN) $(TRAIN_ARGS)
 
-bench: setup ## run the benchmarks (minutes each): extract and count speed, training, accuracy, scaling, manifest
+bench: setup ## run the benchmarks (minutes each): extract and count speed, training, accuracy, points and intervals, scaling, manifest
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/count.py
 	$(BIN)/python bench/accuracy.py

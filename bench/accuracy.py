@@ -17,6 +17,14 @@ in ``--altitude`` (1 = the training altitude), and counts both test surveys with
 model at the fixed scale 1 and with ``--scale auto``. It prints each count's RMSE against
 all zeros, auto against fixed (goals: altitude-shifted auto <= 0.35 x all zeros and <= 0.7 x
 fixed; same altitude auto <= 1.1 x fixed), and how far the scales read are from the truth.
+
+Transfer (issue 16; ``--transfer``, run alone): a density model pre-trained with default
+settings on a 40-photo survey of realistic scenes (``synth --realism 1``, seed 5), and a new
+realistic survey (seed ``--transfer-seed``) of which only 4 photos are annotated. On those 4
+photos it trains a model from scratch and one started from the pre-trained weights
+(``train --init``), both with default settings, and counts the new survey's test photos with
+each and with the pre-trained model as it is, side by side. Goal: fine-tuning beats training
+from scratch.
 """
 
 from __future__ import annotations
@@ -74,10 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--altitude", default="0.6,1.6", help="ground scales of the altitude-shifted test survey (LO,HI)"
     )
+    p.add_argument("--transfer", action="store_true", help="only the transfer comparison (below)")
+    p.add_argument("--transfer-seed", type=int, default=11, help="seed of the small realistic survey")
+    p.add_argument("--transfer-photos", type=int, default=4, help="annotated photos of the small survey")
     args = p.parse_args(argv)
     altitude = tuple(float(v) for v in args.altitude.split(","))
     work = Path(args.work or tempfile.mkdtemp(prefix="herdcount-bench-accuracy-"))
     size = ["--width", str(args.width), "--height", str(args.height)]
+    if args.transfer:
+        return transfer(work, args, size)
     # bench/train.py trains both kinds on the training survey (or reuses its runs).
     train = [
         sys.executable,
@@ -170,6 +183,85 @@ def main(argv: list[str] | None = None) -> int:
             f"over {len(errors)} photos"
         )
     print(f"outputs: {work}")
+    return 0
+
+
+def transfer(work: Path, args: argparse.Namespace, size: list[str]) -> int:
+    """Fine-tuning a pre-trained model on a few photos against training from scratch on them."""
+    from herdcount.extract import ExtractJob
+    from herdcount.runner import run_in_process
+
+    pretrain = work / "pretrain-realistic"
+    train = [
+        sys.executable,
+        str(Path(__file__).with_name("train.py")),
+        "--work",
+        str(pretrain),
+        "--seed",
+        "5",
+    ]
+    code = subprocess.run(
+        [*train, "--reuse", "--kinds", "density", "--realism", "1", *size], check=False
+    ).returncode
+    if code:
+        return code
+    config = load_config(DEFAULT_SCHEME)
+    small = work / f"small-{args.transfer_seed}"
+    data, extract = small / "data", small / "extract"
+    if not (data / "sample_submission.csv").is_file():
+        write_survey(
+            data,
+            n_train=args.transfer_photos,
+            n_test=args.test,
+            seed=args.transfer_seed,
+            config=config,
+            width=args.width,
+            height=args.height,
+            n_mismatched=0,
+            realism=1,
+        )
+    if not (extract / "run.json").is_file():
+        run_in_process(ExtractJob(data, extract, config=config))
+    truth = truth_dir(data) / "test_counts.csv"
+    runs = {"pre-trained, not tuned": pretrain / "run-density"}
+    for name, extra in (
+        ("from scratch", []),
+        ("fine-tuned (--init)", ["--init", str(pretrain / "run-density")]),
+    ):
+        run = small / ("run-" + ("init" if extra else "scratch"))
+        runs[name] = run
+        if (run / "model.json").is_file():
+            continue
+        started = time.monotonic()
+        cmd = [
+            sys.executable,
+            str(ROOT / "models" / "train.py"),
+            "--kind",
+            "density",
+            "--extract",
+            str(extract),
+        ]
+        cmd += ["--data", str(data), "--out", str(run), "--overwrite", *extra]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            print(done.stdout[-2000:], done.stderr[-4000:], sep="\n")
+            return done.returncode
+        print(f"{name}: trained in {(time.monotonic() - started) / 60:.1f} min")
+    print(
+        f"\ntransfer: {args.transfer_photos} annotated photos of a realistic survey (seed {args.transfer_seed}); "
+        f"{args.test} of its test photos counted"
+    )
+    print(f"{'model':<24} {'mean RMSE':>10} {'/ zeros':>8}  per class")
+    for name, run in runs.items():
+        out = small / f"count-{run.name}"
+        if not (out / "run.json").is_file():
+            count(data, run, out)
+        result = score(out / "submission.csv", truth)
+        per = ", ".join(f"{v:.2f}" for v in result["rmse"].values())
+        print(
+            f"{name:<24} {result['mean_rmse']:>10.3f} {result['mean_rmse'] / result['zero_mean_rmse']:>8.3f}  {per}"
+        )
+    print(f"all zeros: {result['zero_mean_rmse']:.3f}; outputs: {small}")
     return 0
 
 

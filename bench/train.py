@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--height", type=int, default=1100)
     p.add_argument("--seed", type=int, default=5, help="survey seed")
     p.add_argument("--kinds", default="density,classifier", help="comma-separated kinds to train (and scale)")
+    p.add_argument("--realism", type=int, default=0, help="synth --realism of the survey (0 or 1)")
+    p.add_argument("--train-args", default="", help="more options for models/train.py, space-separated")
     p.add_argument(
         "--reuse", action="store_true", help="keep finished runs in WORK instead of training again"
     )
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             config=config,
             width=args.width,
             height=args.height,
+            realism=args.realism,
         )
     if not (out / "run.json").is_file():
         run_in_process(ExtractJob(data, out, config=config))
@@ -96,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             "--out",
             str(run),
             "--overwrite",
+            *args.train_args.split(),
         ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.monotonic() - started

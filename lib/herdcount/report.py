@@ -572,7 +572,8 @@ def overlay(
     colours = list(config.dot_colours)
     panels = []
     for picture, points in ((shown, found), (image, truth)):
-        small = _fit(picture, width // 2)
+        # Side by side, each half as wide again as a lone overlay: the rings need the pixels.
+        small = _fit(picture, 3 * width // 4)
         f = small.shape[1] / picture.shape[1]
         marks = (
             []
