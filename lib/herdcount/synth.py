@@ -478,6 +478,7 @@ def write_survey(
     style: AnnotationStyle = AnnotationStyle(),
     test_scale: tuple[float, float] | None = None,
     realism: int = 0,
+    mosaic: bool = False,
 ) -> Path:
     """Write a synthetic survey to ``out`` and its truth beside it; returns the truth folder.
 
@@ -486,7 +487,8 @@ def write_survey(
     flies each test photo at its own ground scale, log-uniform in that range (1: the
     training altitude; see :func:`make_test_scene`); each photo's scale goes into its
     truth record and ``test_scales.csv``. ``realism`` 1 draws the scenes of
-    :mod:`herdcount.realism`.
+    :mod:`herdcount.realism`. ``mosaic`` also lays the test photos into one georeferenced
+    orthomosaic (:func:`write_mosaic`).
     """
     if test_scale is not None and not 0.2 <= test_scale[0] <= test_scale[1] <= 5.0:
         raise ValueError(f"test scale range must be LO,HI with 0.2 <= LO <= HI <= 5, got {test_scale}")
@@ -559,6 +561,8 @@ def write_survey(
         out / "sample_submission.csv", test_header, [[i] + [1] * len(config.classes) for i in range(n_test)]
     )
     write_csv_atomic(truth / "test_counts.csv", test_header, test_rows)
+    if mosaic and n_test:
+        write_mosaic(out, truth, config)
     write_csv_atomic(truth / "test_scales.csv", ["test_id", "scale"], scales)
     # The scheme flows with the data: extract reads it from here, unless told otherwise.
     write_bytes_atomic(out / "scheme.yaml", scheme_yaml(config).encode())
@@ -577,6 +581,64 @@ def write_survey(
     }
     write_bytes_atomic(truth / "survey.json", json.dumps(summary, indent=2).encode())
     return truth
+
+
+#: Where generated mosaics lie: UTM zone 10N, 3 cm pixels, north up.
+MOSAIC_CRS = "EPSG:32610"
+MOSAIC_ORIGIN = (500_000.0, 4_100_000.0)
+MOSAIC_PIXEL = 0.03
+
+
+def write_mosaic(out: Path, truth: Path, config: Config, *, name: str = "survey") -> Path:
+    """Lay a written survey's test photos edge to edge, row by row, into one tiled GeoTIFF
+    ``OUT/Mosaic/<name>.tif`` (RGB and alpha; cells of the grid without a photo are nodata)
+    with a UTM CRS, and its truth beside the survey's: ``mosaic.json`` (each photo's place,
+    the transform, the CRS) and ``mosaic_points.csv`` (``class,x,y,map_x,map_y``: every
+    animal in the mosaic's pixels and in map coordinates).
+
+    The photos are laid as decoded from their JPEGs, so counting the mosaic sees the same
+    pixels as counting the photos; only the context across photo borders differs.
+    """
+    from herdcount.imaging import decode_rgb
+    from herdcount.mosaic import pixel_to_map, write_geotiff
+
+    ids = sorted(int(p.stem) for p in (out / "Test").glob("*.jpg"))
+    photos = [decode_rgb((out / "Test" / f"{i}.jpg").read_bytes()) for i in ids]
+    columns = int(np.ceil(np.sqrt(len(photos))))
+    rows = -(-len(photos) // columns)
+    cell_h, cell_w = max(p.shape[0] for p in photos), max(p.shape[1] for p in photos)
+    rgb = np.zeros((rows * cell_h, columns * cell_w, 3), np.uint8)
+    valid = np.zeros(rgb.shape[:2], bool)
+    transform = (MOSAIC_PIXEL, 0.0, MOSAIC_ORIGIN[0], 0.0, -MOSAIC_PIXEL, MOSAIC_ORIGIN[1])
+    places, points = {}, []
+    for n, (i, photo) in enumerate(zip(ids, photos)):
+        top, left = (n // columns) * cell_h, (n % columns) * cell_w
+        rgb[top : top + photo.shape[0], left : left + photo.shape[1]] = photo
+        valid[top : top + photo.shape[0], left : left + photo.shape[1]] = True
+        places[str(i)] = [top, left, photo.shape[0], photo.shape[1]]
+        record = json.loads((truth / "test" / f"{i}.json").read_text())[config.annotation_key]
+        for klass, dots in record.items():
+            for x, y in dots:
+                points.append((klass, left + x, top + y))
+    path = out / "Mosaic" / f"{name}.tif"
+    write_geotiff(path, rgb, valid, transform=transform, crs=MOSAIC_CRS)
+    xs, ys = pixel_to_map(transform, [p[2] for p in points], [p[1] for p in points])
+    write_csv_atomic(
+        truth / "mosaic_points.csv",
+        ["class", "x", "y", "map_x", "map_y"],
+        [
+            [k, round(x, 2), round(y, 2), round(mx, 3), round(my, 3)]
+            for (k, x, y), mx, my in zip(points, xs, ys)
+        ],
+    )
+    summary = {
+        "file": f"Mosaic/{name}.tif",
+        "crs": MOSAIC_CRS,
+        "transform": list(transform),
+        "photos": places,
+    }
+    write_bytes_atomic(truth / "mosaic.json", json.dumps(summary, indent=2).encode())
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -612,6 +674,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="1: scenes of rock with cracks, wet patches, sand and surf, animals with heads and "
         "flippers, wet or dry, one sun per photo, gulls, kelp and pup-sized rocks (default 0)",
+    )
+    parser.add_argument(
+        "--mosaic",
+        action="store_true",
+        help="also lay the test photos into one georeferenced orthomosaic, OUT/Mosaic/survey.tif (a tiled "
+        "GeoTIFF in UTM 10N, 3 cm pixels), its truth in map coordinates in <out>_truth/mosaic_points.csv",
     )
     style = parser.add_argument_group("annotation style (how the annotators drew, how photos were saved)")
     style.add_argument(
@@ -659,6 +727,7 @@ def main(argv: list[str] | None = None) -> int:
             style=look,
             test_scale=args.test_scale,
             realism=args.realism,
+            mosaic=args.mosaic,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,148 @@
+"""Orthomosaics read window by window: real GeoTIFFs written with rasterio, windows whose
+densities add up exactly to the whole raster's, nodata excluded, map coordinates, and the
+generator's georeferenced mosaic."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import rasterio
+
+from herdcount.imaging import decode_rgb
+from herdcount.mosaic import (
+    RasterError,
+    map_to_pixel,
+    pixel_to_map,
+    plan_windows,
+    raster_info,
+    read_window,
+    valid_cells,
+    window_density,
+    write_geotiff,
+)
+from herdcount.synth import MOSAIC_CRS, write_survey
+from herdcount.tiling import density_map
+
+STRIDE, MARGIN = 8, 16
+TRANSFORM = (0.05, 0.0, 400_000.0, 0.0, -0.05, 5_200_000.0)
+
+
+def box_model(batch: np.ndarray) -> np.ndarray:
+    """A stand-in density model with context: each 8x8 cell's mean colour, then the mean of
+    its 3x3 cells with zeros outside the window (receptive field 24 px: margin 16 is enough,
+    and a window's edge changes what it sees there)."""
+    n, h, w, _ = batch.shape
+    cells = batch.reshape(n, h // 8, 8, w // 8, 8, 3).mean(axis=(2, 4), dtype=np.float64) / 255
+    padded = np.pad(cells, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    out = sum(padded[:, i : i + h // 8, j : j + w // 8] for i in range(3) for j in range(3)) / 9
+    return out.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def raster(tmp_path_factory):
+    """A 1003 x 690 RGB-and-alpha GeoTIFF (sizes off the stride) with a nodata corner."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, size=(690, 1003, 3), dtype=np.uint8)
+    valid = np.ones(rgb.shape[:2], bool)
+    valid[500:, 700:] = False
+    path = tmp_path_factory.mktemp("raster") / "site.tif"
+    write_geotiff(path, rgb, valid, transform=TRANSFORM, crs="EPSG:32633", block=128)
+    return path, np.where(valid[..., None], rgb, 0).astype(np.uint8), valid
+
+
+def test_windows_partition_the_raster_and_read_their_margin():
+    windows = plan_windows(690, 1003, window=256, margin=MARGIN, stride=STRIDE)
+    cover = np.zeros((696, 1008), int)
+    for w in windows:
+        kt, kl, kb, kr = w.keep
+        cover[kt:kb, kl:kr] += 1
+        rt, rl, rb, rr = w.read
+        assert rt <= max(kt - MARGIN, 0) and rl <= max(kl - MARGIN, 0)
+        assert rb >= min(kb + MARGIN, 696) and rr >= min(kr + MARGIN, 1008)
+        assert all(v % STRIDE == 0 for v in (*w.keep, *w.read))
+    assert (cover == 1).all()
+    assert [w.index for w in windows] == list(range(3 * 4))
+    # A window larger than the raster is the raster, read once.
+    assert len(plan_windows(690, 1003, window=2048, margin=MARGIN, stride=STRIDE)) == 1
+    with pytest.raises(ValueError, match="multiple of stride 8"):
+        plan_windows(690, 1003, window=250, margin=MARGIN, stride=STRIDE)
+
+
+@pytest.mark.parametrize("window", [128, 256, 512, 1024])
+def test_window_densities_add_up_to_the_whole_rasters_whatever_the_window(raster, window):
+    path, pixels, valid = raster
+    info = raster_info(path)
+    assert (info.height, info.width, info.bands) == (690, 1003, 4) and info.georeferenced
+    whole = density_map(pixels, box_model, stride=STRIDE, tile=1024, margin=MARGIN)
+    padded_valid = np.pad(valid, ((0, 6), (0, 5)), mode="edge")
+    whole *= valid_cells(padded_valid, STRIDE)[..., None]
+    laid = np.full_like(whole, np.nan)
+    for win in plan_windows(info.height, info.width, window=window, margin=MARGIN, stride=STRIDE):
+        rgb, ok = read_window(path, win, info)
+        assert rgb.shape[:2] == (win.read[2] - win.read[0], win.read[3] - win.read[1])
+        part = window_density(rgb, ok, win, box_model, stride=STRIDE, margin=MARGIN, tile=128)
+        kt, kl, kb, kr = (v // STRIDE for v in win.keep)
+        laid[kt:kb, kl:kr] = part
+    np.testing.assert_allclose(laid, whole, rtol=1e-6, atol=1e-7)
+    # The nodata corner counts nothing, the rest does.
+    assert laid[63:, 88:].sum() == 0 and laid[:60, :80].sum() > 0
+
+
+def test_bad_rasters_are_errors_naming_the_file_and_what_is_wrong(raster, tmp_path):
+    path, _, _ = raster
+    data = path.read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[: len(data) // 2])
+    info = raster_info(tmp_path / "cut.tif", "Mosaic/cut.tif")
+    windows = plan_windows(info.height, info.width, window=256, margin=MARGIN, stride=STRIDE)
+    with pytest.raises(RasterError, match="could not be read"):
+        for win in windows:
+            read_window(tmp_path / "cut.tif", win, info)
+    (tmp_path / "junk.tif").write_bytes(b"II*\x00 not a tiff at all")
+    with pytest.raises(RasterError, match=r"Mosaic/junk\.tif: not a readable raster"):
+        raster_info(tmp_path / "junk.tif", "Mosaic/junk.tif")
+    grey = np.zeros((40, 40, 3), np.uint8)
+
+    with rasterio.open(
+        tmp_path / "grey.tif", "w", driver="GTiff", height=40, width=40, count=1, dtype="uint16"
+    ) as ds:
+        ds.write(grey[..., 0].astype(np.uint16), 1)
+    with pytest.raises(RasterError, match=r"1 bands of \['uint16'\]; expected 3 \(RGB\) or 4"):
+        raster_info(tmp_path / "grey.tif")
+
+
+def test_map_coordinates_follow_the_transform_both_ways():
+    rows, cols = np.array([0.0, 10.5, 689.0]), np.array([0.0, 3.0, 1002.0])
+    xs, ys = pixel_to_map(TRANSFORM, rows, cols)
+    np.testing.assert_allclose(xs, 400_000.0 + 0.05 * (cols + 0.5))
+    np.testing.assert_allclose(ys, 5_200_000.0 - 0.05 * (rows + 0.5))
+    back = map_to_pixel(TRANSFORM, xs, ys)
+    np.testing.assert_allclose(back, (rows, cols), atol=1e-6)
+
+
+def test_the_generator_lays_its_test_photos_into_a_georeferenced_mosaic(tmp_path, config):
+    data = tmp_path / "data"
+    truth = write_survey(
+        data, n_train=0, n_test=5, seed=3, config=config, width=420, height=300, density=40, mosaic=True
+    )
+    path = data / "Mosaic" / "survey.tif"
+    info = raster_info(path)
+    summary = json.loads((truth / "mosaic.json").read_text())
+    assert (info.height, info.width) == (2 * 300, 3 * 420) and info.crs == MOSAIC_CRS
+    assert tuple(summary["transform"]) == info.transform
+    win = plan_windows(info.height, info.width, window=2048, margin=0, stride=STRIDE)[0]
+    rgb, ok = read_window(path, win, info)
+    for photo, (top, left, h, w) in summary["photos"].items():
+        expected = decode_rgb((data / "Test" / f"{photo}.jpg").read_bytes())
+        np.testing.assert_array_equal(rgb[top : top + h, left : left + w], expected)
+    assert ok[:300, :].all() and not ok[300:, 840:].any()  # the sixth cell of the grid is empty
+    with open(truth / "mosaic_points.csv", newline="") as f:
+        points = list(csv.DictReader(f))
+    with open(truth / "test_counts.csv", newline="") as f:
+        total = sum(sum(int(v) for k, v in row.items() if k != "test_id") for row in csv.DictReader(f))
+    assert len(points) == total > 0
+    rows, cols = map_to_pixel(
+        info.transform, [float(p["map_x"]) for p in points], [float(p["map_y"]) for p in points]
+    )
+    np.testing.assert_allclose(cols, [float(p["x"]) for p in points], atol=0.05)
+    np.testing.assert_allclose(rows, [float(p["y"]) for p in points], atol=0.05)
