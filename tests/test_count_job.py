@@ -134,7 +134,7 @@ def test_counts_csv_keeps_unrounded_counts_equal_to_the_known_sums(counting):
 def test_points_agree_with_the_submission_and_failed_photos_have_none(counting, config):
     out = counting["out"]
     rows = read_csv(out / "points.csv")
-    assert rows[0] == ["test_id", "class", "x", "y", "score"]
+    assert rows[0] == ["test_id", "class", "x", "y", "score", "map_x", "map_y"]
     submission = {r[0]: r[1:] for r in read_csv(out / "submission.csv")[1:]}
     for photo in ("0", "1", "3", "4", "5"):
         mine = [r for r in rows[1:] if r[0] == photo]

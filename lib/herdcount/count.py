@@ -38,6 +38,17 @@ from herdcount.imaging import PhotoError, decode_rgb, decode_rgb_scaled, image_s
 from herdcount.intervals import SurveyTotals, ValidationCounts, read_validation_counts, survey_totals
 from herdcount.kaggle import id_key
 from herdcount.locate import Points, density_points, points_geojson, window_points
+from herdcount.mosaic import (
+    RASTER_EXTENSIONS,
+    RasterError,
+    RasterInfo,
+    RasterWindow,
+    pixel_to_map,
+    plan_windows,
+    raster_info,
+    read_window,
+    window_density,
+)
 from herdcount.predictors import LOADS, LoadedModel, load_model, read_model_info
 from herdcount.records import Status, TaskError
 from herdcount.runinfo import fingerprint_files, read_run
@@ -81,6 +92,24 @@ class PhotoTask:
     name: str
 
 
+@dataclass(frozen=True)
+class WindowTask:
+    """One window of a raster to count (see :mod:`herdcount.mosaic`)."""
+
+    photo_id: str
+    path: str
+    name: str
+    info: RasterInfo
+    window: RasterWindow
+    #: Windows of the raster in all.
+    windows: int
+
+
+def is_raster(name: str) -> bool:
+    """Whether a file is read as a raster, window by window (GeoTIFF and TIFF)."""
+    return "." in name and name.rsplit(".", 1)[-1].lower() in RASTER_EXTENSIONS
+
+
 @dataclass
 class PhotoResult:
     """What became of one photo: its counts and what they cost, or the error.
@@ -117,6 +146,13 @@ class PhotoResult:
     model_loads: int = 0
     threads: list[int] = field(default_factory=list)
     runtime: str = ""
+    #: A raster's window (its index in the raster's plan), for a window's record; a
+    #: raster's record has the windows it was counted in.
+    window: int | None = None
+    windows: int | None = None
+    #: A georeferenced raster's CRS and affine transform (map coordinates of its points).
+    crs: str | None = None
+    transform: list[float] | None = None
     #: Counted by an earlier run (read back, not written).
     resumed: bool = False
     error: TaskError | None = None
@@ -171,6 +207,185 @@ class CountPlan:
     listing: list[tuple[str, int]] = field(default_factory=list)
     #: The count job's settings, scheme and model, when the job made the plan.
     job: _CountContext | None = None
+    #: Rasters counted in windows: id to the raster's task, header, windows and the windows
+    #: an earlier run finished.
+    rasters: dict[str, RasterPlan] = field(default_factory=dict)
+
+
+@dataclass
+class RasterPlan:
+    """One raster of a plan: its header and windows, and what an earlier run counted."""
+
+    task: PhotoTask
+    info: RasterInfo
+    windows: int
+    done: dict[int, PhotoResult] = field(default_factory=dict)
+
+
+def plan_rasters(plan: CountPlan, settings: CountSettings, *, window: int, stride: int, margin: int) -> None:
+    """Replace each raster among the plan's photos by one task per window of ``window``
+    pixels (:func:`herdcount.mosaic.plan_windows`); windows an earlier run counted
+    (``OUT/windows/<id>/<n>.json``) are not planned again. A raster that cannot be counted
+    becomes an error row naming it and why; every other file is still counted."""
+    tasks: list[PhotoTask | WindowTask] = []
+    for task in plan.tasks:
+        if not is_raster(task.name):
+            tasks.append(task)
+            continue
+        try:
+            if settings.kind != "density":
+                raise RasterError(f"rasters are counted with density models, not a {settings.kind}")
+            if settings.scale != 1 or settings.scale_model:
+                raise RasterError("rasters are counted at their own resolution (--scale 1)")
+            if storage.is_s3(task.path):
+                raise RasterError("rasters on S3 are not read yet; copy it to a local or mounted folder")
+            info = raster_info(task.path, task.name)
+        except RasterError as exc:
+            plan.rows.append(_error(task.photo_id, task.name, str(exc).removeprefix(f"{task.name}: ")))
+            continue
+        wins = plan_windows(info.height, info.width, window=window, margin=margin, stride=stride)
+        done = _finished(storage.join(settings.out, "windows", task.photo_id), key="window")
+        plan.rasters[task.photo_id] = RasterPlan(task, info, len(wins), done)
+        tasks += [
+            WindowTask(task.photo_id, task.path, task.name, info, w, len(wins))
+            for w in wins
+            if w.index not in done
+        ]
+    plan.tasks = tasks
+
+
+def count_item(task: PhotoTask | WindowTask, settings: CountSettings) -> PhotoResult:
+    """Count a photo or a raster's window (what one Spark task item is)."""
+    if isinstance(task, WindowTask):
+        return count_window(task, settings)
+    return count_photo(task, settings)
+
+
+def count_window(task: WindowTask, settings: CountSettings) -> PhotoResult:
+    """Count one window of a raster on an executor and write
+    ``OUT/windows/<id>/<n>.json``; never raises for bad input. Its points are in the
+    raster's pixels."""
+    cpu, wall = time.process_time(), time.monotonic()
+    index = task.window.index
+    result = storage.join(settings.out, "windows", task.photo_id, f"{index}.json")
+    try:
+        if storage.exists(result):
+            return PhotoResult.from_dict(json.loads(storage.read_text(result)), resumed=True)
+        model = load_model(settings.model, threads=settings.threads)
+        load_cpu = time.process_time() - cpu
+        cpu = time.process_time()
+        stride, margin = int(model.info["output_stride"]), int(model.info["margin"])
+        rgb, valid = read_window(task.path, task.window, task.info)
+        density = window_density(
+            rgb,
+            valid,
+            task.window,
+            model.predict,
+            stride=stride,
+            margin=margin,
+            tile=settings.tile,
+            batch_size=settings.batch_size,
+        )
+        counts = density.sum(axis=(0, 1), dtype=np.float64)
+        found = density_points(density, stride=stride, counts=_rounded(counts))
+        top, left, bottom, right = task.window.keep
+        limit = np.array([task.info.height - 1, task.info.width - 1], np.float64)
+        points = Points(np.minimum(found.coords + [top, left], limit), found.classes, found.scores)
+    except Exception as exc:
+        keep = task.window.keep
+        where = f"window {index} of {task.windows} (rows {keep[0]}-{keep[2]}, columns {keep[1]}-{keep[3]})"
+        reason = (
+            str(exc).removeprefix(f"{task.path}: ")
+            if isinstance(exc, RasterError)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        failed = _error(task.photo_id, task.name, f"{where}: {reason}")
+        failed.window = index
+        return failed
+    record = PhotoResult(
+        test_id=task.photo_id,
+        status=OK,
+        file=task.name,
+        counts=[round(float(c), 4) for c in counts],
+        width=right - left,
+        height=bottom - top,
+        points=points,
+        cpu_s=round(time.process_time() - cpu, 3),
+        wall_s=round(time.monotonic() - wall, 3),
+        load_cpu_s=round(load_cpu, 3),
+        finished_at=round(time.time(), 3),
+        pid=os.getpid(),
+        model_loads=LOADS[storage.absolute(storage.join(settings.model, "model.keras"))],
+        threads=list(model.threads),
+        runtime=model.runtime,
+        window=index,
+        windows=task.windows,
+    )
+    storage.write_text_atomic(result, json.dumps(record.to_dict()))
+    return record
+
+
+def merge_rasters(plan: CountPlan, results: list[PhotoResult], settings: CountSettings) -> list[PhotoResult]:
+    """The results with each raster's windows merged into one record per raster (counts
+    summed, points gathered), written as ``OUT/photos/<id>.json`` and its points'
+    GeoJSON (WGS84 longitude and latitude when georeferenced); a raster with a failed
+    window is an error naming the window."""
+    merged = [r for r in results if r.window is None]
+    for photo_id, raster in plan.rasters.items():
+        mine = dict(raster.done)
+        mine.update({r.window: r for r in results if r.window is not None and r.test_id == photo_id})
+        failed = [r for _, r in sorted(mine.items()) if r.status == ERROR]
+        if failed or len(mine) < raster.windows:
+            reason = (
+                f"{len(failed)} of {raster.windows} windows failed; {failed[0].error.reason}"
+                if failed
+                else f"{raster.windows - len(mine)} of {raster.windows} windows were not counted"
+            )
+            merged.append(_error(photo_id, raster.task.name, reason))
+            continue
+        parts = [mine[i] for i in range(raster.windows)]
+        info = raster.info
+        points = Points(
+            np.concatenate([p.points.coords for p in parts]).reshape(-1, 2),
+            np.concatenate([p.points.classes for p in parts]).astype(np.int64),
+            np.concatenate([p.points.scores for p in parts]),
+        )
+        record = PhotoResult(
+            test_id=photo_id,
+            status=OK,
+            file=raster.task.name,
+            counts=[round(float(c), 4) for c in np.sum([p.counts for p in parts], axis=0)],
+            width=info.width,
+            height=info.height,
+            points=points,
+            cpu_s=round(sum(p.cpu_s for p in parts), 3),
+            wall_s=round(sum(p.wall_s for p in parts), 3),
+            load_cpu_s=round(sum(p.load_cpu_s for p in parts), 3),
+            finished_at=round(time.time(), 3),
+            pid=parts[-1].pid,
+            model_loads=max(p.model_loads for p in parts),
+            threads=parts[-1].threads,
+            runtime=parts[-1].runtime,
+            windows=raster.windows,
+            crs=info.crs if info.georeferenced else None,
+            transform=list(info.transform) if info.georeferenced else None,
+            resumed=all(p.resumed for p in parts),
+        )
+        storage.write_text_atomic(
+            storage.join(settings.out, "points", f"{photo_id}.geojson"),
+            points_geojson(
+                points,
+                list(settings.class_names),
+                name=raster.task.name,
+                crs=record.crs,
+                transform=record.transform,
+            ),
+        )
+        storage.write_text_atomic(
+            storage.join(settings.out, "photos", f"{photo_id}.json"), json.dumps(record.to_dict())
+        )
+        merged.append(record)
+    return merged
 
 
 def check_model(run: str | Path, config: Config) -> dict[str, Any]:
@@ -234,7 +449,7 @@ def plan_count(images: str | Path, out: str | Path, *, sample: str | Path | None
             f"photo folder {images!r} holds no photos ({len(names)} other files); expected <id>.jpg files"
         )
     plan = CountPlan(str(out), [], listing=listing)
-    done = _finished(str(out))
+    done = _finished(storage.join(str(out), "photos"))
     seen: dict[str, str] = {}
     for name in names:
         photo_id, label = name.rsplit(".", 1)[0], f"{storage.basename(images)}/{name}"
@@ -502,12 +717,14 @@ def _error(photo_id: str, name: str, reason: str) -> PhotoResult:
     return PhotoResult(photo_id, ERROR, name, error=TaskError(photo_id, name, reason))
 
 
-def _finished(out: str) -> dict[str, PhotoResult]:
+def _finished(folder: str, *, key: str = "test_id") -> dict:
+    """The records an earlier run wrote into ``folder``, by ``key`` (test_id, or a raster's
+    window index)."""
     done = {}
-    for name in storage.list_files(storage.join(out, "photos")):
+    for name in storage.list_files(folder):
         if name.endswith(".json"):
-            data = json.loads(storage.read_text(storage.join(out, "photos", name)))
-            done[data["test_id"]] = PhotoResult.from_dict(data, resumed=True)
+            data = json.loads(storage.read_text(storage.join(folder, name)))
+            done[data[key]] = PhotoResult.from_dict(data, resumed=True)
     return done
 
 
@@ -565,8 +782,8 @@ def write_outputs(
     )
     storage.write_csv_atomic(
         storage.join(out, "points.csv"),
-        ["test_id", "class", "x", "y", "score"],
-        ([r.test_id, names[k], x, y, score] for r in ok for x, y, k, score in zip(*_point_columns(r.points))),
+        ["test_id", "class", "x", "y", "score", "map_x", "map_y"],
+        ([r.test_id, names[k], *row] for r in ok for k, row in _point_rows(r)),
     )
     storage.write_csv_atomic(
         storage.join(out, "errors.csv"),
@@ -595,7 +812,7 @@ def write_outputs(
     in_order = set(plan.order)
     fresh = [r for r in results if r.status == OK and not r.resumed]
     totals = {
-        "photos": len(plan.tasks) + len(plan.done),
+        "photos": len({t.photo_id for t in plan.tasks} | set(plan.rasters) | {r.test_id for r in plan.done}),
         "counted": len(ok),
         "resumed": len(ok) - len(fresh),
         "failed": len(errors),
@@ -648,6 +865,19 @@ def _totals_record(totals: SurveyTotals, names: list[str]) -> dict[str, dict[str
         }
         for k, name in enumerate(names)
     }
+
+
+def _point_rows(record: PhotoResult) -> list[tuple[int, list[Any]]]:
+    """``(class, [x, y, score, map_x, map_y])`` of a photo's points; map coordinates only
+    for a georeferenced raster."""
+    x, y, k, score = _point_columns(record.points)
+    if record.transform is None or not x:
+        return [(c, [a, b, s, "", ""]) for a, b, c, s in zip(x, y, k, score)]
+    mx, my = pixel_to_map(tuple(record.transform), y, x)
+    return [
+        (c, [a, b, s, round(float(u), 3), round(float(v), 3)])
+        for a, b, c, s, u, v in zip(x, y, k, score, mx, my)
+    ]
 
 
 def _point_columns(points: Points | None) -> tuple[list, list, list, list]:
@@ -734,6 +964,7 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
     groups: str | None = None
     group_by: str = "group"
     interval: float = 0.9
+    window: int = 8192
 
     def __post_init__(self) -> None:
         self.items_per_task = self.photos_per_task
@@ -746,6 +977,8 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
             raise ValueError(f"--scale must be in (0, 4], got {self.scale}")
         if not 0 < self.interval < 1:
             raise ValueError(f"--interval must be in (0, 1), got {self.interval}")
+        if self.window < 256 or self.window % 64:
+            raise ValueError(f"--window must be a multiple of 64 of at least 256, got {self.window}")
         if self.tile < 8 or self.batch_size < 1 or self.photos_per_task < 1:
             raise ValueError(
                 f"--tile must be >= 8 and --batch-size, --photos-per-task >= 1, got "
@@ -785,28 +1018,39 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
             class_names=tuple(config.class_names),
         )
         claim_out(settings)
+        if any(is_raster(t.name) for t in plan.tasks):
+            plan_rasters(
+                plan,
+                settings,
+                window=self.window,
+                stride=int(info.get("output_stride", 8)),
+                margin=int(info.get("margin", 0)),
+            )
         plan.job = _CountContext(
             settings, config, info, trained.times.get("started_at") if trained else None, errors, groups
         )
         return plan
 
-    def items(self, plan: CountPlan) -> list[PhotoTask]:
+    def items(self, plan: CountPlan) -> list[PhotoTask | WindowTask]:
         return plan.tasks
 
     def announce(self, plan: CountPlan) -> str:
+        windows = sum(isinstance(t, WindowTask) for t in plan.tasks)
+        rasters = f" and {windows} windows of {len(plan.rasters)} rasters" if plan.rasters else ""
         return (
-            f"{len(plan.tasks)} photos to count with the {plan.job.info['kind']} model, {len(plan.done)} done "
-            "by an earlier run"
+            f"{len(plan.tasks) - windows} photos{rasters} to count with the {plan.job.info['kind']} model, "
+            f"{len(plan.done)} done by an earlier run"
         )
 
     def worker(self, plan: CountPlan, task_cpus: int) -> Callable[[PhotoTask], PhotoResult]:
         # TensorFlow gets the cores Spark gives each task, no more: N tasks never start N x N threads.
         settings = dataclasses.replace(plan.job.settings, threads=task_cpus)
         plan.job = dataclasses.replace(plan.job, settings=settings)
-        return functools.partial(count_photo, settings=settings)
+        return functools.partial(count_item, settings=settings)
 
     def finish(self, plan: CountPlan, results: list[PhotoResult], work_s: float) -> Outcome:
         context = plan.job
+        results = merge_rasters(plan, results, context.settings)
         written = write_outputs(
             plan,
             results,

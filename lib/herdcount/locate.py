@@ -301,26 +301,46 @@ def window_points(
     return Points(centres[keep].astype(np.float64).reshape(-1, 2), klass[keep], score[keep])
 
 
-def points_geojson(points: Points, class_names: list[str], *, name: str) -> str:
-    """A GeoJSON FeatureCollection of the points, in pixel coordinates of the photo ``name``.
+def points_geojson(
+    points: Points,
+    class_names: list[str],
+    *,
+    name: str,
+    crs: str | None = None,
+    transform: list[float] | tuple[float, ...] | None = None,
+) -> str:
+    """A GeoJSON FeatureCollection of the points of the photo or raster ``name``.
 
-    RFC 7946 coordinates are longitude and latitude; a photo without georeferencing has
-    only pixels, so the collection says so in a member of its own (``coordinates``), and
+    RFC 7946 coordinates are WGS84 longitude and latitude: a georeferenced raster's points
+    (``crs`` and ``transform`` given) are reprojected there, and each keeps its map ``x, y``
+    in the raster's CRS and its pixel among its properties. A photo without georeferencing
+    has only pixels, so the collection says so in a member of its own (``coordinates``), and
     each point is ``[x, y]`` = ``[column, row]`` from the photo's top-left pixel centre.
     """
     x, y = points.coords[:, 1], points.coords[:, 0]
-    features = [
-        {
-            "type": "Feature",
-            "geometry": {"type": "Point", "coordinates": [round(float(a), 1), round(float(b), 1)]},
-            "properties": {"class": class_names[int(k)], "score": round(float(s), 3)},
-        }
-        for a, b, k, s in zip(x, y, points.classes, points.scores)
+    props = [
+        {"class": class_names[int(k)], "score": round(float(s), 3)}
+        for k, s in zip(points.classes, points.scores)
     ]
-    collection = {
-        "type": "FeatureCollection",
-        "name": name,
-        "coordinates": "pixels: [x, y] = [column, row] of the photo, from its top-left pixel",
-        "features": features,
-    }
+    collection: dict = {"type": "FeatureCollection", "name": name}
+    if crs is not None and transform is not None:
+        from rasterio.warp import transform as reproject
+
+        from herdcount.mosaic import pixel_to_map
+
+        mx, my = pixel_to_map(tuple(transform), y, x)
+        lon, lat = reproject(crs, "EPSG:4326", mx.tolist(), my.tolist()) if len(mx) else ([], [])
+        coords = [[round(a, 8), round(b, 8)] for a, b in zip(lon, lat)]
+        for p, u, v, a, b in zip(props, mx, my, x, y):
+            p.update(
+                map_x=round(float(u), 3), map_y=round(float(v), 3), x=round(float(a), 1), y=round(float(b), 1)
+            )
+        collection["crs_of_map_xy"] = crs
+    else:
+        coords = [[round(float(a), 1), round(float(b), 1)] for a, b in zip(x, y)]
+        collection["coordinates"] = "pixels: [x, y] = [column, row] of the photo, from its top-left pixel"
+    collection["features"] = [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": c}, "properties": p}
+        for c, p in zip(coords, props)
+    ]
     return json.dumps(collection)

@@ -66,6 +66,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--photos-per-task", type=int, default=1, help="photos per Spark task (default: %(default)s)"
     )
     parser.add_argument(
+        "--window",
+        type=int,
+        default=8192,
+        metavar="N",
+        help="rasters (GeoTIFF) larger than N pixels a side are counted in windows of N, each a Spark task "
+        "reading only its window and the model's margin (default: %(default)s)",
+    )
+    parser.add_argument(
         "--groups",
         metavar="CSV",
         help="survey totals per group too (totals_by_group.csv): a CSV of test_id (or path, as in "
@@ -125,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         groups=args.groups,
         group_by=args.group_by,
         interval=args.interval,
+        window=args.window,
     )
     return run_job(job, SparkOptions(args.master, args.spark_conf))
 
