@@ -320,6 +320,12 @@ def _init_from(model: keras.Model, settings: TrainSettings, names: list[str]) ->
     if not settings.init:
         return None
     reused = init_from_run(model, settings.init, settings.kind, names)
+    # A few photos give batch statistics far from the source's: the copied batch-norm
+    # layers keep the source's statistics and scales (inference mode), as Keras's
+    # transfer-learning guide advises, and the rest adapts around them.
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.name in reused.layers:
+            layer.trainable = False
     print(
         f"--init {settings.init}: {len(reused.layers)} layers copied (trained at {settings.init_rate:g} of the "
         f"learning rate); output columns copied for {reused.classes or 'no class'}"
@@ -346,6 +352,7 @@ def _init_record(reused: Reused | None, settings: TrainSettings) -> dict[str, An
             "classes_copied": reused.classes,
             "classes_fresh": reused.fresh_classes,
             "rate": settings.init_rate,
+            "batch_norm": "copied layers frozen (inference mode)",
         }
     }
 

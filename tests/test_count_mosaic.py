@@ -78,6 +78,10 @@ def test_a_mosaic_counts_in_windows_to_its_photos_totals_with_map_coordinates(mo
     small, whole = counted(outs[256], config), counted(outs[4096], config)
     # Exact across window seams: 3 x 5 windows of 256 px count what one window counts.
     np.testing.assert_allclose(small["survey"], whole["survey"], rtol=1e-4)
+    run = json.loads((outs[256] / "run.json").read_text())
+    assert run["totals"]["rasters"] == {
+        "survey": {"width": 1260, "height": 600, "windows": 15, "crs": "EPSG:32610"}
+    }
     record = json.loads((outs[256] / "photos" / "survey.json").read_text())
     assert record["windows"] == 15 and (record["width"], record["height"]) == (1260, 600)
     # Its photos, counted apart: the same pixels, other context only along their borders.

@@ -91,10 +91,15 @@ def test_density_counts_do_not_depend_on_the_tile_size(tmp_path, photo):
         CountSettings(out="", model=str(tmp_path), kind="density", num_classes=3, tile=t)
         for t in (16, 48, 96, 4096)
     ]
-    counts = [count_image(photo, loaded, s) for s in settings]
+    counted = [count_image(photo, loaded, s) for s in settings]
+    counts = [c for c, _ in counted]
     assert counts[0].min() > 1
     for c in counts[1:]:
         np.testing.assert_allclose(c, counts[-1], rtol=1e-5)
+    # And so do the points found in the maps.
+    for _, points in counted[:-1]:
+        np.testing.assert_allclose(points.coords, counted[-1][1].coords, atol=1e-3)
+        np.testing.assert_array_equal(points.classes, counted[-1][1].classes)
     load_model(tmp_path)
     assert LOADS[str((tmp_path / "model.keras").resolve())] == 1
     assert (

@@ -96,7 +96,7 @@ def test_a_run_started_from_another_keeps_its_weights_close_and_says_so(
     assert "--init" in capsys.readouterr().out
     tuned = keras.models.load_model(second / "model.keras", compile=False)
     # 3 steps at 1e-5 for the copied layers: each weight within a few 1e-5 of the source's.
-    # (Batch-norm statistics follow the new photos at their own momentum; only weights are checked.)
+    # (Trainable weights here; the frozen batch-norm layers are checked below.)
     for layer in tuned.layers:
         theirs = source.get_layer(layer.name).trainable_weights
         for mine, their in zip(layer.trainable_weights, theirs):
@@ -109,3 +109,7 @@ def test_a_run_started_from_another_keeps_its_weights_close_and_says_so(
     init = json.loads((second / "model.json").read_text())["init"]
     assert init["run"] == str(first.resolve()) and init["classes_copied"] == config.class_names
     assert init["classes_fresh"] == [] and init["rate"] == 0.1
+    # The copied batch-norm layers kept the source's statistics: frozen in inference mode.
+    for name in ("stem4_bn", "conv8_1_bn"):
+        for mine, theirs in zip(tuned.get_layer(name).get_weights(), source.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(mine, theirs)

@@ -825,6 +825,11 @@ def write_outputs(
         "workers": len({r.pid for r in fresh}),
         "model_loads_per_worker": max((r.model_loads for r in fresh), default=0),
         "points": int(sum(len(r.points) for r in ok if r.points is not None)),
+        "rasters": {
+            r.test_id: {"width": r.width, "height": r.height, "windows": r.windows, "crs": r.crs}
+            for r in ok
+            if r.windows is not None
+        },
         "survey_totals": _totals_record(survey, names),
         "interval_from_photos": None if errors_measured is None else len(errors_measured.ids),
         "interval_level": level,
