@@ -20,7 +20,8 @@ fixed; same altitude auto <= 1.1 x fixed), and how far the scales read are from 
 
 Transfer (issue 16; ``--transfer``, run alone): a density model pre-trained with default
 settings on a 40-photo survey of realistic scenes (``synth --realism 1``, seed 5), and a new
-realistic survey (seed ``--transfer-seed``) of which only 4 photos are annotated. On those 4
+realistic survey (seed ``--transfer-seed``) of which only 4 photos are annotated: the first 4
+holding at least 5 animals each, as a team annotates photos with animals on them. On those 4
 photos it trains a model from scratch and one started from the pre-trained weights
 (``train --init``), both with default settings, and counts the new survey's test photos with
 each and with the pre-trained model as it is, side by side. Goal: fine-tuning beats training
@@ -186,6 +187,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def annotate(data: Path, photos: int, *, least: int = 5) -> None:
+    """Keep the first ``photos`` training pairs that hold at least ``least`` animals, as a
+    survey team annotates photos with animals on them, and drop the others (most photos of a
+    colony survey are empty ground)."""
+    with open(data / "Train" / "train.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    keep = [r for r in rows[1:] if sum(int(v) for v in r[1:]) >= least][:photos]
+    if len(keep) < photos:
+        raise RuntimeError(f"only {len(keep)} training photos of {data} hold {least} animals or more")
+    chosen = {r[0] for r in keep}
+    for r in rows[1:]:
+        if r[0] not in chosen:
+            for folder in ("Train", "TrainDotted"):
+                (data / folder / f"{r[0]}.jpg").unlink()
+    with open(data / "Train" / "train.csv", "w", newline="") as f:
+        csv.writer(f).writerows([rows[0], *keep])
+
+
 def transfer(work: Path, args: argparse.Namespace, size: list[str]) -> int:
     """Fine-tuning a pre-trained model on a few photos against training from scratch on them."""
     from herdcount.extract import ExtractJob
@@ -211,7 +230,7 @@ def transfer(work: Path, args: argparse.Namespace, size: list[str]) -> int:
     if not (data / "sample_submission.csv").is_file():
         write_survey(
             data,
-            n_train=args.transfer_photos,
+            n_train=4 * args.transfer_photos,
             n_test=args.test,
             seed=args.transfer_seed,
             config=config,
@@ -220,6 +239,7 @@ def transfer(work: Path, args: argparse.Namespace, size: list[str]) -> int:
             n_mismatched=0,
             realism=1,
         )
+        annotate(data, args.transfer_photos)
     if not (extract / "run.json").is_file():
         run_in_process(ExtractJob(data, extract, config=config))
     truth = truth_dir(data) / "test_counts.csv"

@@ -597,10 +597,33 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
     if settings.density.weight_average:
         first.insert(0, WeightAverage(settings.density.weight_average))
     callbacks = _callbacks("val_rmse", settings, first, loggers, plateau=False)
+    start = None
+    if reused is not None:
+        # Fine-tuning must not hand back a model worse on the held-out photos than the one it
+        # started from: the start is validated as epoch 0 and kept if no epoch beats it.
+        validation.set_model(model)
+        start = (
+            column_rmse(
+                validation.truth[validation.sample], validation.predict_counts(validation.sample)
+            ).mean(),
+            model.get_weights(),
+        )
+        print(f"--init: the start counts the held-out photos at val_rmse {start[0]:.4f}")
     history = model.fit(train_ds, epochs=settings.epochs, callbacks=callbacks, **fit).history
+    if start is not None and min(history["val_rmse"]) >= start[0]:
+        print(
+            f"--init: no epoch beat the start (best val_rmse {min(history['val_rmse']):.4f}): the start is kept"
+        )
+        model.set_weights(start[1])
+        start = (start[0], None)
     predicted, truth = validation.predict_counts(), validation.truth
     rmse, zero = column_rmse(truth, predicted), column_rmse(truth, np.zeros_like(predicted))
     metrics = {
+        **(
+            {"init_start_val_rmse": float(start[0]), "init_start_kept": start[1] is None}
+            if start is not None
+            else {}
+        ),
         "val_rmse": float(rmse.mean()),
         "val_rmse_per_class": dict(zip(config.class_names, rmse.round(4).tolist())),
         "zero_baseline_rmse": float(zero.mean()),

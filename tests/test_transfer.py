@@ -93,7 +93,13 @@ def test_a_run_started_from_another_keeps_its_weights_close_and_says_so(
         extracted, survey, second, "--init", str(first), "--epochs", "1", "--learning-rate", "1e-4"
     )
     assert train.main(args) == 0
-    assert "--init" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "--init" in printed and "the start counts the held-out photos at val_rmse" in printed
+    metrics = json.loads((second / "model.json").read_text())["metrics"]
+    # The start was validated as epoch 0; whichever won, the run says so and scores it.
+    assert metrics["init_start_kept"] == ("no epoch beat the start" in printed)
+    if metrics["init_start_kept"]:
+        assert metrics["val_rmse"] == pytest.approx(metrics["init_start_val_rmse"], rel=1e-4)
     tuned = keras.models.load_model(second / "model.keras", compile=False)
     # 3 steps at 1e-5 for the copied layers: each weight within a few 1e-5 of the source's.
     # (Trainable weights here; the frozen batch-norm layers are checked below.)
