@@ -618,7 +618,7 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> PhotoResult:
         points = points.resized(image.shape[0] / original[0], image.shape[1] / original[1])
         storage.write_text_atomic(
             storage.join(settings.out, "points", f"{task.photo_id}.geojson"),
-            points_geojson(points, list(settings.class_names), name=task.name),
+            points_geojson(points, list(settings.class_names or model.info["class_names"]), name=task.name),
         )
     except PhotoError as exc:
         return _error(task.photo_id, task.name, exc.reason)
