@@ -310,14 +310,7 @@ def count_window(task: WindowTask, settings: CountSettings) -> PhotoResult:
         width=right - left,
         height=bottom - top,
         points=points,
-        cpu_s=round(time.process_time() - cpu, 3),
-        wall_s=round(time.monotonic() - wall, 3),
-        load_cpu_s=round(load_cpu, 3),
-        finished_at=round(time.time(), 3),
-        pid=os.getpid(),
-        model_loads=LOADS[storage.absolute(storage.join(settings.model, "model.keras"))],
-        threads=list(model.threads),
-        runtime=model.runtime,
+        **_costs(cpu, wall, load_cpu, model, settings),
         window=index,
         windows=task.windows,
     )
@@ -635,17 +628,27 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> PhotoResult:
         scale=round(scale, 4),
         ground_scale=None if found is None else round(found.scale, 4),
         scale_spread=None if found is None else round(found.spread, 4),
-        cpu_s=round(time.process_time() - cpu, 3),
-        wall_s=round(time.monotonic() - wall, 3),
-        load_cpu_s=round(load_cpu, 3),
-        finished_at=round(time.time(), 3),
-        pid=os.getpid(),
-        model_loads=LOADS[storage.absolute(storage.join(settings.model, "model.keras"))],
-        threads=list(model.threads),
-        runtime=model.runtime,
+        **_costs(cpu, wall, load_cpu, model, settings),
     )
     storage.write_text_atomic(result, json.dumps(record.to_dict()))
     return record
+
+
+def _costs(
+    cpu: float, wall: float, load_cpu: float, model: LoadedModel, settings: CountSettings
+) -> dict[str, Any]:
+    """What a photo's or window's record says of its cost and of the worker that counted it,
+    from the CPU and wall clocks read when its work began."""
+    return {
+        "cpu_s": round(time.process_time() - cpu, 3),
+        "wall_s": round(time.monotonic() - wall, 3),
+        "load_cpu_s": round(load_cpu, 3),
+        "finished_at": round(time.time(), 3),
+        "pid": os.getpid(),
+        "model_loads": LOADS[storage.absolute(storage.join(settings.model, "model.keras"))],
+        "threads": list(model.threads),
+        "runtime": model.runtime,
+    }
 
 
 def count_image(image: np.ndarray, model: LoadedModel, settings: CountSettings) -> tuple[np.ndarray, Points]:
