@@ -9,15 +9,19 @@ import re
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import free_port, spark_submit
 from test_count_job import colour_density_model
+from test_count_mosaic import counted, mosaic  # noqa: F401 (a fixture)
 
+from herdcount import mosaic as rasters
 from herdcount import report, storage
-from herdcount.count import CountSettings, count_photo, plan_count, write_outputs
+from herdcount.count import CountJob, CountSettings, count_photo, plan_count, write_outputs
 from herdcount.manifest import read_manifest
 from herdcount.models import train
 from herdcount.models.builders import save_model_run
+from herdcount.runner import run_in_process
 from herdcount.spark import build_session, run_tasks
 from herdcount.synth import truth_dir
 
@@ -299,3 +303,65 @@ def test_windows_cut_from_and_into_s3_are_the_local_ones(s3, survey, extracted, 
     assert {k: v for k, v in files.items() if k.endswith(".tfrecord")} == ours
     shards = read_index("s3://herd/win/out", config)
     assert sorted(shards.windows["grid"]) == sorted(read_index(str(tmp_path / "out"), config).windows["grid"])
+
+
+def test_a_mosaic_on_s3_counts_window_by_window_from_ranged_reads(s3, mosaic, config, monkeypatch):  # noqa: F811
+    """The raster's windows read through ranged GETs: the same counts as from the local file."""
+    upload(mosaic["mixed"], "s3://herd/mosaic/images")
+    upload(mosaic["run"], "s3://herd/mosaic/run")
+    readers = []
+    opened = storage.open_ranged
+
+    def recording(path, mode="rb"):
+        reader = opened(path, mode)
+        readers.append(reader.raw)
+        return reader
+
+    monkeypatch.setattr(storage, "open_ranged", recording)
+    outs = {}
+    for where, images, run, out in (
+        ("local", str(mosaic["mixed"]), str(mosaic["run"]), str(mosaic["root"] / "s3-ref")),
+        ("s3", "s3://herd/mosaic/images", "s3://herd/mosaic/run", "s3://herd/mosaic/out"),
+    ):
+        outcome = run_in_process(CountJob(images=images, out=out, model=run, window=256))
+        assert outcome.exit_code == 0, outcome.summary
+        outs[where] = out
+    remote = csv.DictReader(io.StringIO(storage.read_text("s3://herd/mosaic/out/counts.csv")))
+    local = counted(Path(outs["local"]), config)
+    for row in remote:
+        np.testing.assert_allclose(
+            [float(row[n]) for n in config.class_names], local[row["test_id"]], atol=1e-4
+        )
+    assert "survey" in local
+    # The header, then one reader per window of 256 px.
+    assert len([r for r in readers if r.fetched > 0]) >= 1 + 15
+    record = json.loads(storage.read_text("s3://herd/mosaic/out/photos/survey.json"))
+    assert record["windows"] == 15 and record["crs"] == "EPSG:32610"
+    info = rasters.raster_info("s3://herd/mosaic/images/survey.tif")
+    assert (info.height, info.width, info.crs) == (600, 1260, "EPSG:32610")
+
+
+def test_a_window_of_an_s3_raster_fetches_only_its_blocks(s3, tmp_path, monkeypatch):
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 256, (2048, 2048, 3), dtype=np.uint8)
+    valid = np.ones((2048, 2048), bool)
+    valid[:300, :300] = False
+    transform = (0.05, 0.0, 600000.0, 0.0, -0.05, 5000000.0)
+    rasters.write_geotiff(tmp_path / "big.tif", rgb, valid, transform=transform, crs="EPSG:32633", block=256)
+    storage.write_bytes_atomic("s3://herd/rasters/big.tif", (tmp_path / "big.tif").read_bytes())
+    readers = []
+    opened = storage.open_ranged
+    monkeypatch.setattr(
+        storage, "open_ranged", lambda path, mode="rb": readers.append(opened(path, mode)) or readers[-1]
+    )
+    info = rasters.raster_info("s3://herd/rasters/big.tif")
+    assert info == rasters.raster_info(tmp_path / "big.tif")
+    win = rasters.plan_windows(2048, 2048, window=256, margin=16, stride=8)[9]  # rows and columns 256-512
+    got, mask = rasters.read_window("s3://herd/rasters/big.tif", win, info)
+    want, want_mask = rasters.read_window(tmp_path / "big.tif", win, info)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(mask, want_mask)
+    assert not mask[:60, :60].any() and mask[60:].all() and mask[:, 60:].all()  # nodata to 300
+    size = (tmp_path / "big.tif").stat().st_size
+    # 288 px read across 3 x 3 blocks of 256 (of 64), and the header: a fraction of the object.
+    assert readers[-1].raw.fetched < 0.2 * size

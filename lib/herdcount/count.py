@@ -237,8 +237,6 @@ def plan_rasters(plan: CountPlan, settings: CountSettings, *, window: int, strid
                 raise RasterError(f"rasters are counted with density models, not a {settings.kind}")
             if settings.scale != 1 or settings.scale_model:
                 raise RasterError("rasters are counted at their own resolution (--scale 1)")
-            if storage.is_s3(task.path):
-                raise RasterError("rasters on S3 are not read yet; copy it to a local or mounted folder")
             info = raster_info(task.path, task.name)
         except RasterError as exc:
             plan.rows.append(_error(task.photo_id, task.name, str(exc).removeprefix(f"{task.name}: ")))

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from herdcount import storage
 from herdcount.patches import tile_grid
 from herdcount.tiling import Predict, density_map
 
@@ -65,6 +66,17 @@ class RasterInfo:
         return self.crs is not None and self.transform != (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
+def _open(path: str | Path):
+    """A rasterio dataset of a local file, or of an S3 object through ranged GETs
+    (:func:`herdcount.storage.open_ranged`): only the header and the blocks read are fetched."""
+    import rasterio
+
+    if storage.is_s3(path):
+        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+            return rasterio.open(str(path), opener=storage.open_ranged)
+    return rasterio.open(path)
+
+
 def raster_info(path: str | Path, name: str | None = None) -> RasterInfo:
     """The header of a raster, checked for what counting needs.
 
@@ -74,12 +86,11 @@ def raster_info(path: str | Path, name: str | None = None) -> RasterInfo:
         If the file cannot be opened as a raster (corrupt, truncated, not a raster), or its
         band layout is not 3 or 4 bands of 8 bits; the message names ``name`` (or the path).
     """
-    import rasterio
     from rasterio.errors import RasterioError
 
     name = name or str(path)
     try:
-        with rasterio.open(path) as ds:
+        with _open(path) as ds:
             bands, dtypes = ds.count, set(ds.dtypes)
             info = RasterInfo(
                 height=ds.height,
@@ -167,14 +178,13 @@ def read_window(path: str | Path, win: RasterWindow, info: RasterInfo) -> tuple[
     RasterError
         If the window cannot be read (a truncated or corrupt file).
     """
-    import rasterio
     from rasterio.errors import RasterioError
     from rasterio.windows import Window
 
     top, left, bottom, right = win.read
     rows, cols = min(bottom, info.height) - top, min(right, info.width) - left
     try:
-        with rasterio.open(path) as ds:
+        with _open(path) as ds:
             region = Window(left, top, cols, rows)
             rgb = ds.read((1, 2, 3), window=region)
             valid = ds.dataset_mask(window=region) > 0

@@ -109,6 +109,74 @@ def read_bytes(path: str | Path) -> bytes:
         raise
 
 
+class RangedReader(io.RawIOBase):
+    """A read-only, seekable file object over one S3 object: each read is one ranged GET.
+
+    Rasterio reads a tiled GeoTIFF's header and then only the blocks a window covers; over
+    this object that is a few GETs of those bytes, never the whole object (which may be tens
+    of GB). Wrap it in :class:`io.BufferedReader` to merge small reads.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.bucket, self.key = split_s3(path)
+        self.size = version(path)[0]
+        self._pos = 0
+        #: Bytes fetched so far (what a benchmark or test checks against the object's size).
+        self.fetched = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"{self.path}: seek to {base + offset}, before the start")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(buffer), self.size - self._pos)
+        if want <= 0:
+            return 0
+        body = (
+            client()
+            .get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={self._pos}-{self._pos + want - 1}")[
+                "Body"
+            ]
+            .read()
+        )
+        buffer[: len(body)] = body
+        self._pos += len(body)
+        self.fetched += len(body)
+        return len(body)
+
+
+def open_ranged(path: str | Path, mode: str = "rb") -> Any:
+    """A buffered, seekable read-only file object of ``path``: the local file, or ranged GETs
+    of an S3 object (:class:`RangedReader`); rasterio's ``opener``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If it does not exist.
+    ValueError
+        If ``mode`` is not a read mode.
+    """
+    if mode not in ("r", "rb"):
+        raise ValueError(f"{path}: mode {mode!r}; only reading is supported")
+    if not is_s3(path):
+        return open(path, "rb")
+    return io.BufferedReader(RangedReader(str(path)), buffer_size=64 * 1024)
+
+
 def read_text(path: str | Path) -> str:
     """UTF-8 text of a file or object (see :func:`read_bytes`)."""
     return read_bytes(path).decode("utf-8")
