@@ -14,6 +14,14 @@ per-photo work (reading, decoding, inference):
 - the seed's method as published: one ``model.predict`` call per 64x64 tile, timed on
   ``--seed-tiles`` tiles and extrapolated to every tile of the photo (the output says so).
 
+With ``--mosaic-side N`` (default 32768: a 1.07-gigapixel raster) it also lays the photos,
+repeated, into one tiled GeoTIFF of N x N pixels (RGB and alpha, deflate; nodata outside an
+inscribed ellipse, as a flight's footprint leaves it), then counts it window by window at
+``--window`` 8192 and 2048 in a fresh process each: every window of the raster, one after
+another, as one Spark task counts one. It prints the peak memory of each (goal: <= 1.5 GB at
+8192, bounded by the window, not the raster) and CPU-s per megapixel against the photos'
+(goal: within 1.2x).
+
 Without RUN options the models are freshly built with untrained weights: the cost of
 inference does not depend on the weights. It prints CPU-s per photo, the ratio to the
 seed's method, peak resident memory of each process (an upper bound of one task's), and
@@ -100,6 +108,77 @@ def _seed_child(run, photos, n_tiles, queue):
     )
 
 
+def _window_child(run, raster, window, out, num_classes, queue):
+    import json
+
+    from herdcount.count import CountSettings, WindowTask, count_window
+    from herdcount.mosaic import plan_windows, raster_info
+
+    info = raster_info(raster)
+    model = json.loads((Path(run) / "model.json").read_text())
+    wins = plan_windows(
+        info.height,
+        info.width,
+        window=window,
+        margin=int(model["margin"]),
+        stride=int(model["output_stride"]),
+    )
+    settings = CountSettings(out=str(out), model=str(run), kind="density", num_classes=num_classes)
+    seconds, counted = [], 0.0
+    for win in wins:
+        task = WindowTask(Path(raster).stem, str(raster), Path(raster).name, info, win, len(wins))
+        record = count_window(task, settings)
+        if record.status != "ok":
+            raise RuntimeError(str(record.error))
+        seconds.append(record.cpu_s)
+        counted += sum(record.counts)
+    queue.put({"cpu_s": seconds, "windows": len(wins), "peak_mb": _peak_mb(), "counted": counted})
+
+
+def write_test_mosaic(path: Path, photos: list[str], side: int, *, strip: int = 512) -> None:
+    """A ``side`` x ``side`` tiled GeoTIFF of the photos repeated edge to edge, written strip
+    by strip (never whole in memory); alpha 0 outside the inscribed ellipse."""
+    import numpy as np
+    import rasterio
+    from affine import Affine
+
+    from herdcount.imaging import decode_rgb
+
+    images = [decode_rgb(Path(p).read_bytes()) for p in photos]
+    h, w = images[0].shape[:2]
+    across = -(-side // w)
+    profile = {
+        "driver": "GTiff",
+        "height": side,
+        "width": side,
+        "count": 4,
+        "dtype": "uint8",
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+        "zlevel": 1,
+        "photometric": "RGB",
+        "alpha": "YES",
+        "BIGTIFF": "YES",
+        "transform": Affine(0.03, 0, 500_000, 0, -0.03, 4_100_000),
+        "crs": "EPSG:32610",
+    }
+    temp = path.with_name(f".{path.name}.tmp")
+    cols = (np.arange(side) + 0.5 - side / 2) / (side / 2)
+    with rasterio.open(temp, "w", **profile) as ds:
+        for top in range(0, side, strip):
+            rows = np.arange(top, min(top + strip, side))
+            block = np.empty((len(rows), side, 4), np.uint8)
+            for i, r in enumerate(rows):
+                line = [images[((r // h) * across + k) % len(images)][r % h] for k in range(across)]
+                block[i, :, :3] = np.concatenate(line)[:side]
+            y = (rows[:, None] + 0.5 - side / 2) / (side / 2)
+            block[..., 3] = np.where(y**2 + cols[None] ** 2 <= 1, 255, 0)
+            ds.write(np.moveaxis(block, -1, 0), window=rasterio.windows.Window(0, top, side, len(rows)))
+    temp.replace(path)
+
+
 def run_child(target, *args) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -117,6 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--classifier", help="a classifier run of models/train.py (default: untrained weights)")
     p.add_argument("--seed-tiles", type=int, default=40, help="tiles timed for the seed's per-tile method")
     p.add_argument("--keep", help="folder for the photos and runs (default: a temporary one)")
+    p.add_argument(
+        "--mosaic-side",
+        type=int,
+        default=32768,
+        help="side of the generated mosaic in pixels (32768: 1.07 gigapixels); 0 skips it",
+    )
     args = p.parse_args(argv)
 
     from herdcount.config import DEFAULT_SCHEME, load_config
@@ -172,7 +257,40 @@ def main(argv: list[str] | None = None) -> int:
         f"(got {reference / density:.0f}x), <= 2048 MB per task "
         f"(got {max(r['peak_mb'] for r in results.values()):.0f})"
     )
+    if args.mosaic_side:
+        mosaic_section(args.mosaic_side, work, photos, runs["density"], len(config.classes), density)
     return 0
+
+
+def mosaic_section(side: int, work: Path, photos: list[str], run: Path, num_classes: int, photo_cpu: float):
+    raster = work / f"mosaic-{side}.tif"
+    if not raster.is_file():
+        start = time.monotonic()
+        write_test_mosaic(raster, photos, side)
+        print(
+            f"\nmosaic: {side}x{side} ({side * side / 1e9:.2f} gigapixels, {raster.stat().st_size / 1e6:.0f} MB "
+            f"on disk) written in {time.monotonic() - start:.0f} s",
+            flush=True,
+        )
+    photo_rate = photo_cpu / (4992 * 3328 / 1e6)
+    print(
+        f"\n{'mosaic, window':<20} {'windows':>8} {'CPU-s':>8} {'CPU-s/MP':>9} {'x photos':>9} {'peak MB':>8}"
+    )
+    peaks = {}
+    for window in (8192, 2048):
+        r = run_child(_window_child, run, str(raster), window, work / f"out-mosaic-{window}", num_classes)
+        cpu = sum(r["cpu_s"])
+        rate = cpu / (side * side / 1e6)
+        peaks[window] = r["peak_mb"]
+        print(
+            f"{'--window ' + str(window):<20} {r['windows']:>8} {cpu:>8.1f} {rate:>9.4f} "
+            f"{rate / photo_rate:>9.2f} {r['peak_mb']:>8.0f}",
+            flush=True,
+        )
+    print(
+        f"photos: {photo_rate:.4f} CPU-s/MP (density, scale 1.0). goals: <= 1536 MB per task at "
+        f"--window 8192 (got {peaks[8192]:.0f}), CPU-s/MP within 1.2x of the photos'"
+    )
 
 
 if __name__ == "__main__":
