@@ -66,6 +66,10 @@ def counted(out, config):
     }
 
 
+def _place(row):
+    return row["class"], float(row["y"]), float(row["x"])
+
+
 def test_a_mosaic_counts_in_windows_to_its_photos_totals_with_map_coordinates(mosaic, config):
     outs = {}
     for window in (256, 4096):
@@ -89,8 +93,16 @@ def test_a_mosaic_counts_in_windows_to_its_photos_totals_with_map_coordinates(mo
     assert np.abs(small["survey"] - photos).sum() <= 0.03 * photos.sum()
     # Points: pixels of the mosaic, and map coordinates through its transform.
     points = [r for r in rows_of(outs[256] / "points.csv") if r["test_id"] == "survey"]
+    # Shared out over all windows' peaks at once: per class, the raster's rounded count, and
+    # the same points whatever the window size.
     rounded = np.rint(np.maximum(np.round(small["survey"], 4), 0))
-    assert len(points) == pytest.approx(rounded.sum(), abs=15)  # rounded per window
+    per_class = [sum(p["class"] == n for p in points) for n in config.class_names]
+    assert per_class == rounded.astype(int).tolist()
+    whole = [r for r in rows_of(outs[4096] / "points.csv") if r["test_id"] == "survey"]
+    assert len(whole) == len(points)
+    for a, b in zip(sorted(points, key=_place), sorted(whole, key=_place)):
+        assert a["class"] == b["class"] and abs(float(a["x"]) - float(b["x"])) <= 0.2
+        assert abs(float(a["y"]) - float(b["y"])) <= 0.2
     summary = json.loads((mosaic["truth"] / "mosaic.json").read_text())
     xs, ys = pixel_to_map(
         tuple(summary["transform"]), [float(p["y"]) for p in points], [float(p["x"]) for p in points]

@@ -8,8 +8,10 @@ import json
 import numpy as np
 import pytest
 import rasterio
+from scipy import ndimage as ndi
 
 from herdcount.imaging import decode_rgb
+from herdcount.locate import PEAK_CONTEXT, Peaks, density_peaks, density_points, peak_points
 from herdcount.mosaic import (
     RasterError,
     map_to_pixel,
@@ -81,12 +83,62 @@ def test_window_densities_add_up_to_the_whole_rasters_whatever_the_window(raster
     for win in plan_windows(info.height, info.width, window=window, margin=MARGIN, stride=STRIDE):
         rgb, ok = read_window(path, win, info)
         assert rgb.shape[:2] == (win.read[2] - win.read[0], win.read[3] - win.read[1])
-        part = window_density(rgb, ok, win, box_model, stride=STRIDE, margin=MARGIN, tile=128)
+        part, (top, left, bottom, right), origin = window_density(
+            rgb, ok, win, box_model, stride=STRIDE, margin=MARGIN, tile=128
+        )
         kt, kl, kb, kr = (v // STRIDE for v in win.keep)
-        laid[kt:kb, kl:kr] = part
+        assert origin == (win.keep[0], win.keep[1])
+        assert (bottom - top, right - left) == (kb - kt, kr - kl)
+        laid[kt:kb, kl:kr] = part[top:bottom, left:right]
     np.testing.assert_allclose(laid, whole, rtol=1e-6, atol=1e-7)
     # The nodata corner counts nothing, the rest does.
     assert laid[63:, 88:].sum() == 0 and laid[:60, :80].sum() > 0
+
+
+@pytest.mark.parametrize("window", [128, 256, 512])
+def test_points_shared_over_the_windows_peaks_are_the_whole_rasters_points(raster, window):
+    # Random blobs of density, some on window seams: the windows' peaks (each window reading
+    # PEAK_CONTEXT cells more) give the points one map of the whole raster gives.
+    info = raster_info(raster[0])
+    rng = np.random.default_rng(window)
+    shape = (-(-info.height // STRIDE), -(-info.width // STRIDE))
+    truth = np.zeros((*shape, 2), np.float32)
+    for k in range(2):
+        rows, cols = rng.integers(0, shape[0], 120), rng.integers(0, shape[1], 120)
+        np.add.at(truth[..., k], (rows, cols), rng.uniform(0.3, 1.2, 120))
+    truth = np.stack([ndi.gaussian_filter(truth[..., k], 1.0) for k in range(2)], axis=-1)
+
+    counts = np.rint(truth.sum(axis=(0, 1)))
+    whole = density_points(truth, stride=STRIDE, counts=counts)
+    margin = MARGIN + PEAK_CONTEXT * STRIDE
+    parts = []
+    for win in plan_windows(info.height, info.width, window=window, margin=margin, stride=STRIDE):
+        rt, rl, rb, rr = win.read
+        region = truth[rt // 8 : rb // 8, rl // 8 : rr // 8]
+        padded = np.zeros(((rb - rt) // 8, (rr - rl) // 8, 2), np.float32)
+        padded[: region.shape[0], : region.shape[1]] = region
+
+        def model(batch, padded=padded):
+            return np.repeat(padded[None], len(batch), axis=0)
+
+        rgb = np.zeros((rb - rt, rr - rl, 3), np.uint8)
+        part, box, origin = window_density(
+            rgb,
+            np.ones(rgb.shape[:2], bool),
+            win,
+            model,
+            stride=STRIDE,
+            margin=margin,
+            tile=4096,
+            context=PEAK_CONTEXT,
+        )
+        parts.append(density_peaks(part, stride=STRIDE, keep=box).shifted(origin))
+    laid = peak_points(Peaks.concat(parts), counts)
+    a, b = (np.lexsort((p.coords[:, 1], p.coords[:, 0], p.classes)) for p in (whole, laid))
+    np.testing.assert_array_equal(whole.classes[a], laid.classes[b])
+    np.testing.assert_allclose(whole.coords[a], laid.coords[b], atol=1e-6)
+    np.testing.assert_allclose(whole.scores[a], laid.scores[b], atol=1e-9)
+    assert len(laid) == counts.sum() > 150
 
 
 def test_bad_rasters_are_errors_naming_the_file_and_what_is_wrong(raster, tmp_path):

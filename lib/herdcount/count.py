@@ -37,7 +37,16 @@ from herdcount.config import Config, resolve_scheme
 from herdcount.imaging import PhotoError, decode_rgb, decode_rgb_scaled, image_shape, resize_rgb
 from herdcount.intervals import SurveyTotals, ValidationCounts, read_validation_counts, survey_totals
 from herdcount.kaggle import id_key
-from herdcount.locate import Points, density_points, points_geojson, window_points
+from herdcount.locate import (
+    PEAK_CONTEXT,
+    Peaks,
+    Points,
+    density_peaks,
+    density_points,
+    peak_points,
+    points_geojson,
+    window_points,
+)
 from herdcount.mosaic import (
     RASTER_EXTENSIONS,
     RasterError,
@@ -146,6 +155,9 @@ class PhotoResult:
     model_loads: int = 0
     threads: list[int] = field(default_factory=list)
     runtime: str = ""
+    #: A raster window's peaks, over which the raster's points are shared out when its
+    #: windows are merged (window records only).
+    peaks: Peaks | None = None
     #: A raster's window (its index in the raster's plan), for a window's record; a
     #: raster's record has the windows it was counted in.
     window: int | None = None
@@ -164,6 +176,10 @@ class PhotoResult:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._TRANSIENT}
         data["status"] = str(self.status)
         data["points"] = None if self.points is None else self.points.to_dict()
+        if self.peaks is None:
+            del data["peaks"]
+        else:
+            data["peaks"] = self.peaks.to_dict()
         return data
 
     @classmethod
@@ -179,12 +195,13 @@ class PhotoResult:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"not a photo record: unknown keys {unknown}")
-        points = data.get("points")
+        points, peaks = data.get("points"), data.get("peaks")
         return cls(
             **{
                 **data,
                 "status": Status(data["status"]),
                 "points": None if points is None else Points.from_dict(points),
+                "peaks": None if peaks is None else Peaks.from_dict(peaks),
             },
             resumed=resumed,
         )
@@ -274,7 +291,7 @@ def count_window(task: WindowTask, settings: CountSettings) -> PhotoResult:
         cpu = time.process_time()
         stride, margin = int(model.info["output_stride"]), int(model.info["margin"])
         rgb, valid = read_window(task.path, task.window, task.info)
-        density = window_density(
+        density, (ct, cl, cb, cr), (ot, ol) = window_density(
             rgb,
             valid,
             task.window,
@@ -283,12 +300,13 @@ def count_window(task: WindowTask, settings: CountSettings) -> PhotoResult:
             margin=margin,
             tile=settings.tile,
             batch_size=settings.batch_size,
+            context=PEAK_CONTEXT,
         )
-        counts = density.sum(axis=(0, 1), dtype=np.float64)
-        found = density_points(density, stride=stride, counts=_rounded(counts))
+        counts = density[ct:cb, cl:cr].sum(axis=(0, 1), dtype=np.float64)
+        peaks = density_peaks(density, stride=stride, keep=(ct, cl, cb, cr)).shifted([ot, ol])
+        found = peak_points(peaks, _rounded(counts))
         top, left, bottom, right = task.window.keep
-        limit = np.array([task.info.height - 1, task.info.width - 1], np.float64)
-        points = Points(np.minimum(found.coords + [top, left], limit), found.classes, found.scores)
+        points = Points(_inside(found.coords, task.info), found.classes, found.scores)
     except Exception as exc:
         keep = task.window.keep
         where = f"window {index} of {task.windows} (rows {keep[0]}-{keep[2]}, columns {keep[1]}-{keep[3]})"
@@ -309,11 +327,18 @@ def count_window(task: WindowTask, settings: CountSettings) -> PhotoResult:
         height=bottom - top,
         points=points,
         **_costs(cpu, wall, load_cpu, model, settings),
+        peaks=peaks,
         window=index,
         windows=task.windows,
     )
     storage.write_text_atomic(result, json.dumps(record.to_dict()))
     return record
+
+
+def _inside(coords: np.ndarray, info: RasterInfo) -> np.ndarray:
+    """Positions moved inside the raster: the map of its padding to the model's stride can
+    place a point past its last pixel."""
+    return np.minimum(coords, np.array([info.height - 1, info.width - 1], np.float64))
 
 
 def merge_rasters(plan: CountPlan, results: list[PhotoResult], settings: CountSettings) -> list[PhotoResult]:
@@ -336,16 +361,17 @@ def merge_rasters(plan: CountPlan, results: list[PhotoResult], settings: CountSe
             continue
         parts = [mine[i] for i in range(raster.windows)]
         info = raster.info
-        points = Points(
-            np.concatenate([p.points.coords for p in parts]).reshape(-1, 2),
-            np.concatenate([p.points.classes for p in parts]).astype(np.int64),
-            np.concatenate([p.points.scores for p in parts]),
-        )
+        counts = np.sum([p.counts for p in parts], axis=0)
+        # The raster's points shared out over all its windows' peaks at once, as over one map
+        # of the whole raster: points per class are its rounded counts, and a peak on a seam
+        # is one peak.
+        found = peak_points(Peaks.concat([p.peaks for p in parts]), _rounded(counts))
+        points = Points(_inside(found.coords, info), found.classes, found.scores)
         record = PhotoResult(
             test_id=photo_id,
             status=OK,
             file=raster.task.name,
-            counts=[round(float(c), 4) for c in np.sum([p.counts for p in parts], axis=0)],
+            counts=[round(float(c), 4) for c in counts],
             width=info.width,
             height=info.height,
             points=points,
@@ -1030,7 +1056,9 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
                 settings,
                 window=self.window,
                 stride=int(info.get("output_stride", 8)),
-                margin=int(info.get("margin", 0)),
+                # The model's margin, and the cells around a window that its peaks need to
+                # gather what they gather in the whole raster's map.
+                margin=int(info.get("margin", 0)) + PEAK_CONTEXT * int(info.get("output_stride", 8)),
             )
         plan.job = _CountContext(
             settings, config, info, trained.times.get("started_at") if trained else None, errors, groups

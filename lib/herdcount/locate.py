@@ -102,6 +102,73 @@ class Points:
         return cls(coords, np.asarray(data["class"], np.int64), np.asarray(data["score"], np.float64))
 
 
+#: Cells of density a window's peaks need around it: ``2 * reach + 1`` for the default reach
+#: of 3 (see :func:`density_peaks`).
+PEAK_CONTEXT = 7
+
+#: Peaks gathering less density than this never become points (a point needs a share of an
+#: animal); leaving them out keeps a raster's windows' records small.
+MIN_PEAK_MASS = 0.02
+
+
+@dataclass(frozen=True, eq=False)
+class Peaks:
+    """A density map's peaks, before the points are shared out over them.
+
+    What a raster's window records, so that the raster's points can be shared out over all
+    its windows' peaks at once (:func:`peak_points`), exactly as over one map of the whole.
+
+    Attributes
+    ----------
+    classes : (N,) int64 array
+        Class of each peak.
+    mass : (N,) float64 array
+        Density it gathers.
+    places : list of dict
+        Per peak, its points' positions ``(row, col)`` in pixels for the shares it can get:
+        ``{1: [[r, c]], 2: [[r, c], [r, c]], ...}`` for 1, ``floor(mass)`` and
+        ``floor(mass) + 1`` points.
+    """
+
+    classes: NDArray[np.int64]
+    mass: NDArray[np.float64]
+    places: list[dict[int, NDArray[np.float64]]]
+
+    @classmethod
+    def concat(cls, parts: list[Peaks]) -> Peaks:
+        """The peaks of several maps (a raster's windows) as one set."""
+        return cls(
+            np.concatenate([np.zeros(0, np.int64), *(p.classes for p in parts)]),
+            np.concatenate([np.zeros(0), *(p.mass for p in parts)]),
+            [place for p in parts for place in p.places],
+        )
+
+    def shifted(self, by: ArrayLike) -> Peaks:
+        """The same peaks with positions moved by ``(rows, cols)`` pixels."""
+        by = np.asarray(by, np.float64)
+        return Peaks(self.classes, self.mass, [{k: v + by for k, v in p.items()} for p in self.places])
+
+    def to_dict(self) -> dict[str, list]:
+        """Columns for JSON: positions to a tenth of a pixel, masses to four decimals."""
+        return {
+            "class": self.classes.tolist(),
+            "mass": np.round(self.mass, 4).tolist(),
+            "places": [{str(k): np.round(v, 1).tolist() for k, v in p.items()} for p in self.places],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list]) -> Peaks:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            np.asarray(data["class"], np.int64),
+            np.asarray(data["mass"], np.float64),
+            [
+                {int(k): np.asarray(v, np.float64).reshape(-1, 2) for k, v in p.items()}
+                for p in data["places"]
+            ],
+        )
+
+
 def density_points(
     density: ArrayLike,
     *,
@@ -138,24 +205,91 @@ def density_points(
     wanted = np.rint(np.maximum(density.sum(axis=(0, 1)) if counts is None else counts, 0)).astype(int)
     if wanted.shape != (n_classes,):
         raise ValueError(f"counts must hold one number per class ({n_classes}), got shape {wanted.shape}")
+    return peak_points(density_peaks(density, stride=stride, reach=reach), wanted)
+
+
+def density_peaks(
+    density: ArrayLike,
+    *,
+    stride: int,
+    reach: float = 3.0,
+    keep: tuple[int, int, int, int] | None = None,
+) -> Peaks:
+    """The peaks of a per-class density map and the density each gathers (steps 1 and 2 of
+    the module's docstring), with the positions of 1, ``floor(mass)`` and ``floor(mass) + 1``
+    points at each.
+
+    Parameters
+    ----------
+    density : (H, W, K) array_like
+        As :func:`density_points`.
+    stride : int
+        Pixels per cell side.
+    reach : float, optional
+        Cells farther than this from every peak give no peak their mass.
+    keep : (top, left, bottom, right) of ints, optional
+        Only the peaks in these cells. A window of a raster passes its own cells and a map
+        ``2 * reach + 1`` cells larger on every side: its peaks then gather exactly what they
+        gather in the map of the whole raster (every cell within ``reach`` of them, and every
+        peak that could be nearer to such a cell, with its neighbours).
+
+    Returns
+    -------
+    Peaks
+        Positions in pixels of the map; peaks of less than :data:`MIN_PEAK_MASS` left out.
+    """
+    density = np.asarray(density, dtype=np.float64)
+    classes, masses, places = [], [], []
+    for k in range(density.shape[2]):
+        mass, place = _class_peaks(density[..., k], reach, keep)
+        classes.append(np.full(len(mass), k, np.int64))
+        masses.append(mass)
+        places += [{n: stride * (at + 0.5) for n, at in p.items()} for p in place]
+    return Peaks(np.concatenate(classes), np.concatenate(masses), places)
+
+
+def peak_points(peaks: Peaks, counts: ArrayLike) -> Points:
+    """``counts[k]`` points of each class ``k`` shared out over its peaks by mass (step 3 of
+    the module's docstring), each at its peak's position for its share (step 4).
+
+    Returns
+    -------
+    Points
+    """
+    wanted = np.asarray(counts, dtype=int)
     coords, classes, scores = [], [], []
-    for k in range(n_classes):
-        if wanted[k] == 0:
+    for k in range(len(wanted)):
+        mine = np.flatnonzero(peaks.classes == k)
+        if wanted[k] == 0 or not len(mine):
             continue
-        at, score = _class_points(density[..., k], int(wanted[k]), reach)
-        coords.append(stride * (at + 0.5))
-        classes.append(np.full(len(at), k, np.int64))
-        scores.append(score)
+        mass = peaks.mass[mine]
+        share = _apportion(mass, int(wanted[k]))
+        for i in np.flatnonzero(share):
+            n = int(share[i])
+            place = peaks.places[mine[i]]
+            # Hamilton gives a peak floor(mass) or floor(mass) + 1 points; only when more
+            # points are asked for than the peaks hold do shares go beyond, and then the
+            # nearest share's positions are repeated.
+            at = place[n] if n in place else _repeat(place[max(place)], n)
+            coords.append(at)
+            classes.append(np.full(n, k, np.int64))
+            scores.append(np.full(n, min(1.0, mass[i] / n)))
     if not coords:
         return Points.empty()
     return Points(np.concatenate(coords), np.concatenate(classes), np.concatenate(scores))
 
 
-def _class_points(m: np.ndarray, n: int, reach: float) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` points of one class's map, in cells, and their scores."""
+def _repeat(at: np.ndarray, n: int) -> np.ndarray:
+    return at[np.arange(n) % len(at)]
+
+
+def _class_peaks(
+    m: np.ndarray, reach: float, keep: tuple[int, int, int, int] | None
+) -> tuple[np.ndarray, list[dict[int, np.ndarray]]]:
+    """Masses of one class map's peaks and their points' positions in cells, per share."""
     positive = m > 0
     if not positive.any():
-        return np.zeros((0, 2)), np.zeros(0)
+        return np.zeros(0), []
     peak = positive & (m >= ndi.maximum_filter(m, size=3, mode="constant", cval=0.0))
     # A plateau of equal values (a saturated or constant map) is one peak, not one per cell.
     peak &= ~_left_or_above_equal(m, peak)
@@ -168,18 +302,26 @@ def _class_points(m: np.ndarray, n: int, reach: float) -> tuple[np.ndarray, np.n
     gather = positive & (dist <= reach)
     owner = index[near_row[gather], near_col[gather]]
     mass = np.bincount(owner, weights=m[gather], minlength=len(peaks))
-    share = _apportion(mass, n)
-    coords, scores = [], []
+    chosen = mass >= MIN_PEAK_MASS
+    if keep is not None:
+        top, left, bottom, right = keep
+        r, c = peaks[:, 0], peaks[:, 1]
+        chosen &= (r >= top) & (r < bottom) & (c >= left) & (c < right)
     centres = _peak_centres(m, peaks)
-    for i in np.flatnonzero(share):
-        if share[i] == 1:
-            coords.append(centres[i][None])
-        else:
-            mine = owner == i
-            cells = np.argwhere(gather)[mine].astype(np.float64)
-            coords.append(_weighted_means(cells, m[gather][mine], int(share[i])))
-        scores.append(np.full(len(coords[-1]), min(1.0, mass[i] / share[i])))
-    return np.concatenate(coords), np.concatenate(scores)
+    # Each peak's cells as one slice of the cells sorted by owner (not a pass over all
+    # cells per peak).
+    order = np.argsort(owner, kind="stable")
+    cells = np.argwhere(gather).astype(np.float64)[order]
+    weights = m[gather][order]
+    bounds = np.searchsorted(owner[order], np.arange(len(peaks) + 1))
+    places = []
+    for i in np.flatnonzero(chosen):
+        place = {1: centres[i][None]}
+        mine = slice(bounds[i], bounds[i + 1])
+        for n in sorted({int(mass[i]), int(mass[i]) + 1} - {0, 1}):
+            place[n] = _weighted_means(cells[mine], weights[mine], n)
+        places.append(place)
+    return mass[chosen], places
 
 
 def _left_or_above_equal(m: np.ndarray, peak: np.ndarray) -> np.ndarray:

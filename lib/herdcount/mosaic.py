@@ -214,21 +214,37 @@ def window_density(
     margin: int,
     tile: int = 1024,
     batch_size: int = 4,
-) -> NDArray[np.float32]:
-    """The density of a window's kept part, from the pixels it read (:func:`read_window`).
+    context: int = 0,
+) -> tuple[NDArray[np.float32], tuple[int, int, int, int], tuple[int, int]]:
+    """The density of a window's kept part and ``context`` cells around it, from the pixels
+    it read (:func:`read_window`).
 
     The read region is inferred in tiles like a photo (:func:`herdcount.tiling.density_map`)
-    and cropped to the kept cells, which have their full context; cells over nodata are 0.
+    and cropped to the kept cells and their context (within the read region), which have
+    their full context when the window was planned with ``context * stride`` pixels more
+    margin than the model's; cells over nodata are 0.
 
     Returns
     -------
-    (keep rows / stride, keep columns / stride, C) float32 array
+    density : (rows, cols, C) float32 array
+        The kept cells and their context.
+    keep : (top, left, bottom, right) of ints
+        The kept cells within ``density``.
+    origin : (int, int)
+        The raster pixel ``(row, col)`` of ``density``'s first cell's corner.
     """
     density = density_map(rgb, predict, stride=stride, tile=tile, margin=margin, batch_size=batch_size)
     density *= valid_cells(valid, stride)[..., None]
     kt, kl, kb, kr = win.keep
     rt, rl = win.read[:2]
-    return density[(kt - rt) // stride : (kb - rt) // stride, (kl - rl) // stride : (kr - rl) // stride]
+    top, left = (kt - rt) // stride, (kl - rl) // stride
+    bottom, right = (kb - rt) // stride, (kr - rl) // stride
+    first_row, first_col = max(top - context, 0), max(left - context, 0)
+    end_row = min(bottom + context, density.shape[0])
+    end_col = min(right + context, density.shape[1])
+    box = (top - first_row, left - first_col, bottom - first_row, right - first_col)
+    origin = (rt + first_row * stride, rl + first_col * stride)
+    return density[first_row:end_row, first_col:end_col], box, origin
 
 
 def pixel_to_map(
