@@ -29,13 +29,6 @@ The method, per class (a ratio estimator with a two-level bootstrap):
   animals, with half an error of prior); where the bootstrap's own spread is larger, it
   stands (README: the coverage measured with and without it).
 
-- **Across classes.** A ratio measured on a few photos is partly noise: 7 held-out photos
-  whose 39 pups were counted as 30 say ``r = 1.29``, yet the same model over-counted pups by
-  7 % on fresh surveys. Each class's ``log r`` is pulled towards the classes' common value
-  by how poorly it is known against how much the classes' ratios truly differ
-  (:func:`shrunk_log_ratios`, empirical Bayes with 3 or more classes); the interval keeps
-  the class's own spread around the pulled value.
-
 It assumes the survey's photos are like the held-out ones (same camera, altitude and
 annotators); the held-out photos also chose the training epoch, so their errors are a
 little optimistic.
@@ -216,13 +209,11 @@ def survey_totals(
     if len(errors.true) < 2:
         raise ValueError(f"an interval needs at least 2 held-out photos, got {len(errors.true)}")
     rng = np.random.default_rng(seed)
-    fits = [
-        _fit(errors.predicted[:, k], errors.true[:, k], level, draws, rng) for k in range(counts.shape[1])
-    ]
-    centres = shrunk_log_ratios(np.array([f.log_r for f in fits]), np.array([f.variance for f in fits]))
     total, low, high = (np.empty(counts.shape[1]) for _ in range(3))
-    for k, (fit, centre) in enumerate(zip(fits, centres)):
-        total[k], low[k], high[k] = _simulate(fit, centre, counts[:, k], level, rng)
+    for k in range(counts.shape[1]):
+        total[k], low[k], high[k] = _class_interval(
+            errors.predicted[:, k], errors.true[:, k], counts[:, k], level, draws, rng
+        )
     return SurveyTotals(counted, total, low, high, len(counts), level)
 
 
@@ -232,40 +223,21 @@ def _ratio(true: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     return (true.sum(axis=-1) + 1.0) / (predicted.sum(axis=-1) + 1.0)
 
 
-@dataclass(frozen=True)
-class _Fit:
-    """One class's calibration from the held-out photos, and its bootstrap."""
-
-    log_r: float
-    #: The resampled photos ``(draws, M)`` and their true and predicted counts.
-    pick: np.ndarray
-    true: np.ndarray
-    predicted: np.ndarray
-    #: Widened bootstrap deviations of ``log r`` around ``log_r``, ``(draws,)``.
-    deviations: np.ndarray
-    #: The few-animals floor's share of ``log r``'s spread beyond the bootstrap's.
-    extra: float
-    widen: float
-
-    @property
-    def variance(self) -> float:
-        """How well ``log r`` is known: the bootstrap's variance with the floor's."""
-        return float(self.deviations.var()) + self.extra**2
-
-
-def _fit(predicted: np.ndarray, true: np.ndarray, level: float, draws: int, rng) -> _Fit:
-    """One class's ratio and bootstrap; see the module's docstring."""
+def _class_interval(
+    predicted: np.ndarray, true: np.ndarray, counts: np.ndarray, level: float, draws: int, rng
+) -> tuple[float, float, float]:
+    """``(total, low, high)`` of one class; see the module's docstring."""
     from scipy import stats
 
     m = len(predicted)
     q = (1 + level) / 2
     # The bootstrap under-states spread from few photos: its deviations are widened by
     # sqrt(M / (M - 1)) and Student's t over the normal quantile.
-    widen = float(np.sqrt(m / (m - 1)) * stats.t.ppf(q, m - 1) / stats.norm.ppf(q))
+    widen = np.sqrt(m / (m - 1)) * stats.t.ppf(q, m - 1) / stats.norm.ppf(q)
     pick = rng.integers(0, m, size=(draws, m))
     p, t = predicted[pick], true[pick]
     log_r = np.log(_ratio(t, p))
-    deviations = (log_r - log_r.mean()) * widen
+    log_r = float(np.log(_ratio(true, predicted))) + (log_r - log_r.mean()) * widen
     # Few held-out animals measure an error rate poorly: 7 males all counted right say little
     # about the next 100. Each animal is taken to be miscounted at a rate e (the held-out
     # photos' absolute errors plus a half, over their animals plus one); a bias measured on
@@ -273,51 +245,12 @@ def _fit(predicted: np.ndarray, true: np.ndarray, level: float, draws: int, rng)
     # it stands.
     n = float(true.sum())
     rate = (float(np.abs(true - predicted).sum()) + 0.5) / (n + 1.0)
-    extra = float(np.sqrt(max(rate / (n + 1.0) - float(deviations.var()), 0.0)))
-    centre = float(np.log(_ratio(true, predicted)))
-    return _Fit(centre, pick, t, p, deviations, extra, widen)
-
-
-def shrunk_log_ratios(log_r: ArrayLike, variance: ArrayLike) -> NDArray[np.float64]:
-    """The classes' calibrations ``log r`` pulled towards their common value by how poorly
-    each is known (empirical Bayes across classes).
-
-    Each class's measured ``log r`` is its true bias plus an error of the given
-    ``variance``; the true biases scatter around a common value (the model's shared bias,
-    such as a scale it was trained at) with a variance ``tau2`` estimated from how much more
-    the measured ones scatter than their errors explain. A class is moved towards the common
-    value by ``variance / (variance + tau2)``: a ratio measured on a handful of photos, whose
-    scatter the other classes do not share, is mostly noise and is not applied in full.
-
-    Parameters
-    ----------
-    log_r, variance : (K,) array_like
-        Each class's measured log ratio and the variance of that measure.
-
-    Returns
-    -------
-    (K,) float64 array
-        The shrunk log ratios; unchanged with fewer than 3 classes (no spread to estimate).
-    """
-    x = np.asarray(log_r, np.float64)
-    v = np.maximum(np.asarray(variance, np.float64), 1e-12)
-    k = len(x)
-    if k < 3:
-        return x.copy()
-    common = float(np.sum(x / v) / np.sum(1 / v))
-    tau2 = max(0.0, float(np.sum((x - x.mean()) ** 2) / (k - 1) - v.mean()))
-    return common + tau2 / (tau2 + v) * (x - common)
-
-
-def _simulate(fit: _Fit, centre: float, counts: np.ndarray, level: float, rng) -> tuple[float, float, float]:
-    """``(total, low, high)`` of one class around the calibration ``centre`` (a log ratio)."""
-    q = (1 + level) / 2
-    draws, m = fit.pick.shape
-    r = np.exp(centre + fit.deviations + rng.normal(0.0, fit.extra, size=draws))[:, None]
-    z = (fit.true - r * fit.predicted) / np.sqrt(r * fit.predicted + 1.0)
+    extra = np.sqrt(max(rate / (n + 1.0) - float(log_r.var()), 0.0))
+    r = np.exp(log_r + rng.normal(0.0, extra, size=draws))[:, None]
+    z = (t - r * p) / np.sqrt(r * p + 1.0)
     # Centred: the ratio carries the bias; left in, the weighting by the square root would
     # add a bias of its own.
-    z = (z - z.mean(axis=1, keepdims=True)) * fit.widen
+    z = (z - z.mean(axis=1, keepdims=True)) * widen
     simulated = np.empty(draws)
     chunk = max(1, 4_000_000 // max(len(counts), 1))
     for first in range(0, draws, chunk):
@@ -325,6 +258,6 @@ def _simulate(fit: _Fit, centre: float, counts: np.ndarray, level: float, rng) -
         mean = r[rows] * counts[None, :]
         drawn = np.take_along_axis(z[rows], rng.integers(0, m, size=(len(mean), len(counts))), axis=1)
         simulated[rows] = (mean + np.sqrt(mean + 1.0) * drawn).sum(axis=1)
-    total = float(np.exp(centre) * counts.sum())
+    total = float(_ratio(true, predicted) * counts.sum())
     lo, hi = np.quantile(simulated, [1 - q, q])
     return total, max(0.0, float(lo)), float(hi)
