@@ -205,7 +205,7 @@ def density_points(
     wanted = np.rint(np.maximum(density.sum(axis=(0, 1)) if counts is None else counts, 0)).astype(int)
     if wanted.shape != (n_classes,):
         raise ValueError(f"counts must hold one number per class ({n_classes}), got shape {wanted.shape}")
-    return peak_points(density_peaks(density, stride=stride, reach=reach), wanted)
+    return peak_points(density_peaks(density, stride=stride, reach=reach, counts=wanted), wanted)
 
 
 def density_peaks(
@@ -214,6 +214,7 @@ def density_peaks(
     stride: int,
     reach: float = 3.0,
     keep: tuple[int, int, int, int] | None = None,
+    counts: ArrayLike | None = None,
 ) -> Peaks:
     """The peaks of a per-class density map and the density each gathers (steps 1 and 2 of
     the module's docstring), with the positions of 1, ``floor(mass)`` and ``floor(mass) + 1``
@@ -232,6 +233,9 @@ def density_peaks(
         ``2 * reach + 1`` cells larger on every side: its peaks then gather exactly what they
         gather in the map of the whole raster (every cell within ``reach`` of them, and every
         peak that could be nearer to such a cell, with its neighbours).
+    counts : (K,) array_like of ints, optional
+        When the points per class are known already (one photo's map), only the positions
+        of the share each peak gets (:func:`peak_points` with the same counts) are worked out.
 
     Returns
     -------
@@ -240,8 +244,9 @@ def density_peaks(
     """
     density = np.asarray(density, dtype=np.float64)
     classes, masses, places = [], [], []
+    wanted = None if counts is None else np.asarray(counts, dtype=int)
     for k in range(density.shape[2]):
-        mass, place = _class_peaks(density[..., k], reach, keep)
+        mass, place = _class_peaks(density[..., k], reach, keep, None if wanted is None else int(wanted[k]))
         classes.append(np.full(len(mass), k, np.int64))
         masses.append(mass)
         places += [{n: stride * (at + 0.5) for n, at in p.items()} for p in place]
@@ -284,9 +289,10 @@ def _repeat(at: np.ndarray, n: int) -> np.ndarray:
 
 
 def _class_peaks(
-    m: np.ndarray, reach: float, keep: tuple[int, int, int, int] | None
+    m: np.ndarray, reach: float, keep: tuple[int, int, int, int] | None, n: int | None = None
 ) -> tuple[np.ndarray, list[dict[int, np.ndarray]]]:
-    """Masses of one class map's peaks and their points' positions in cells, per share."""
+    """Masses of one class map's peaks and their points' positions in cells, per share (only
+    for the share :func:`_apportion` gives each when ``n`` points are known to be wanted)."""
     positive = m > 0
     if not positive.any():
         return np.zeros(0), []
@@ -314,13 +320,20 @@ def _class_peaks(
     cells = np.argwhere(gather).astype(np.float64)[order]
     weights = m[gather][order]
     bounds = np.searchsorted(owner[order], np.arange(len(peaks) + 1))
+    chosen = np.flatnonzero(chosen)
+    if n is None:
+        shares = [{1, int(mass[i]), int(mass[i]) + 1} - {0} for i in chosen]
+    else:
+        shares = [{int(s)} - {0} for s in _apportion(mass[chosen], n)] if len(chosen) else []
     places = []
-    for i in np.flatnonzero(chosen):
-        place = {1: centres[i][None]}
+    for i, wanted in zip(chosen, shares):
         mine = slice(bounds[i], bounds[i + 1])
-        for n in sorted({int(mass[i]), int(mass[i]) + 1} - {0, 1}):
-            place[n] = _weighted_means(cells[mine], weights[mine], n)
-        places.append(place)
+        places.append(
+            {
+                s: centres[i][None] if s == 1 else _weighted_means(cells[mine], weights[mine], s)
+                for s in wanted
+            }
+        )
     return mass[chosen], places
 
 
