@@ -234,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for name, target, (run, kind, scale) in methods:
         out = work / f"out-{kind}-{scale if not isinstance(scale, Path) else 'auto'}"
+        shutil.rmtree(out, ignore_errors=True)  # a kept folder's records would be read back, not counted
         results[name] = run_child(target, run, kind, scale, photos, out, len(config.classes))
         print(f"  {name}: done", flush=True)
     seed = run_child(_seed_child, runs["classifier"], photos, args.seed_tiles)
@@ -278,7 +279,9 @@ def mosaic_section(side: int, work: Path, photos: list[str], run: Path, num_clas
     )
     peaks = {}
     for window in (8192, 2048):
-        r = run_child(_window_child, run, str(raster), window, work / f"out-mosaic-{window}", num_classes)
+        out = work / f"out-mosaic-{window}"
+        shutil.rmtree(out, ignore_errors=True)
+        r = run_child(_window_child, run, str(raster), window, out, num_classes)
         cpu = sum(r["cpu_s"])
         rate = cpu / (side * side / 1e6)
         peaks[window] = r["peak_mb"]
