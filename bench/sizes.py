@@ -1,12 +1,12 @@
 """Benchmark: density models of several sizes and training seeds on realistic scenes.
 
-    python bench/sizes.py [--work DIR] [--widths 8,16,32] [--depth 4] [--seeds 0,1,2]
+    python bench/sizes.py [--work DIR] [--widths 8,16,32] [--depth 4] [--seeds 0,1,2] [--seed-width 16]
                           [--test-seeds 12,13] [--test 16]
 
 On one 40-photo survey of realistic scenes (``synth --realism 1``, seed 5; made and
 extracted by bench/train.py, which also trains the default model), trains a density model
 for each ``--widths`` value (channels at 1/4 resolution; the default is 16) with default
-settings otherwise, and the default width again for each training ``--seeds`` value (the
+settings otherwise, and ``--seed-width`` again for each training ``--seeds`` value (the
 split, the sampling and the weights), then counts fresh realistic test surveys of seeds
 never trained on with each model, in process (the count job's runner, no JVM). It prints,
 per model: parameters, training wall time, the held-out RMSE over all zeros, each test
@@ -69,9 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", help="folder for the surveys, runs and counts (default: a temporary one)")
     p.add_argument("--widths", default="8,16,32", help="model widths to train")
     p.add_argument("--depth", type=int, default=4, help="convolutions at 1/8 resolution")
-    p.add_argument("--seeds", default="0,1,2", help="training seeds of the default width")
+    p.add_argument("--seeds", default="0,1,2", help="training seeds of --seed-width")
+    p.add_argument("--seed-width", type=int, default=16, help="the width trained with every seed")
     p.add_argument("--test-seeds", default="12,13", help="realistic test surveys (never trained on)")
     p.add_argument("--test", type=int, default=16, help="photos per test survey")
+    p.add_argument(
+        "--train-args", default="", help="more options for every models/train.py run, space-separated"
+    )
+    p.add_argument("--tag", default="", help="suffix of the runs' folders (needed with --train-args)")
     args = p.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="herdcount-bench-sizes-"))
     base = [sys.executable, str(Path(__file__).with_name("train.py")), "--work", str(work)]
@@ -81,20 +86,29 @@ def main(argv: list[str] | None = None) -> int:
     if code:
         return code
     config = load_config(DEFAULT_SCHEME)
-    models: dict[str, tuple[Path, float]] = {
-        "width 16, seed 0 (default)": (work / "run-density", float("nan"))
-    }
+    extra, tag = args.train_args.split(), f"-{args.tag}" if args.tag else ""
+    if extra and not tag:
+        p.error("--train-args needs a --tag for its runs' folders")
+    models: dict[str, tuple[Path, float]] = {}
+    if not extra:
+        models["width 16, seed 0 (default)"] = (work / "run-density", float("nan"))
+    label = f" ({args.train_args})" if extra else ""
     for width in (int(w) for w in args.widths.split(",")):
-        if width != 16 or args.depth != 4:
-            run = work / f"run-w{width}-d{args.depth}"
-            models[f"width {width}, seed 0"] = (
-                run,
-                train(work, run, "--width", str(width), "--depth", str(args.depth)),
-            )
+        if extra or width != 16 or args.depth != 4:
+            run = work / f"run-w{width}-d{args.depth}{tag}"
+            size = ("--width", str(width), "--depth", str(args.depth))
+            models[f"width {width}, seed 0{label}"] = (run, train(work, run, *size, *extra))
     for seed in (int(s) for s in args.seeds.split(",")):
         if seed:
-            run = work / f"run-seed{seed}"
-            models[f"width 16, seed {seed}"] = (run, train(work, run, "--seed", str(seed)))
+            w = args.seed_width
+            run = work / (
+                f"run-seed{seed}" if w == 16 and not tag else f"run-w{w}-d{args.depth}-seed{seed}{tag}"
+            )
+            size = ("--width", str(w), "--depth", str(args.depth))
+            models[f"width {w}, seed {seed}{label}"] = (
+                run,
+                train(work, run, "--seed", str(seed), *size, *extra),
+            )
     tests = []
     for seed in (int(s) for s in args.test_seeds.split(",")):
         data = work / f"test-{seed}"

@@ -139,7 +139,10 @@ class TrainSettings:
     batch_size: int = 0  # 0: the kind's default
     learning_rate: float = 0.0  # 0: the kind's default
     val_fraction: float = 0.2
-    patience: int = 6
+    #: Epochs without improvement before stopping. As many as the density model's epochs by
+    #: default: its held-out RMSE swings between epochs, and runs stopped after 6 counted fresh
+    #: surveys worse (README, "Model size and training seeds").
+    patience: int = 30
     threads: int = 0  # 0: every core this process may use
     overwrite: bool = False
     #: The windows training streams (a folder of herdcount windows); by default

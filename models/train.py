@@ -155,6 +155,10 @@ def _tracker(settings: TrainSettings):
     return tracking
 
 
+#: Epochs without improvement before the classifier's rate is halved.
+PLATEAU_PATIENCE = 3
+
+
 def _callbacks(
     monitor: str, settings: TrainSettings, first: list, last: list, *, plateau: bool = True
 ) -> list:
@@ -164,7 +168,7 @@ def _callbacks(
     if plateau:
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
-                monitor=monitor, mode="min", factor=0.5, patience=max(1, settings.patience // 2), verbose=1
+                monitor=monitor, mode="min", factor=0.5, patience=PLATEAU_PATIENCE, verbose=1
             )
         )
     callbacks.append(
