@@ -111,18 +111,12 @@ def _seed_child(run, photos, n_tiles, queue):
 def _window_child(run, raster, window, out, num_classes, queue):
     import json
 
-    from herdcount.count import CountSettings, WindowTask, count_window
-    from herdcount.mosaic import plan_windows, raster_info
+    from herdcount.count import CountSettings, WindowTask, count_window, raster_windows
+    from herdcount.mosaic import raster_info
 
     info = raster_info(raster)
-    model = json.loads((Path(run) / "model.json").read_text())
-    wins = plan_windows(
-        info.height,
-        info.width,
-        window=window,
-        margin=int(model["margin"]),
-        stride=int(model["output_stride"]),
-    )
+    # The job's windows: the model's margin and the peaks' context.
+    wins = raster_windows(json.loads((Path(run) / "model.json").read_text()), info, window)
     settings = CountSettings(out=str(out), model=str(run), kind="density", num_classes=num_classes)
     seconds, counted = [], 0.0
     for win in wins:

@@ -239,9 +239,18 @@ class RasterPlan:
     done: dict[int, PhotoResult] = field(default_factory=dict)
 
 
-def plan_rasters(plan: CountPlan, settings: CountSettings, *, window: int, stride: int, margin: int) -> None:
+def raster_windows(model: dict[str, Any], info: RasterInfo, window: int) -> list[RasterWindow]:
+    """The windows a raster is counted in by a density model (its ``model.json``): each
+    reads the model's margin and the :data:`~herdcount.locate.PEAK_CONTEXT` cells its peaks
+    need to gather what they gather in the whole raster's map."""
+    stride = int(model.get("output_stride", 8))
+    margin = int(model.get("margin", 0)) + PEAK_CONTEXT * stride
+    return plan_windows(info.height, info.width, window=window, margin=margin, stride=stride)
+
+
+def plan_rasters(plan: CountPlan, settings: CountSettings, model: dict[str, Any], *, window: int) -> None:
     """Replace each raster among the plan's photos by one task per window of ``window``
-    pixels (:func:`herdcount.mosaic.plan_windows`); windows an earlier run counted
+    pixels (:func:`raster_windows`); windows an earlier run counted
     (``OUT/windows/<id>/<n>.json``) are not planned again. A raster that cannot be counted
     becomes an error row naming it and why; every other file is still counted."""
     tasks: list[PhotoTask | WindowTask] = []
@@ -258,7 +267,7 @@ def plan_rasters(plan: CountPlan, settings: CountSettings, *, window: int, strid
         except RasterError as exc:
             plan.rows.append(_error(task.photo_id, task.name, str(exc).removeprefix(f"{task.name}: ")))
             continue
-        wins = plan_windows(info.height, info.width, window=window, margin=margin, stride=stride)
+        wins = raster_windows(model, info, window)
         done = _finished(storage.join(settings.out, "windows", task.photo_id), key="window")
         plan.rasters[task.photo_id] = RasterPlan(task, info, len(wins), done)
         tasks += [
@@ -1051,15 +1060,7 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
         )
         claim_out(settings)
         if any(is_raster(t.name) for t in plan.tasks):
-            plan_rasters(
-                plan,
-                settings,
-                window=self.window,
-                stride=int(info.get("output_stride", 8)),
-                # The model's margin, and the cells around a window that its peaks need to
-                # gather what they gather in the whole raster's map.
-                margin=int(info.get("margin", 0)) + PEAK_CONTEXT * int(info.get("output_stride", 8)),
-            )
+            plan_rasters(plan, settings, info, window=self.window)
         plan.job = _CountContext(
             settings, config, info, trained.times.get("started_at") if trained else None, errors, groups
         )
