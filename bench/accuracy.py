@@ -40,6 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import train_density
+
 from herdcount.config import DEFAULT_SCHEME, load_config
 from herdcount.score import format_score, score
 from herdcount.synth import truth_dir, write_survey
@@ -252,21 +254,7 @@ def transfer(work: Path, args: argparse.Namespace, size: list[str]) -> int:
         runs[name] = run
         if (run / "model.json").is_file():
             continue
-        started = time.monotonic()
-        cmd = [
-            sys.executable,
-            str(ROOT / "models" / "train.py"),
-            "--kind",
-            "density",
-            "--extract",
-            str(extract),
-        ]
-        cmd += ["--data", str(data), "--out", str(run), "--overwrite", *extra]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode:
-            print(done.stdout[-2000:], done.stderr[-4000:], sep="\n")
-            return done.returncode
-        print(f"{name}: trained in {(time.monotonic() - started) / 60:.1f} min")
+        print(f"{name}: trained in {train_density(extract, data, run, *extra):.1f} min")
     print(
         f"\ntransfer: {args.transfer_photos} annotated photos of a realistic survey (seed {args.transfer_seed}); "
         f"{args.test} of its test photos counted"

@@ -21,12 +21,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from common import reference_run
 
 from herdcount.config import DEFAULT_SCHEME, load_config
 from herdcount.count import CountJob
@@ -53,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="herdcount-bench-mosaic-"))
     size = ["--width", str(args.width), "--height", str(args.height)]
-    train = [sys.executable, str(Path(__file__).with_name("train.py")), "--work", str(work), "--seed", "5"]
-    code = subprocess.run([*train, "--reuse", "--kinds", "density", *size], check=False).returncode
+    code = reference_run(work, size)
     if code:
         return code
     run = work / "run-density"

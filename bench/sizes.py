@@ -22,11 +22,11 @@ import argparse
 import csv
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from common import reference_run, train_density
 
 from herdcount.config import DEFAULT_SCHEME, load_config
 from herdcount.count import CountJob
@@ -42,26 +42,7 @@ def train(work: Path, run: Path, *options: str) -> float:
     """Train a density model on WORK's survey into RUN (reused when finished); wall minutes."""
     if (run / "model.json").is_file():
         return float("nan")
-    started = time.monotonic()
-    cmd = [
-        sys.executable,
-        str(ROOT / "models" / "train.py"),
-        "--kind",
-        "density",
-        "--extract",
-        str(work / "extract"),
-        "--data",
-        str(work / "data"),
-        "--out",
-        str(run),
-        "--overwrite",
-        *options,
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        print(done.stdout[-2000:], done.stderr[-4000:], sep="\n")
-        raise SystemExit(done.returncode)
-    return (time.monotonic() - started) / 60
+    return train_density(work / "extract", work / "data", run, *options)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,10 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default="", help="suffix of the runs' folders (needed with --train-args)")
     args = p.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="herdcount-bench-sizes-"))
-    base = [sys.executable, str(Path(__file__).with_name("train.py")), "--work", str(work)]
-    code = subprocess.run(
-        [*base, "--seed", "5", "--realism", "1", "--reuse", "--kinds", "density"], check=False
-    ).returncode
+    code = reference_run(work, [], "--realism", "1")
     if code:
         return code
     config = load_config(DEFAULT_SCHEME)

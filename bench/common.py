@@ -1,0 +1,31 @@
+"""What several benchmarks share: the reference density run, and training one more."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def reference_run(work: Path, size: list[str], *more: str) -> int:
+    """Make (or reuse) bench/train.py's 40-photo survey of seed 5 in WORK and its density run,
+    WORK/run-density; ``more`` are further bench/train.py options. Returns its exit code."""
+    cmd = [sys.executable, str(ROOT / "bench" / "train.py"), "--work", str(work), "--seed", "5"]
+    return subprocess.run([*cmd, "--reuse", "--kinds", "density", *size, *more], check=False).returncode
+
+
+def train_density(extract: Path, data: Path, run: Path, *options: str) -> float:
+    """Train a density model with models/train.py from EXTRACT and DATA into RUN, with
+    ``options``; the wall minutes it took. Exits with training's code (and its output's
+    tail) when it fails."""
+    started = time.monotonic()
+    cmd = [sys.executable, str(ROOT / "models" / "train.py"), "--kind", "density"]
+    cmd += ["--extract", str(extract), "--data", str(data), "--out", str(run), "--overwrite", *options]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        print(done.stdout[-2000:], done.stderr[-4000:], sep="\n")
+        raise SystemExit(done.returncode)
+    return (time.monotonic() - started) / 60
