@@ -4,8 +4,10 @@
 
 Trains a density model with its default settings on bench/train.py's 40-photo survey (seed
 5; reused when WORK already holds ``run-density``, as bench/points.py leaves it), makes a
-test survey of an unseen seed with ``synth --mosaic`` (its test photos laid edge to edge into
-one georeferenced GeoTIFF, UTM 10N, 3 cm pixels), and counts it twice with the count job:
+test survey of an unseen seed with ``synth --mosaic`` (by default its test photos cut from one
+continuous stretch of ground, as a drone photographs a colony; ``--mosaic laid``: independent
+scenes laid edge to edge; either way one georeferenced GeoTIFF, UTM 10N, 3 cm pixels), and
+counts it twice with the count job:
 the photos one by one, and the mosaic in windows of ``--window`` pixels. It prints
 
 - per class, the mosaic's total against the photos' (goal of issue 18: within 3 %; any
@@ -49,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=1600)
     p.add_argument("--height", type=int, default=1100)
     p.add_argument("--window", type=int, default=2048, help="window of the mosaic's count, px")
+    p.add_argument(
+        "--mosaic",
+        choices=("ground", "laid"),
+        default="ground",
+        help="photos cut from one continuous ground (default), or independent scenes laid edge to edge",
+    )
     p.add_argument("--radius", type=float, default=20.0, help="largest distance of a matched pair, px")
     args = p.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="herdcount-bench-mosaic-"))
@@ -59,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     run = work / "run-density"
     config = load_config(DEFAULT_SCHEME)
     names = config.class_names
-    data = work / f"mosaic-{args.seed}"
+    data = work / f"mosaic-{args.mosaic}-{args.seed}"
     if not (data / "Mosaic" / "survey.tif").is_file():
         write_survey(
             data,
@@ -69,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             config=config,
             width=args.width,
             height=args.height,
-            mosaic=True,
+            mosaic=args.mosaic,
         )
     truth = truth_dir(data)
-    outs = {"photos": work / f"count-photos-{args.seed}", "mosaic": work / f"count-mosaic-{args.seed}"}
+    outs = {what: work / f"count-{what}-{args.mosaic}-{args.seed}" for what in ("photos", "mosaic")}
     for what, job in (
         ("photos", CountJob(images=str(data / "Test"), out=str(outs["photos"]), model=str(run))),
         (
@@ -99,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     record = json.loads((outs["mosaic"] / "photos" / "survey.json").read_text())
     print(
         f"\nmosaic {record['width']}x{record['height']} in {record['windows']} windows of {args.window} px, "
-        f"{len(photos)} photos of {args.width}x{args.height}; seed {args.seed}"
+        f"{len(photos)} photos of {args.width}x{args.height} ({args.mosaic}); seed {args.seed}"
     )
     print(f"{'class':<16}{'photos':>9}{'mosaic':>9}{'diff':>8}{'truth':>7}")
     for k, name in enumerate(names):

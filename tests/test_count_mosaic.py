@@ -41,7 +41,7 @@ def mosaic(tmp_path_factory, config):
     root = tmp_path_factory.mktemp("mosaic")
     data = root / "data"
     truth = write_survey(
-        data, n_train=0, n_test=5, seed=9, config=config, width=420, height=300, density=40, mosaic=True
+        data, n_train=0, n_test=5, seed=9, config=config, width=420, height=300, density=40, mosaic="ground"
     )
     mixed = root / "mixed"
     shutil.copytree(data / "Test", mixed)

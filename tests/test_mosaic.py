@@ -23,7 +23,7 @@ from herdcount.mosaic import (
     window_density,
     write_geotiff,
 )
-from herdcount.synth import MOSAIC_CRS, write_survey
+from herdcount.synth import MOSAIC_CRS, cut_ground, make_test_scene, write_survey
 from herdcount.tiling import density_map
 
 STRIDE, MARGIN = 8, 16
@@ -175,7 +175,7 @@ def test_map_coordinates_follow_the_transform_both_ways():
 def test_the_generator_lays_its_test_photos_into_a_georeferenced_mosaic(tmp_path, config):
     data = tmp_path / "data"
     truth = write_survey(
-        data, n_train=0, n_test=5, seed=3, config=config, width=420, height=300, density=40, mosaic=True
+        data, n_train=0, n_test=5, seed=3, config=config, width=420, height=300, density=40, mosaic="laid"
     )
     path = data / "Mosaic" / "survey.tif"
     info = raster_info(path)
@@ -198,3 +198,51 @@ def test_the_generator_lays_its_test_photos_into_a_georeferenced_mosaic(tmp_path
     )
     np.testing.assert_allclose(cols, [float(p["x"]) for p in points], atol=0.05)
     np.testing.assert_allclose(rows, [float(p["y"]) for p in points], atol=0.05)
+
+
+def _seam_jump(rgb: np.ndarray, col: int) -> float:
+    """How much the mosaic changes across column ``col``, against neighbouring columns inside
+    the photos: about 1 where the ground runs on, several times that at an edge of two scenes."""
+    step = lambda c: float(np.abs(rgb[:, c].astype(float) - rgb[:, c - 1]).mean())  # noqa: E731
+    inside = [step(c) for c in (col // 4, col // 2, col + col // 2)]
+    return step(col) / float(np.mean(inside))
+
+
+def test_a_ground_mosaic_cuts_its_photos_from_one_continuous_stretch_of_ground(tmp_path, config):
+    jumps = {}
+    for how in ("laid", "ground"):
+        data = tmp_path / how
+        truth = write_survey(
+            data, n_train=0, n_test=4, seed=3, config=config, width=420, height=300, density=40, mosaic=how
+        )
+        info = raster_info(data / "Mosaic" / "survey.tif")
+        win = plan_windows(info.height, info.width, window=2048, margin=0, stride=STRIDE)[0]
+        rgb, ok = read_window(data / "Mosaic" / "survey.tif", win, info)
+        assert ok.all() and rgb.shape[:2] == (600, 840)
+        jumps[how] = (_seam_jump(rgb, 420), _seam_jump(rgb.transpose(1, 0, 2), 300))
+        assert json.loads((truth / "survey.json").read_text())["mosaic"] == how
+    assert max(jumps["ground"]) < 2.0 and min(jumps["laid"]) > 3.0, jumps
+    with pytest.raises(ValueError, match="'tiles'"):
+        write_survey(tmp_path / "bad", n_train=0, n_test=2, seed=3, config=config, mosaic="tiles")
+    with pytest.raises(ValueError, match="one altitude"):
+        write_survey(
+            tmp_path / "bad", n_train=0, n_test=2, seed=3, config=config, mosaic="ground", test_scale=(0.5, 1)
+        )
+
+    # Every animal of the ground lies in exactly one photo, at its place in the mosaic.
+    h, w = 240, 320
+    photos = cut_ground(np.random.default_rng(11), 3, h, w, config, density=150)
+    whole, animals = make_test_scene(np.random.default_rng(11), 2 * h, 2 * w, config, density=150)
+    assert len(animals) > 20
+    for n, (pixels, inside) in enumerate(photos):
+        top, left = (n // 2) * h, (n % 2) * w
+        np.testing.assert_array_equal(pixels, whole[top : top + h, left : left + w])
+        assert all(0 <= r < h and 0 <= c < w for r, c, _ in inside)
+        shifted = sorted((round(r + top, 6), round(c + left, 6), k) for r, c, k in inside)
+        expected = sorted(
+            (round(r, 6), round(c, 6), k)
+            for r, c, k in animals
+            if top <= r < top + h and left <= c < left + w
+        )
+        assert shifted == expected
+    assert sum(len(a) for _, a in photos) == sum(1 for r, c, _ in animals if r < h or c < w)

@@ -12,7 +12,8 @@ Scenes: textured rock and water; animals of every class of the scheme with its b
 length and colour, gathered in colonies where they touch and overlap, with shadows;
 dots of the scheme's colours on the dotted copy; black masks over parts of some dotted
 copies, where animals are neither dotted nor counted; both copies JPEG-compressed
-separately; a few mismatched pairs.
+separately; a few mismatched pairs. With ``--mosaic`` the test photos are also written as one
+georeferenced orthomosaic, cut by default from one continuous stretch of ground.
 
 How the annotators drew (:class:`AnnotationStyle`) varies as between annotation tools:
 dot radius (default 2.7-3.3 px), per-dot colour drift from the scheme's colour (default
@@ -478,7 +479,7 @@ def write_survey(
     style: AnnotationStyle = AnnotationStyle(),
     test_scale: tuple[float, float] | None = None,
     realism: int = 0,
-    mosaic: bool = False,
+    mosaic: str | None = None,
 ) -> Path:
     """Write a synthetic survey to ``out`` and its truth beside it; returns the truth folder.
 
@@ -488,8 +489,14 @@ def write_survey(
     training altitude; see :func:`make_test_scene`); each photo's scale goes into its
     truth record and ``test_scales.csv``. ``realism`` 1 draws the scenes of
     :mod:`herdcount.realism`. ``mosaic`` also lays the test photos into one georeferenced
-    orthomosaic (:func:`write_mosaic`).
+    orthomosaic (:func:`write_mosaic`): ``"ground"`` cuts them from one continuous stretch of
+    ground first (:func:`cut_ground`; all of one size and scale, as a drone's photos of one
+    colony), ``"laid"`` lays independent scenes edge to edge.
     """
+    if mosaic not in (None, "laid", "ground"):
+        raise ValueError(f"mosaic must be 'laid' or 'ground', got {mosaic!r}")
+    if mosaic == "ground" and test_scale is not None:
+        raise ValueError(f"a ground mosaic is flown at one altitude; got test_scale={test_scale}")
     if test_scale is not None and not 0.2 <= test_scale[0] <= test_scale[1] <= 5.0:
         raise ValueError(f"test scale range must be LO,HI with 0.2 <= LO <= HI <= 5, got {test_scale}")
     if (width is None) != (height is None):
@@ -538,6 +545,21 @@ def write_survey(
     write_csv_atomic(truth / "train_counts.csv", header, train_rows)
     write_csv_atomic(out / "MismatchedTrainImages.txt", ["train_id"], [[i] for i in sorted(mismatched)])
     test_rows, scales = [], []
+    ground = []
+    if mosaic == "ground" and n_test:
+        w, h = (
+            (width, height) if width else KAGGLE_SIZES[int(np.random.default_rng([seed, 2, 0]).integers(2))]
+        )
+        ground = cut_ground(
+            np.random.default_rng([seed, 4]),
+            n_test,
+            h,
+            w,
+            config,
+            density=density,
+            style=style,
+            realism=realism,
+        )
     for i in range(n_test):
         rng = np.random.default_rng([seed, 2, i])
         w, h = (width, height) if width else KAGGLE_SIZES[int(rng.integers(2))]
@@ -546,9 +568,13 @@ def write_survey(
             # A stream of its own, so that a survey without altitudes keeps its photos.
             lo, hi = np.log(test_scale)
             scale = round(float(np.exp(np.random.default_rng([seed, 3, i]).uniform(lo, hi))), 4)
-        scene, animals = make_test_scene(
-            rng, h, w, config, density=density, style=style, scale=scale, realism=realism
-        )
+        if ground:
+            scene, animals = ground[i]
+            h, w = scene.shape[:2]
+        else:
+            scene, animals = make_test_scene(
+                rng, h, w, config, density=density, style=style, scale=scale, realism=realism
+            )
         low, high = style.quality
         write_bytes_atomic(out / "Test" / f"{i}.jpg", encode_jpeg(scene, rng.integers(low, high + 1)))
         record = _annotation(config, animals, f"{i}.jpg")
@@ -578,6 +604,7 @@ def write_survey(
         "annotation_style": dataclasses.asdict(style),
         "test_scale": list(test_scale) if test_scale else None,
         "realism": realism,
+        "mosaic": mosaic,
     }
     write_bytes_atomic(truth / "survey.json", json.dumps(summary, indent=2).encode())
     return truth
@@ -587,6 +614,53 @@ def write_survey(
 MOSAIC_CRS = "EPSG:32610"
 MOSAIC_ORIGIN = (500_000.0, 4_100_000.0)
 MOSAIC_PIXEL = 0.03
+
+
+def mosaic_grid(n_photos: int) -> tuple[int, int]:
+    """Rows and columns of the grid a mosaic of ``n_photos`` is laid in: as square as can be,
+    filled row by row."""
+    columns = int(np.ceil(np.sqrt(n_photos)))
+    return -(-n_photos // columns), columns
+
+
+def cut_ground(
+    rng: np.random.Generator,
+    n_photos: int,
+    height: int,
+    width: int,
+    config: Config,
+    *,
+    density: float,
+    style: AnnotationStyle = AnnotationStyle(),
+    realism: int = 0,
+) -> list[tuple[np.ndarray, list[tuple[float, float, int]]]]:
+    """Photos cut from one continuous stretch of ground, as a drone photographs a colony.
+
+    One scene covers the whole grid of :func:`mosaic_grid` (ground, shore, colonies and
+    shadows run on across the photos' borders) and is cut into ``n_photos`` photos of
+    ``(height, width)``, row by row. An animal belongs to the photo its centre lies in, so
+    one lying across a border is whole in the mosaic and cut in two photos.
+
+    Returns
+    -------
+    list of (image, animals)
+        Each photo as an (H, W, 3) uint8 array and its animals ``(row, col, class)`` in the
+        photo's pixels.
+    """
+    rows, columns = mosaic_grid(n_photos)
+    scene, animals = make_test_scene(
+        rng, rows * height, columns * width, config, density=density, style=style, realism=realism
+    )
+    photos = []
+    for n in range(n_photos):
+        top, left = (n // columns) * height, (n % columns) * width
+        inside = [
+            (r - top, c - left, k)
+            for r, c, k in animals
+            if top <= r < top + height and left <= c < left + width
+        ]
+        photos.append((scene[top : top + height, left : left + width].copy(), inside))
+    return photos
 
 
 def write_mosaic(out: Path, truth: Path, config: Config, *, name: str = "survey") -> Path:
@@ -604,8 +678,7 @@ def write_mosaic(out: Path, truth: Path, config: Config, *, name: str = "survey"
 
     ids = sorted(int(p.stem) for p in (out / "Test").glob("*.jpg"))
     photos = [decode_rgb((out / "Test" / f"{i}.jpg").read_bytes()) for i in ids]
-    columns = int(np.ceil(np.sqrt(len(photos))))
-    rows = -(-len(photos) // columns)
+    rows, columns = mosaic_grid(len(photos))
     cell_h, cell_w = max(p.shape[0] for p in photos), max(p.shape[1] for p in photos)
     rgb = np.zeros((rows * cell_h, columns * cell_w, 3), np.uint8)
     valid = np.zeros(rgb.shape[:2], bool)
@@ -677,9 +750,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--mosaic",
-        action="store_true",
-        help="also lay the test photos into one georeferenced orthomosaic, OUT/Mosaic/survey.tif (a tiled "
-        "GeoTIFF in UTM 10N, 3 cm pixels), its truth in map coordinates in <out>_truth/mosaic_points.csv",
+        nargs="?",
+        const="ground",
+        choices=("ground", "laid"),
+        help="also write the test photos as one georeferenced orthomosaic, OUT/Mosaic/survey.tif (a tiled "
+        "GeoTIFF in UTM 10N, 3 cm pixels), its truth in map coordinates in <out>_truth/mosaic_points.csv: "
+        "'ground' (the default) cuts the photos from one continuous stretch of ground, 'laid' lays "
+        "independent scenes edge to edge",
     )
     style = parser.add_argument_group("annotation style (how the annotators drew, how photos were saved)")
     style.add_argument(
