@@ -153,6 +153,16 @@ def test_bad_rasters_are_error_rows_and_the_rest_is_counted_and_resumed(mosaic, 
     (images / "cut.tif").unlink()
     again = run_in_process(CountJob(images=str(images), out=str(out), model=str(mosaic["run"]), window=256))
     assert again.totals["resumed"] == 7 and again.totals["failed"] == 1
+    # Asked for map coordinates, the raster without a CRS is an error row; the rest still count.
+    (images / "grey.tif").unlink()
+    mapped = tmp_path / "mapped"
+    job = CountJob(
+        images=str(images), out=str(mapped), model=str(mosaic["run"]), window=256, map_coordinates=True
+    )
+    assert run_in_process(job).exit_code == SOME_FAILED
+    errors = {r["file"]: r["reason"] for r in rows_of(mapped / "errors.csv")}
+    assert set(errors) == {"images/plain.tif"} and "no georeferencing" in errors["images/plain.tif"]
+    assert set(counted(mapped, config)) == {"0", "1", "2", "3", "4", "survey"}
 
 
 def test_spark_counts_the_windows_as_tasks_to_the_same_counts(mosaic, config):

@@ -248,11 +248,20 @@ def raster_windows(model: dict[str, Any], info: RasterInfo, window: int) -> list
     return plan_windows(info.height, info.width, window=window, margin=margin, stride=stride)
 
 
-def plan_rasters(plan: CountPlan, settings: CountSettings, model: dict[str, Any], *, window: int) -> None:
+def plan_rasters(
+    plan: CountPlan,
+    settings: CountSettings,
+    model: dict[str, Any],
+    *,
+    window: int,
+    map_coordinates: bool = False,
+) -> None:
     """Replace each raster among the plan's photos by one task per window of ``window``
     pixels (:func:`raster_windows`); windows an earlier run counted
     (``OUT/windows/<id>/<n>.json``) are not planned again. A raster that cannot be counted
-    becomes an error row naming it and why; every other file is still counted."""
+    becomes an error row naming it and why; every other file is still counted. With
+    ``map_coordinates`` a raster without georeferencing is such a raster: its points could
+    not be put on the map."""
     tasks: list[PhotoTask | WindowTask] = []
     for task in plan.tasks:
         if not is_raster(task.name):
@@ -264,6 +273,11 @@ def plan_rasters(plan: CountPlan, settings: CountSettings, model: dict[str, Any]
             if settings.scale != 1 or settings.scale_model:
                 raise RasterError("rasters are counted at their own resolution (--scale 1)")
             info = raster_info(task.path, task.name)
+            if map_coordinates and not info.georeferenced:
+                raise RasterError(
+                    "no georeferencing (CRS and transform), so no map coordinates for its points "
+                    "(--map-coordinates); give the raster a CRS, or count without the option for pixel coordinates"
+                )
         except RasterError as exc:
             plan.rows.append(_error(task.photo_id, task.name, str(exc).removeprefix(f"{task.name}: ")))
             continue
@@ -1006,6 +1020,7 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
     group_by: str = "group"
     interval: float = 0.9
     window: int = 8192
+    map_coordinates: bool = False
 
     def __post_init__(self) -> None:
         self.items_per_task = self.photos_per_task
@@ -1060,7 +1075,7 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
         )
         claim_out(settings)
         if any(is_raster(t.name) for t in plan.tasks):
-            plan_rasters(plan, settings, info, window=self.window)
+            plan_rasters(plan, settings, info, window=self.window, map_coordinates=self.map_coordinates)
         plan.job = _CountContext(
             settings, config, info, trained.times.get("started_at") if trained else None, errors, groups
         )

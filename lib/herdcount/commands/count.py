@@ -74,6 +74,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "reading only its window and the model's margin (default: %(default)s)",
     )
     parser.add_argument(
+        "--map-coordinates",
+        action="store_true",
+        help="rasters must be georeferenced: one without a CRS is an error row rather than counted with "
+        "pixel coordinates only (JPEG photos keep pixel coordinates)",
+    )
+    parser.add_argument(
         "--groups",
         metavar="CSV",
         help="survey totals per group too (totals_by_group.csv): a CSV of test_id (or path, as in "
@@ -134,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         group_by=args.group_by,
         interval=args.interval,
         window=args.window,
+        map_coordinates=args.map_coordinates,
     )
     return run_job(job, SparkOptions(args.master, args.spark_conf))
 
