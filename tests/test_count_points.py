@@ -208,3 +208,56 @@ def test_a_model_measured_on_one_held_out_photo_counts_without_intervals(painted
     assert [(r["low"], r["high"]) for r in rows] == [("", "")] * 5
     assert [float(r["total"]) for r in rows] == pytest.approx([float(r["counted"]) for r in rows], abs=0.06)
     assert "measured its errors on 1 held-out photo" in outcome.summary
+
+
+def test_annotated_photos_of_the_survey_calibrate_its_totals(painted, config, tmp_path):
+    root, runs = painted
+    truth = {r["test_id"]: r for r in read_rows(root / "counts.csv")}
+    (tmp_path / "calibration.csv").write_text(
+        "test_id,site,"
+        + ",".join(config.class_names)
+        + "\n"
+        + "".join(f"{i},north," + ",".join(truth[i][n] for n in config.class_names) + "\n" for i in "01")
+    )
+    out = tmp_path / "out"
+    job = CountJob(
+        images=str(root / "Test"),
+        out=str(out),
+        model=str(runs[1.0]),
+        tile=128,
+        calibration=str(tmp_path / "calibration.csv"),
+    )
+    outcome = run_in_process(job)
+    assert outcome.exit_code == 0
+    assert outcome.totals["interval_from"] == "annotated" and outcome.totals["interval_from_photos"] == 2
+    assert "90 % intervals from 2 annotated photos of this survey" in outcome.summary
+    counted = {r["test_id"]: r for r in read_rows(out / "counts.csv")}
+    for row in read_rows(out / "totals.csv"):
+        name = row["class"]
+        known = sum(float(truth[i][name]) for i in "01")
+        ratio = (known + 1) / (sum(float(counted[i][name]) for i in "01") + 1)
+        # The annotated photos' truth as it is, the third photo calibrated by their ratio.
+        assert float(row["total"]) == pytest.approx(known + ratio * float(counted["2"][name]), abs=0.06)
+        assert float(row["low"]) - 0.06 <= float(row["total"]) <= float(row["high"]) + 0.06
+        assert float(row["low"]) >= known - 0.05
+    for body, message in (
+        (
+            "test_id,pups\n0,1\n1,2\n",
+            r"calibration.csv: columns \['test_id', 'pups'\]; missing \['adult_males'",
+        ),
+        (
+            "test_id," + ",".join(config.class_names) + "\n0,1,0,2,0,1\n9,0,0,1,0,0\n",
+            "line 3: id '9' is not a photo",
+        ),
+        (
+            "test_id," + ",".join(config.class_names) + "\n0,1,0,2,0,1\n1,0,x,1,0,0\n",
+            "line 3: counts must be numbers",
+        ),
+        (
+            "test_id," + ",".join(config.class_names) + "\n0,1,0,2,0,1\n",
+            "1 annotated photo; an interval needs",
+        ),
+    ):
+        (tmp_path / "calibration.csv").write_text(body)
+        with pytest.raises(ValueError, match=message):
+            run_in_process(job)

@@ -6,6 +6,7 @@ import pytest
 
 from herdcount.intervals import (
     ValidationCounts,
+    annotated_errors,
     read_validation_counts,
     survey_totals,
     write_validation_counts,
@@ -126,3 +127,32 @@ def test_five_classes_of_different_biases_hold_their_totals_from_seven_held_out_
         true = np.array([t.sum() for t, _ in test])
         inside += list((totals.low <= true) & (true <= totals.high))
     assert 0.83 <= np.mean(inside) <= 0.98, np.mean(inside)
+
+
+def test_annotated_photos_of_the_survey_measure_its_own_bias_and_enter_as_truth():
+    """A model that finds 0.7 of this survey's animals, where its held-out photos said 0.95
+    (another season or colony): intervals from the held-out photos miss; from 20 annotated
+    photos of the survey (double sampling) they hold about nine times in ten."""
+    rng = np.random.default_rng(5)
+    inside = {"held-out": [], "annotated": []}
+    for rep in range(120):
+        val_true, val_counted = photos(rng, 30, mean=5.0, found=0.95, noise=0.6)
+        true, counted = photos(rng, 80, mean=5.0, found=0.7, noise=0.6)
+        held_out = ValidationCounts(list(map(str, range(30))), ["a"], val_true[:, None], val_counted[:, None])
+        known = np.full((80, 1), np.nan)
+        known[:20, 0] = true[:20]
+        sample = annotated_errors(list(map(str, range(20))), true[:20, None], counted[:20, None], ["a"])
+        for how, totals in (
+            ("held-out", survey_totals(counted[:, None], held_out, draws=500, seed=rep)),
+            ("annotated", survey_totals(counted[:, None], sample, known=known, draws=500, seed=rep)),
+        ):
+            inside[how].append(totals.low[0] <= true.sum() <= totals.high[0])
+    assert np.mean(inside["held-out"]) < 0.3 and 0.83 <= np.mean(inside["annotated"]) <= 0.97, {
+        k: np.mean(v) for k, v in inside.items()
+    }
+    # The annotated photos' truth is in the total and both ends as it is: all known, no width.
+    everything = survey_totals(counted[:, None], sample, known=true[:, None])
+    assert everything.low[0] == everything.total[0] == everything.high[0] == true.sum()
+    assert everything.counted[0] == pytest.approx(counted.sum())
+    with pytest.raises(ValueError, match="known must have the counts' shape"):
+        survey_totals(counted[:, None], sample, known=true[:10, None])

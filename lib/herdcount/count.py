@@ -35,7 +35,13 @@ import numpy as np
 from herdcount import storage
 from herdcount.config import Config, resolve_scheme
 from herdcount.imaging import PhotoError, decode_rgb, decode_rgb_scaled, image_shape, resize_rgb
-from herdcount.intervals import SurveyTotals, ValidationCounts, read_validation_counts, survey_totals
+from herdcount.intervals import (
+    SurveyTotals,
+    ValidationCounts,
+    annotated_errors,
+    read_validation_counts,
+    survey_totals,
+)
 from herdcount.kaggle import id_key
 from herdcount.locate import (
     PEAK_CONTEXT,
@@ -545,6 +551,49 @@ def read_sample_ids(path: str | Path) -> list[str]:
     return ids
 
 
+def read_calibration(path: str | Path, ids: set[str], class_names: list[str]) -> dict[str, np.ndarray]:
+    """True counts of annotated photos of the survey: photo id to a (K,) array, from a CSV of
+    ``test_id`` and a column per class (the layout of train.csv and the generator's
+    test_counts.csv; other columns are ignored).
+
+    Raises
+    ------
+    ValueError
+        If a class column is missing, a count is not a number >= 0, an id appears twice or is
+        not a photo of the survey, or fewer than 2 photos are listed; the message names the
+        file and line.
+    """
+    rows = list(csv.reader(io.StringIO(storage.read_text(path), newline="")))
+    header = [c.strip() for c in rows[0]] if rows else []
+    missing = [c for c in ["test_id", *class_names] if c not in header]
+    if missing:
+        raise ValueError(f"{path}: columns {header}; missing {missing} (test_id and one column per class)")
+    at = [header.index(c) for c in class_names]
+    truth: dict[str, np.ndarray] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise ValueError(f"{path}, line {line}: {len(row)} fields; expected {len(header)}")
+        photo = row[header.index("test_id")].strip()
+        if photo in truth:
+            raise ValueError(f"{path}, line {line}: id {photo!r} appears twice")
+        if photo not in ids:
+            raise ValueError(f"{path}, line {line}: id {photo!r} is not a photo of this survey")
+        try:
+            values = np.array([float(row[i]) for i in at])
+        except ValueError:
+            raise ValueError(
+                f"{path}, line {line}: counts must be numbers, got {[row[i] for i in at]}"
+            ) from None
+        if not np.isfinite(values).all() or (values < 0).any():
+            raise ValueError(f"{path}, line {line}: counts must be numbers >= 0, got {values.tolist()}")
+        truth[photo] = values
+    if len(truth) < 2:
+        raise ValueError(f"{path}: {len(truth)} annotated photo; an interval needs at least 2")
+    return truth
+
+
 def read_groups(path: str | Path, ids: set[str], *, column: str = "group") -> dict[str, str]:
     """Photo id to group, from a CSV with a ``test_id`` (or ``path``: the file's stem is the
     id, as in manifest.csv) and a ``column`` column; photos it does not list are in no group.
@@ -801,13 +850,16 @@ def write_outputs(
     errors_measured: ValidationCounts | None = None,
     groups: dict[str, str] | None = None,
     level: float = 0.9,
+    calibration: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Write submission.csv, counts.csv, points.csv, totals.csv (and totals_by_group.csv
     with ``groups``) and errors.csv into OUT; return the run's totals.
 
     ``errors_measured`` are the model's held-out photos' counts, from which the totals'
     intervals are made (:func:`herdcount.intervals.survey_totals`); without them the totals
-    have no interval."""
+    have no interval. ``calibration`` (true counts of annotated photos of the survey) takes
+    their place when at least 2 of its photos were counted: their truth enters the totals
+    as it is, and their counts measure the model's errors on this survey."""
     records = plan.done + results
     ok = sorted((r for r in records if r.status == OK), key=lambda r: id_key(r.test_id))
     errors = sorted((r for r in plan.rows + results if r.status == ERROR), key=lambda r: id_key(r.test_id))
@@ -843,7 +895,16 @@ def write_outputs(
     matrix = np.array([r.counts for r in ok], np.float64).reshape(len(ok), len(names))
     # One held-out photo measures no spread: such a model's totals go without an interval.
     usable = errors_measured if errors_measured is not None and len(errors_measured.ids) >= 2 else None
-    survey = survey_totals(matrix, usable, level=level)
+    known = None
+    annotated = [i for i, r in enumerate(ok) if calibration and r.test_id in calibration]
+    if len(annotated) >= 2:
+        known = np.full(matrix.shape, np.nan)
+        for i in annotated:
+            known[i] = calibration[ok[i].test_id]
+        usable = annotated_errors(
+            [ok[i].test_id for i in annotated], known[annotated], matrix[annotated], names
+        )
+    survey = survey_totals(matrix, usable, known=known, level=level)
     storage.write_csv_atomic(storage.join(out, "totals.csv"), TOTALS_HEADER, totals_rows(survey, names))
     by_group = {}
     if groups is not None:
@@ -852,7 +913,8 @@ def write_outputs(
             if r.test_id in groups:
                 members.setdefault(groups[r.test_id], []).append(i)
         by_group = {
-            g: survey_totals(matrix[rows], usable, level=level) for g, rows in sorted(members.items())
+            g: survey_totals(matrix[rows], usable, known=None if known is None else known[rows], level=level)
+            for g, rows in sorted(members.items())
         }
         storage.write_csv_atomic(
             storage.join(out, "totals_by_group.csv"),
@@ -881,7 +943,13 @@ def write_outputs(
             if r.windows is not None
         },
         "survey_totals": _totals_record(survey, names),
-        "interval_from_photos": None if errors_measured is None else len(errors_measured.ids),
+        "interval_from_photos": len(annotated)
+        if known is not None
+        else None
+        if errors_measured is None
+        else len(errors_measured.ids),
+        "interval_from": "annotated" if known is not None else "held-out",
+        "annotated_listed": len(calibration) if calibration else 0,
         "interval_level": level,
         **({"group_totals": {g: _totals_record(t, names) for g, t in by_group.items()}} if by_group else {}),
     }
@@ -961,7 +1029,19 @@ def format_summary(totals: dict[str, Any], errors: list[TaskError]) -> str:
         )
     survey = totals.get("survey_totals")
     if survey:
-        if (totals.get("interval_from_photos") or 0) >= 2:
+        listed, used = totals.get("annotated_listed", 0), totals.get("interval_from_photos") or 0
+        if listed and totals.get("interval_from") != "annotated":
+            lines.append(
+                f"--calibration lists {listed} photos, fewer than 2 of them counted: intervals from the "
+                "model's held-out photos instead"
+            )
+        if totals.get("interval_from") == "annotated":
+            lines.append(
+                f"survey totals, {round(100 * totals.get('interval_level', 0.9))} % intervals from {used} annotated "
+                "photos of this survey (--calibration; their truth counted as it is) (totals.csv): "
+                + ", ".join(f"{k} {v['total']:g} ({v['low']:g}-{v['high']:g})" for k, v in survey.items())
+            )
+        elif (totals.get("interval_from_photos") or 0) >= 2:
             lines.append(
                 f"survey totals, {round(100 * totals.get('interval_level', 0.9))} % intervals from the model's "
                 f"{totals['interval_from_photos']} held-out photos (totals.csv): "
@@ -1002,6 +1082,17 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
         there (``--scale auto``) instead of at ``scale``.
     photos_per_task : int
         Photos per Spark task.
+    groups, group_by : str, optional
+        A CSV naming each photo's group (column ``group_by``): totals per group too.
+    interval : float
+        Share of the truth's distribution the totals' intervals hold.
+    window : int
+        Side of the windows rasters are counted in, pixels.
+    map_coordinates : bool
+        A raster without georeferencing is an error row rather than counted in pixels.
+    calibration : str, optional
+        True counts of annotated photos of the survey (:func:`read_calibration`): the totals'
+        intervals are measured on them instead of the model's held-out photos.
     """
 
     name: ClassVar[str] = "count"
@@ -1021,12 +1112,21 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
     interval: float = 0.9
     window: int = 8192
     map_coordinates: bool = False
+    calibration: str | None = None
 
     def __post_init__(self) -> None:
         self.items_per_task = self.photos_per_task
 
     def paths(self) -> list[str | None]:
-        return [self.images, self.model, self.out, self.scheme, self.scale_model, self.groups]
+        return [
+            self.images,
+            self.model,
+            self.out,
+            self.scheme,
+            self.scale_model,
+            self.groups,
+            self.calibration,
+        ]
 
     def plan(self) -> CountPlan:
         if not 0 < self.scale <= 4:
@@ -1061,6 +1161,11 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
         plan = plan_count(self.images, self.out, sample=self.sample)
         listed = {t.photo_id for t in plan.tasks} | {r.test_id for r in plan.done}
         groups = None if self.groups is None else read_groups(self.groups, listed, column=self.group_by)
+        calibration = (
+            None
+            if self.calibration is None
+            else read_calibration(self.calibration, listed, list(config.class_names))
+        )
         settings = CountSettings(
             out=self.out,
             model=self.model,
@@ -1077,7 +1182,13 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
         if any(is_raster(t.name) for t in plan.tasks):
             plan_rasters(plan, settings, info, window=self.window, map_coordinates=self.map_coordinates)
         plan.job = _CountContext(
-            settings, config, info, trained.times.get("started_at") if trained else None, errors, groups
+            settings,
+            config,
+            info,
+            trained.times.get("started_at") if trained else None,
+            errors,
+            groups,
+            calibration,
         )
         return plan
 
@@ -1108,6 +1219,7 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
             errors_measured=context.errors,
             groups=context.groups,
             level=self.interval,
+            calibration=context.calibration,
         )
         totals = {**written, "count_s": round(work_s, 3)}
         inputs = {
@@ -1168,3 +1280,5 @@ class _CountContext:
     errors: ValidationCounts | None = None
     #: Photo id to group, from ``--groups``.
     groups: dict[str, str] | None = None
+    #: Photo id to its true counts, from ``--calibration``.
+    calibration: dict[str, np.ndarray] | None = None

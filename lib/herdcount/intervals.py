@@ -32,6 +32,14 @@ The method, per class (a ratio estimator with a two-level bootstrap):
 It assumes the survey's photos are like the held-out ones (same camera, altitude and
 annotators); the held-out photos also chose the training epoch, so their errors are a
 little optimistic.
+
+**Annotated photos of the survey** (double sampling, as survey statisticians calibrate an
+aerial count on a ground-truthed sample): when the true counts of some of the survey's own
+photos are known (``known``), those photos' counts measure the errors instead of the training
+run's held-out photos, and their truth enters the totals as it is; only the other photos are
+estimated. This measures the model on the survey it counts (another camera, season or colony
+shifts a model's errors, and no held-out photo of the training survey sees that), and more
+annotated photos narrow the interval where the held-out photos were a fixed few.
 """
 
 from __future__ import annotations
@@ -163,6 +171,7 @@ def survey_totals(
     counts: ArrayLike,
     errors: ValidationCounts | None,
     *,
+    known: ArrayLike | None = None,
     level: float = 0.9,
     draws: int = 2000,
     seed: int = 0,
@@ -174,8 +183,12 @@ def survey_totals(
     counts : (N, K) array_like
         Counts per photo and class, as the count job made them.
     errors : ValidationCounts or None
-        The model's held-out photos' counts (:func:`read_validation_counts`); None gives the
-        plain sums without an interval.
+        The model's held-out photos' counts (:func:`read_validation_counts`), or annotated
+        photos' counts (:func:`annotated_errors`); None gives the plain sums without an
+        interval.
+    known : (N, K) array_like, optional
+        True counts of the photos whose truth is known, NaN in the rows of the others: known
+        photos add their truth to the total and its ends; only the others are estimated.
     level : float, optional
         Share of the simulated totals inside the interval.
     draws : int, optional
@@ -200,6 +213,17 @@ def survey_totals(
         raise ValueError(f"level must be in (0, 1), got {level}")
     counted = counts.sum(axis=0)
     nan = np.full(counts.shape[1], np.nan)
+    if known is not None:
+        known = np.asarray(known, dtype=np.float64)
+        if known.shape != counts.shape:
+            raise ValueError(f"known must have the counts' shape {counts.shape}, got {known.shape}")
+        sure = ~np.isnan(known).any(axis=1)
+        if sure.any():
+            rest = survey_totals(counts[~sure], errors, level=level, draws=draws, seed=seed)
+            truth = known[sure].sum(axis=0)
+            return SurveyTotals(
+                counted, rest.total + truth, rest.low + truth, rest.high + truth, len(counts), level
+            )
     if errors is None:
         return SurveyTotals(counted, counted.copy(), nan, nan.copy(), len(counts), level)
     if errors.true.shape[1] != counts.shape[1]:
@@ -215,6 +239,16 @@ def survey_totals(
             errors.predicted[:, k], errors.true[:, k], counts[:, k], level, draws, rng
         )
     return SurveyTotals(counted, total, low, high, len(counts), level)
+
+
+def annotated_errors(
+    ids: list[str], true: ArrayLike, counted: ArrayLike, class_names: list[str]
+) -> ValidationCounts:
+    """The errors measured on a survey's annotated photos: their true counts beside the
+    counts the model made of them, in the shape of a training run's held-out photos."""
+    true = np.asarray(true, dtype=np.float64).reshape(len(ids), len(class_names))
+    counted = np.asarray(counted, dtype=np.float64).reshape(true.shape)
+    return ValidationCounts(list(ids), list(class_names), true, counted)
 
 
 def _ratio(true: np.ndarray, predicted: np.ndarray) -> np.ndarray:

@@ -80,6 +80,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "pixel coordinates only (JPEG photos keep pixel coordinates)",
     )
     parser.add_argument(
+        "--calibration",
+        metavar="CSV",
+        help="true counts of some of the survey's own photos (test_id and a column per class, as train.csv): "
+        "the totals' intervals are measured on them instead of the model's held-out photos, and their "
+        "truth enters the totals as it is",
+    )
+    parser.add_argument(
         "--groups",
         metavar="CSV",
         help="survey totals per group too (totals_by_group.csv): a CSV of test_id (or path, as in "
@@ -141,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         interval=args.interval,
         window=args.window,
         map_coordinates=args.map_coordinates,
+        calibration=args.calibration,
     )
     return run_job(job, SparkOptions(args.master, args.spark_conf))
 

@@ -1,0 +1,115 @@
+"""Benchmark: how often the survey totals' intervals hold the truth, and how wide they are,
+with the model's held-out photos and with annotated photos of the survey itself.
+
+    python bench/intervals.py --work DIR [--photos 48] [--annotated 8,16,32] [--repeats 300]
+
+Reads what ``python bench/points.py --work DIR`` left there: the density run
+(``run-density/validation_counts.csv``, its held-out photos' counts) and its fresh test
+surveys, counted (``count-<seed>/counts.csv``) with their truth
+(``test-<seed>_truth/test_counts.csv``). The photos of all those surveys are one pool of
+photos the model never saw. Each repeat draws a survey of ``--photos`` photos from the pool
+and makes its totals' 90 % intervals (:func:`herdcount.intervals.survey_totals`) two ways:
+
+- **held-out**: from the training run's held-out photos, as the count job does by default.
+  All repeats share those few photos, so one model gives one draw of their error; the
+  coverage of several models (``--work`` given several times) says more than one's;
+- **annotated**: ``m`` of the survey's photos are annotated (their truth known, ``count
+  --calibration``): they enter the totals as they are and measure the errors of the rest.
+  Every repeat annotates other photos, so this coverage is the method's own.
+
+It prints, per way and class, the share of repeats whose true total lies inside its interval
+(goal of issue 17: about 0.9) and the median width over the true total (goal: <= 0.4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from herdcount.config import DEFAULT_SCHEME, load_config
+from herdcount.intervals import annotated_errors, read_validation_counts, survey_totals
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def pool(work: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """True and counted animals per photo and class over every counted survey in ``work``."""
+    true, counted = [], []
+    for out in sorted(work.glob("count-*")):
+        seed = out.name.removeprefix("count-")
+        truth_csv = work / f"test-{seed}_truth" / "test_counts.csv"
+        if not seed.isdigit() or not truth_csv.is_file() or not (out / "counts.csv").is_file():
+            continue
+        counts = {r["test_id"]: [float(r[n]) for n in names] for r in _rows(out / "counts.csv")}
+        for r in _rows(truth_csv):
+            if r["test_id"] in counts:
+                true.append([float(r[n]) for n in names])
+                counted.append(counts[r["test_id"]])
+    return np.array(true), np.array(counted)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--work", action="append", required=True, help="a bench/points.py work folder (repeatable)"
+    )
+    p.add_argument("--photos", type=int, default=48, help="photos per drawn survey")
+    p.add_argument("--annotated", default="8,16,32", help="annotated photos per survey, comma-separated")
+    p.add_argument("--repeats", type=int, default=300, help="surveys drawn per work folder")
+    p.add_argument("--level", type=float, default=0.9)
+    args = p.parse_args(argv)
+    names = load_config(DEFAULT_SCHEME).class_names
+    sizes = [int(m) for m in args.annotated.split(",")]
+    results: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for work in map(Path, args.work):
+        true, counted = pool(work, names)
+        held_out = read_validation_counts(work / "run-density")
+        if len(true) < args.photos or held_out is None:
+            print(
+                f"{work}: {len(true)} counted photos of fresh surveys (need {args.photos}) and "
+                f"{'no' if held_out is None else 'a'} validation_counts.csv; run bench/points.py --work {work}"
+            )
+            return 2
+        print(f"{work}: {len(true)} photos of fresh surveys, {len(held_out.ids)} held-out photos")
+        rng = np.random.default_rng(0)
+        for rep in range(args.repeats):
+            pick = rng.choice(len(true), args.photos, replace=False)
+            t, c = true[pick], counted[pick]
+            ways = {"held-out": survey_totals(c, held_out, level=args.level, draws=1000, seed=rep)}
+            for m in sizes:
+                known = np.full(t.shape, np.nan)
+                known[:m] = t[:m]
+                errors = annotated_errors([str(i) for i in range(m)], t[:m], c[:m], names)
+                ways[f"{m} annotated"] = survey_totals(
+                    c, errors, known=known, level=args.level, draws=1000, seed=rep
+                )
+            total = t.sum(axis=0)
+            for way, totals in ways.items():
+                inside = (totals.low <= total) & (total <= totals.high)
+                width = (totals.high - totals.low) / np.maximum(total, 1.0)
+                results.setdefault(way, []).append((inside, width))
+
+    print(
+        f"\nsurveys of {args.photos} photos, {args.repeats} drawn per work folder; "
+        f"{round(100 * args.level)} % intervals: share holding the true total / median width over it"
+    )
+    print(f"{'intervals from':<16}" + "".join(f"{n[:14]:>16}" for n in names) + f"{'all':>14}")
+    for way, rows in results.items():
+        inside = np.array([r[0] for r in rows])
+        width = np.array([r[1] for r in rows])
+        cells = "".join(
+            f"{inside[:, k].mean():>9.2f} {np.median(width[:, k]):>5.2f}" + " " for k in range(len(names))
+        )
+        print(f"{way:<16}{cells}{inside.mean():>7.2f} {np.median(width):>5.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
