@@ -1,9 +1,9 @@
 """Benchmark: density models of several sizes and training seeds on realistic scenes.
 
     python bench/sizes.py [--work DIR] [--widths 8,16,32] [--depth 4] [--seeds 0,1,2] [--seed-width 16]
-                          [--test-seeds 12,13] [--test 16]
+                          [--test-seeds 12,13] [--test 16] [--train 40]
 
-On one 40-photo survey of realistic scenes (``synth --realism 1``, seed 5; made and
+On one 40-photo (``--train``) survey of realistic scenes (``synth --realism 1``, seed 5; made and
 extracted by bench/train.py, which also trains the default model), trains a density model
 for each ``--widths`` value (channels at 1/4 resolution; the default is 16) with default
 settings otherwise, and ``--seed-width`` again for each training ``--seeds`` value (the
@@ -58,9 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         "--train-args", default="", help="more options for every models/train.py run, space-separated"
     )
     p.add_argument("--tag", default="", help="suffix of the runs' folders (needed with --train-args)")
+    p.add_argument("--train", type=int, default=40, help="photos of the realistic training survey (seed 5)")
     args = p.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="herdcount-bench-sizes-"))
-    code = reference_run(work, [], "--realism", "1")
+    code = reference_run(work, [], "--realism", "1", "--train", str(args.train))
     if code:
         return code
     config = load_config(DEFAULT_SCHEME)
