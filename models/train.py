@@ -649,6 +649,8 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         "val_counts": {"ids": [p.train_id for p in val], "true": truth, "predicted": predicted},
         "train_ids": prep["train_ids"],
         "val_ids": prep["val_ids"],
+        # The photos whose counts chose the epoch kept: their errors are a little optimistic.
+        "epoch_chosen_on": sorted(val[i].train_id for i in validation.sample),
         **_init_record(reused, settings),
     }
     return model, history, metrics, info
@@ -797,6 +799,7 @@ def write_run(
             "fingerprint": fingerprint,
             "train_ids": info["train_ids"],
             "val_ids": info["val_ids"],
+            **({"epoch_chosen_on": info["epoch_chosen_on"]} if "epoch_chosen_on" in info else {}),
         },
         "metrics": metrics,
         "epochs_run": epochs,

@@ -261,3 +261,36 @@ def test_annotated_photos_of_the_survey_calibrate_its_totals(painted, config, tm
         (tmp_path / "calibration.csv").write_text(body)
         with pytest.raises(ValueError, match=message):
             run_in_process(job)
+
+
+def test_intervals_rest_on_held_out_photos_that_did_not_choose_the_epoch(painted, config, tmp_path):
+    root, runs = painted
+    run = tmp_path / "run"
+    shutil.copytree(runs[1.0], run)
+    rng = np.random.default_rng(4)
+    true = rng.poisson(4.0, size=(20, 5)).astype(float)
+    # The 12 photos that chose the epoch were counted right, the 8 others 20 % low.
+    predicted = np.vstack([true[:12], 0.8 * true[12:]])
+    ids = [f"p{i}" for i in range(20)]
+    write_validation_counts(run / "validation_counts.csv", ids, true, predicted, config.class_names)
+    described = json.loads((run / "model.json").read_text())
+    described["training_data"] = {"val_ids": ids, "epoch_chosen_on": ids[:12]}
+    (run / "model.json").write_text(json.dumps(described))
+    out = tmp_path / "out"
+    outcome = run_in_process(CountJob(images=str(root / "Test"), out=str(out), model=str(run), tile=128))
+    assert outcome.exit_code == 0
+    assert (
+        outcome.totals["interval_from"] == "held-out-unchosen" and outcome.totals["interval_from_photos"] == 8
+    )
+    assert "from the model's 8 held-out photos that did not choose its epoch" in outcome.summary
+    for row in read_rows(out / "totals.csv"):
+        k = config.class_names.index(row["class"])
+        ratio = (true[12:, k].sum() + 1) / (predicted[12:, k].sum() + 1)
+        assert float(row["total"]) == pytest.approx(ratio * float(row["counted"]), abs=0.06)
+    # With 13 that chose it, 7 others are too few: every held-out photo counts.
+    described["training_data"]["epoch_chosen_on"] = ids[:13]
+    (run / "model.json").write_text(json.dumps(described))
+    again = run_in_process(
+        CountJob(images=str(root / "Test"), out=str(tmp_path / "all"), model=str(run), tile=128)
+    )
+    assert again.totals["interval_from"] == "held-out" and again.totals["interval_from_photos"] == 20

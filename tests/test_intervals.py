@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 
 from herdcount.intervals import (
+    MIN_UNCHOSEN,
     ValidationCounts,
     annotated_errors,
     read_validation_counts,
     survey_totals,
+    unchosen_errors,
     write_validation_counts,
 )
 
@@ -156,3 +158,16 @@ def test_annotated_photos_of_the_survey_measure_its_own_bias_and_enter_as_truth(
     assert everything.counted[0] == pytest.approx(counted.sum())
     with pytest.raises(ValueError, match="known must have the counts' shape"):
         survey_totals(counted[:, None], sample, known=true[:10, None])
+
+
+def test_held_out_photos_that_did_not_choose_the_epoch_are_kept_apart_when_there_are_enough():
+    ids = [str(i) for i in range(20)]
+    errors = ValidationCounts(ids, ["a"], np.arange(20.0)[:, None], np.arange(20.0)[:, None] + 1)
+    chosen = ids[: 20 - MIN_UNCHOSEN]
+    kept = unchosen_errors(errors, chosen)
+    assert kept.ids == ids[20 - MIN_UNCHOSEN :] and kept.class_names == ["a"]
+    np.testing.assert_array_equal(kept.true[:, 0], np.arange(20 - MIN_UNCHOSEN, 20.0))
+    np.testing.assert_array_equal(kept.predicted, kept.true + 1)
+    # Too few others, or a run that did not record its choice: every held-out photo counts.
+    assert unchosen_errors(errors, ids[: 21 - MIN_UNCHOSEN]) is None
+    assert unchosen_errors(errors, None) is None

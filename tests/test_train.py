@@ -90,6 +90,8 @@ def test_density_run_writes_a_described_model(tmp_path, survey, extracted, confi
     assert set(data["train_ids"]) | set(data["val_ids"]) == photos and not set(data["train_ids"]) & set(
         data["val_ids"]
     )
+    # Which held-out photos chose the epoch: all of them, fewer than the per-epoch cap of 16.
+    assert data["epoch_chosen_on"] == sorted(data["val_ids"])
     assert data["fingerprint"].startswith("sha256:")
     metrics = described["metrics"]
     assert set(metrics["val_rmse_per_class"]) == set(config.class_names)

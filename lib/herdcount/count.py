@@ -41,6 +41,7 @@ from herdcount.intervals import (
     annotated_errors,
     read_validation_counts,
     survey_totals,
+    unchosen_errors,
 )
 from herdcount.kaggle import id_key
 from herdcount.locate import (
@@ -851,6 +852,7 @@ def write_outputs(
     groups: dict[str, str] | None = None,
     level: float = 0.9,
     calibration: dict[str, np.ndarray] | None = None,
+    errors_source: str = "held-out",
 ) -> dict[str, Any]:
     """Write submission.csv, counts.csv, points.csv, totals.csv (and totals_by_group.csv
     with ``groups``) and errors.csv into OUT; return the run's totals.
@@ -948,7 +950,7 @@ def write_outputs(
         else None
         if errors_measured is None
         else len(errors_measured.ids),
-        "interval_from": "annotated" if known is not None else "held-out",
+        "interval_from": "annotated" if known is not None else errors_source,
         "annotated_listed": len(calibration) if calibration else 0,
         "interval_level": level,
         **({"group_totals": {g: _totals_record(t, names) for g, t in by_group.items()}} if by_group else {}),
@@ -1042,9 +1044,12 @@ def format_summary(totals: dict[str, Any], errors: list[TaskError]) -> str:
                 + ", ".join(f"{k} {v['total']:g} ({v['low']:g}-{v['high']:g})" for k, v in survey.items())
             )
         elif (totals.get("interval_from_photos") or 0) >= 2:
+            which = (
+                " that did not choose its epoch" if totals.get("interval_from") == "held-out-unchosen" else ""
+            )
             lines.append(
                 f"survey totals, {round(100 * totals.get('interval_level', 0.9))} % intervals from the model's "
-                f"{totals['interval_from_photos']} held-out photos (totals.csv): "
+                f"{totals['interval_from_photos']} held-out photos{which} (totals.csv): "
                 + ", ".join(f"{k} {v['total']:g} ({v['low']:g}-{v['high']:g})" for k, v in survey.items())
             )
         elif totals.get("interval_from_photos") is not None:
@@ -1158,6 +1163,11 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
                 f"{storage.join(self.model, 'validation_counts.csv')}: classes {errors.class_names}; "
                 f"expected the scheme's {list(config.class_names)}"
             )
+        source = "held-out"
+        if errors is not None:
+            unchosen = unchosen_errors(errors, (info.get("training_data") or {}).get("epoch_chosen_on"))
+            if unchosen is not None:
+                errors, source = unchosen, "held-out-unchosen"
         plan = plan_count(self.images, self.out, sample=self.sample)
         listed = {t.photo_id for t in plan.tasks} | {r.test_id for r in plan.done}
         groups = None if self.groups is None else read_groups(self.groups, listed, column=self.group_by)
@@ -1189,6 +1199,7 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
             errors,
             groups,
             calibration,
+            source,
         )
         return plan
 
@@ -1220,6 +1231,7 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
             groups=context.groups,
             level=self.interval,
             calibration=context.calibration,
+            errors_source=context.errors_source,
         )
         totals = {**written, "count_s": round(work_s, 3)}
         inputs = {
@@ -1282,3 +1294,6 @@ class _CountContext:
     groups: dict[str, str] | None = None
     #: Photo id to its true counts, from ``--calibration``.
     calibration: dict[str, np.ndarray] | None = None
+    #: Which held-out photos ``errors`` are: ``held-out`` (all of them) or
+    #: ``held-out-unchosen`` (those that did not choose the training epoch).
+    errors_source: str = "held-out"

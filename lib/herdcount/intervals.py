@@ -30,8 +30,10 @@ The method, per class (a ratio estimator with a two-level bootstrap):
   stands (README: the coverage measured with and without it).
 
 It assumes the survey's photos are like the held-out ones (same camera, altitude and
-annotators); the held-out photos also chose the training epoch, so their errors are a
-little optimistic.
+annotators). Held-out photos that chose the training epoch (the best of some 30 by their
+counts) have errors a little optimistic: the epoch that suits them best is not the one that
+suits a fresh survey best. So when at least :data:`MIN_UNCHOSEN` held-out photos took no
+part in that choice, the intervals rest on those alone (:func:`unchosen_errors`).
 
 **Annotated photos of the survey** (double sampling, as survey statisticians calibrate an
 aerial count on a ground-truthed sample): when the true counts of some of the survey's own
@@ -239,6 +241,26 @@ def survey_totals(
             errors.predicted[:, k], errors.true[:, k], counts[:, k], level, draws, rng
         )
     return SurveyTotals(counted, total, low, high, len(counts), level)
+
+
+#: Fewest held-out photos that did not choose the training epoch for the intervals to rest
+#: on them alone; with fewer, every held-out photo counts.
+MIN_UNCHOSEN = 8
+
+
+def unchosen_errors(errors: ValidationCounts, chosen_on: list[str] | None) -> ValidationCounts | None:
+    """The held-out photos of ``errors`` that did not choose the training epoch (``chosen_on``:
+    model.json's ``training_data.epoch_chosen_on``), when there are at least
+    :data:`MIN_UNCHOSEN` of them; else None."""
+    if chosen_on is None:
+        return None
+    chosen = set(chosen_on)
+    keep = [i for i, key in enumerate(errors.ids) if key not in chosen]
+    if len(keep) < MIN_UNCHOSEN:
+        return None
+    return ValidationCounts(
+        [errors.ids[i] for i in keep], errors.class_names, errors.true[keep], errors.predicted[keep]
+    )
 
 
 def annotated_errors(
