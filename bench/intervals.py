@@ -10,7 +10,8 @@ surveys, counted (``count-<seed>/counts.csv``) with their truth
 photos the model never saw. Each repeat draws a survey of ``--photos`` photos from the pool
 and makes its totals' 90 % intervals (:func:`herdcount.intervals.survey_totals`) two ways:
 
-- **held-out**: from the training run's held-out photos, as the count job does by default.
+- **held-out**: from the training run's held-out photos, as the count job does by default
+  (those that did not choose the training epoch, when there are at least 8).
   All repeats share those few photos, so one model gives one draw of their error; the
   coverage of several models (``--work`` given several times) says more than one's;
 - **annotated**: ``m`` of the survey's photos are annotated (their truth known, ``count
@@ -25,13 +26,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from herdcount.config import DEFAULT_SCHEME, load_config
-from herdcount.intervals import annotated_errors, read_validation_counts, survey_totals
+from herdcount.intervals import annotated_errors, read_validation_counts, survey_totals, unchosen_errors
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -71,13 +73,21 @@ def main(argv: list[str] | None = None) -> int:
     for work in map(Path, args.work):
         true, counted = pool(work, names)
         held_out = read_validation_counts(work / "run-density")
+        chosen_on = json.loads((work / "run-density" / "model.json").read_text())["training_data"].get(
+            "epoch_chosen_on"
+        )
+        unchosen = None if held_out is None else unchosen_errors(held_out, chosen_on)
         if len(true) < args.photos or held_out is None:
             print(
                 f"{work}: {len(true)} counted photos of fresh surveys (need {args.photos}) and "
                 f"{'no' if held_out is None else 'a'} validation_counts.csv; run bench/points.py --work {work}"
             )
             return 2
-        print(f"{work}: {len(true)} photos of fresh surveys, {len(held_out.ids)} held-out photos")
+        print(
+            f"{work}: {len(true)} photos of fresh surveys, {len(held_out.ids)} held-out photos"
+            + (f", {len(unchosen.ids)} of which did not choose the epoch" if unchosen is not None else "")
+        )
+        held_out = unchosen or held_out
         rng = np.random.default_rng(0)
         for rep in range(args.repeats):
             pick = rng.choice(len(true), args.photos, replace=False)
