@@ -601,31 +601,29 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
     if settings.density.weight_average:
         first.insert(0, WeightAverage(settings.density.weight_average))
     callbacks = _callbacks("val_rmse", settings, first, loggers, plateau=False)
-    start = None
+    start_rmse, start_weights, start_kept = None, None, False
     if reused is not None:
         # Fine-tuning must not hand back a model worse on the held-out photos than the one it
         # started from: the start is validated as epoch 0 and kept if no epoch beats it.
         validation.set_model(model)
-        start = (
-            column_rmse(
-                validation.truth[validation.sample], validation.predict_counts(validation.sample)
-            ).mean(),
-            model.get_weights(),
-        )
-        print(f"--init: the start counts the held-out photos at val_rmse {start[0]:.4f}")
+        start_rmse = column_rmse(
+            validation.truth[validation.sample], validation.predict_counts(validation.sample)
+        ).mean()
+        start_weights = model.get_weights()
+        print(f"--init: the start counts the held-out photos at val_rmse {start_rmse:.4f}")
     history = model.fit(train_ds, epochs=settings.epochs, callbacks=callbacks, **fit).history
-    if start is not None and min(history["val_rmse"]) >= start[0]:
+    if start_rmse is not None and min(history["val_rmse"]) >= start_rmse:
         print(
             f"--init: no epoch beat the start (best val_rmse {min(history['val_rmse']):.4f}): the start is kept"
         )
-        model.set_weights(start[1])
-        start = (start[0], None)
+        model.set_weights(start_weights)
+        start_kept = True
     predicted, truth = validation.predict_counts(), validation.truth
     rmse, zero = column_rmse(truth, predicted), column_rmse(truth, np.zeros_like(predicted))
     metrics = {
         **(
-            {"init_start_val_rmse": float(start[0]), "init_start_kept": start[1] is None}
-            if start is not None
+            {"init_start_val_rmse": float(start_rmse), "init_start_kept": start_kept}
+            if start_rmse is not None
             else {}
         ),
         "val_rmse": float(rmse.mean()),
