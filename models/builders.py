@@ -104,17 +104,56 @@ def make_density_model(
         )
     # A positive start keeps every class's output alive while the count loss first pulls
     # the empty ground down; a ReLU channel that is dark everywhere never learns again.
+    relu = output_activation == "relu"
     x = layers.Conv2D(
         num_classes,
         1,
-        activation=output_activation,
+        activation=None if relu else output_activation,
         bias_initializer=keras.initializers.Constant(0.5),
         name="density_x100",
     )(x)
+    if relu:
+        # One bad step can still push a class's channel below zero everywhere (a rare class,
+        # seen in few batches, lost for good at epoch 2 of a 30-epoch run): in training the
+        # gradient keeps a small slope below zero, so the loss can bring it back.
+        x = RecoverableReLU(name="density_relu")(x)
     # Densities peak near 0.15 per cell; the layers work on 100 times that, where weights
     # and gradients are of order one, and this layer brings the output back to counts.
     outputs = layers.Rescaling(0.01, name="density")(x)
     return keras.Model(inputs, outputs, name="density_counter")
+
+
+@keras.saving.register_keras_serializable(package="herdcount")
+class RecoverableReLU(layers.Layer):
+    """A ReLU whose gradient, in training, keeps ``slope`` below zero, so that a channel
+    pushed below zero everywhere still learns where the loss wants it higher.
+
+    The values are the ReLU's in training too (the gradient alone is leaky, as a
+    straight-through estimator's): a leaky output would let negative cells cancel positive
+    ones in a tile's count during training, which inference then clips, counting high.
+
+    Parameters
+    ----------
+    slope : float, optional
+        Gradient below zero in training.
+    """
+
+    def __init__(self, slope: float = 0.05, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not 0 < slope < 1:
+            raise ValueError(f"slope must be in (0, 1), got {slope}")
+        self.slope = slope
+
+    def call(self, inputs, training=None):
+        relu = keras.ops.relu(inputs)
+        if not training:
+            return relu
+        below = keras.ops.minimum(inputs, 0.0)
+        # Zero in value, ``slope`` in gradient below zero.
+        return relu + self.slope * (below - keras.ops.stop_gradient(below))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "slope": self.slope}
 
 
 def _conv_bn_relu(x, conv: layers.Layer):

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from herdcount.models.builders import (
     DensityLoss,
@@ -215,3 +216,38 @@ def test_weight_average_validates_and_keeps_the_running_mean_of_the_weights():
     for epoch in (1, 2):
         for g, w in zip(begun[epoch], steps[4 * epoch - 1]):
             np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("recoverable", [True, False])
+def test_a_density_channel_pushed_below_zero_everywhere_comes_back_only_if_recoverable(recoverable):
+    """A class's output channel driven negative over every cell (a bad step early in
+    training) gets no gradient through a plain ReLU and stays at zero for good; the
+    density model's output layer keeps a slope below zero in training, and learns again."""
+    from herdcount.models.builders import RecoverableReLU
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape=(4,))
+    x = keras.layers.Dense(1, bias_initializer=keras.initializers.Constant(-5.0))(inputs)
+    x = RecoverableReLU()(x) if recoverable else keras.layers.ReLU()(x)
+    model = keras.Model(inputs, x)
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
+    features = np.random.default_rng(0).uniform(0, 1, (256, 4)).astype("float32")
+    target = features.sum(axis=1, keepdims=True)
+    assert float(np.abs(model.predict(features, verbose=0)).max()) == 0.0  # dead at the start
+    model.fit(features, target, epochs=40, batch_size=32, verbose=0)
+    predicted = model.predict(features, verbose=0)
+    if recoverable:
+        assert float(np.abs(predicted - target).mean()) < 0.3 and (predicted >= 0).all()
+    else:
+        assert float(np.abs(predicted).max()) == 0.0
+    # Its values are the ReLU's in training too; only the gradient below zero differs.
+    layer = RecoverableReLU(slope=0.1)
+    values = tf.constant([[-2.0, 3.0]])
+    with tf.GradientTape() as tape:
+        tape.watch(values)
+        out = layer(values, training=True)
+    np.testing.assert_allclose(out, [[0.0, 3.0]])
+    np.testing.assert_allclose(tape.gradient(out, values), [[0.1, 1.0]], rtol=1e-6)
+    np.testing.assert_allclose(layer(values), [[0.0, 3.0]])
+    with pytest.raises(ValueError, match="slope must be in"):
+        RecoverableReLU(slope=1.5)
