@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from herdcount.config import DEFAULT_SCHEME, load_config
-from herdcount.intervals import annotated_errors, read_validation_counts, survey_totals, unchosen_errors
+from herdcount.intervals import annotated_errors, interval_errors, read_validation_counts, survey_totals
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -72,11 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for work in map(Path, args.work):
         true, counted = pool(work, names)
-        held_out = read_validation_counts(work / "run-density")
-        chosen_on = json.loads((work / "run-density" / "model.json").read_text())["training_data"].get(
-            "epoch_chosen_on"
-        )
-        unchosen = None if held_out is None else unchosen_errors(held_out, chosen_on)
+        every = read_validation_counts(work / "run-density")
+        model = json.loads((work / "run-density" / "model.json").read_text())
+        held_out, source = interval_errors(every, model)
         if len(true) < args.photos or held_out is None:
             print(
                 f"{work}: {len(true)} counted photos of fresh surveys (need {args.photos}) and "
@@ -84,10 +82,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         print(
-            f"{work}: {len(true)} photos of fresh surveys, {len(held_out.ids)} held-out photos"
-            + (f", {len(unchosen.ids)} of which did not choose the epoch" if unchosen is not None else "")
+            f"{work}: {len(true)} photos of fresh surveys, {len(every.ids)} held-out photos"
+            + (
+                f", {len(held_out.ids)} of which did not choose the epoch"
+                if source == "held-out-unchosen"
+                else ""
+            )
         )
-        held_out = unchosen or held_out
         rng = np.random.default_rng(0)
         for rep in range(args.repeats):
             pick = rng.choice(len(true), args.photos, replace=False)

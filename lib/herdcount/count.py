@@ -25,7 +25,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,9 +39,9 @@ from herdcount.intervals import (
     SurveyTotals,
     ValidationCounts,
     annotated_errors,
+    interval_errors,
     read_validation_counts,
     survey_totals,
-    unchosen_errors,
 )
 from herdcount.kaggle import id_key
 from herdcount.locate import (
@@ -564,23 +564,13 @@ def read_calibration(path: str | Path, ids: set[str], class_names: list[str]) ->
         not a photo of the survey, or fewer than 2 photos are listed; the message names the
         file and line.
     """
-    rows = list(csv.reader(io.StringIO(storage.read_text(path), newline="")))
-    header = [c.strip() for c in rows[0]] if rows else []
+    header, rows = _read_table(path)
     missing = [c for c in ["test_id", *class_names] if c not in header]
     if missing:
         raise ValueError(f"{path}: columns {header}; missing {missing} (test_id and one column per class)")
     at = [header.index(c) for c in class_names]
     truth: dict[str, np.ndarray] = {}
-    for line, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        if len(row) != len(header):
-            raise ValueError(f"{path}, line {line}: {len(row)} fields; expected {len(header)}")
-        photo = row[header.index("test_id")].strip()
-        if photo in truth:
-            raise ValueError(f"{path}, line {line}: id {photo!r} appears twice")
-        if photo not in ids:
-            raise ValueError(f"{path}, line {line}: id {photo!r} is not a photo of this survey")
+    for line, photo, row in _photo_rows(path, header, rows, ids, key="test_id"):
         try:
             values = np.array([float(row[i]) for i in at])
         except ValueError:
@@ -595,6 +585,41 @@ def read_calibration(path: str | Path, ids: set[str], class_names: list[str]) ->
     return truth
 
 
+def _read_table(path: str | Path) -> tuple[list[str], list[list[str]]]:
+    """A CSV's header (stripped) and its other rows."""
+    rows = list(csv.reader(io.StringIO(storage.read_text(path), newline="")))
+    return ([c.strip() for c in rows[0]] if rows else []), rows[1:]
+
+
+def _photo_rows(
+    path: str | Path, header: list[str], rows: list[list[str]], ids: set[str], *, key: str
+) -> Iterator[tuple[int, str, list[str]]]:
+    """``(line, photo id, row)`` of each non-empty row of a table that lists photos of the
+    survey by its ``key`` column (``path``: the file's stem is the id, as in manifest.csv).
+
+    Raises
+    ------
+    ValueError
+        If a row has another number of fields than the header, or its id appears twice or is
+        not in ``ids``; the message names the file and line.
+    """
+    at, seen = header.index(key), set()
+    for line, row in enumerate(rows, start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise ValueError(f"{path}, line {line}: {len(row)} fields; expected {len(header)}")
+        photo = row[at].strip()
+        if key == "path":
+            photo = storage.basename(photo).rsplit(".", 1)[0]
+        if photo in seen:
+            raise ValueError(f"{path}, line {line}: id {photo!r} appears twice")
+        if photo not in ids:
+            raise ValueError(f"{path}, line {line}: id {photo!r} is not a photo of this survey")
+        seen.add(photo)
+        yield line, photo, row
+
+
 def read_groups(path: str | Path, ids: set[str], *, column: str = "group") -> dict[str, str]:
     """Photo id to group, from a CSV with a ``test_id`` (or ``path``: the file's stem is the
     id, as in manifest.csv) and a ``column`` column; photos it does not list are in no group.
@@ -605,27 +630,12 @@ def read_groups(path: str | Path, ids: set[str], *, column: str = "group") -> di
         If a column is missing, an id appears twice or is not a photo of the survey; the
         message names the file and line.
     """
-    rows = list(csv.reader(io.StringIO(storage.read_text(path), newline="")))
-    header = [c.strip() for c in rows[0]] if rows else []
+    header, rows = _read_table(path)
     key = "test_id" if "test_id" in header else "path" if "path" in header else None
     if key is None or column not in header:
         raise ValueError(f"{path}: columns {header}; expected test_id (or path) and {column!r}")
-    at, group_at = header.index(key), header.index(column)
-    groups: dict[str, str] = {}
-    for line, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        if len(row) != len(header):
-            raise ValueError(f"{path}, line {line}: {len(row)} fields; expected {len(header)}")
-        photo = row[at].strip()
-        if key == "path":
-            photo = storage.basename(photo).rsplit(".", 1)[0]
-        if photo in groups:
-            raise ValueError(f"{path}, line {line}: id {photo!r} appears twice")
-        if photo not in ids:
-            raise ValueError(f"{path}, line {line}: id {photo!r} is not a photo of this survey")
-        groups[photo] = row[group_at].strip()
-    return groups
+    at = header.index(column)
+    return {photo: row[at].strip() for _, photo, row in _photo_rows(path, header, rows, ids, key=key)}
 
 
 def settings_key(settings: CountSettings) -> dict[str, Any]:
@@ -907,6 +917,8 @@ def write_outputs(
             [ok[i].test_id for i in annotated], known[annotated], matrix[annotated], names
         )
     survey = survey_totals(matrix, usable, known=known, level=level)
+    # What the intervals were measured on (or would have been, with enough held-out photos).
+    measured = usable if known is not None else errors_measured
     storage.write_csv_atomic(storage.join(out, "totals.csv"), TOTALS_HEADER, totals_rows(survey, names))
     by_group = {}
     if groups is not None:
@@ -945,11 +957,7 @@ def write_outputs(
             if r.windows is not None
         },
         "survey_totals": _totals_record(survey, names),
-        "interval_from_photos": len(annotated)
-        if known is not None
-        else None
-        if errors_measured is None
-        else len(errors_measured.ids),
+        "interval_from_photos": None if measured is None else len(measured.ids),
         "interval_from": "annotated" if known is not None else errors_source,
         "annotated_listed": len(calibration) if calibration else 0,
         "interval_level": level,
@@ -1163,11 +1171,7 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
                 f"{storage.join(self.model, 'validation_counts.csv')}: classes {errors.class_names}; "
                 f"expected the scheme's {list(config.class_names)}"
             )
-        source = "held-out"
-        if errors is not None:
-            unchosen = unchosen_errors(errors, (info.get("training_data") or {}).get("epoch_chosen_on"))
-            if unchosen is not None:
-                errors, source = unchosen, "held-out-unchosen"
+        errors, source = interval_errors(errors, info)
         plan = plan_count(self.images, self.out, sample=self.sample)
         listed = {t.photo_id for t in plan.tasks} | {r.test_id for r in plan.done}
         groups = None if self.groups is None else read_groups(self.groups, listed, column=self.group_by)

@@ -50,6 +50,7 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -261,6 +262,19 @@ def unchosen_errors(errors: ValidationCounts, chosen_on: list[str] | None) -> Va
     return ValidationCounts(
         [errors.ids[i] for i in keep], errors.class_names, errors.true[keep], errors.predicted[keep]
     )
+
+
+def interval_errors(
+    errors: ValidationCounts | None, model: dict[str, Any]
+) -> tuple[ValidationCounts | None, str]:
+    """The held-out photos a model's intervals rest on, and which they are: those that did
+    not choose its epoch (``held-out-unchosen``, :func:`unchosen_errors`, after the run's
+    ``model.json``, ``model``) when there are enough, else all (``held-out``)."""
+    if errors is not None:
+        unchosen = unchosen_errors(errors, (model.get("training_data") or {}).get("epoch_chosen_on"))
+        if unchosen is not None:
+            return unchosen, "held-out-unchosen"
+    return errors, "held-out"
 
 
 def annotated_errors(
