@@ -450,6 +450,11 @@ def make_test_scene(
     return np.asarray(image), [((r + 0.5) * fr - 0.5, (c + 0.5) * fc - 0.5, k) for r, c, k in points]
 
 
+def _photo_size(rng: np.random.Generator, width: int | None, height: int | None) -> tuple[int, int]:
+    """``(width, height)`` of a photo: the given size, else one of Kaggle's two, drawn."""
+    return (width, height) if width else KAGGLE_SIZES[int(rng.integers(2))]
+
+
 def _annotation(config: Config, points: list[tuple[float, float, int]], filename: str) -> dict:
     per_class = {name: [] for name in config.class_names}
     for row, col, k in points:
@@ -514,7 +519,7 @@ def write_survey(
     train_rows = []
     for i in range(n_train):
         rng = np.random.default_rng([seed, 1, i])
-        w, h = (width, height) if width else KAGGLE_SIZES[int(rng.integers(2))]
+        w, h = _photo_size(rng, width, height)
         masked = rng.random() < mask_share
         pair = make_pair(
             rng,
@@ -547,9 +552,8 @@ def write_survey(
     test_rows, scales = [], []
     ground = []
     if mosaic == "ground" and n_test:
-        w, h = (
-            (width, height) if width else KAGGLE_SIZES[int(np.random.default_rng([seed, 2, 0]).integers(2))]
-        )
+        # The size photo 0 draws, for every photo: one ground is cut into equal photos.
+        w, h = _photo_size(np.random.default_rng([seed, 2, 0]), width, height)
         ground = cut_ground(
             np.random.default_rng([seed, 4]),
             n_test,
@@ -562,7 +566,7 @@ def write_survey(
         )
     for i in range(n_test):
         rng = np.random.default_rng([seed, 2, i])
-        w, h = (width, height) if width else KAGGLE_SIZES[int(rng.integers(2))]
+        w, h = _photo_size(rng, width, height)
         scale = 1.0
         if test_scale is not None:
             # A stream of its own, so that a survey without altitudes keeps its photos.
