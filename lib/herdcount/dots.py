@@ -211,7 +211,7 @@ def find_dots(
     # One pass over all windows packed side by side, rather than a pass per window: a
     # photo has hundreds of small windows and numpy's per-call cost would dominate.
     canvas_plain, canvas_dotted, origin = _pack(plain, dotted, windows)
-    coords, classes, footprint, stats = _dots_in_window(
+    coords, classes, score, footprint, stats = _dots_in_window(
         canvas_plain,
         canvas_dotted,
         colours,
@@ -220,13 +220,209 @@ def find_dots(
         min_coverage,
         dot_area,
         black_level,
+        diff_threshold / 2,
     )
     if len(coords):
         at = origin[coords[:, 0].astype(int), coords[:, 1].astype(int)]
         coords = coords + at
+    if footprint is not None:
+        # Where the photo is nearly a dot's colour, a dot of it changes no pixel by the
+        # threshold: those cells are searched by the change summed over a dot's area.
+        near = _near_colour_cells(plain, colours, 2 * diff_threshold, block, changed.shape)
+        faint = near & ~changed & ~masked
+        if faint.any():
+            floor = max(_SPECK_AREA, min_coverage * footprint)
+            more = _faint_dots(
+                plain, dotted, colours, faint, block, footprint, floor, diff_threshold / 2, black_level
+            )
+            coords = np.concatenate([coords.reshape(-1, 2), more[0]])
+            classes, score = np.concatenate([classes, more[1]]), np.concatenate([score, more[2]])
+        keep = _settle_summed(coords, score, float(np.sqrt(footprint / np.pi)))
+        coords, classes = coords[keep], classes[keep]
+    if len(coords):
         order = np.lexsort((coords[:, 1], coords[:, 0]))
         coords, classes = coords[order], classes[order]
     return DotSearch(coords, classes.astype(np.int64), masked, block, footprint, stats, diff_threshold)
+
+
+def _near_colour_cells(
+    plain: np.ndarray, colours: np.ndarray, reach: float, block: int, shape: tuple[int, int]
+) -> np.ndarray:
+    """Cells whose centre pixel in ``plain`` lies within ``reach`` of some dot colour in
+    every channel, on the coarse grid of ``shape``.
+
+    A dot changes a pixel by at most its colour's distance from the pixel's, and JPEG keeps
+    about half of that at a small dot's centre: a dot within twice the change threshold of
+    the animal under it (brown on a dark animal) may change no pixel by the threshold. A
+    lookup table of 32 levels per channel keeps this a gather over a pixel per cell.
+    """
+    centres = np.arange(32) * 8 + 3.5
+    # Per class and channel the levels within reach; a colour is near a class when all
+    # three of its channels are.
+    within = np.abs(centres[None, None, :] - colours[:, :, None]) <= reach + 4  # (K, 3, 32)
+    table = np.zeros((32, 32, 32), dtype=bool)
+    for r, g, b in within:
+        table |= r[:, None, None] & g[None, :, None] & b[None, None, :]
+    sample = plain[block // 2 :: block, block // 2 :: block]
+    # One index into the flat table: a single gather instead of three indexed axes.
+    index = (sample[..., 0] >> 3).astype(np.uint16) << 10
+    index |= (sample[..., 1] >> 3).astype(np.uint16) << 5
+    index |= sample[..., 2] >> 3
+    near = np.zeros(shape, dtype=bool)
+    hit = np.take(table.ravel(), index)
+    near[: hit.shape[0], : hit.shape[1]] = hit
+    return near
+
+
+#: Largest angle, as its sine, between the change summed over a faint dot and the line from
+#: the animal's colour to the dot's: a dot's change is ``A * (dot - plain)`` up to noise.
+FAINT_MISFIT = 0.5
+
+
+def _faint_dots(
+    plain: np.ndarray,
+    dotted: np.ndarray,
+    colours: np.ndarray,
+    cells: np.ndarray,
+    block: int,
+    footprint: float,
+    floor: float,
+    level: float,
+    black_level: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dots in ``cells`` too faint for the per-pixel threshold, found by their summed change.
+
+    The change is summed over a square of about a dot's area around each pixel: averaging
+    over the square keeps a dot's change and shrinks JPEG's pixel noise. Where its mean
+    (RGB length) is a local maximum above ``level`` (the pixel noise's 99th percentile), the
+    sum is fitted to each colour's line from the square's mean plain colour: a dot is where
+    one colour explains the sum within :data:`FAINT_MISFIT` and paints ``floor`` to two
+    footprints; a mask's edge is never a dot.
+
+    Returns
+    -------
+    (N, 2) float64 array, (N,) int64 array, (N,) float64 array
+        Photo coordinates ``(row, col)``, classes and the summed changes' lengths.
+    """
+    radius = float(np.sqrt(footprint / np.pi))
+    half = max(1, round(radius))
+    size = 2 * half + 1
+    # Each cell with a cell's margin, as one stack of equal squares: a peak counts in the
+    # cell its centre lies in, so neighbouring cells never report one dot twice.
+    margin, width = block, 3 * block
+    cell_rows, cell_cols = np.nonzero(cells)
+    q = _squares(plain, cell_rows * block + block // 2, cell_cols * block + block // 2, width // 2, width)
+    d = _squares(dotted, cell_rows * block + block // 2, cell_cols * block + block // 2, width // 2, width)
+    # Box sums from an integral image: two cumulative sums and four slices for any size.
+    integral = np.zeros((len(q), width + 1, width + 1, 3), dtype=np.int32)
+    np.subtract(d, q, out=integral[:, 1:, 1:], dtype=np.int32)
+    integral.cumsum(axis=1, out=integral)
+    integral.cumsum(axis=2, out=integral)
+    sums = integral[:, size:, size:] - integral[:, :-size, size:] - integral[:, size:, :-size]
+    sums += integral[:, :-size, :-size]  # the box whose top-left is (r, c) is centred on (r + half, c + half)
+    squared = (sums.astype(np.float32) ** 2).sum(axis=3)
+    inner = slice(max(margin - half, 0), margin + block - half)
+    n, r, c = np.nonzero(squared[:, inner, inner] > (level * size**2) ** 2)
+    r, c = r + inner.start, c + inner.start
+    none = np.zeros((0, 2)), np.zeros(0, dtype=np.int64), np.zeros(0)
+    if not len(n):
+        return none
+    # Local maxima among the few above the level, and no mask's edge near.
+    peak = squared[n, r, c] >= _squares_at(squared, n, r, c, half).max(axis=(1, 2))
+    n, r, c = n[peak], r[peak] + half, c[peak] + half  # centres in the squares
+    near_q = _squares_at(q, n, r, c, half + 1)
+    near_d = _squares_at(d, n, r, c, half + 1)
+    blackened = ((near_d.max(axis=3) < black_level) & (near_q.max(axis=3) >= black_level)).any(axis=(1, 2))
+    total = sums[n, r - half, c - half]
+    mean_plain = near_q[:, 1:-1, 1:-1].mean(axis=(1, 2))
+    best, ok = _fit_sums(total, mean_plain, colours, floor, footprint)
+    ok &= ~blackened
+    shift = _centroids(near_q[ok], near_d[ok], colours[best[ok]] - mean_plain[ok])
+    coords = (
+        np.column_stack([cell_rows[n] * block - margin + r, cell_cols[n] * block - margin + c])[ok] + shift
+    )
+    return (
+        coords.astype(np.float64),
+        best[ok].astype(np.int64),
+        np.linalg.norm(total[ok].astype(np.float64), axis=1),
+    )
+
+
+def _centroids(plain: np.ndarray, dotted: np.ndarray, towards: np.ndarray) -> np.ndarray:
+    """Offsets from the centres of (N, S, S, 3) squares to the centroids of the change along
+    each square's ``towards`` (N, 3): a box sum's peak lies where the box holds most of a
+    dot, which JPEG's uneven smear and the animal's edge can move by a pixel or two."""
+    v = towards.astype(np.float64)[:, None, None, :]
+    cover = ((dotted.astype(np.float64) - plain) * v).sum(axis=3) / np.maximum((v * v).sum(axis=3), 1.0)
+    cover = np.clip(cover, 0.0, 1.0)
+    offsets = np.arange(plain.shape[1]) - (plain.shape[1] - 1) / 2
+    weight = np.maximum(cover.sum(axis=(1, 2)), 1e-9)
+    return (
+        np.column_stack(
+            [(cover.sum(axis=2) * offsets).sum(axis=1), (cover.sum(axis=1) * offsets).sum(axis=1)]
+        )
+        / weight[:, None]
+    )
+
+
+def _squares(
+    image: np.ndarray, rows: np.ndarray, cols: np.ndarray, half: int, size: int | None = None
+) -> np.ndarray:
+    """The squares of ``size`` (default ``2 * half + 1``) pixels of ``image`` starting
+    ``half`` before each of ``(rows, cols)``, edges repeated: (N, size, size, ...)."""
+    offsets = np.arange(size or 2 * half + 1) - half
+    r = np.clip(np.asarray(rows)[:, None, None] + offsets[None, :, None], 0, image.shape[0] - 1)
+    c = np.clip(np.asarray(cols)[:, None, None] + offsets[None, None, :], 0, image.shape[1] - 1)
+    return image[r, c]
+
+
+def _squares_at(
+    stack: np.ndarray, n: np.ndarray, rows: np.ndarray, cols: np.ndarray, half: int
+) -> np.ndarray:
+    """:func:`_squares` of the ``n``-th image of ``stack`` for each of ``(rows, cols)``."""
+    offsets = np.arange(-half, half + 1)
+    r = np.clip(rows[:, None, None] + offsets[None, :, None], 0, stack.shape[1] - 1)
+    c = np.clip(cols[:, None, None] + offsets[None, None, :], 0, stack.shape[2] - 1)
+    return stack[n[:, None, None], r, c]
+
+
+def _settle_summed(coords: np.ndarray, score: np.ndarray, radius: float) -> np.ndarray:
+    """Indices of the dots to keep: every dot found by its pixels (``score`` 0) and those
+    found by their summed change (``score`` the sum's length) that lie more than two radii
+    and a pixel from the former, and two radii from a stronger one of their own kind.
+
+    A dot's rim, ringing or smear left out of its pixels is within two radii and a pixel of
+    its centre; touching dots are two radii apart.
+    """
+    summed = np.flatnonzero(score > 0)
+    keep = np.flatnonzero(score == 0)
+    if not len(summed):
+        return keep
+    if len(keep):
+        far = cKDTree(coords[keep]).query(coords[summed], distance_upper_bound=2 * radius + 1)[0] == np.inf
+        summed = summed[far]
+    taken: list[int] = []
+    for i in summed[np.argsort(-score[summed], kind="stable")]:
+        if all(np.hypot(*(coords[i] - coords[j])) >= 2 * radius for j in taken):
+            taken.append(int(i))
+    return np.concatenate([keep, np.asarray(taken, dtype=np.int64)])
+
+
+def _fit_sums(
+    total: np.ndarray, mean_plain: np.ndarray, colours: np.ndarray, floor: float, footprint: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """For changes summed around N places, (N, 3) each, and the mean plain colours there:
+    the colour whose line from the plain colour explains each sum best, among those that
+    paint ``floor`` to two footprints, and whether it explains it within
+    :data:`FAINT_MISFIT` (the sine of the angle between the sum and the line)."""
+    total = np.asarray(total, dtype=np.float64)
+    v = colours[None, :, :].astype(np.float64) - np.asarray(mean_plain, dtype=np.float64)[:, None, :]
+    area = (total[:, None, :] * v).sum(axis=2) / np.maximum((v * v).sum(axis=2), 1.0)
+    misfit = np.linalg.norm(total[:, None, :] - area[..., None] * v, axis=2)
+    misfit /= np.maximum(np.linalg.norm(total, axis=1), 1e-9)[:, None]
+    misfit = np.where((area >= floor) & (area <= 2 * footprint), misfit, np.inf)
+    best = misfit.argmin(axis=1)
+    return best, misfit[np.arange(len(best)), best] <= FAINT_MISFIT
 
 
 def _grow(mask: np.ndarray) -> np.ndarray:
@@ -292,9 +488,13 @@ def _windows(labels: np.ndarray, block: int, shape: tuple[int, ...]) -> list[tup
 
 
 def _pack(
-    plain: np.ndarray, dotted: np.ndarray, windows: list[tuple[int, int, np.ndarray]], width: int = 1024
+    plain: np.ndarray,
+    dotted: np.ndarray,
+    windows: list[tuple[int, int, np.ndarray]],
+    width: int = 1024,
+    gap: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Copy the windows onto one canvas in shelves, a pixel apart so none touch.
+    """Copy the windows onto one canvas in shelves, ``gap`` pixels apart so none touch.
 
     Returns the canvas of ``plain`` (``dotted`` where a window does not keep the pixel),
     the canvas of ``dotted``, and per canvas pixel the offset from canvas to photo
@@ -308,9 +508,9 @@ def _pack(
     for i in sorted(range(len(windows)), key=lambda i: -sizes[i][0]):
         h, w = sizes[i]
         if x + w > width:
-            x, y, shelf = 0, _even(y + shelf + 1), 0
+            x, y, shelf = 0, _even(y + shelf + gap), 0
         places.append((i, y, x))
-        x, shelf = _even(x + w + 1), max(shelf, h)
+        x, shelf = _even(x + w + gap), max(shelf, h)
     canvas_a = np.zeros((_even(y + shelf), _even(width), 3), dtype=np.uint8)
     canvas_b = np.zeros_like(canvas_a)
     keep_all = np.zeros(canvas_a.shape[:2], dtype=bool)
@@ -567,9 +767,12 @@ def _dots_in_window(
     min_coverage: float,
     dot_area: float | None,
     black_level: int = 0,
-) -> tuple[np.ndarray, np.ndarray, float | None, ColourStats]:
+    level: float = np.inf,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float | None, ColourStats]:
     """Dots of a window (or a canvas of windows): (N, 2) centres relative to it, (N,) classes,
-    the footprint used (``dot_area``, or the one measured here) and the dots' colours."""
+    (N,) 0 for a dot found by its pixels or the length of the change summed over a smeared
+    one (see :func:`_smeared_specks`; those above ``level`` per pixel of the sum), the
+    footprint used (``dot_area``, or the one measured here) and the dots' colours."""
     cover, klass, strong = _classify(
         plain, dotted, colours, threshold, tolerance, 0.3, WEAK * tolerance, True, black_level
     )
@@ -582,11 +785,17 @@ def _dots_in_window(
     floor = max(_SPECK_AREA, min_coverage * footprint) if footprint is not None else _SPECK_AREA
     n_dots = np.where(comps.area >= floor, count_dots(comps, footprint), 0)
     n_dots = _drop_rims(comps, n_dots, footprint)
+    coords, classes, scores = [], [], []
     if footprint is not None:
         klass = _colour_by_sums(plain, dotted, colours, comps, labels, n_dots, footprint, floor, tolerance)
         comps = Components(klass, comps.area, comps.centre, comps.spread)
-    coords = [comps.centre[(n_dots == 1)]]
-    classes = [comps.klass[(n_dots == 1)]]
+        smeared = _smeared_specks(plain, dotted, colours, comps, n_dots, footprint, floor, level, black_level)
+        coords.append(smeared[0])
+        classes.append(smeared[1])
+        scores.append(smeared[2])
+    coords.append(comps.centre[(n_dots == 1)])
+    classes.append(comps.klass[(n_dots == 1)])
+    scores.append(np.zeros(int((n_dots == 1).sum())))
     many = np.flatnonzero(n_dots > 1)
     boxes = ndi.find_objects(labels) if len(many) else []
     for i in many:
@@ -597,7 +806,14 @@ def _dots_in_window(
             centres = _merge_close(centres, 1.5 * np.sqrt(footprint / np.pi))
         coords.append(np.asarray(centres) + (box[0].start, box[1].start))
         classes.append(np.full(len(centres), comps.klass[i]))
-    return np.concatenate(coords).reshape(-1, 2), np.concatenate(classes).astype(np.int64), footprint, stats
+        scores.append(np.zeros(len(centres)))
+    return (
+        np.concatenate(coords).reshape(-1, 2),
+        np.concatenate(classes).astype(np.int64),
+        np.concatenate(scores),
+        footprint,
+        stats,
+    )
 
 
 def _colour_by_sums(
@@ -650,6 +866,42 @@ def _colour_by_sums(
     sure = misfit[pick, best] <= tolerance * area[pick, best]
     klass[judge[sure]] = best[sure]
     return klass
+
+
+def _smeared_specks(
+    plain: np.ndarray,
+    dotted: np.ndarray,
+    colours: np.ndarray,
+    comps: Components,
+    n_dots: np.ndarray,
+    footprint: float,
+    floor: float,
+    level: float,
+    black_level: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dots that JPEG smeared into specks: centres and classes of the specks (components
+    holding no dot) whose change summed over a dot-sized square is a dot's, as
+    :func:`_fit_sums` judges it.
+
+    JPEG keeps a block's mean and loses its detail: a radius-2 dot whose colour differs
+    from the animal's mostly in chroma (green on a light animal) can be spread at quality
+    70 over twice its area at a third of its coverage, too little per pixel to count
+    anywhere but in its sum. A mask's edge is never a dot. Returns their centres, classes
+    and the summed changes' lengths (see :func:`_settle_summed` for the specks of a dot's
+    rim).
+    """
+    radius = float(np.sqrt(footprint / np.pi))
+    specks = np.flatnonzero((n_dots == 0) & (comps.area > 0))
+    half = max(1, round(radius))
+    centre = np.rint(comps.centre[specks]).astype(np.int64)
+    q, d = (_squares(image, centre[:, 0], centre[:, 1], half) for image in (plain, dotted))
+    total = (d.astype(np.float64) - q).sum(axis=(1, 2))
+    best, ok = _fit_sums(total, q.mean(axis=(1, 2)), colours, floor, footprint)
+    length = np.linalg.norm(total, axis=1)
+    ok &= length > level * (2 * half + 1) ** 2
+    blackened = (d.max(axis=3) < black_level) & (q.max(axis=3) >= black_level)
+    ok &= ~blackened.any(axis=(1, 2))
+    return comps.centre[specks[ok]].reshape(-1, 2), best[ok].astype(np.int64), length[ok]
 
 
 def _drop_rims(comps: Components, n_dots: np.ndarray, footprint: float | None) -> np.ndarray:
