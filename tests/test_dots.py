@@ -306,3 +306,20 @@ def test_brown_dots_too_faint_for_the_pixel_threshold_are_found_by_their_summed_
         planted += dots
     assert found >= 0.97 * len(planted), f"found {found} of {len(planted)}"
     assert reported == found
+
+
+def test_a_dark_animal_at_the_black_level_keeps_its_dot_and_a_mask_over_a_pup_is_a_mask():
+    # A wet pup in shadow whose pixels sit at the black level (30) crosses it back and forth
+    # between two separate JPEG compressions; that is no mask, and its green dot is found.
+    # Black painted over a pup of the scheme's body colour (58, 52, 50) is a mask.
+    rng = np.random.default_rng(26)
+    plain = background((320, 320), seed=26)
+    plain[40:88, 40:100] = np.clip(29 + rng.normal(0, 3, (48, 60, 3)), 0, 255)
+    plain[200:260, 200:260] = (58, 52, 50)
+    dotted = plain.copy()
+    dotted[180:300, 180:300] = 0
+    dots = [(64.0, 70.0, 4), (20.0, 200.0, 0)]
+    result = find_dots(jpeg(plain, 72), jpeg(plant(dotted, dots), 70), COLOURS)
+    assert_found(result, dots, tol=1.5)
+    assert not result.masked[5:11, 5:12].any()
+    assert result.masked[23:37, 23:37].all()

@@ -332,7 +332,7 @@ def _faint_dots(
     n, r, c = n[peak], r[peak] + half, c[peak] + half  # centres in the squares
     near_q = _squares_at(q, n, r, c, half + 1)
     near_d = _squares_at(d, n, r, c, half + 1)
-    blackened = ((near_d.max(axis=3) < black_level) & (near_q.max(axis=3) >= black_level)).any(axis=(1, 2))
+    blackened = _blackened(near_q, near_d, black_level).any(axis=(1, 2))
     total = sums[n, r - half, c - half]
     mean_plain = near_q[:, 1:-1, 1:-1].mean(axis=(1, 2))
     best, ok = _fit_sums(total, mean_plain, colours, floor, footprint)
@@ -590,7 +590,7 @@ def _dark_cells(
     dotted: np.ndarray, black_level: int, block: int, col_starts: np.ndarray, plain: np.ndarray | None = None
 ) -> np.ndarray:
     """Cells of a band of ``dotted`` painted black: most sampled pixels are black there and,
-    when ``plain`` is given, fewer than half of those were black in ``plain`` already.
+    when ``plain`` is given, more than half of those were painted so (:func:`_blackened`).
 
     A mask is black that the annotators painted over the photo, so it is a change; a
     dark animal (a wet pup in shadow) is as dark in both copies and never a mask, or its
@@ -602,11 +602,22 @@ def _dark_cells(
     counts, samples = _cell_sums(dark, block, col_starts, dotted.shape[1])
     masked = 2 * counts > samples
     if plain is not None and masked.any():
-        before, _ = _cell_sums(
-            dark & _black(plain[:: block // 2], black_level), block, col_starts, dotted.shape[1]
-        )
-        masked &= 2 * before < counts
+        painted = _blackened(plain[:: block // 2], dotted[:: block // 2], black_level).view(np.uint8)
+        now, _ = _cell_sums(painted, block, col_starts, dotted.shape[1])
+        masked &= 2 * now > counts
     return masked
+
+
+def _blackened(plain: np.ndarray, dotted: np.ndarray, black_level: int) -> np.ndarray:
+    """Pixels (..., 3) painted black: darker than ``black_level`` in every channel of
+    ``dotted`` and brighter in ``plain`` by ``black_level`` or more.
+
+    A mask darkens what it covers by far more than JPEG's noise; a dark animal at the black
+    level (a wet pup in shadow) crosses it back and forth between two separate compressions
+    but stays as dark in both.
+    """
+    now = dotted.max(axis=-1)
+    return (now < black_level) & (plain.max(axis=-1) >= now.astype(np.int16) + black_level)
 
 
 def _black(rows: np.ndarray, black_level: int) -> np.ndarray:
@@ -899,8 +910,7 @@ def _smeared_specks(
     best, ok = _fit_sums(total, q.mean(axis=(1, 2)), colours, floor, footprint)
     length = np.linalg.norm(total, axis=1)
     ok &= length > level * (2 * half + 1) ** 2
-    blackened = (d.max(axis=3) < black_level) & (q.max(axis=3) >= black_level)
-    ok &= ~blackened.any(axis=(1, 2))
+    ok &= ~_blackened(q, d, black_level).any(axis=(1, 2))
     return comps.centre[specks[ok]].reshape(-1, 2), best[ok].astype(np.int64), length[ok]
 
 
@@ -1095,10 +1105,10 @@ def black_blocks(
     """The masked cells of a dotted copy: a ``block`` grid, grown by one cell.
 
     A cell is masked when most of its pixels in rows 0 and ``block // 2`` are darker than
-    ``black_level`` in every channel and, with ``plain`` given, fewer than half of those
-    were black in ``plain`` already (a dark animal is no mask), as in :func:`find_dots`. Animals under such areas
-    were never dotted, so training excludes them from its loss and validation from its
-    counts.
+    ``black_level`` in every channel and, with ``plain`` given, more than half of those
+    were brighter there by ``black_level`` or more (a dark animal is no mask), as in
+    :func:`find_dots`. Animals under such areas were never dotted, so training excludes
+    them from its loss and validation from its counts.
 
     Returns
     -------
