@@ -165,6 +165,12 @@ def test_bad_colours_are_rejected():
         find_dots(img, img, [(1, 2)])
 
 
+def test_a_black_level_beyond_127_is_rejected():
+    img = np.zeros((10, 10, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"black_level must be in 0\.\.127, got 128"):
+        find_dots(img, img, COLOURS, black_level=128)
+
+
 def test_black_blocks_mark_mostly_dark_cells_and_grow_them_by_one():
     rng = np.random.default_rng(12)
     dotted = rng.integers(60, 255, (64, 80, 3), dtype=np.uint8)

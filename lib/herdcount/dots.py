@@ -168,7 +168,8 @@ def find_dots(
         in this photo: the median area of its round same-colour components.
     black_level : int, optional
         A cell of the dotted copy is masked when most of its pixels in rows 0 and
-        ``block // 2`` are darker than this in every channel.
+        ``block // 2`` are darker than this in every channel, and brighter by as much in
+        the plain copy; 0..127.
     block : int, optional
         Cell size of the coarse search grid and of the returned mask; even.
 
@@ -198,20 +199,22 @@ def find_dots(
         raise ValueError(f"pixel_threshold must be in 1..diff_threshold, got {pixel_threshold}")
     if block < 2 or block % 2:
         raise ValueError(f"block must be an even number of at least 2, got {block}")
+    if not 0 <= black_level <= 127:
+        raise ValueError(f"black_level must be in 0..127, got {black_level}")
     if dot_radius is not None and not dot_radius > 0:
         raise ValueError(f"dot_radius must be positive or None (measured), got {dot_radius}")
 
     changed, masked = _coarse_maps(plain, dotted, diff_threshold, black_level, block)
     # Grow the mask by one cell: JPEG leaves a fringe of changed, darkened pixels
     # around every black area that would otherwise look like brown dots.
-    masked = ndi.binary_dilation(masked, structure=_EIGHT)
+    masked = _grow(masked)
     labels, _ = ndi.label(changed & ~masked, structure=_EIGHT)
     dot_area = None if dot_radius is None else float(np.pi * dot_radius**2)
     windows = _windows(labels, block, plain.shape)
     # One pass over all windows packed side by side, rather than a pass per window: a
     # photo has hundreds of small windows and numpy's per-call cost would dominate.
     canvas_plain, canvas_dotted, origin = _pack(plain, dotted, windows)
-    coords, classes, score, footprint, stats = _dots_in_window(
+    coords, classes, specks, footprint, stats = _dots_in_window(
         canvas_plain,
         canvas_dotted,
         colours,
@@ -220,25 +223,36 @@ def find_dots(
         min_coverage,
         dot_area,
         black_level,
-        diff_threshold / 2,
     )
-    if len(coords):
-        at = origin[coords[:, 0].astype(int), coords[:, 1].astype(int)]
-        coords = coords + at
+    coords, specks = (
+        xy + origin[xy[:, 0].astype(int), xy[:, 1].astype(int)] if len(xy) else xy for xy in (coords, specks)
+    )
+    # A dot's change summed over its area stands out of the pixel noise (its 99th percentile,
+    # half the threshold); a few noisy pixels that fit a colour do not. In a photo without
+    # dots JPEG noise on textured ground made specks that passed for dots, and their median
+    # for a footprint.
+    radius = 1.5 if footprint is None else float(np.sqrt(footprint / np.pi))
+    loud = _summed_length(plain, dotted, coords, max(2, round(radius))) > diff_threshold / 2
+    coords, classes = coords.reshape(-1, 2)[loud], classes[loud]
     if footprint is not None:
-        # Where the photo is nearly a dot's colour, a dot of it changes no pixel by the
-        # threshold: those cells are searched by the change summed over a dot's area.
+        # Dots too faint per pixel are judged by their change summed over a dot's area,
+        # which stands out of the pixel noise (its 99th percentile, half the threshold):
+        # specks of the search above, where JPEG spread a small dot's colour thin (a
+        # radius-2 dot at quality 70), and cells where the photo is nearly a dot's colour,
+        # where a dot of it changes no pixel by the threshold (brown on a dark animal).
+        floor = max(_SPECK_AREA, min_coverage * footprint)
+        level = diff_threshold / 2
+        found = [(coords, classes, np.zeros(len(coords)))]
+        found.append(_judge_sums(plain, dotted, colours, specks, footprint, floor, level, black_level))
         near = _near_colour_cells(plain, colours, 2 * diff_threshold, block, changed.shape)
         faint = near & ~changed & ~masked
         if faint.any():
-            floor = max(_SPECK_AREA, min_coverage * footprint)
-            more = _faint_dots(
-                plain, dotted, colours, faint, block, footprint, floor, diff_threshold / 2, black_level
+            found.append(
+                _faint_dots(plain, dotted, colours, faint, block, footprint, floor, level, black_level)
             )
-            coords = np.concatenate([coords.reshape(-1, 2), more[0]])
-            classes, score = np.concatenate([classes, more[1]]), np.concatenate([score, more[2]])
-        keep = _settle_summed(coords, score, float(np.sqrt(footprint / np.pi)))
-        coords, classes = coords[keep], classes[keep]
+        coords, classes, score = (np.concatenate(parts) for parts in zip(*found))
+        keep = _settle_summed(coords.reshape(-1, 2), score, float(np.sqrt(footprint / np.pi)))
+        coords, classes = coords.reshape(-1, 2)[keep], classes[keep]
     if len(coords):
         order = np.lexsort((coords[:, 1], coords[:, 0]))
         coords, classes = coords[order], classes[order]
@@ -273,6 +287,10 @@ def _near_colour_cells(
     near[: hit.shape[0], : hit.shape[1]] = hit
     return near
 
+
+#: Pixels beyond a dot's radius over which its change is summed to be judged: JPEG moves
+#: part of a small dot's colour out of it, within its 8x8 block, and most of that within 2.
+SMEAR = 2
 
 #: Largest angle, as its sine, between the change summed over a faint dot and the line from
 #: the animal's colour to the dot's: a dot's change is ``A * (dot - plain)`` up to noise.
@@ -327,25 +345,58 @@ def _faint_dots(
     none = np.zeros((0, 2)), np.zeros(0, dtype=np.int64), np.zeros(0)
     if not len(n):
         return none
-    # Local maxima among the few above the level, and no mask's edge near.
     peak = squared[n, r, c] >= _squares_at(squared, n, r, c, half).max(axis=(1, 2))
     n, r, c = n[peak], r[peak] + half, c[peak] + half  # centres in the squares
-    near_q = _squares_at(q, n, r, c, half + 1)
-    near_d = _squares_at(d, n, r, c, half + 1)
-    blackened = _blackened(near_q, near_d, black_level).any(axis=(1, 2))
-    total = sums[n, r - half, c - half]
-    mean_plain = near_q[:, 1:-1, 1:-1].mean(axis=(1, 2))
-    best, ok = _fit_sums(total, mean_plain, colours, floor, footprint)
-    ok &= ~blackened
-    shift = _centroids(near_q[ok], near_d[ok], colours[best[ok]] - mean_plain[ok])
-    coords = (
-        np.column_stack([cell_rows[n] * block - margin + r, cell_cols[n] * block - margin + c])[ok] + shift
-    )
-    return (
-        coords.astype(np.float64),
-        best[ok].astype(np.int64),
-        np.linalg.norm(total[ok].astype(np.float64), axis=1),
-    )
+    centres = np.column_stack([cell_rows[n] * block - margin + r, cell_cols[n] * block - margin + c])
+    return _judge_sums(plain, dotted, colours, centres, footprint, floor, level, black_level)
+
+
+def _summed_length(plain: np.ndarray, dotted: np.ndarray, centres: np.ndarray, half: int) -> np.ndarray:
+    """Per centre (N, 2), the length per pixel of the change summed over the square ``half``
+    pixels each side of it (edges repeated)."""
+    centres = np.rint(centres).astype(np.int64).reshape(-1, 2)
+    q, d = (_squares(image, centres[:, 0], centres[:, 1], half).astype(np.int32) for image in (plain, dotted))
+    return np.linalg.norm((d - q).sum(axis=(1, 2)).astype(np.float64), axis=1) / (2 * half + 1) ** 2
+
+
+def _judge_sums(
+    plain: np.ndarray,
+    dotted: np.ndarray,
+    colours: np.ndarray,
+    centres: np.ndarray,
+    footprint: float,
+    floor: float,
+    level: float,
+    black_level: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The dots among candidate ``centres`` (N, 2) of the photo, judged by their summed change.
+
+    A candidate is a dot when the change summed over a dot-sized square (``round(radius)``
+    each side) is longer than ``level`` per pixel and the change summed :data:`SMEAR`
+    pixels wider, where JPEG moved part of it, is one colour's (:func:`_fit_sums`); a
+    square with a mask's edge in it is none, and one reaching past the photo's edge is not
+    judged. Returns their centres (the centroids of the change along their colour), classes
+    and the dot-sized sums' lengths.
+    """
+    radius = float(np.sqrt(footprint / np.pi))
+    half = max(1, round(radius))
+    wide = half + SMEAR
+    centres = np.rint(centres).astype(np.int64).reshape(-1, 2)
+    inside = ((centres >= wide) & (centres < np.array(plain.shape[:2]) - wide)).all(axis=1)
+    centres = centres[inside]
+    # The dot-sized sum first: most candidates (specks of JPEG noise) end there.
+    inner = [
+        _squares(image, centres[:, 0], centres[:, 1], half).astype(np.int32) for image in (plain, dotted)
+    ]
+    length = np.linalg.norm((inner[1] - inner[0]).sum(axis=(1, 2)).astype(np.float64), axis=1)
+    strong = length > level * (2 * half + 1) ** 2
+    centres, length = centres[strong], length[strong]
+    q, d = (_squares(image, centres[:, 0], centres[:, 1], wide) for image in (plain, dotted))
+    mean_plain = q.mean(axis=(1, 2))
+    best, ok = _fit_sums((d.astype(np.float64) - q).sum(axis=(1, 2)), mean_plain, colours, floor, footprint)
+    ok &= ~_blackened(q, d, black_level).any(axis=(1, 2))
+    shift = _centroids(q[ok], d[ok], colours[best[ok]] - mean_plain[ok])
+    return centres[ok] + shift, best[ok].astype(np.int64), length[ok]
 
 
 def _centroids(plain: np.ndarray, dotted: np.ndarray, towards: np.ndarray) -> np.ndarray:
@@ -389,17 +440,21 @@ def _squares_at(
 def _settle_summed(coords: np.ndarray, score: np.ndarray, radius: float) -> np.ndarray:
     """Indices of the dots to keep: every dot found by its pixels (``score`` 0) and those
     found by their summed change (``score`` the sum's length) that lie more than two radii
-    and a pixel from the former, and two radii from a stronger one of their own kind.
+    and :data:`SMEAR` pixels from the former, and two radii from a stronger one of their
+    own kind.
 
-    A dot's rim, ringing or smear left out of its pixels is within two radii and a pixel of
-    its centre; touching dots are two radii apart.
+    What JPEG smeared out of a dot's pixels lies within its radius and :data:`SMEAR`, and
+    is centred closer still; touching dots are two radii apart, so a faint dot touching
+    one found by its pixels is lost with its smear.
     """
     summed = np.flatnonzero(score > 0)
     keep = np.flatnonzero(score == 0)
     if not len(summed):
         return keep
     if len(keep):
-        far = cKDTree(coords[keep]).query(coords[summed], distance_upper_bound=2 * radius + 1)[0] == np.inf
+        far = (
+            cKDTree(coords[keep]).query(coords[summed], distance_upper_bound=2 * radius + SMEAR)[0] == np.inf
+        )
         summed = summed[far]
     taken: list[int] = []
     for i in summed[np.argsort(-score[summed], kind="stable")]:
@@ -616,8 +671,12 @@ def _blackened(plain: np.ndarray, dotted: np.ndarray, black_level: int) -> np.nd
     level (a wet pup in shadow) crosses it back and forth between two separate compressions
     but stays as dark in both.
     """
-    now = dotted.max(axis=-1)
-    return (now < black_level) & (plain.max(axis=-1) >= now.astype(np.int16) + black_level)
+    now = np.maximum(np.maximum(dotted[..., 0], dotted[..., 1]), dotted[..., 2])
+    before = np.maximum(np.maximum(plain[..., 0], plain[..., 1]), plain[..., 2])
+    dark = now < black_level
+    # uint8 throughout: where ``dark`` holds, now + black_level < 2 * black_level <= 255.
+    now += np.uint8(black_level)
+    return dark & (before >= now)
 
 
 def _black(rows: np.ndarray, black_level: int) -> np.ndarray:
@@ -778,12 +837,10 @@ def _dots_in_window(
     min_coverage: float,
     dot_area: float | None,
     black_level: int = 0,
-    level: float = np.inf,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float | None, ColourStats]:
     """Dots of a window (or a canvas of windows): (N, 2) centres relative to it, (N,) classes,
-    (N,) 0 for a dot found by its pixels or the length of the change summed over a smeared
-    one (see :func:`_smeared_specks`; those above ``level`` per pixel of the sum), the
-    footprint used (``dot_area``, or the one measured here) and the dots' colours."""
+    the (M, 2) centres of specks (components holding no dot, to be judged by their summed
+    change: :func:`_judge_sums`), the footprint used (``dot_area``, or the one measured here) and the dots' colours."""
     cover, klass, strong = _classify(
         plain, dotted, colours, threshold, tolerance, 0.3, WEAK * tolerance, True, black_level
     )
@@ -796,17 +853,11 @@ def _dots_in_window(
     floor = max(_SPECK_AREA, min_coverage * footprint) if footprint is not None else _SPECK_AREA
     n_dots = np.where(comps.area >= floor, count_dots(comps, footprint), 0)
     n_dots = _drop_rims(comps, n_dots, footprint)
-    coords, classes, scores = [], [], []
     if footprint is not None:
         klass = _colour_by_sums(plain, dotted, colours, comps, labels, n_dots, footprint, floor, tolerance)
         comps = Components(klass, comps.area, comps.centre, comps.spread)
-        smeared = _smeared_specks(plain, dotted, colours, comps, n_dots, footprint, floor, level, black_level)
-        coords.append(smeared[0])
-        classes.append(smeared[1])
-        scores.append(smeared[2])
-    coords.append(comps.centre[(n_dots == 1)])
-    classes.append(comps.klass[(n_dots == 1)])
-    scores.append(np.zeros(int((n_dots == 1).sum())))
+    coords = [comps.centre[(n_dots == 1)]]
+    classes = [comps.klass[(n_dots == 1)]]
     many = np.flatnonzero(n_dots > 1)
     boxes = ndi.find_objects(labels) if len(many) else []
     for i in many:
@@ -817,11 +868,11 @@ def _dots_in_window(
             centres = _merge_close(centres, 1.5 * np.sqrt(footprint / np.pi))
         coords.append(np.asarray(centres) + (box[0].start, box[1].start))
         classes.append(np.full(len(centres), comps.klass[i]))
-        scores.append(np.zeros(len(centres)))
+    specks = comps.centre[(n_dots == 0) & (comps.area > 0)]
     return (
         np.concatenate(coords).reshape(-1, 2),
         np.concatenate(classes).astype(np.int64),
-        np.concatenate(scores),
+        specks,
         footprint,
         stats,
     )
@@ -877,41 +928,6 @@ def _colour_by_sums(
     sure = misfit[pick, best] <= tolerance * area[pick, best]
     klass[judge[sure]] = best[sure]
     return klass
-
-
-def _smeared_specks(
-    plain: np.ndarray,
-    dotted: np.ndarray,
-    colours: np.ndarray,
-    comps: Components,
-    n_dots: np.ndarray,
-    footprint: float,
-    floor: float,
-    level: float,
-    black_level: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Dots that JPEG smeared into specks: centres and classes of the specks (components
-    holding no dot) whose change summed over a dot-sized square is a dot's, as
-    :func:`_fit_sums` judges it.
-
-    JPEG keeps a block's mean and loses its detail: a radius-2 dot whose colour differs
-    from the animal's mostly in chroma (green on a light animal) can be spread at quality
-    70 over twice its area at a third of its coverage, too little per pixel to count
-    anywhere but in its sum. A mask's edge is never a dot. Returns their centres, classes
-    and the summed changes' lengths (see :func:`_settle_summed` for the specks of a dot's
-    rim).
-    """
-    radius = float(np.sqrt(footprint / np.pi))
-    specks = np.flatnonzero((n_dots == 0) & (comps.area > 0))
-    half = max(1, round(radius))
-    centre = np.rint(comps.centre[specks]).astype(np.int64)
-    q, d = (_squares(image, centre[:, 0], centre[:, 1], half) for image in (plain, dotted))
-    total = (d.astype(np.float64) - q).sum(axis=(1, 2))
-    best, ok = _fit_sums(total, q.mean(axis=(1, 2)), colours, floor, footprint)
-    length = np.linalg.norm(total, axis=1)
-    ok &= length > level * (2 * half + 1) ** 2
-    ok &= ~_blackened(q, d, black_level).any(axis=(1, 2))
-    return comps.centre[specks[ok]].reshape(-1, 2), best[ok].astype(np.int64), length[ok]
 
 
 def _drop_rims(comps: Components, n_dots: np.ndarray, footprint: float | None) -> np.ndarray:
@@ -1123,7 +1139,7 @@ def black_blocks(
         plain = np.asarray(plain)
         _check_pair(plain, dotted)
     masked = _dark_cells(dotted, black_level, block, np.arange(0, dotted.shape[1], block), plain)
-    return ndi.binary_dilation(masked, structure=_EIGHT)
+    return _grow(masked)
 
 
 def masked_at(
