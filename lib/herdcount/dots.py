@@ -385,12 +385,9 @@ def _judge_sums(
     inside = ((centres >= wide) & (centres < np.array(plain.shape[:2]) - wide)).all(axis=1)
     centres = centres[inside]
     # The dot-sized sum first: most candidates (specks of JPEG noise) end there.
-    inner = [
-        _squares(image, centres[:, 0], centres[:, 1], half).astype(np.int32) for image in (plain, dotted)
-    ]
-    length = np.linalg.norm((inner[1] - inner[0]).sum(axis=(1, 2)).astype(np.float64), axis=1)
-    strong = length > level * (2 * half + 1) ** 2
-    centres, length = centres[strong], length[strong]
+    length = _summed_length(plain, dotted, centres, half)
+    strong = length > level
+    centres, length = centres[strong], length[strong] * (2 * half + 1) ** 2
     q, d = (_squares(image, centres[:, 0], centres[:, 1], wide) for image in (plain, dotted))
     mean_plain = q.mean(axis=(1, 2))
     best, ok = _fit_sums((d.astype(np.float64) - q).sum(axis=(1, 2)), mean_plain, colours, floor, footprint)
