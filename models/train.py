@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from herdcount import storage
 from herdcount.config import Config, load_config
-from herdcount.dots import masked_at
+from herdcount.dots import grow_cells, masked_at
 from herdcount.imaging import resize_rgb
 from herdcount.intervals import VALIDATION_COUNTS, write_validation_counts
 from herdcount.models.builders import (
@@ -473,7 +473,7 @@ class PhotoValidation(keras.callbacks.Callback):
 
     Photos are decoded one at a time, counted and dropped, so memory does not grow with the
     split. After each epoch a fixed sample of at most ``per_epoch`` photos is counted (the
-    same photos every epoch, so epochs compare); :meth:`predict_counts` counts them all.
+    same photos every epoch, so epochs compare); :meth:`count` counts them all.
     """
 
     def __init__(
@@ -491,29 +491,42 @@ class PhotoValidation(keras.callbacks.Callback):
         super().__init__()
         self.photos, self.data, self.config = photos, data, config
         self.stride, self.tile, self.margin = stride, tile, margin
-        self.truth = np.array([p.counts(len(config.classes)) for p in photos])
         order = np.random.default_rng(seed).permutation(len(photos))
         self.sample = np.sort(order[: max(1, per_epoch)])
 
-    def predict_counts(self, which: np.ndarray | None = None) -> np.ndarray:
+    def count(self, which: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """True and predicted counts, (M, K) each, of the photos ``which`` (default all).
+
+        Both leave out the masked cells grown by the model's margin. An animal a mask hid is
+        not dotted, but the part of it beyond the mask is seen, and the model counts it
+        there (19 animals within 24 px of masks in the held-out photos of four 160-photo
+        runs, where the truth had none: 2.4 % of those photos' counts); a cell whose
+        receptive field reaches no mask sees none of that.
+        """
+
         def predict(batch: np.ndarray) -> np.ndarray:
             return self.model(batch, training=False).numpy()
 
-        counts = []
+        block = self.config.dots.block
+        truth, counts = [], []
         for k in range(len(self.photos)) if which is None else which:
             photo = load_photo(self.data, self.photos[k], self.config)
+            hidden = grow_cells(photo.masked, self.margin, block=block)
             density = density_map(
                 photo.image, predict, stride=self.stride, tile=self.tile, margin=self.margin
             )
-            counts.append(
-                masked_counts(density, photo.masked, stride=self.stride, block=self.config.dots.block)
-            )
-        return np.array(counts)
+            counts.append(masked_counts(density, hidden, stride=self.stride, block=block))
+            dots = self.photos[k]
+            rows = np.minimum(dots.points[:, 0].astype(int) // block, hidden.shape[0] - 1)
+            cols = np.minimum(dots.points[:, 1].astype(int) // block, hidden.shape[1] - 1)
+            seen = ~hidden[rows, cols]
+            truth.append(np.bincount(dots.classes[seen], minlength=len(self.config.classes)))
+        return np.array(truth).reshape(-1, len(self.config.classes)), np.array(counts)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None:
-            predicted = self.predict_counts(self.sample)
-            rmse = column_rmse(self.truth[self.sample], predicted)
+            truth, predicted = self.count(self.sample)
+            rmse = column_rmse(truth, predicted)
             logs["val_rmse"] = float(rmse.mean())
             # Per class too: a rare class learned late (or never) hides in the mean.
             logs.update({f"val_rmse_{name}": float(r) for name, r in zip(self.config.class_names, rmse)})
@@ -606,9 +619,7 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         # Fine-tuning must not hand back a model worse on the held-out photos than the one it
         # started from: the start is validated as epoch 0 and kept if no epoch beats it.
         validation.set_model(model)
-        start_rmse = column_rmse(
-            validation.truth[validation.sample], validation.predict_counts(validation.sample)
-        ).mean()
+        start_rmse = column_rmse(*validation.count(validation.sample)).mean()
         start_weights = model.get_weights()
         print(f"--init: the start counts the held-out photos at val_rmse {start_rmse:.4f}")
     history = model.fit(train_ds, epochs=settings.epochs, callbacks=callbacks, **fit).history
@@ -618,7 +629,7 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         )
         model.set_weights(start_weights)
         start_kept = True
-    predicted, truth = validation.predict_counts(), validation.truth
+    truth, predicted = validation.count()
     rmse, zero = column_rmse(truth, predicted), column_rmse(truth, np.zeros_like(predicted))
     metrics = {
         **(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from herdcount.dots import black_blocks, classify_pixels, find_dots, noise_threshold
+from herdcount.dots import black_blocks, classify_pixels, find_dots, grow_cells, noise_threshold
 
 COLOURS = [(243, 8, 5), (244, 8, 242), (87, 46, 10), (25, 56, 176), (38, 174, 21)]
 
@@ -329,3 +329,15 @@ def test_a_dark_animal_at_the_black_level_keeps_its_dot_and_a_mask_over_a_pup_is
     assert_found(result, dots, tol=1.5)
     assert not result.masked[5:11, 5:12].any()
     assert result.masked[23:37, 23:37].all()
+
+
+def test_grow_cells_reaches_whole_cells_past_the_given_pixels():
+    masked = np.zeros((12, 12), bool)
+    masked[5, 5] = True
+    np.testing.assert_array_equal(grow_cells(masked, 0), masked)
+    grown = grow_cells(masked, 20, block=8)  # 20 px: three cells of 8 each way
+    expected = np.zeros((12, 12), bool)
+    expected[2:9, 2:9] = True
+    np.testing.assert_array_equal(grown, expected)
+    with pytest.raises(ValueError, match="pixels must be >= 0, got -1"):
+        grow_cells(masked, -1)

@@ -1139,6 +1139,23 @@ def black_blocks(
     return _grow(masked)
 
 
+def grow_cells(masked: ArrayLike, pixels: float, *, block: int = 8) -> NDArray[np.bool_]:
+    """A ``block`` grid of masked cells grown by whole cells (8-connected) until it reaches
+    ``pixels`` beyond every masked cell: the cells whose surroundings, that far out, hold no
+    mask are those left clear.
+
+    Returns
+    -------
+    bool array of the grid's shape
+    """
+    if pixels < 0:
+        raise ValueError(f"pixels must be >= 0, got {pixels}")
+    grown = np.asarray(masked, dtype=bool)
+    for _ in range(int(np.ceil(pixels / block))):
+        grown = _grow(grown)
+    return grown
+
+
 def masked_at(
     masked: NDArray[np.bool_], rows: ArrayLike, cols: ArrayLike, *, block: int = 8
 ) -> NDArray[np.bool_]:
