@@ -540,13 +540,9 @@ def _windows(labels: np.ndarray, block: int, shape: tuple[int, ...]) -> list[tup
 
 
 def _pack(
-    plain: np.ndarray,
-    dotted: np.ndarray,
-    windows: list[tuple[int, int, np.ndarray]],
-    width: int = 1024,
-    gap: int = 1,
+    plain: np.ndarray, dotted: np.ndarray, windows: list[tuple[int, int, np.ndarray]], width: int = 1024
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Copy the windows onto one canvas in shelves, ``gap`` pixels apart so none touch.
+    """Copy the windows onto one canvas in shelves, a pixel apart so none touch.
 
     Returns the canvas of ``plain`` (``dotted`` where a window does not keep the pixel),
     the canvas of ``dotted``, and per canvas pixel the offset from canvas to photo
@@ -560,9 +556,9 @@ def _pack(
     for i in sorted(range(len(windows)), key=lambda i: -sizes[i][0]):
         h, w = sizes[i]
         if x + w > width:
-            x, y, shelf = 0, _even(y + shelf + gap), 0
+            x, y, shelf = 0, _even(y + shelf + 1), 0
         places.append((i, y, x))
-        x, shelf = _even(x + w + gap), max(shelf, h)
+        x, shelf = _even(x + w + 1), max(shelf, h)
     canvas_a = np.zeros((_even(y + shelf), _even(width), 3), dtype=np.uint8)
     canvas_b = np.zeros_like(canvas_a)
     keep_all = np.zeros(canvas_a.shape[:2], dtype=bool)
@@ -904,15 +900,12 @@ def _colour_by_sums(
     if not len(judge):
         return klass
     half = max(2, round(1.5 * float(np.sqrt(footprint / np.pi))))
-    offsets = np.arange(-half, half + 1)
     centre = np.rint(comps.centre[judge]).astype(np.int64)
-    rows = np.clip(centre[:, :1, None] + offsets[None, :, None], 0, plain.shape[0] - 1)
-    cols = np.clip(centre[:, 1:, None] + offsets[None, None, :], 0, plain.shape[1] - 1)
-    own = labels[rows, cols]
+    own, q, d = (_squares(image, centre[:, 0], centre[:, 1], half) for image in (labels, plain, dotted))
     elsewhere = np.concatenate([[0], n_dots])[own] > 0
     keep = (~elsewhere | (own == judge[:, None, None] + 1)).astype(np.float64)[..., None]
-    q = plain[rows, cols].astype(np.float64)
-    total = ((dotted[rows, cols].astype(np.float64) - q) * keep).sum(axis=(1, 2))  # (N, 3)
+    q = q.astype(np.float64)
+    total = ((d.astype(np.float64) - q) * keep).sum(axis=(1, 2))  # (N, 3)
     qbar = (q * keep).sum(axis=(1, 2)) / np.maximum(keep.sum(axis=(1, 2)), 1.0)
     v = colours[None, :, :].astype(np.float64) - qbar[:, None, :]  # (N, K, 3)
     area = np.minimum(
