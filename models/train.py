@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from herdcount import storage
 from herdcount.config import Config, load_config
-from herdcount.dots import grow_cells, masked_at
+from herdcount.dots import grow_cells, masked_at, masked_points
 from herdcount.imaging import resize_rgb
 from herdcount.intervals import VALIDATION_COUNTS, write_validation_counts
 from herdcount.models.builders import (
@@ -517,9 +517,7 @@ class PhotoValidation(keras.callbacks.Callback):
             )
             counts.append(masked_counts(density, hidden, stride=self.stride, block=block))
             dots = self.photos[k]
-            rows = np.minimum(dots.points[:, 0].astype(int) // block, hidden.shape[0] - 1)
-            cols = np.minimum(dots.points[:, 1].astype(int) // block, hidden.shape[1] - 1)
-            seen = ~hidden[rows, cols]
+            seen = ~masked_points(hidden, dots.points, block=block)
             truth.append(np.bincount(dots.classes[seen], minlength=len(self.config.classes)))
         return np.array(truth).reshape(-1, len(self.config.classes)), np.array(counts)
 

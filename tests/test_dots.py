@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from herdcount.dots import black_blocks, classify_pixels, find_dots, grow_cells, noise_threshold
+from herdcount.dots import (
+    black_blocks,
+    classify_pixels,
+    find_dots,
+    grow_cells,
+    masked_at,
+    masked_points,
+    noise_threshold,
+)
 
 COLOURS = [(243, 8, 5), (244, 8, 242), (87, 46, 10), (25, 56, 176), (38, 174, 21)]
 
@@ -341,3 +349,12 @@ def test_grow_cells_reaches_whole_cells_past_the_given_pixels():
     np.testing.assert_array_equal(grown, expected)
     with pytest.raises(ValueError, match="pixels must be >= 0, got -1"):
         grow_cells(masked, -1)
+
+
+def test_masked_points_looks_up_each_point_as_masked_at_looks_up_a_grid():
+    masked = np.zeros((4, 5), bool)
+    masked[1, 2] = masked[3, 4] = True
+    points = np.array([[9.5, 17.0], [0.0, 0.0], [31.9, 39.0], [40.0, 50.0]])  # the last past the grid
+    expected = masked_at(masked, points[:, 0], points[:, 1]).diagonal()
+    np.testing.assert_array_equal(masked_points(masked, points), expected)
+    np.testing.assert_array_equal(expected, [True, False, True, True])

@@ -329,8 +329,8 @@ def _faint_dots(
     # cell its centre lies in, so neighbouring cells never report one dot twice.
     margin, width = block, 3 * block
     cell_rows, cell_cols = np.nonzero(cells)
-    q = _squares(plain, cell_rows * block + block // 2, cell_cols * block + block // 2, width // 2, width)
-    d = _squares(dotted, cell_rows * block + block // 2, cell_cols * block + block // 2, width // 2, width)
+    middle = cell_rows * block + block // 2, cell_cols * block + block // 2
+    q, d = (_squares(image, *middle, width // 2, width) for image in (plain, dotted))
     # Box sums from an integral image: two cumulative sums and four slices for any size.
     integral = np.zeros((len(q), width + 1, width + 1, 3), dtype=np.int32)
     np.subtract(d, q, out=integral[:, 1:, 1:], dtype=np.int32)
@@ -1160,6 +1160,23 @@ def masked_at(
     -------
     (len(rows), len(cols)) bool array
     """
+    return masked[np.ix_(*_cells(masked, rows, cols, block))]
+
+
+def masked_points(masked: NDArray[np.bool_], points: ArrayLike, *, block: int = 8) -> NDArray[np.bool_]:
+    """Look up each of ``points`` (N, 2), ``(row, col)`` in pixels, in a ``block`` grid of
+    masked cells, as :func:`masked_at` looks up a grid of them.
+
+    Returns
+    -------
+    (N,) bool array
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return masked[_cells(masked, points[:, 0], points[:, 1], block)]
+
+
+def _cells(masked: np.ndarray, rows: ArrayLike, cols: ArrayLike, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cell indices of pixel positions; those past the grid's end take its last cell."""
     r = np.minimum((np.asarray(rows) // block).astype(int), masked.shape[0] - 1)
     c = np.minimum((np.asarray(cols) // block).astype(int), masked.shape[1] - 1)
-    return masked[np.ix_(r, c)]
+    return r, c
