@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                     mp += int(row["width"]) * int(row["height"]) / 1e6
         import keras
 
+        # Registers RecoverableReLU, which runs saved before model.keras lost it still hold.
+        import herdcount.models.builders  # noqa: F401
+
         params = keras.models.load_model(run / "model.keras", compile=False).count_params()
         print(
             f"{name:<28}{params:>9}{minutes:>10.1f}{info['metrics']['rmse_ratio_to_zero_baseline']:>9.3f}"

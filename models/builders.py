@@ -215,18 +215,38 @@ def describe_density_model(model: keras.Model) -> dict[str, float]:
     return {**geo, "margin": margin, "flops_per_megapixel": flops_per_megapixel(model)}
 
 
+def inference_model(model: keras.Model) -> keras.Model:
+    """``model`` with every :class:`RecoverableReLU` replaced by Keras's own ReLU of the same
+    name, sharing its weights: the same values at inference, and built-in layers only, so
+    the saved model loads without herdcount's code (the training-time gradient is all that
+    differs). A model without such layers is returned as it is."""
+    if not any(isinstance(layer, RecoverableReLU) for layer in model.layers):
+        return model
+
+    def plain(layer: layers.Layer) -> layers.Layer:
+        if isinstance(layer, RecoverableReLU):
+            return layers.ReLU(name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=plain)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def save_model_run(run: str | Path, model: keras.Model, description: dict[str, Any]) -> None:
     """Write ``model.keras``, its TensorFlow Lite export for the count job's executors
     (``model.tflite``, and ``maps.tflite`` for a classifier: see
     ``herdcount.predictors.tflite_files``) and then ``model.json`` (the description, with
     ``kind`` and ``class_names`` at least) into RUN, each atomically; model.json last, as
-    the mark of a finished run that the count job looks for."""
+    the mark of a finished run that the count job looks for. Both are of the
+    :func:`inference_model`, so model.keras loads without herdcount's code."""
     missing = [k for k in ("kind", "class_names") if k not in description]
     if missing:
         raise ValueError(f"the model description lacks {missing}")
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     temp = run / f".model-{os.getpid()}.keras"
+    model = inference_model(model)
     model.save(temp)
     os.replace(temp, run / "model.keras")
     files, extra = tflite_files(model, description["kind"])

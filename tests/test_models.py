@@ -1,5 +1,8 @@
 """The Keras module's parts: builders, density targets, training tiles, splits, inputs."""
 
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from herdcount.models.builders import (
     geometry,
     make_classifier_model,
     make_density_model,
+    save_model_run,
 )
 from herdcount.models.targets import augment, density_target, sample_tile
 from herdcount.models.training_data import split_photos
@@ -79,6 +83,29 @@ def test_models_survive_a_save_and_load_round_trip(tmp_path, kind):
     model.save(path)
     loaded = keras.models.load_model(path, compile=False)
     np.testing.assert_allclose(loaded.predict(batch, verbose=0), model.predict(batch, verbose=0), rtol=1e-5)
+
+
+def test_a_saved_density_run_loads_and_counts_without_herdcount(tmp_path):
+    # Trained with RecoverableReLU (a herdcount layer); saved with Keras's ReLU in its place.
+    model = make_density_model(3, width=8, depth=2)
+    batch = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    save_model_run(tmp_path, model, {"kind": "density", "class_names": ["a", "b", "c"]})
+    np.save(tmp_path / "batch.npy", batch)
+    script = (
+        "import sys, keras, numpy as np\n"
+        "m = keras.models.load_model(sys.argv[1] + '/model.keras', compile=False)\n"
+        "assert not [n for n in sys.modules if n.startswith('herdcount')], 'herdcount was imported'\n"
+        "print(sorted({type(layer).__module__.split('.')[0] for layer in m.layers}))\n"
+        "np.save(sys.argv[1] + '/out.npy', m.predict(np.load(sys.argv[1] + '/batch.npy'), verbose=0))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "['keras']"
+    np.testing.assert_allclose(
+        np.load(tmp_path / "out.npy"), model.predict(batch, verbose=0), rtol=1e-5, atol=1e-7
+    )
 
 
 @pytest.mark.parametrize("tile", [64, 136, 512])
