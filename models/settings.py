@@ -37,7 +37,7 @@ class DensitySettings:
 
     #: Side in pixels of the training tiles, and batches of them per epoch.
     tile_size: int = 256
-    steps_per_epoch: int = 100
+    steps_per_epoch: int = 200
     #: Share of tiles placed at random rather than on dots of a sampled class.
     empty_share: float = 0.5
     #: Resize range of the training tiles, and the spread of the log of the factor

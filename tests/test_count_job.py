@@ -348,36 +348,43 @@ def test_scale_auto_counts_each_photo_at_the_scale_read_in_it(counting, tmp_path
         brightness_scale_model(),
         {"kind": "scale", "class_names": config.class_names, "tile_size": 128},
     )
+    found = {}
+    for i in ("0", "1", "3", "4", "5"):
+        image = decode_rgb((counting["data"] / "Test" / f"{i}.jpg").read_bytes())
+        found[i] = estimate_scale(
+            image,
+            lambda t: np.column_stack([t[..., 0].mean(axis=(1, 2)) / 255 - 0.1, np.full(len(t), 10.0)]),
+            size=128,
+        )
+    # A density model trained on tiles resized up to the middle reading: photos read inside
+    # that range are counted as they are, the others brought back to scale 1.
+    high = float(np.median([f.scale for f in found.values()]))
+    density = tmp_path / "run-density"
+    shutil.copytree(counting["density"], density)
+    info = json.loads((density / "model.json").read_text())
+    (density / "model.json").write_text(json.dumps({**info, "training_scale_range": [0.5, high]}))
     out = tmp_path / "out"
-    args = [
-        "--data",
-        str(counting["data"]),
-        "--model",
-        str(counting["density"]),
-        "--out",
-        str(out),
-        "--tile",
-        "64",
-    ]
+    args = ["--data", str(counting["data"]), "--model", str(density), "--out", str(out), "--tile", "64"]
     proc = spark_submit("jobs/count.py", *args, "--scale", "auto", "--scale-model", str(reader))
     assert proc.returncode == SOME_FAILED, proc.stderr[-3000:]
     rows = {r[0]: r for r in read_csv(out / "counts.csv")[1:]}
     header = read_csv(out / "counts.csv")[0]
     assert header[6:] == ["width", "height", "scale", "ground_scale", "cpu_s"]
+    kept = 0
     for i in ("0", "1", "3", "4", "5"):
         image = decode_rgb((counting["data"] / "Test" / f"{i}.jpg").read_bytes())
-        found = estimate_scale(
-            image,
-            lambda t: np.column_stack([t[..., 0].mean(axis=(1, 2)) / 255 - 0.1, np.full(len(t), 10.0)]),
-            size=128,
-        )
         record = json.loads((out / "photos" / f"{i}.json").read_text())
-        assert record["ground_scale"] == pytest.approx(found.scale, rel=1e-3)
-        assert record["scale"] == pytest.approx(1 / found.scale, rel=1e-3) and record["scale"] < 0.95
+        assert record["ground_scale"] == pytest.approx(found[i].scale, rel=1e-3) and found[i].scale > 1.05
+        if found[i].scale <= high:
+            assert record["scale"] == 1.0
+            kept += 1
+        else:
+            assert record["scale"] == pytest.approx(1 / found[i].scale, rel=1e-3)
         counted = resize_rgb(image, record["scale"])
         assert (record["width"], record["height"]) == (counted.shape[1], counted.shape[0])
         np.testing.assert_allclose(record["counts"], expected_density_counts(counted), atol=2e-3)
         assert float(rows[i][8]) == record["scale"] and float(rows[i][9]) == record["ground_scale"]
+    assert 1 <= kept < 5
     settings = json.loads((out / "settings.json").read_text())
     assert settings["scale"] == "auto" and settings["scale_model"] == str(reader.resolve())
     # --scale auto asks for its model, and a model of another kind is refused before Spark starts.
@@ -387,7 +394,7 @@ def test_scale_auto_counts_each_photo_at_the_scale_read_in_it(counting, tmp_path
     )
     proc = spark_submit(
         "jobs/count.py",
-        *args[:-2],
+        *args[:-4],
         "--out",
         str(tmp_path / "o2"),
         "--scale",

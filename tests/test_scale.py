@@ -4,7 +4,7 @@ the scale model learns from."""
 import numpy as np
 import pytest
 
-from herdcount.scale import estimate_scale, scale_tiles, vary_camera, weighted_median, zoom_crop
+from herdcount.scale import estimate_scale, resize_for, scale_tiles, vary_camera, weighted_median, zoom_crop
 
 RADIUS = 12.0  # of a disc "animal" at ground scale 1
 
@@ -25,6 +25,21 @@ def disc_reader(tiles: np.ndarray) -> np.ndarray:
     bright = (tiles.mean(axis=3) > 160).sum(axis=(1, 2)).astype(np.float64)
     log_scale = np.where(bright > 0, 0.5 * np.log(np.maximum(bright, 1) / (np.pi * RADIUS**2)), 0.0)
     return np.column_stack([log_scale, np.where(bright > 0, 8.0, -8.0)])
+
+
+def test_photos_read_within_the_models_training_range_are_counted_as_they_are():
+    trained = (0.85, 1.15)
+    for inside in (0.85, 0.93, 1.0, 1.1, 1.15):
+        assert resize_for(inside, trained=trained) == 1.0
+    assert resize_for(1.3, trained=trained) == pytest.approx(1 / 1.3)
+    assert resize_for(0.6, trained=trained) == pytest.approx(1 / 0.6)
+    assert resize_for(0.84, trained=trained) == pytest.approx(1 / 0.84)
+    # Without a range, every reading resizes; the limits still hold.
+    assert resize_for(1.05) == pytest.approx(1 / 1.05)
+    assert resize_for(10.0, trained=trained) == 0.25 and resize_for(0.1, trained=trained) == 4.0
+    for bad in ({"ground_scale": 0.0}, {"ground_scale": 1.0, "trained": (1.1, 1.3)}):
+        with pytest.raises(ValueError, match="trained range must hold 1"):
+            resize_for(**bad)
 
 
 def test_tiles_cover_the_photo_evenly_and_are_its_pixels():

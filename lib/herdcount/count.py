@@ -69,7 +69,7 @@ from herdcount.predictors import LOADS, LoadedModel, load_model, read_model_info
 from herdcount.records import Status, TaskError
 from herdcount.runinfo import fingerprint_files, read_run
 from herdcount.runner import SOME_FAILED, Job, Outcome
-from herdcount.scale import estimate_scale
+from herdcount.scale import estimate_scale, resize_for
 from herdcount.tiling import class_counts, density_map, tile_scores, window_scores
 
 OK, ERROR = Status.OK, Status.ERROR
@@ -146,7 +146,7 @@ class PhotoResult:
     #: One per animal counted, in the original photo's pixels (as read, before ``--scale``).
     points: Points | None = None
     #: The resize factor it was counted at, and with ``--scale auto`` the ground scale read
-    #: in it (its inverse, before clipping) and the spread of the tiles' readings.
+    #: in it (see :func:`herdcount.scale.resize_for`) and the spread of the tiles' readings.
     scale: float = 1.0
     ground_scale: float | None = None
     scale_spread: float | None = None
@@ -712,7 +712,8 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> PhotoResult:
             image = decode_rgb(data, task.name)
             original = image.shape
             found = estimate_scale(image, reader.predict, size=int(reader.info["tile_size"]))
-            scale = float(np.clip(1.0 / found.scale, *settings.auto_range))
+            trained = model.info.get("training_scale_range") or (1.0, 1.0)
+            scale = resize_for(found.scale, trained=tuple(trained), limits=settings.auto_range)
             image = resize_rgb(image, scale)
         counts, points = count_image(image, model, settings)
         points = points.resized(image.shape[0] / original[0], image.shape[1] / original[1])

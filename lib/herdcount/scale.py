@@ -151,6 +151,44 @@ def estimate_scale(
     return ScaleEstimate(float(np.exp(centre)), float(spread), len(out), int(votes.sum()))
 
 
+def resize_for(
+    ground_scale: float,
+    *,
+    trained: tuple[float, float] = (1.0, 1.0),
+    limits: tuple[float, float] = (0.25, 4.0),
+) -> float:
+    """The factor to resize a photo of ``ground_scale`` by before counting it.
+
+    A density model trained on tiles resized within ``trained`` has seen animals of every
+    size in that range: a photo whose reading lies inside it is counted as it is, since
+    resizing it on a reading a few percent off (the scale model's typical error) moves its
+    animals no closer to what the model knows and blurs it. Outside, the photo is brought
+    back to the training altitude (``1 / ground_scale``), kept within ``limits``.
+
+    Parameters
+    ----------
+    ground_scale : float
+        The photo's ground scale as read (:func:`estimate_scale`).
+    trained : (low, high), optional
+        The density model's training resize range (``training_scale_range`` of its
+        model.json); ``(1, 1)``: resize on every reading.
+    limits : (low, high), optional
+        Resize factors allowed.
+
+    Returns
+    -------
+    float
+    """
+    low, high = trained
+    if not ground_scale > 0 or not 0 < low <= 1 <= high:
+        raise ValueError(
+            f"ground_scale must be positive and the trained range must hold 1, got {ground_scale}, {trained}"
+        )
+    if low <= ground_scale <= high:
+        return 1.0
+    return float(np.clip(1.0 / ground_scale, *limits))
+
+
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     """The value below which half the total weight lies (the midpoint where it is exactly half)."""
     values, weights = np.asarray(values, dtype=np.float64), np.asarray(weights, dtype=np.float64)
