@@ -1,7 +1,7 @@
 """Benchmark: the count job's accuracy on photos of a survey seed not used for training.
 
     python bench/accuracy.py [--work DIR] [--test 40] [--test-seed 6] [--width 1600] [--height 1100]
-                             [--altitude 0.6,1.6]
+                             [--altitude 0.6,1.6] [--transfer] [--sizes ARGS]
 
 Trains both model kinds with their default settings on a 40-photo survey (through
 ``bench/train.py``, which this reuses when WORK already holds finished runs), makes a test
@@ -18,6 +18,10 @@ model at the fixed scale 1 and with ``--scale auto``. It prints each count's RMS
 all zeros, auto against fixed (goals: altitude-shifted auto <= 0.35 x all zeros and <= 0.7 x
 fixed; same altitude auto <= 1.1 x fixed), and how far the scales read are from the truth.
 
+Model sizes (issue 16; ``--sizes ARGS``, run alone): bench/sizes.py's table of model widths
+and training seeds on realistic scenes, with ARGS as its options, for example
+``--sizes "--train 120 --widths 16,32"``.
+
 Transfer (issue 16; ``--transfer``, run alone): a density model pre-trained with default
 settings on a 40-photo survey of realistic scenes (``synth --realism 1``, seed 5), and a new
 realistic survey (seed ``--transfer-seed``) of which only 4 photos are annotated: the first 4
@@ -33,6 +37,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -88,7 +93,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--transfer", action="store_true", help="only the transfer comparison (below)")
     p.add_argument("--transfer-seed", type=int, default=11, help="seed of the small realistic survey")
     p.add_argument("--transfer-photos", type=int, default=4, help="annotated photos of the small survey")
+    p.add_argument(
+        "--sizes",
+        metavar="ARGS",
+        help="only the model-size and training-seed table on realistic scenes: bench/sizes.py with "
+        "these options (one quoted string, split as a shell would; '' for its defaults) and --work",
+    )
     args = p.parse_args(argv)
+    if args.sizes is not None:
+        import sizes
+
+        return sizes.main([*shlex.split(args.sizes), *(["--work", args.work] if args.work else [])])
     altitude = tuple(float(v) for v in args.altitude.split(","))
     work = Path(args.work or tempfile.mkdtemp(prefix="herdcount-bench-accuracy-"))
     size = ["--width", str(args.width), "--height", str(args.height)]
