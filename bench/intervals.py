@@ -11,12 +11,22 @@ photos the model never saw. Each repeat draws a survey of ``--photos`` photos fr
 and makes its totals' 90 % intervals (:func:`herdcount.intervals.survey_totals`) two ways:
 
 - **held-out**: from the training run's held-out photos, as the count job does by default
-  (those that did not choose the training epoch, when there are at least 8).
+  (those that did not choose the training epoch, when there are at least 8), with the count
+  job's allowance for another survey's bias (``--survey-shift``, default that of the job).
   All repeats share those few photos, so one model gives one draw of their error; the
   coverage of several models (``--work`` given several times) says more than one's;
 - **annotated**: ``m`` of the survey's photos are annotated (their truth known, ``count
   --calibration``): they enter the totals as they are and measure the errors of the rest.
   Every repeat annotates other photos, so this coverage is the method's own.
+- **fresh as held-out**: as many photos as the model's held-out ones, drawn from the pool
+  (not from the survey), take their place, without the survey shift: the method's coverage
+  where the photos its errors are measured on are exchangeable with the survey's. Against the
+  held-out way it separates what the method gets wrong from how the training survey's
+  held-out photos differ from fresh ones.
+
+Before the drawn surveys, each work folder's counted surveys themselves (``count-<seed>``,
+16 photos each with bench/points.py's default) get their totals as the count job makes them
+now (held-out photos, survey shift): the share inside and the median width.
 
 It prints, per way and class, the share of repeats whose true total lies inside its interval
 (goal of issue 17: about 0.9) and the median width over the true total (goal: <= 0.4).
@@ -33,7 +43,14 @@ from pathlib import Path
 import numpy as np
 
 from herdcount.config import DEFAULT_SCHEME, load_config
-from herdcount.intervals import annotated_errors, interval_errors, read_validation_counts, survey_totals
+from herdcount.intervals import (
+    DEFAULT_SURVEY_SHIFT,
+    SurveyTotals,
+    annotated_errors,
+    interval_errors,
+    read_validation_counts,
+    survey_totals,
+)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -41,20 +58,32 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def pool(work: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """True and counted animals per photo and class over every counted survey in ``work``."""
-    true, counted = [], []
+def surveys(work: Path, names: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """True and counted animals per photo and class of each counted survey in ``work``."""
+    found = []
     for out in sorted(work.glob("count-*")):
         seed = out.name.removeprefix("count-")
         truth_csv = work / f"test-{seed}_truth" / "test_counts.csv"
         if not seed.isdigit() or not truth_csv.is_file() or not (out / "counts.csv").is_file():
             continue
         counts = {r["test_id"]: [float(r[n]) for n in names] for r in _rows(out / "counts.csv")}
-        for r in _rows(truth_csv):
-            if r["test_id"] in counts:
-                true.append([float(r[n]) for n in names])
-                counted.append(counts[r["test_id"]])
-    return np.array(true), np.array(counted)
+        rows = [r for r in _rows(truth_csv) if r["test_id"] in counts]
+        true = [[float(r[n]) for n in names] for r in rows]
+        found.append((np.array(true), np.array([counts[r["test_id"]] for r in rows])))
+    return found
+
+
+def pool(work: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """True and counted animals per photo and class over every counted survey in ``work``."""
+    each = surveys(work, names)
+    if not each:
+        return np.zeros((0, len(names))), np.zeros((0, len(names)))
+    return np.concatenate([t for t, _ in each]), np.concatenate([c for _, c in each])
+
+
+def judge(totals: SurveyTotals, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per class: whether the true total lies inside the interval, and its width over it."""
+    return (totals.low <= true) & (true <= totals.high), (totals.high - totals.low) / np.maximum(true, 1.0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--annotated", default="8,16,32", help="annotated photos per survey, comma-separated")
     p.add_argument("--repeats", type=int, default=300, help="surveys drawn per work folder")
     p.add_argument("--level", type=float, default=0.9)
+    p.add_argument(
+        "--survey-shift",
+        type=float,
+        default=DEFAULT_SURVEY_SHIFT,
+        help="the held-out way's allowance for another survey's bias (default: %(default)s, the count job's)",
+    )
     args = p.parse_args(argv)
     names = load_config(DEFAULT_SCHEME).class_names
     sizes = [int(m) for m in args.annotated.split(",")]
@@ -89,11 +124,31 @@ def main(argv: list[str] | None = None) -> int:
                 else ""
             )
         )
+        own = []
+        for k, (t, c) in enumerate(surveys(work, names)):
+            totals = survey_totals(c, held_out, level=args.level, draws=1000, seed=k, shift=args.survey_shift)
+            own.append(judge(totals, t.sum(axis=0)))
+            results.setdefault("counted surveys", []).append(own[-1])
+        inside = np.array([r[0] for r in own])
+        print(
+            f"  its {len(own)} counted surveys, held-out way: {int(inside.sum())}/{inside.size} class totals "
+            f"inside, median width {np.median([r[1] for r in own]):.2f}; per class "
+            + " ".join(f"{v}/{len(own)}" for v in inside.sum(axis=0))
+        )
         rng = np.random.default_rng(0)
+        m_held = len(held_out.ids)
         for rep in range(args.repeats):
-            pick = rng.choice(len(true), args.photos, replace=False)
+            order = rng.permutation(len(true))
+            pick, stand_in = order[: args.photos], order[args.photos : args.photos + m_held]
             t, c = true[pick], counted[pick]
-            ways = {"held-out": survey_totals(c, held_out, level=args.level, draws=1000, seed=rep)}
+            ways = {
+                "held-out": survey_totals(
+                    c, held_out, level=args.level, draws=1000, seed=rep, shift=args.survey_shift
+                )
+            }
+            if len(stand_in) == m_held:
+                alike = annotated_errors([str(i) for i in stand_in], true[stand_in], counted[stand_in], names)
+                ways["fresh as held-out"] = survey_totals(c, alike, level=args.level, draws=1000, seed=rep)
             for m in sizes:
                 known = np.full(t.shape, np.nan)
                 known[:m] = t[:m]
@@ -101,24 +156,21 @@ def main(argv: list[str] | None = None) -> int:
                 ways[f"{m} annotated"] = survey_totals(
                     c, errors, known=known, level=args.level, draws=1000, seed=rep
                 )
-            total = t.sum(axis=0)
             for way, totals in ways.items():
-                inside = (totals.low <= total) & (total <= totals.high)
-                width = (totals.high - totals.low) / np.maximum(total, 1.0)
-                results.setdefault(way, []).append((inside, width))
+                results.setdefault(way, []).append(judge(totals, t.sum(axis=0)))
 
     print(
         f"\nsurveys of {args.photos} photos, {args.repeats} drawn per work folder; "
         f"{round(100 * args.level)} % intervals: share holding the true total / median width over it"
     )
-    print(f"{'intervals from':<16}" + "".join(f"{n[:14]:>16}" for n in names) + f"{'all':>14}")
+    print(f"{'intervals from':<18}" + "".join(f"{n[:14]:>16}" for n in names) + f"{'all':>14}")
     for way, rows in results.items():
         inside = np.array([r[0] for r in rows])
         width = np.array([r[1] for r in rows])
         cells = "".join(
             f"{inside[:, k].mean():>9.2f} {np.median(width[:, k]):>5.2f}" + " " for k in range(len(names))
         )
-        print(f"{way:<16}{cells}{inside.mean():>7.2f} {np.median(width):>5.2f}")
+        print(f"{way:<18}{cells}{inside.mean():>7.2f} {np.median(width):>5.2f}")
     return 0
 
 

@@ -280,7 +280,9 @@ def _job():
     return module
 
 
-@pytest.mark.parametrize("case", ["no model", "other classes", "empty folder", "no folder", "bad stride"])
+@pytest.mark.parametrize(
+    "case", ["no model", "other classes", "empty folder", "no folder", "bad stride", "bad survey shift"]
+)
 def test_configuration_errors_stop_the_job_before_spark_starts(counting, tmp_path, case, capsys):
     from pyspark import SparkContext
 
@@ -293,6 +295,7 @@ def test_configuration_errors_stop_the_job_before_spark_starts(counting, tmp_pat
         "empty folder": "holds no photos (1 other files); expected <id>.jpg files",
         "no folder": "does not exist; expected a folder of <id>.jpg photos",
         "bad stride": "--stride is for classifier models",
+        "bad survey shift": "--survey-shift must be in [0, 1], got -0.1",
     }[case]
     if case == "no model":
         model = tmp_path / "nowhere"
@@ -308,6 +311,8 @@ def test_configuration_errors_stop_the_job_before_spark_starts(counting, tmp_pat
         (images / "readme.txt").write_text("nothing here")
     elif case == "no folder":
         shutil.rmtree(images)
+    elif case == "bad survey shift":
+        extra = ["--survey-shift", "-0.1"]
     else:
         extra = ["--stride", "32"]
     code = _job().main(

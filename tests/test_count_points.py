@@ -14,7 +14,7 @@ from keras import layers
 from PIL import Image
 
 from herdcount.count import CountJob
-from herdcount.intervals import write_validation_counts
+from herdcount.intervals import DEFAULT_SURVEY_SHIFT, write_validation_counts
 from herdcount.models.builders import save_model_run
 from herdcount.runner import run_in_process
 from herdcount.score import main as score_main
@@ -230,6 +230,8 @@ def test_annotated_photos_of_the_survey_calibrate_its_totals(painted, config, tm
     outcome = run_in_process(job)
     assert outcome.exit_code == 0
     assert outcome.totals["interval_from"] == "annotated" and outcome.totals["interval_from_photos"] == 2
+    # Measured on this survey: no allowance for another survey's bias.
+    assert outcome.totals["interval_survey_shift"] is None
     assert "90 % intervals from 2 annotated photos of this survey" in outcome.summary
     counted = {r["test_id"]: r for r in read_rows(out / "counts.csv")}
     for row in read_rows(out / "totals.csv"):
@@ -282,11 +284,28 @@ def test_intervals_rest_on_held_out_photos_that_did_not_choose_the_epoch(painted
     assert (
         outcome.totals["interval_from"] == "held-out-unchosen" and outcome.totals["interval_from_photos"] == 8
     )
-    assert "from the model's 8 held-out photos that did not choose its epoch" in outcome.summary
+    assert (
+        "from the model's 8 held-out photos that did not choose its epoch, allowing 0.03" in outcome.summary
+    )
+    assert outcome.totals["interval_survey_shift"] == DEFAULT_SURVEY_SHIFT == 0.03
     for row in read_rows(out / "totals.csv"):
         k = config.class_names.index(row["class"])
         ratio = (true[12:, k].sum() + 1) / (predicted[12:, k].sum() + 1)
         assert float(row["total"]) == pytest.approx(ratio * float(row["counted"]), abs=0.06)
+    # Taking the survey's photos to be like the held-out ones (no shift): the same totals,
+    # narrower intervals.
+    alike = run_in_process(
+        CountJob(
+            images=str(root / "Test"), out=str(tmp_path / "alike"), model=str(run), tile=128, survey_shift=0
+        )
+    )
+    assert alike.totals["interval_survey_shift"] == 0
+    wide = {r["class"]: r for r in read_rows(out / "totals.csv")}
+    for row in read_rows(tmp_path / "alike" / "totals.csv"):
+        assert row["total"] == wide[row["class"]]["total"]
+        if float(row["counted"]) > 1:
+            narrow = float(row["high"]) - float(row["low"])
+            assert narrow < float(wide[row["class"]]["high"]) - float(wide[row["class"]]["low"])
     # With 13 that chose it, 7 others are too few: every held-out photo counts.
     described["training_data"]["epoch_chosen_on"] = ids[:13]
     (run / "model.json").write_text(json.dumps(described))

@@ -36,6 +36,7 @@ from herdcount import storage
 from herdcount.config import Config, resolve_scheme
 from herdcount.imaging import PhotoError, decode_rgb, decode_rgb_scaled, image_shape, resize_rgb
 from herdcount.intervals import (
+    DEFAULT_SURVEY_SHIFT,
     SurveyTotals,
     ValidationCounts,
     annotated_errors,
@@ -864,6 +865,7 @@ def write_outputs(
     level: float = 0.9,
     calibration: dict[str, np.ndarray] | None = None,
     errors_source: str = "held-out",
+    survey_shift: float = DEFAULT_SURVEY_SHIFT,
 ) -> dict[str, Any]:
     """Write submission.csv, counts.csv, points.csv, totals.csv (and totals_by_group.csv
     with ``groups``) and errors.csv into OUT; return the run's totals.
@@ -872,7 +874,9 @@ def write_outputs(
     intervals are made (:func:`herdcount.intervals.survey_totals`); without them the totals
     have no interval. ``calibration`` (true counts of annotated photos of the survey) takes
     their place when at least 2 of its photos were counted: their truth enters the totals
-    as it is, and their counts measure the model's errors on this survey."""
+    as it is, and their counts measure the model's errors on this survey. ``survey_shift``
+    widens intervals from held-out photos for another survey's bias
+    (:func:`herdcount.intervals.survey_totals`'s ``shift``)."""
     records = plan.done + results
     ok = sorted((r for r in records if r.status == OK), key=lambda r: id_key(r.test_id))
     errors = sorted((r for r in plan.rows + results if r.status == ERROR), key=lambda r: id_key(r.test_id))
@@ -917,7 +921,7 @@ def write_outputs(
         usable = annotated_errors(
             [ok[i].test_id for i in annotated], known[annotated], matrix[annotated], names
         )
-    survey = survey_totals(matrix, usable, known=known, level=level)
+    survey = survey_totals(matrix, usable, known=known, level=level, shift=survey_shift)
     # What the intervals were measured on (or would have been, with enough held-out photos).
     measured = usable if known is not None else errors_measured
     storage.write_csv_atomic(storage.join(out, "totals.csv"), TOTALS_HEADER, totals_rows(survey, names))
@@ -928,7 +932,13 @@ def write_outputs(
             if r.test_id in groups:
                 members.setdefault(groups[r.test_id], []).append(i)
         by_group = {
-            g: survey_totals(matrix[rows], usable, known=None if known is None else known[rows], level=level)
+            g: survey_totals(
+                matrix[rows],
+                usable,
+                known=None if known is None else known[rows],
+                level=level,
+                shift=survey_shift,
+            )
             for g, rows in sorted(members.items())
         }
         storage.write_csv_atomic(
@@ -962,6 +972,7 @@ def write_outputs(
         "interval_from": "annotated" if known is not None else errors_source,
         "annotated_listed": len(calibration) if calibration else 0,
         "interval_level": level,
+        "interval_survey_shift": None if known is not None else survey_shift,
         **({"group_totals": {g: _totals_record(t, names) for g, t in by_group.items()}} if by_group else {}),
     }
     return totals
@@ -1058,7 +1069,8 @@ def format_summary(totals: dict[str, Any], errors: list[TaskError]) -> str:
             )
             lines.append(
                 f"survey totals, {round(100 * totals.get('interval_level', 0.9))} % intervals from the model's "
-                f"{totals['interval_from_photos']} held-out photos{which} (totals.csv): "
+                f"{totals['interval_from_photos']} held-out photos{which}, allowing "
+                f"{totals.get('interval_survey_shift') or 0:g} for another survey's bias (totals.csv): "
                 + ", ".join(f"{k} {v['total']:g} ({v['low']:g}-{v['high']:g})" for k, v in survey.items())
             )
         elif totals.get("interval_from_photos") is not None:
@@ -1107,6 +1119,10 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
     calibration : str, optional
         True counts of annotated photos of the survey (:func:`read_calibration`): the totals'
         intervals are measured on them instead of the model's held-out photos.
+    survey_shift : float
+        With intervals from the model's held-out photos: how far (standard deviation of the
+        log ratio of true to counted animals) its bias may move from the training survey to
+        this one (:data:`DEFAULT_SURVEY_SHIFT`).
     """
 
     name: ClassVar[str] = "count"
@@ -1127,6 +1143,7 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
     window: int = 8192
     map_coordinates: bool = False
     calibration: str | None = None
+    survey_shift: float = DEFAULT_SURVEY_SHIFT
 
     def __post_init__(self) -> None:
         self.items_per_task = self.photos_per_task
@@ -1147,6 +1164,8 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
             raise ValueError(f"--scale must be in (0, 4], got {self.scale}")
         if not 0 < self.interval < 1:
             raise ValueError(f"--interval must be in (0, 1), got {self.interval}")
+        if not 0 <= self.survey_shift <= 1:
+            raise ValueError(f"--survey-shift must be in [0, 1], got {self.survey_shift}")
         if self.window < 256 or self.window % 64:
             raise ValueError(f"--window must be a multiple of 64 of at least 256, got {self.window}")
         if self.tile < 8 or self.batch_size < 1 or self.photos_per_task < 1:
@@ -1237,6 +1256,7 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
             level=self.interval,
             calibration=context.calibration,
             errors_source=context.errors_source,
+            survey_shift=self.survey_shift,
         )
         totals = {**written, "count_s": round(work_s, 3)}
         inputs = {

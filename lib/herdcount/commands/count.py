@@ -19,6 +19,7 @@ from herdcount import storage
 from herdcount.cli import HelpFormatter
 from herdcount.config import DEFAULT_SCHEME
 from herdcount.count import CountJob
+from herdcount.intervals import DEFAULT_SURVEY_SHIFT
 from herdcount.runner import SOME_FAILED, SparkOptions, run_job
 from herdcount.spark import add_spark_conf_argument
 
@@ -106,6 +107,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="share of the truth's distribution the survey totals' intervals hold (default: %(default)s)",
     )
     parser.add_argument(
+        "--survey-shift",
+        type=float,
+        default=DEFAULT_SURVEY_SHIFT,
+        metavar="SD",
+        help="with intervals from the model's held-out photos: how far the model's bias may move from "
+        "the survey it was trained on to this one, as a standard deviation of the log ratio of true to "
+        "counted animals (default: %(default)s, measured on fresh synthetic surveys; 0 takes this survey's "
+        "photos to be like the held-out ones; not used with --calibration, which measures it)",
+    )
+    parser.add_argument(
         "--scheme",
         help="class scheme: a YAML file or a packaged scheme (default: the one the model was trained with, "
         f"else {DEFAULT_SCHEME})",
@@ -149,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         window=args.window,
         map_coordinates=args.map_coordinates,
         calibration=args.calibration,
+        survey_shift=args.survey_shift,
     )
     return run_job(job, SparkOptions(args.master, args.spark_conf))
 
