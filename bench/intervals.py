@@ -2,6 +2,7 @@
 with the model's held-out photos and with annotated photos of the survey itself.
 
     python bench/intervals.py --work DIR [--photos 48] [--annotated 8,16,32] [--repeats 300]
+    python bench/intervals.py --fit-shift --work DIR --work DIR ...
 
 Reads what ``python bench/points.py --work DIR`` left there: the density run
 (``run-density/validation_counts.csv``, its held-out photos' counts) and its fresh test
@@ -30,6 +31,15 @@ now (held-out photos, survey shift): the share inside and the median width.
 
 It prints, per way and class, the share of repeats whose true total lies inside its interval
 (goal of issue 17: about 0.9) and the median width over the true total (goal: <= 0.4).
+
+``--fit-shift`` measures the survey shift itself (the count job's ``--survey-shift``): per
+work folder and class, the gap ``d`` between the log ratio of true to counted animals on the
+held-out photos and on all the fresh photos, less what chance explains: the spread of the
+ratio of as many fresh photos as there are held-out ones (drawn 3,000 times) and of the fresh
+pool's own ratio (bootstrap). The shift is the square root of the mean of ``d^2`` minus
+those variances over every class and folder (method of moments). Then each folder's counted
+surveys get intervals with the shift fitted on the other folders (leave one out): the
+coverage a new model can expect from a shift measured on others.
 """
 
 from __future__ import annotations
@@ -81,6 +91,78 @@ def pool(work: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([t for t, _ in each]), np.concatenate([c for _, c in each])
 
 
+def _log_ratio(true: np.ndarray, counted: np.ndarray) -> np.ndarray:
+    return np.log((true.sum(axis=-2) + 1.0) / (counted.sum(axis=-2) + 1.0))
+
+
+def excess_gaps(held_out, true: np.ndarray, counted: np.ndarray, rng) -> np.ndarray:
+    """Per class: the squared gap between the held-out photos' and the fresh photos' log
+    ratios, less the variance chance gives it (see ``--fit-shift``)."""
+    m, n = len(held_out.ids), len(true)
+    pick = np.array([rng.choice(n, m, replace=False) for _ in range(3000)])
+    # Drawn without replacement from a finite pool: corrected to an unlimited one.
+    held_var = _log_ratio(true[pick], counted[pick]).var(axis=0) * n / (n - m)
+    boot = rng.integers(0, n, size=(2000, n))
+    fresh_var = _log_ratio(true[boot], counted[boot]).var(axis=0)
+    gap = _log_ratio(true, counted) - _log_ratio(held_out.true, held_out.predicted)
+    return gap**2 - held_var - fresh_var
+
+
+def fit_shift(works: list[Path], names: list[str], level: float) -> int:
+    """``--fit-shift``: the survey shift by method of moments, and its leave-one-out coverage."""
+    rng = np.random.default_rng(0)
+    gaps, loaded = {}, {}
+    for work in works:
+        held_out, _ = interval_errors(
+            read_validation_counts(work / "run-density"),
+            json.loads((work / "run-density" / "model.json").read_text()),
+        )
+        each = surveys(work, names)
+        if held_out is None or not each:
+            print(
+                f"{work}: no validation_counts.csv or no counted surveys; run bench/points.py --work {work}"
+            )
+            return 2
+        true, counted = pool(work, names)
+        gaps[work] = excess_gaps(held_out, true, counted, rng)
+        loaded[work] = (held_out, each)
+        print(
+            f"{work}: excess squared gap per class "
+            + " ".join(f"{g:+.4f}" for g in gaps[work])
+            + f"; on its own, shift {np.sqrt(max(gaps[work].mean(), 0.0)):.3f}"
+        )
+    every = np.concatenate(list(gaps.values()))
+    print(
+        f"\nsurvey shift over {len(works)} folders, {every.size} class ratios: {np.sqrt(max(every.mean(), 0.0)):.3f}"
+    )
+    if len(works) < 2:
+        return 0
+    print("leave one out: each folder's counted surveys with the shift fitted on the others")
+    judged = []
+    for work in works:
+        others = np.concatenate([g for w, g in gaps.items() if w != work])
+        shift = float(np.sqrt(max(others.mean(), 0.0)))
+        held_out, each = loaded[work]
+        rows = [
+            judge(survey_totals(c, held_out, level=level, draws=1000, seed=k, shift=shift), t.sum(axis=0))
+            for k, (t, c) in enumerate(each)
+        ]
+        inside = np.array([r[0] for r in rows])
+        judged += rows
+        print(
+            f"  {work}: shift {shift:.3f}, {int(inside.sum())}/{inside.size} inside, per class "
+            + " ".join(f"{v}/{len(rows)}" for v in inside.sum(axis=0))
+            + f", median width {np.median([r[1] for r in rows]):.2f}"
+        )
+    inside = np.array([r[0] for r in judged])
+    print(
+        f"all: {inside.mean():.3f} inside (per class "
+        + " ".join(f"{v:.2f}" for v in inside.mean(axis=0))
+        + f"), median width {np.median([r[1] for r in judged]):.2f}"
+    )
+    return 0
+
+
 def judge(totals: SurveyTotals, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per class: whether the true total lies inside the interval, and its width over it."""
     return (totals.low <= true) & (true <= totals.high), (totals.high - totals.low) / np.maximum(true, 1.0)
@@ -101,8 +183,15 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_SURVEY_SHIFT,
         help="the held-out way's allowance for another survey's bias (default: %(default)s, the count job's)",
     )
+    p.add_argument(
+        "--fit-shift",
+        action="store_true",
+        help="measure the survey shift on the work folders instead (above)",
+    )
     args = p.parse_args(argv)
     names = load_config(DEFAULT_SCHEME).class_names
+    if args.fit_shift:
+        return fit_shift(list(map(Path, args.work)), names, args.level)
     sizes = [int(m) for m in args.annotated.split(",")]
     results: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for work in map(Path, args.work):
