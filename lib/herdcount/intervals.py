@@ -69,9 +69,10 @@ VALIDATION_COUNTS = "validation_counts.csv"
 
 #: The count job's ``shift`` for intervals from a model's held-out photos: how far (standard
 #: deviation of ``log r``) a model's bias moved from its training survey's held-out photos to
-#: fresh surveys, beyond their sampling spread (method of moments over seven 160-photo
-#: synthetic runs, 35 class ratios: 0.029; README). Real surveys, flown on other days over
-#: other colonies, may move more: annotated photos of the survey measure it.
+#: fresh surveys, beyond their sampling spread (``bench/intervals.py --fit-shift``, method of
+#: moments: 0.029 over seven 160-photo synthetic runs, 0.030 over eleven; README). Real
+#: surveys, flown on other days over other colonies, may move more: annotated photos of the
+#: survey measure it.
 DEFAULT_SURVEY_SHIFT = 0.03
 
 
