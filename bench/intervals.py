@@ -56,7 +56,9 @@ from herdcount.config import DEFAULT_SCHEME, load_config
 from herdcount.intervals import (
     DEFAULT_SURVEY_SHIFT,
     SurveyTotals,
+    ValidationCounts,
     annotated_errors,
+    calibration_ratio,
     interval_errors,
     read_validation_counts,
     survey_totals,
@@ -83,16 +85,36 @@ def surveys(work: Path, names: list[str]) -> list[tuple[np.ndarray, np.ndarray]]
     return found
 
 
-def pool(work: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """True and counted animals per photo and class over every counted survey in ``work``."""
-    each = surveys(work, names)
+def pool(each: list[tuple[np.ndarray, np.ndarray]], n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """True and counted animals per photo and class over the surveys ``each`` (:func:`surveys`)."""
     if not each:
-        return np.zeros((0, len(names))), np.zeros((0, len(names)))
+        return np.zeros((0, n_classes)), np.zeros((0, n_classes))
     return np.concatenate([t for t, _ in each]), np.concatenate([c for _, c in each])
 
 
 def _log_ratio(true: np.ndarray, counted: np.ndarray) -> np.ndarray:
-    return np.log((true.sum(axis=-2) + 1.0) / (counted.sum(axis=-2) + 1.0))
+    """The intervals' calibration ratio (its log) of photos along the second-to-last axis."""
+    return np.log(calibration_ratio(np.swapaxes(true, -1, -2), np.swapaxes(counted, -1, -2)))
+
+
+def judge_counted(
+    held_out: ValidationCounts, each: list[tuple[np.ndarray, np.ndarray]], level: float, shift: float
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each counted survey's totals as the count job makes them, judged (:func:`judge`)."""
+    return [
+        judge(survey_totals(c, held_out, level=level, draws=1000, seed=k, shift=shift), t.sum(axis=0))
+        for k, (t, c) in enumerate(each)
+    ]
+
+
+def summary(rows: list[tuple[np.ndarray, np.ndarray]]) -> str:
+    """Class totals inside of all, per class, and the median width, of judged surveys."""
+    inside = np.array([r[0] for r in rows])
+    return (
+        f"{int(inside.sum())}/{inside.size} inside, per class "
+        + " ".join(f"{v}/{len(rows)}" for v in inside.sum(axis=0))
+        + f", median width {np.median([r[1] for r in rows]):.2f}"
+    )
 
 
 def excess_gaps(held_out, true: np.ndarray, counted: np.ndarray, rng) -> np.ndarray:
@@ -123,7 +145,7 @@ def fit_shift(works: list[Path], names: list[str], level: float) -> int:
                 f"{work}: no validation_counts.csv or no counted surveys; run bench/points.py --work {work}"
             )
             return 2
-        true, counted = pool(work, names)
+        true, counted = pool(each, len(names))
         gaps[work] = excess_gaps(held_out, true, counted, rng)
         loaded[work] = (held_out, each)
         print(
@@ -142,18 +164,9 @@ def fit_shift(works: list[Path], names: list[str], level: float) -> int:
     for work in works:
         others = np.concatenate([g for w, g in gaps.items() if w != work])
         shift = float(np.sqrt(max(others.mean(), 0.0)))
-        held_out, each = loaded[work]
-        rows = [
-            judge(survey_totals(c, held_out, level=level, draws=1000, seed=k, shift=shift), t.sum(axis=0))
-            for k, (t, c) in enumerate(each)
-        ]
-        inside = np.array([r[0] for r in rows])
+        rows = judge_counted(*loaded[work], level, shift)
         judged += rows
-        print(
-            f"  {work}: shift {shift:.3f}, {int(inside.sum())}/{inside.size} inside, per class "
-            + " ".join(f"{v}/{len(rows)}" for v in inside.sum(axis=0))
-            + f", median width {np.median([r[1] for r in rows]):.2f}"
-        )
+        print(f"  {work}: shift {shift:.3f}, {summary(rows)}")
     inside = np.array([r[0] for r in judged])
     print(
         f"all: {inside.mean():.3f} inside (per class "
@@ -195,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(m) for m in args.annotated.split(",")]
     results: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for work in map(Path, args.work):
-        true, counted = pool(work, names)
+        each = surveys(work, names)
+        true, counted = pool(each, len(names))
         every = read_validation_counts(work / "run-density")
         model = json.loads((work / "run-density" / "model.json").read_text())
         held_out, source = interval_errors(every, model)
@@ -213,17 +227,9 @@ def main(argv: list[str] | None = None) -> int:
                 else ""
             )
         )
-        own = []
-        for k, (t, c) in enumerate(surveys(work, names)):
-            totals = survey_totals(c, held_out, level=args.level, draws=1000, seed=k, shift=args.survey_shift)
-            own.append(judge(totals, t.sum(axis=0)))
-            results.setdefault("counted surveys", []).append(own[-1])
-        inside = np.array([r[0] for r in own])
-        print(
-            f"  its {len(own)} counted surveys, held-out way: {int(inside.sum())}/{inside.size} class totals "
-            f"inside, median width {np.median([r[1] for r in own]):.2f}; per class "
-            + " ".join(f"{v}/{len(own)}" for v in inside.sum(axis=0))
-        )
+        own = judge_counted(held_out, each, args.level, args.survey_shift)
+        results.setdefault("counted surveys", []).extend(own)
+        print(f"  its {len(own)} counted surveys, held-out way: {summary(own)}")
         rng = np.random.default_rng(0)
         m_held = len(held_out.ids)
         for rep in range(args.repeats):

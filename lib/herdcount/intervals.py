@@ -310,9 +310,11 @@ def annotated_errors(
     return ValidationCounts(list(ids), list(class_names), true, counted)
 
 
-def _ratio(true: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+def calibration_ratio(true: ArrayLike, predicted: ArrayLike) -> NDArray[np.float64]:
     """True over predicted animals along the last axis, with one animal of prior towards 1:
-    a rare class with no animal found in the held-out photos gets 1, not infinity."""
+    a rare class with no animal found in the held-out photos gets 1, not infinity. The
+    calibration of a survey's totals (see the module's docstring)."""
+    true, predicted = np.asarray(true, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
     return (true.sum(axis=-1) + 1.0) / (predicted.sum(axis=-1) + 1.0)
 
 
@@ -335,8 +337,8 @@ def _class_interval(
     widen = np.sqrt(m / (m - 1)) * stats.t.ppf(q, m - 1) / stats.norm.ppf(q)
     pick = rng.integers(0, m, size=(draws, m))
     p, t = predicted[pick], true[pick]
-    log_r = np.log(_ratio(t, p))
-    log_r = float(np.log(_ratio(true, predicted))) + (log_r - log_r.mean()) * widen
+    log_r = np.log(calibration_ratio(t, p))
+    log_r = float(np.log(calibration_ratio(true, predicted))) + (log_r - log_r.mean()) * widen
     # Few held-out animals measure a bias poorly: 7 males all counted right say little about
     # the next 100. The ratio's delta-method variance, with half an animal's squared error
     # of prior, is a floor; where the photos' own scatter says more, it stands. Squared, not
@@ -356,6 +358,6 @@ def _class_interval(
         mean = r[rows] * counts[None, :]
         drawn = np.take_along_axis(z[rows], rng.integers(0, m, size=(len(mean), len(counts))), axis=1)
         simulated[rows] = (mean + np.sqrt(mean + 1.0) * drawn).sum(axis=1)
-    total = float(_ratio(true, predicted) * counts.sum())
+    total = float(calibration_ratio(true, predicted) * counts.sum())
     lo, hi = np.quantile(simulated, [1 - q, q])
     return total, max(0.0, float(lo)), float(hi)
