@@ -353,11 +353,11 @@ def test_scale_auto_counts_each_photo_at_the_scale_read_in_it(counting, tmp_path
         brightness_scale_model(),
         {"kind": "scale", "class_names": config.class_names, "tile_size": 128},
     )
-    found = {}
+    images, found = {}, {}
     for i in ("0", "1", "3", "4", "5"):
-        image = decode_rgb((counting["data"] / "Test" / f"{i}.jpg").read_bytes())
+        images[i] = decode_rgb((counting["data"] / "Test" / f"{i}.jpg").read_bytes())
         found[i] = estimate_scale(
-            image,
+            images[i],
             lambda t: np.column_stack([t[..., 0].mean(axis=(1, 2)) / 255 - 0.1, np.full(len(t), 10.0)]),
             size=128,
         )
@@ -376,8 +376,7 @@ def test_scale_auto_counts_each_photo_at_the_scale_read_in_it(counting, tmp_path
     header = read_csv(out / "counts.csv")[0]
     assert header[6:] == ["width", "height", "scale", "ground_scale", "cpu_s"]
     kept = 0
-    for i in ("0", "1", "3", "4", "5"):
-        image = decode_rgb((counting["data"] / "Test" / f"{i}.jpg").read_bytes())
+    for i, image in images.items():
         record = json.loads((out / "photos" / f"{i}.json").read_text())
         assert record["ground_scale"] == pytest.approx(found[i].scale, rel=1e-3) and found[i].scale > 1.05
         if found[i].scale <= high:
