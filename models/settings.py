@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 
 from herdcount import storage
-from herdcount.config import DEFAULT_SCHEME
+from herdcount.annotated import labelled_run
 
 KINDS = ("classifier", "density", "scale")
 
@@ -62,6 +62,9 @@ class DensitySettings:
     #: Momentum of the running average of the weights that validation counts with and the
     #: run keeps (Polyak averaging, once per step); 0: the last step's weights.
     weight_average: float = 0.0
+    #: Resize factor the model works at (photos shrunk by it in training and counting);
+    #: 0: from the animals' measured sizes (see :func:`herdcount.scale.working_scale`).
+    input_scale: float = 0.0
 
     def check(self) -> None:
         """Reject settings that cannot work.
@@ -81,6 +84,10 @@ class DensitySettings:
         if not 0 < self.min_scale <= self.max_scale:
             raise ValueError(
                 f"need 0 < --min-scale <= --max-scale, got {self.min_scale} and {self.max_scale}"
+            )
+        if not 0 <= self.input_scale <= 1:
+            raise ValueError(
+                f"--input-scale must be in [0, 1] (0: from the animals' sizes), got {self.input_scale}"
             )
         if not 0 <= self.weight_average < 1:
             raise ValueError(f"--weight-average must be in [0, 1), got {self.weight_average}")
@@ -133,12 +140,16 @@ class TrainSettings:
     extract: str
     data: str | None
     out: str
-    scheme: str = DEFAULT_SCHEME
+    #: None: the scheme the extract run recorded.
+    scheme: str | None = None
     epochs: int = 0  # 0: the kind's default
     seed: int = 0
     batch_size: int = 0  # 0: the kind's default
     learning_rate: float = 0.0  # 0: the kind's default
     val_fraction: float = 0.2
+    #: ``group``: hold out whole groups (source photos, flights) where the extract recorded
+    #: them; ``photo``: photos one by one.
+    split: str = "group"
     #: Epochs without improvement before stopping. As many as the density model's epochs by
     #: default: its held-out RMSE swings between epochs, and runs stopped after 6 counted fresh
     #: surveys worse (README, "Model size and training seeds").
@@ -182,9 +193,18 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     p = argparse.ArgumentParser(prog="herdcount train", description=_DESCRIPTION, formatter_class=_Formatter)
     p.add_argument("--kind", required=True, choices=KINDS, help="what to train")
     p.add_argument("--extract", required=True, metavar="OUT", help="output folder of jobs/extract.py")
-    p.add_argument("--data", metavar="DATA", help="dataset root OUT came from (required for density)")
+    p.add_argument(
+        "--data",
+        metavar="DATA",
+        help="dataset root (dotted pairs) or images folder (annotations) OUT came from (default: as the "
+        "extract run recorded it)",
+    )
     p.add_argument("--out", required=True, metavar="RUN", help="folder for the model and its reports")
-    p.add_argument("--scheme", default=defaults.scheme, help="class scheme: a YAML file or a packaged scheme")
+    p.add_argument(
+        "--scheme",
+        default=None,
+        help="class scheme: a YAML file or a packaged scheme (default: the one the extract run recorded)",
+    )
     p.add_argument("--epochs", type=int, default=0, help="most epochs (default 30 density, 15 classifier)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the sampling and the weights")
     p.add_argument("--batch-size", type=int, default=0, help="default 16 tiles or 64 patches")
@@ -193,6 +213,12 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     )
     p.add_argument(
         "--val-fraction", type=float, default=defaults.val_fraction, help="share of photos held out"
+    )
+    p.add_argument(
+        "--split",
+        choices=("group", "photo"),
+        default=defaults.split,
+        help="hold out whole groups (source photos, as the extract recorded them) or photos one by one",
     )
     p.add_argument(
         "--patience", type=int, default=defaults.patience, help="epochs without improvement before stopping"
@@ -257,6 +283,13 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
         help="momentum of the running average of the weights validated and kept (0: the last weights)",
     )
     g.add_argument(
+        "--input-scale",
+        type=float,
+        default=density.input_scale,
+        help="resize factor the model works at (0: shrink until the longest class, as the extract measured "
+        "its boxes, spans half the receptive field; 1 where no sizes were measured)",
+    )
+    g.add_argument(
         "--val-photos-per-epoch",
         type=int,
         default=density.val_photos_per_epoch,
@@ -298,7 +331,9 @@ def _pair(text: str) -> tuple[float, float]:
 def check_settings(s: TrainSettings) -> None:
     """Reject settings that cannot work, before anything is read."""
     if s.kind in ("density", "scale") and not s.data:
-        raise ValueError(f"--kind {s.kind} needs --data DATA: it trains on the Train photos themselves")
+        raise ValueError(
+            f"--kind {s.kind} needs --data DATA (no extract run.json records it): it trains on the photos themselves"
+        )
     for name in ("epochs", "batch_size", "patience"):
         if getattr(s, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(s, name)}")
@@ -317,7 +352,7 @@ def check_settings(s: TrainSettings) -> None:
     for path in (s.extract, s.data, s.out, s.scheme, s.windows):
         if path:
             storage.check_bucket(path)
-    if s.data and not storage.is_dir(storage.join(s.data, "Train")):
+    if s.data and not labelled_run(s.extract) and not storage.is_dir(storage.join(s.data, "Train")):
         raise ValueError(
             f"DATA {s.data!r} has no Train/ folder; expected the dataset root OUT was extracted from"
         )

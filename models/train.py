@@ -29,7 +29,9 @@ import numpy as np
 import tensorflow as tf
 
 from herdcount import storage
-from herdcount.config import Config, load_config
+from herdcount.annotated import labelled_run
+from herdcount.annotations import resize_cells
+from herdcount.config import Config, resolve_scheme
 from herdcount.dots import grow_cells, masked_at, masked_points
 from herdcount.imaging import resize_rgb
 from herdcount.intervals import VALIDATION_COUNTS, write_validation_counts
@@ -65,7 +67,7 @@ from herdcount.models.windows import (
 from herdcount.plots import plot_confusion, plot_counts, plot_curves
 from herdcount.runinfo import RunClock, fingerprint_files, read_run, write_run_json
 from herdcount.runner import run_in_process
-from herdcount.scale import estimate_scale
+from herdcount.scale import estimate_scale, working_scale
 from herdcount.score import column_rmse
 from herdcount.tiling import class_counts, density_map, masked_counts, tile_scores
 
@@ -78,7 +80,9 @@ def local_inputs(s: TrainSettings) -> TrainSettings:
     changes: dict[str, Any] = {}
     if storage.is_s3(s.extract):
         changes["extract"] = str(storage.download_tree(s.extract, cache / _slug(s.extract)))
-    if s.data and storage.is_s3(s.data):
+    if s.data and storage.is_s3(s.data) and labelled_run(s.extract):
+        changes["data"] = str(storage.download_tree(s.data, cache / _slug(s.data)))
+    elif s.data and storage.is_s3(s.data):
         local = cache / _slug(s.data)
         for folder in ("Train", "TrainDotted"):
             storage.download_tree(storage.join(s.data, folder), local / folder)
@@ -95,6 +99,24 @@ def local_inputs(s: TrainSettings) -> TrainSettings:
     return dataclasses.replace(s, **changes)
 
 
+def with_extract_data(settings: TrainSettings) -> TrainSettings:
+    """The settings with ``--data`` found through the extract's record where it was left
+    out: the images folder of an annotated extract, the survey root of a dotted one."""
+    if settings.data:
+        return settings
+    run = read_run(settings.extract) if storage.is_dir(settings.extract) else None
+    found = run and (run.inputs.get("images") or run.inputs.get("data"))
+    return dataclasses.replace(settings, data=found) if found else settings
+
+
+def training_scheme(settings: TrainSettings) -> Config:
+    """The scheme the extract run recorded, or ``--scheme`` where it agrees with it (an
+    extract without run.json: ``--scheme`` or the sea lions')."""
+    run = read_run(settings.extract)
+    recorded = run.config if run is not None and run.config.get("classes") else None
+    return resolve_scheme(settings.scheme, recorded, f"the extract run {settings.extract!r}")
+
+
 def _slug(uri: str) -> str:
     return hashlib.sha256(uri.encode()).hexdigest()[:16]
 
@@ -103,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     clock = RunClock()
     given = parse_args(argv)
     try:
+        given = with_extract_data(given)
         check_settings(given)
         settings = local_inputs(given)
-        config = load_config(settings.scheme)
+        config = training_scheme(settings)
         prepared = (prepare_classifier if settings.kind == "classifier" else prepare_density)(
             settings, config
         )
@@ -197,10 +220,21 @@ def _verbose() -> int:
 # --- classifier -------------------------------------------------------------------------
 
 
+def _groups(photos: list[PhotoDots], settings: TrainSettings) -> dict[str, str | None] | None:
+    """Each photo's group where the split holds out whole groups (``--split group``, the
+    default, and the extract recorded groups), else None: photos held out one by one."""
+    if settings.split != "group":
+        return None
+    return {p.train_id: p.group for p in photos}
+
+
 def prepare_classifier(settings: TrainSettings, config: Config) -> dict[str, Any]:
     photos = read_extract(settings.extract, config, settings.data)
     train_ids, val_ids = split_photos(
-        [p.train_id for p in photos], val_fraction=settings.val_fraction, seed=settings.seed
+        [p.train_id for p in photos],
+        val_fraction=settings.val_fraction,
+        seed=settings.seed,
+        groups=_groups(photos, settings),
     )
     by_id = {p.train_id: p for p in photos}
     return {
@@ -367,14 +401,17 @@ def _init_record(reused: Reused | None, settings: TrainSettings) -> dict[str, An
 def prepare_density(settings: TrainSettings, config: Config) -> dict[str, Any]:
     photos = read_extract(settings.extract, config, settings.data)
     train_ids, val_ids = split_photos(
-        [p.train_id for p in photos], val_fraction=settings.val_fraction, seed=settings.seed
+        [p.train_id for p in photos],
+        val_fraction=settings.val_fraction,
+        seed=settings.seed,
+        groups=_groups(photos, settings),
     )
     data = Path(settings.data)
     missing = [
-        f"{folder}/{p.train_id}.jpg"
+        name
         for p in photos
-        for folder in ("Train", "TrainDotted")
-        if not (data / folder / f"{p.train_id}.jpg").is_file()
+        for name in ([p.image] if p.image else [f"Train/{p.train_id}.jpg", f"TrainDotted/{p.train_id}.jpg"])
+        if not (data / name).is_file()
     ]
     if missing:
         raise ValueError(
@@ -487,9 +524,11 @@ class PhotoValidation(keras.callbacks.Callback):
         margin: int,
         per_epoch: int,
         seed: int = 0,
+        input_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.photos, self.data, self.config = photos, data, config
+        self.input_scale = input_scale
         self.stride, self.tile, self.margin = stride, tile, margin
         order = np.random.default_rng(seed).permutation(len(photos))
         self.sample = np.sort(order[: max(1, per_epoch)])
@@ -511,13 +550,16 @@ class PhotoValidation(keras.callbacks.Callback):
         truth, counts = [], []
         for k in range(len(self.photos)) if which is None else which:
             photo = load_photo(self.data, self.photos[k], self.config)
-            hidden = grow_cells(photo.masked, self.margin, block=block)
-            density = density_map(
-                photo.image, predict, stride=self.stride, tile=self.tile, margin=self.margin
-            )
+            image, masked = photo.image, photo.masked
+            if self.input_scale != 1:
+                image = resize_rgb(image, self.input_scale)
+                masked = resize_cells(masked, image.shape[:2], block=block)
+            ratio = np.divide(image.shape[:2], photo.image.shape[:2])
+            hidden = grow_cells(masked, self.margin, block=block)
+            density = density_map(image, predict, stride=self.stride, tile=self.tile, margin=self.margin)
             counts.append(masked_counts(density, hidden, stride=self.stride, block=block))
             dots = self.photos[k]
-            seen = ~masked_points(hidden, dots.points, block=block)
+            seen = ~masked_points(hidden, dots.points * ratio, block=block)
             truth.append(np.bincount(dots.classes[seen], minlength=len(self.config.classes)))
         return np.array(truth).reshape(-1, len(self.config.classes)), np.array(counts)
 
@@ -549,12 +591,17 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         f"{geo['receptive_field']} px, {flops / 1e9:.2f} GFLOP per megapixel"
     )
     sampling = {"size": settings.density.tile_size, "stride": stride, "sigma": settings.density.sigma}
+    input_scale = settings.density.input_scale or working_scale(
+        extract_lengths(settings.extract), geo["receptive_field"]
+    )
+    if input_scale != 1:
+        print(f"the model works at {input_scale:g} of the photos' size (the animals' sizes and its field)")
     train_ds = window_dataset(
         shards,
         prep["train_ids"],
         num_classes,
         empty_share=settings.density.empty_share,
-        scale_range=(settings.density.min_scale, settings.density.max_scale),
+        scale_range=(settings.density.min_scale * input_scale, settings.density.max_scale * input_scale),
         scale_sigma=settings.density.scale_sigma,
         seed=settings.seed,
         **sampling,
@@ -566,7 +613,7 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         prep["val_ids"],
         num_classes,
         empty_share=settings.density.empty_share,
-        scale_range=(1.0, 1.0),
+        scale_range=(input_scale, input_scale),
         augmented=False,
         seed=settings.seed + 1,
         **sampling,
@@ -582,6 +629,7 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         margin=margin,
         per_epoch=settings.density.val_photos_per_epoch,
         seed=settings.seed,
+        input_scale=input_scale,
     )
     fit = {
         "steps_per_epoch": settings.density.steps_per_epoch,
@@ -648,6 +696,7 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
     }
     info = {
         "tile_size": settings.density.tile_size,
+        "input_scale": input_scale,
         "output_stride": stride,
         "receptive_field": geo["receptive_field"],
         "margin": margin,
@@ -783,7 +832,7 @@ def write_run(
     described = {
         "kind": settings.kind,
         "class_names": names,
-        "input_scale": 1.0,
+        "input_scale": info.get("input_scale", 1.0),
         "training_scale_range": [settings.density.min_scale, settings.density.max_scale]
         if settings.kind == "density"
         else None,
@@ -827,6 +876,13 @@ def write_run(
         totals=metrics,
     )
     save_model_run(run, model, described)
+
+
+def extract_lengths(extract: str) -> list[float | None]:
+    """Each class's body length as the extract measured it from boxes (none for dotted pairs)."""
+    run = read_run(extract)
+    sizes = (run.totals.get("sizes") if run is not None else None) or {}
+    return [v.get("length_px") for v in sizes.values()]
 
 
 def _extract_run(out: str) -> dict[str, Any] | None:

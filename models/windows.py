@@ -41,6 +41,7 @@ os.environ.setdefault(*QUIET_TENSORFLOW)  # before TensorFlow is imported, here 
 import numpy as np
 
 from herdcount import storage
+from herdcount.annotated import labelled_run, load_labelled
 from herdcount.config import Config, config_from_dict, resolve_scheme
 from herdcount.dots import black_blocks
 from herdcount.imaging import PhotoError, decode_rgb, encode_jpeg
@@ -226,6 +227,10 @@ def cut_shard(
 def _photo_windows(
     dots: PhotoDots, data: str, config: Config, settings: WindowSettings, shares: list[float], seed: int
 ) -> list[Window]:
+    block = config.dots.block
+    if dots.image is not None:
+        plain, masked = load_labelled(data, dots.image, dots.ignored, block=block)
+        return photo_windows(dots, plain, masked, settings, shares, seed, block=block)
     plain_name, dotted_name = f"Train/{dots.train_id}.jpg", f"TrainDotted/{dots.train_id}.jpg"
     plain = decode_rgb(_read(data, plain_name), plain_name)
     dotted = decode_rgb(_read(data, dotted_name), dotted_name)
@@ -236,7 +241,6 @@ def _photo_windows(
             plain_name,
             f"is {plain.shape[1]}x{plain.shape[0]} but the extract metadata says {dots.width}x{dots.height}",
         )
-    block = config.dots.block
     masked = black_blocks(dotted, plain=plain, black_level=config.dots.black_level, block=block)
     del dotted
     return photo_windows(dots, plain, masked, settings, shares, seed, block=block)
@@ -390,7 +394,7 @@ class WindowsJob(Job[WindowsPlan, ShardTask, ShardResult]):
                 )
             config = resolve_scheme(None, run.config, f"the extract run {self.extract!r}")
         self.settings.check(config.dots.block)
-        if not storage.is_dir(storage.join(self.data, "Train")):
+        if not labelled_run(self.extract) and not storage.is_dir(storage.join(self.data, "Train")):
             raise ValueError(
                 f"DATA {self.data!r} has no Train/ folder; expected the survey OUT was extracted from"
             )

@@ -43,13 +43,26 @@ def packaged_text(name: str) -> str | None:
     return resource.read_text(encoding="utf-8") if resource.is_file() else None
 
 
+#: Class colours of pictures where a scheme has no dot colours (Tableau's first six).
+_PALETTE: tuple[RGB, ...] = (
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+)
+
+
 @dataclass(frozen=True)
 class ClassSpec:
-    """One animal class: its name, the colour of its dots and (for the synthetic
-    survey generator) its typical body length in pixels and body colour."""
+    """One animal class: its name, the colour of its dots (None where labels come from
+    annotation files, not dotted copies) and its typical body length in pixels (measured
+    from annotated boxes, or given; the synthetic survey generator draws from it) and body
+    colour."""
 
     name: str
-    dot_rgb: RGB
+    dot_rgb: RGB | None = None
     length_px: tuple[int, int] = (40, 60)
     body_rgb: RGB = (120, 100, 85)
 
@@ -112,6 +125,8 @@ class Config:
         for c in self.classes:
             for what in ("dot_rgb", "body_rgb"):
                 rgb = getattr(c, what)
+                if rgb is None and what == "dot_rgb":
+                    continue
                 if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
                     raise ValueError(f"{c.name}.{what} must be three values in 0..255, got {rgb}")
         if self.thumbnail_size < 8:
@@ -125,6 +140,11 @@ class Config:
     def class_names(self) -> list[str]:
         """Class names in submission column order."""
         return [c.name for c in self.classes]
+
+    @property
+    def colours(self) -> list[RGB]:
+        """A colour per class for pictures: its dots' colour, else one of a fixed palette."""
+        return [c.dot_rgb or _PALETTE[k % len(_PALETTE)] for k, c in enumerate(self.classes)]
 
     @property
     def dot_colours(self) -> list[RGB]:
@@ -209,7 +229,7 @@ def _identity(config: Config) -> tuple:
     """What must agree between stages: classes, their dot colours and the annotation key."""
     return (
         tuple(config.class_names),
-        tuple(map(tuple, config.dot_colours)),
+        tuple(None if c is None else tuple(c) for c in config.dot_colours),
         config.annotation_key,
         config.background_class,
     )
@@ -254,7 +274,12 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected {len(args)} values, got {value!r}")
         return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if origin in (typing.Union, types.UnionType):
-        return value
+        # Optional tuples (a class's dot colour) are read as tuples; other unions (``auto``
+        # or a number) are checked by their dataclass.
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or len(args) != 1 or typing.get_origin(args[0]) is not tuple:
+            return value
+        return _coerce(args[0], value, where)
     if hint is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{where}: expected true or false, got {value!r}")

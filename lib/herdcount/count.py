@@ -704,8 +704,10 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> PhotoResult:
         cpu = time.process_time()
         found = None
         data = _read(task)
+        # The model may work at a fraction of the photos' size (its animals' sizes chose it).
+        working = float(model.info.get("input_scale") or 1.0)
         if reader is None:
-            scale = settings.scale
+            scale = settings.scale * working
             image = decode_rgb_scaled(data, task.name, scale=scale)
             # The header's size, or the counted one (a photo read at scale 1 is its own size).
             original = (image_shape(data) if scale != 1 else None) or image.shape
@@ -714,7 +716,7 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> PhotoResult:
             original = image.shape
             found = estimate_scale(image, reader.predict, size=int(reader.info["tile_size"]))
             trained = model.info.get("training_scale_range") or (1.0, 1.0)
-            scale = resize_for(found.scale, trained=tuple(trained), limits=settings.auto_range)
+            scale = resize_for(found.scale, trained=tuple(trained), limits=settings.auto_range) * working
             image = resize_rgb(image, scale)
         counts, points = count_image(image, model, settings)
         points = points.resized(image.shape[0] / original[0], image.shape[1] / original[1])

@@ -28,7 +28,19 @@ from typing import Any, ClassVar
 import numpy as np
 
 from herdcount import storage
-from herdcount.config import DEFAULT_SCHEME, Config, resolve_scheme
+from herdcount.annotated import (
+    AnnotatedPlan,
+    ImageTask,
+    LabelSource,
+    annotation_scheme,
+    label_image,
+    labelled_record,
+    measured_sizes,
+    plan_annotated,
+    read_labels,
+)
+from herdcount.annotations import image_id
+from herdcount.config import DEFAULT_SCHEME, Config, load_config, resolve_scheme
 from herdcount.dots import ColourStats, find_dots
 from herdcount.imaging import PhotoError, decode_rgb, encode_jpeg, jpeg_shape
 from herdcount.kaggle import id_key, read_data_scheme, read_mismatched, read_train_csv, thumbnail_name
@@ -65,6 +77,8 @@ class PairResult:
     annotation: dict[str, Any] | None = None
     resumed: bool = False
     cpu_s: float = 0.0
+    #: Annotated images: the rows of the annotation file it could not use, and why.
+    rejected: list[str] = field(default_factory=list)
 
     @property
     def message(self) -> str:
@@ -99,6 +113,9 @@ class ExtractPlan:
     listings: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     #: Training windows cut while each pair is decoded (``--windows``), else None.
     windows: PairWindows | None = None
+    #: Where labels come from an annotation file: the file and what its reading found.
+    source: LabelSource | None = None
+    annotated: AnnotatedPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +188,77 @@ def extract_pair(task: PairTask, out: str, config: Config, windows: PairWindows 
         return _failed(task.train_id, task.plain, reason, cpu_s=time.process_time() - started)
 
 
+def extract_image(
+    task: ImageTask, out: str, config: Config, source: LabelSource, windows: PairWindows | None = None
+) -> PairResult:
+    """Extract one annotated image on an executor: as :func:`extract_pair`, with the animals
+    read from the annotation file's rows instead of found in a dotted copy."""
+    started = time.process_time()
+    meta_path = storage.join(out, "metadata", f"{task.train_id}.json")
+    try:
+        if storage.exists(meta_path):
+            meta = json.loads(storage.read_text(meta_path))
+            return _ok(task, meta, resumed=True, started=started)
+        photo = label_image(task, config, source, _read(task.path), block=config.dots.block)
+        meta = labelled_record(task, photo, config)
+        meta.update(
+            _outputs(task.train_id, photo.image, photo.points, photo.classes, photo.masked, out, config)
+        )
+        if windows is not None:
+            _write_windows(task.train_id, photo.image, photo.masked, config.dots.block, meta, config, windows)
+        meta["rejected"] = [str(e) for e in photo.rejected]
+        storage.write_text_atomic(meta_path, json.dumps(meta))
+        return _ok(task, meta, resumed=False, started=started)
+    except PhotoError as exc:
+        return _failed(task.train_id, task.name, exc.reason, cpu_s=time.process_time() - started)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        return _failed(task.train_id, task.name, reason, cpu_s=time.process_time() - started)
+
+
+def _outputs(
+    train_id, plain, coords, classes, masked, out: str, config: Config, block=None
+) -> dict[str, Any]:
+    """Thumbnails and background patches of a labelled photo; the metadata record's shared
+    part (its animals per class, size, counts and background corners)."""
+    size, names = config.thumbnail_size, config.class_names
+    per_class: dict[str, list[list[int]]] = {name: [] for name in names}
+    for (row, col), k in zip(coords, classes):
+        per_class[names[k]].append([round(col), round(row)])
+    if min(plain.shape[:2]) >= size:
+        _write_thumbnails(plain, coords, classes, train_id, out, config)
+    rng = np.random.default_rng([config.seed, int.from_bytes(train_id.encode()[:8], "little")])
+    corners = sample_background(
+        plain.shape,
+        coords,
+        config.backgrounds_per_photo,
+        size=size,
+        min_distance=config.background_min_distance,
+        masked=masked,
+        block=block or config.dots.block,
+        rng=rng,
+    )
+    background, quality = config.background_class, config.jpeg_quality
+    patches = [
+        (
+            thumbnail_name(train_id, background, n, 0),
+            encode_jpeg(plain[top : top + size, left : left + size], quality),
+        )
+        for n, (top, left) in enumerate(corners)
+    ]
+    if patches:
+        storage.write_files_atomic(storage.join(out, "thumbnails", background), patches)
+    return {
+        config.annotation_key: per_class,
+        "filename": f"{train_id}.jpg",
+        "width": int(plain.shape[1]),
+        "height": int(plain.shape[0]),
+        "counts": np.bincount(np.asarray(classes, np.int64), minlength=len(names)).tolist(),
+        "backgrounds": [[int(c), int(r)] for r, c in corners],
+        "masked_fraction": round(float(np.mean(masked)) if masked.size else 0.0, 4),
+    }
+
+
 def _extract(task: PairTask, out: str, config: Config, windows: PairWindows | None = None) -> dict[str, Any]:
     plain_name, dotted_name = (
         f"Train/{storage.basename(task.plain)}",
@@ -185,42 +273,14 @@ def _extract(task: PairTask, out: str, config: Config, windows: PairWindows | No
         )
     found = find_dots(plain, dotted, config.dot_colours, **dataclasses.asdict(config.dots))
     del dotted
-    size, names = config.thumbnail_size, config.class_names
-    per_class: dict[str, list[list[int]]] = {name: [] for name in names}
-    for (row, col), k in zip(found.coords, found.classes):
-        per_class[names[k]].append([round(col), round(row)])
-    if min(plain.shape[:2]) >= size:
-        _write_thumbnails(plain, found.coords, found.classes, task.train_id, out, config)
-    rng = np.random.default_rng([config.seed, int.from_bytes(task.train_id.encode()[:8], "little")])
-    corners = sample_background(
-        plain.shape,
-        found.coords,
-        config.backgrounds_per_photo,
-        size=size,
-        min_distance=config.background_min_distance,
-        masked=found.masked,
-        block=found.block,
-        rng=rng,
+    shared = _outputs(
+        task.train_id, plain, found.coords, found.classes, found.masked, out, config, found.block
     )
-    background, quality = config.background_class, config.jpeg_quality
-    patches = [
-        (
-            thumbnail_name(task.train_id, background, n, 0),
-            encode_jpeg(plain[top : top + size, left : left + size], quality),
-        )
-        for n, (top, left) in enumerate(corners)
-    ]
-    if patches:
-        storage.write_files_atomic(storage.join(out, "thumbnails", background), patches)
     if windows is not None:
-        _write_windows(task.train_id, plain, found.masked, found.block, per_class, config, windows)
+        _write_windows(task.train_id, plain, found.masked, found.block, shared, config, windows)
     meta = {
-        config.annotation_key: per_class,
-        "filename": f"{task.train_id}.jpg",
-        "width": int(plain.shape[1]),
-        "height": int(plain.shape[0]),
-        "counts": found.counts(len(names)).tolist(),
-        "backgrounds": [[int(c), int(r)] for r, c in corners],
+        **shared,
+        "counts": found.counts(len(config.class_names)).tolist(),
         "masked_fraction": round(found.masked_fraction(), 4),
         # What one dot looked like in this photo, pooled over the survey by the job.
         "dot_footprint": None if found.footprint is None else round(found.footprint, 2),
@@ -231,16 +291,15 @@ def _extract(task: PairTask, out: str, config: Config, windows: PairWindows | No
     return meta
 
 
-def _write_windows(train_id, plain, masked, block, per_class, config: Config, windows: PairWindows) -> None:
+def _write_windows(train_id, plain, masked, block, meta, config: Config, windows: PairWindows) -> None:
     from herdcount.models.training_data import PhotoDots
     from herdcount.models.windows import photo_windows, write_part
 
     # The dots as training reads them back from the metadata (rounded, in class order), so
     # that the windows are those the stage would cut.
-    names = config.class_names
-    dots = PhotoDots.from_annotation(train_id, plain.shape[0], plain.shape[1], per_class, names)
+    dots = PhotoDots.from_metadata(train_id, meta, config)
     cut = photo_windows(dots, plain, masked, windows.settings, windows.shares, windows.seed, block=block)
-    write_part(windows.out, cut, names, windows.settings, windows.seed)
+    write_part(windows.out, cut, config.class_names, windows.settings, windows.seed)
 
 
 def _write_thumbnails(plain, coords, classes, train_id: str, out: str, config: Config) -> None:
@@ -282,7 +341,7 @@ def _read(path: str) -> bytes:
         raise PhotoError(path, "missing") from None
 
 
-def _ok(task: PairTask, meta: dict[str, Any], *, resumed: bool, started: float) -> PairResult:
+def _ok(task: PairTask | ImageTask, meta: dict[str, Any], *, resumed: bool, started: float) -> PairResult:
     return PairResult(
         task.train_id,
         OK,
@@ -291,6 +350,7 @@ def _ok(task: PairTask, meta: dict[str, Any], *, resumed: bool, started: float) 
         annotation=meta,
         resumed=resumed,
         cpu_s=time.process_time() - started,
+        rejected=list(meta.get("rejected") or []),
     )
 
 
@@ -479,11 +539,16 @@ class ExtractJob(Job[ExtractPlan, PairTask, PairResult]):
     #: windows stage to shard), with these settings; only where train.csv gives the counts.
     windows: WindowSettings | None = None
     seed: int = 0
+    #: Labels from an annotation file over a folder of images (``--annotations``) instead
+    #: of dotted pairs; ``data`` is then that folder.
+    source: LabelSource | None = None
 
     def paths(self) -> list[str | None]:
         return [str(self.data), str(self.out), self.scheme]
 
     def plan(self) -> ExtractPlan:
+        if self.source is not None:
+            return self._plan_annotated(self.source)
         config = self.config
         if config is None:
             recorded = read_data_scheme(self.data) if storage.is_dir(self.data) else None
@@ -511,17 +576,47 @@ class ExtractJob(Job[ExtractPlan, PairTask, PairResult]):
                 plan.windows = PairWindows(out, self.windows, shares, self.seed)
         return plan
 
-    def items(self, plan: ExtractPlan) -> list[PairTask]:
+    def _plan_annotated(self, source: LabelSource) -> ExtractPlan:
+        labels = read_labels(source)
+        given = self.config or (load_config(self.scheme) if self.scheme else None)
+        config = annotation_scheme(labels, source, given)
+        found = plan_annotated(source, labels)
+        plan = ExtractPlan(source.images, self.out, config, found.tasks, source=source, annotated=found)
+        plan.rows = [_failed(image_id(name), name, "is missing from --images") for name in found.missing]
+        if self.windows is not None:
+            self.windows.check(config.dots.block)
+            index = {n: k for k, n in enumerate(config.class_names)}
+            totals = np.zeros(len(index))
+            for task in found.tasks:
+                for a in task.animals:
+                    if a.klass in index:
+                        totals[index[a.klass]] += 1
+            shares = keep_shares(totals, self.windows.dots_per_class).tolist()
+            plan.windows = PairWindows(storage.join(self.out, "windows"), self.windows, shares, self.seed)
+        return plan
+
+    def items(self, plan: ExtractPlan) -> list[PairTask | ImageTask]:
         return plan.tasks
 
     def announce(self, plan: ExtractPlan) -> str:
+        if plan.annotated is not None:
+            return (
+                f"{len(plan.tasks)} annotated images to process ({plan.annotated.format} file), "
+                f"{len(plan.rows)} handled without Spark"
+            )
         return f"{len(plan.tasks)} pairs to process, {len(plan.rows)} handled without Spark"
 
     def worker(self, plan: ExtractPlan, task_cpus: int) -> Callable[[PairTask], PairResult]:
+        if plan.source is not None:
+            return functools.partial(
+                extract_image, out=plan.out, config=plan.config, source=plan.source, windows=plan.windows
+            )
         return functools.partial(extract_pair, out=plan.out, config=plan.config, windows=plan.windows)
 
     def finish(self, plan: ExtractPlan, results: list[PairResult], work_s: float) -> Outcome:
         totals = write_outputs(plan, results)
+        if plan.source is not None:
+            return _finish_annotated(plan, results, totals)
         inputs = {
             "data": storage.absolute(plan.data),
             "scheme": self.scheme,
@@ -534,15 +629,59 @@ class ExtractJob(Job[ExtractPlan, PairTask, PairResult]):
         return Outcome(config=plan.config.to_dict(), inputs=inputs, totals=totals, summary=summary)
 
 
+def _finish_annotated(plan: ExtractPlan, results: list[PairResult], totals: dict[str, Any]) -> Outcome:
+    source, found = plan.source, plan.annotated
+    rejected = [str(e) for e in found.errors] + [line for r in results for line in r.rejected]
+    storage.write_csv_atomic(
+        storage.join(plan.out, "annotation_errors.csv"), ["error"], [[line] for line in rejected]
+    )
+    ok = [r.annotation for r in results if r.status == OK]
+    groups = {meta.get("group") for meta in ok}
+    totals.update(
+        {
+            "annotation_format": found.format,
+            "annotation_rows_rejected": len(rejected),
+            "images_without_annotations": found.unlabelled,
+            "groups": len(groups - {None}),
+            "ungrouped_images": sum(meta.get("group") is None for meta in ok),
+            "sizes": measured_sizes(ok, plan.config),
+        }
+    )
+    inputs = {
+        "images": storage.absolute(source.images),
+        "annotations": storage.absolute(source.annotations),
+        "format": found.format,
+        "classes": source.classes,
+        "ignore_class": list(source.ignore),
+        "group_pattern": source.group_pattern,
+        "images_listed": len(found.listing),
+    }
+    lines = [format_summary(totals, plan.rows + results)]
+    sizes = totals["sizes"]
+    lines.append(
+        "animal length (median box long side): "
+        + ", ".join(f"{k} {v['length_px']} px" for k, v in sizes.items() if v["length_px"] is not None)
+    )
+    lines.append(f"groups: {totals['groups']} ({totals['ungrouped_images']} images without one)")
+    if found.unlabelled:
+        lines.append(f"{found.unlabelled} images of --images are not in the annotation file: left out")
+    if rejected:
+        lines.append(f"{len(rejected)} annotation rows rejected (annotation_errors.csv), e.g. {rejected[0]}")
+    return Outcome(config=plan.config.to_dict(), inputs=inputs, totals=totals, summary="\n".join(lines))
+
+
 def format_summary(totals: dict[str, Any], rows: list[PairResult]) -> str:
     """The lines the job prints at the end."""
     lines = [
         f"photos: {totals['done']} done ({totals['resumed']} resumed), {totals['skipped']} skipped, "
         f"{totals['failed']} failed",
-        "dots: " + ", ".join(f"{k} {v}" for k, v in totals["dots"].items()),
+        ("animals: " if totals.get("annotation_format") else "dots: ")
+        + ", ".join(f"{k} {v}" for k, v in totals["dots"].items()),
     ]
     disagree = totals["disagree_with_train_csv"]
-    if disagree is None:
+    if totals.get("annotation_format"):
+        pass  # the animals are the annotation file's: nothing to compare them with
+    elif disagree is None:
         lines.append("no train.csv: counts not compared")
     else:
         lines.append(

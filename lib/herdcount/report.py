@@ -200,7 +200,8 @@ def survey_section(inp: Inputs) -> str:
     expected = [sum(int(r[f"expected_{n}"] or 0) for r in rows if r[f"expected_{n}"]) for n in names]
     swatch = '<span class="swatch" style="background: rgb{}"></span>'
     classes = "".join(
-        f"<li>{swatch.format(tuple(c.dot_rgb))} {html.escape(c.name)}</li>" for c in inp.config.classes
+        f"<li>{swatch.format(tuple(rgb))} {html.escape(c.name)}</li>"
+        for c, rgb in zip(inp.config.classes, inp.config.colours)
     )
     failed = [f"{r['train_id']}: {r['message']}" for r in rows if r["status"] == "error"]
     return (
@@ -283,7 +284,7 @@ def _dot_crop(path: str, meta: dict[str, Any], config: Config, size: tuple[int, 
     left = int(np.clip(centre[1] - size[1] / 2, 0, max(0, image.shape[1] - size[1])))
     crop = image[top : top + size[0], left : left + size[1]]
     inside = [(r - top, c - left, k) for r, c, k in points]
-    drawn = draw_dots(crop, inside, list(config.dot_colours))
+    drawn = draw_dots(crop, inside, list(config.colours))
     caption = f"Train/{meta['filename']}: {len(points)} dots found, drawn in their class colours"
     return f"<figure>{img(png_of(drawn), caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
 
@@ -559,7 +560,7 @@ def overlay(
     else:
         patch = int(model.info["patch_size"])
         winners = tile_scores(image, model.predict, patch=patch).argmax(axis=-1)
-        palette = np.array([*config.dot_colours, (0, 0, 0)], float)
+        palette = np.array([*config.colours, (0, 0, 0)], float)
         colour = palette[winners]
         alpha = np.where(winners < len(config.classes), 0.45, 0.0)[..., None]
         stride = patch
@@ -569,7 +570,7 @@ def overlay(
     shown = mixed.astype(np.uint8)
     if found is None:
         return png_of(_fit(shown, width))
-    colours = list(config.dot_colours)
+    colours = list(config.colours)
     panels = []
     for picture, points in ((shown, found), (image, truth)):
         # Side by side, each half as wide again as a lone overlay: the rings need the pixels.

@@ -291,3 +291,39 @@ def vary_camera(
         pixels = pixels + rng.normal(0, sigma, size=pixels.shape[:2] + (1,)).astype(np.float32)
     low, high = quality
     return decode_rgb(encode_jpeg(pixels, int(rng.integers(low, high + 1))))
+
+
+def working_scale(lengths: list[float | None], receptive_field: int) -> float:
+    """The resize factor a density model counts a survey's photos at, from its animals' sizes.
+
+    A model tells classes apart by what it sees of each animal: an animal longer than half
+    its receptive field leaves the cells near its centre no room for the ground around it,
+    and one longer than the field is never seen whole. The photos are shrunk until the
+    longest class (median box long side) spans half the field; a survey whose animals fit
+    already, or whose sizes were not measured (dotted pairs), is counted as it is.
+
+    Parameters
+    ----------
+    lengths : list of float or None
+        Each class's measured body length in pixels; None where unknown.
+    receptive_field : int
+        The density model's receptive field in pixels.
+
+    Returns
+    -------
+    float
+        In (0, 1], rounded to 2 decimals.
+
+    Raises
+    ------
+    ValueError
+        If ``receptive_field`` is not positive or a length is not positive.
+    """
+    if receptive_field < 1:
+        raise ValueError(f"receptive_field must be positive, got {receptive_field}")
+    known = [float(v) for v in lengths if v is not None]
+    if any(v <= 0 for v in known):
+        raise ValueError(f"animal lengths must be positive, got {known}")
+    if not known:
+        return 1.0
+    return round(min(1.0, receptive_field / 2 / max(known)), 2)

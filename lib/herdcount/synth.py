@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from herdcount import annotations as labels
 from herdcount import realism as realistic
 from herdcount.cli import HelpFormatter
 from herdcount.config import DEFAULT_SCHEME, Config, load_config, scheme_yaml
@@ -485,6 +486,7 @@ def write_survey(
     test_scale: tuple[float, float] | None = None,
     realism: int = 0,
     mosaic: str | None = None,
+    export: tuple[str, ...] = (),
 ) -> Path:
     """Write a synthetic survey to ``out`` and its truth beside it; returns the truth folder.
 
@@ -548,6 +550,8 @@ def write_survey(
         write_bytes_atomic(truth / "train" / f"{i}.json", json.dumps(record).encode())
     write_csv_atomic(out / "Train" / "train.csv", header, train_rows)
     write_csv_atomic(truth / "train_counts.csv", header, train_rows)
+    if export:
+        export_annotations(out, truth, config, export)
     write_csv_atomic(out / "MismatchedTrainImages.txt", ["train_id"], [[i] for i in sorted(mismatched)])
     test_rows, scales = [], []
     ground = []
@@ -762,6 +766,14 @@ def main(argv: list[str] | None = None) -> int:
         "'ground' (the default) cuts the photos from one continuous stretch of ground, 'laid' lays "
         "independent scenes edge to edge",
     )
+    parser.add_argument(
+        "--export",
+        action="append",
+        default=[],
+        choices=sorted(EXPORTS),
+        help="also write the training photos' animals as an annotation file of this format in "
+        "OUT/annotations (repeatable), for herdcount extract --images OUT/Train --annotations FILE",
+    )
     style = parser.add_argument_group("annotation style (how the annotators drew, how photos were saved)")
     style.add_argument(
         "--dot-radius",
@@ -809,12 +821,44 @@ def main(argv: list[str] | None = None) -> int:
             test_scale=args.test_scale,
             realism=args.realism,
             mosaic=args.mosaic,
+            export=tuple(args.export),
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"survey written to {args.out}; ground truth in {truth}")
     return 0
+
+
+#: Where ``--export`` writes each format, under OUT/annotations.
+EXPORTS = {"boxes": "boxes.csv", "points": "points.csv", "coco": "coco.json", "yolo": "yolo"}
+
+
+def export_annotations(out: Path, truth: Path, config: Config, formats: tuple[str, ...]) -> None:
+    """Write the training photos' animals as annotation files, one per format, in
+    ``out/annotations`` (boxes of the class's middle length, square: the generator's
+    animals turn every way), read back from the truth; mismatched pairs are left out."""
+    images = []
+    for path in sorted((truth / "train").glob("*.json"), key=lambda p: int(p.stem)):
+        record = json.loads(path.read_text())
+        if record.get("mismatched"):
+            continue
+        animals = []
+        height, width = int(record["height"]), int(record["width"])
+        for part in (record[config.annotation_key], record.get("hidden") or {}):
+            for spec in config.classes:
+                half = float(np.mean(spec.length_px)) / 2
+                for x, y in part.get(spec.name, []):
+                    # Cut at the photo's edge, as annotation tools do: the box's centre moves in.
+                    top, bottom = max(0.0, y - half), min(float(height), y + half)
+                    left, right = max(0.0, x - half), min(float(width), x + half)
+                    row, col = (top + bottom) / 2, (left + right) / 2
+                    animals.append(
+                        labels.Animal(f"{path.stem}.jpg", spec.name, row, col, bottom - top, right - left)
+                    )
+        images.append(labels.LabelledImage(f"{path.stem}.jpg", height, width, tuple(animals)))
+    for fmt in formats:
+        labels.write_annotations(images, config.class_names, fmt, str(out / "annotations" / EXPORTS[fmt]))
 
 
 def _range(kind: type):
