@@ -34,7 +34,7 @@ from herdcount.annotations import resize_cells
 from herdcount.config import Config, resolve_scheme
 from herdcount.dots import grow_cells, masked_at, masked_points
 from herdcount.imaging import resize_rgb
-from herdcount.intervals import VALIDATION_COUNTS, write_validation_counts
+from herdcount.intervals import VALIDATION_COUNTS, group_errors, write_validation_counts
 from herdcount.models.builders import (
     DensityLoss,
     ScaleLoss,
@@ -703,12 +703,24 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
         "flops_per_megapixel": flops,
         "class_names": config.class_names,
         "val_counts": {"ids": [p.train_id for p in val], "true": truth, "predicted": predicted},
+        "val_unit": "photo",
         "train_ids": prep["train_ids"],
         "val_ids": prep["val_ids"],
         # The photos whose counts chose the epoch kept: their errors are a little optimistic.
         "epoch_chosen_on": sorted(val[i].train_id for i in validation.sample),
         **_init_record(reused, settings),
     }
+    if any(p.group is not None for p in val):
+        # Tiles of one source photo share its light, ground and crowding: their errors are
+        # not independent, so the intervals resample whole groups, as the split held them out.
+        groups = [p.group for p in val]
+        ids, true_g, predicted_g = group_errors(info["val_counts"]["ids"], groups, truth, predicted)
+        chosen = {val[i].group or val[i].train_id for i in validation.sample}
+        info.update(
+            val_counts={"ids": ids, "true": true_g, "predicted": predicted_g},
+            val_unit="group",
+            epoch_chosen_on=sorted(chosen),
+        )
     return model, history, metrics, info
 
 
@@ -856,6 +868,8 @@ def write_run(
             "train_ids": info["train_ids"],
             "val_ids": info["val_ids"],
             **({"epoch_chosen_on": info["epoch_chosen_on"]} if "epoch_chosen_on" in info else {}),
+            # What a row of validation_counts.csv is: a held-out photo, or a held-out group.
+            **({"validation_unit": info["val_unit"]} if info.get("val_unit") == "group" else {}),
         },
         "metrics": metrics,
         "epochs_run": epochs,

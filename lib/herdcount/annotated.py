@@ -82,6 +82,9 @@ class AnnotatedPlan:
     format: str = ""
     #: ``(name, size)`` of the files in DIR, for the run's fingerprint.
     listing: list[tuple[str, int]] = field(default_factory=list)
+    #: Each class's length from a given scheme (``length_px``'s middle), for classes that
+    #: come as points only; None when the scheme was made from the file.
+    scheme_lengths: dict[str, float] | None = None
 
 
 def annotation_scheme(annotations: Annotations, source: LabelSource, given: Config | None) -> Config:
@@ -210,15 +213,26 @@ def load_labelled(
     return image, box_cells(np.asarray(ignored, float), image.shape[:2], block=block)
 
 
-def measured_sizes(metadata: list[dict[str, Any]], config: Config) -> dict[str, Any]:
-    """Each class's body length measured from the boxes (median long side) and how many
-    boxes it rests on: the animals' sizes the density targets and point matching use."""
+def measured_sizes(
+    metadata: list[dict[str, Any]], config: Config, scheme_lengths: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """Each class's body length: measured from its boxes (median long side), else the
+    given scheme's ``length_px`` (a class annotated with points), else unknown; with how
+    many boxes it rests on and where it came from."""
     longs: dict[str, list[float]] = {n: [] for n in config.class_names}
     for meta in metadata:
         for name, boxes in (meta.get("sizes") or {}).items():
             longs.setdefault(name, []).extend(max(h, w) for h, w in boxes if h or w)
     lengths = class_lengths(longs)
-    return {n: {"length_px": lengths[n], "boxes": len(longs[n])} for n in config.class_names}
+    sizes = {}
+    for n in config.class_names:
+        if lengths[n] is not None:
+            sizes[n] = {"length_px": lengths[n], "boxes": len(longs[n]), "from": "boxes"}
+        elif scheme_lengths and n in scheme_lengths:
+            sizes[n] = {"length_px": scheme_lengths[n], "boxes": 0, "from": "scheme"}
+        else:
+            sizes[n] = {"length_px": None, "boxes": 0, "from": None}
+    return sizes
 
 
 def read_labels(source: LabelSource) -> Annotations:

@@ -581,6 +581,8 @@ class ExtractJob(Job[ExtractPlan, PairTask, PairResult]):
         given = self.config or (load_config(self.scheme) if self.scheme else None)
         config = annotation_scheme(labels, source, given)
         found = plan_annotated(source, labels)
+        if given is not None:
+            found.scheme_lengths = {c.name: float(np.mean(c.length_px)) for c in config.classes}
         plan = ExtractPlan(source.images, self.out, config, found.tasks, source=source, annotated=found)
         plan.rows = [_failed(image_id(name), name, "is missing from --images") for name in found.missing]
         if self.windows is not None:
@@ -644,7 +646,7 @@ def _finish_annotated(plan: ExtractPlan, results: list[PairResult], totals: dict
             "images_without_annotations": found.unlabelled,
             "groups": len(groups - {None}),
             "ungrouped_images": sum(meta.get("group") is None for meta in ok),
-            "sizes": measured_sizes(ok, plan.config),
+            "sizes": measured_sizes(ok, plan.config, found.scheme_lengths),
         }
     )
     inputs = {

@@ -300,6 +300,26 @@ def interval_errors(
     return errors, "held-out"
 
 
+def group_errors(
+    ids: list[str], groups: list[str | None], true: ArrayLike, predicted: ArrayLike
+) -> tuple[list[str], NDArray[np.float64], NDArray[np.float64]]:
+    """Held-out counts summed per group (a photo without one is its own group), in order
+    of first appearance: the units the intervals resample when tiles of one source photo,
+    or frames of one flight, share their errors.
+
+    Returns
+    -------
+    group ids, (G, K) true, (G, K) predicted
+    """
+    true, predicted = np.asarray(true, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
+    keys = [g if g is not None else i for i, g in zip(ids, groups)]
+    order = list(dict.fromkeys(keys))
+    member = np.array([[k == g for k in keys] for g in order], dtype=np.float64).reshape(
+        len(order), len(keys)
+    )
+    return order, member @ true.reshape(len(keys), -1), member @ predicted.reshape(len(keys), -1)
+
+
 def annotated_errors(
     ids: list[str], true: ArrayLike, counted: ArrayLike, class_names: list[str]
 ) -> ValidationCounts:
