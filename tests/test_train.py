@@ -281,6 +281,8 @@ def test_bad_input_stops_before_training(tmp_path, survey, extracted, config, ca
         (run / "model.json").write_text("{}")
         expected = "--overwrite"
     else:
+        # Without --data, training finds the survey through the extract's run.json: here none.
+        (out / "run.json").unlink()
         kind, expected, data = "classifier", "no --data DATA to cut them from", None
     data_args = ["--data", str(data)] if data else []
     done = run_train("--kind", kind, "--extract", str(out), *data_args, "--out", str(run))
