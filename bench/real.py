@@ -50,21 +50,16 @@ def herdcount(*args: str) -> float:
     return (time.monotonic() - started) / 60
 
 
-def extract(split: Path, classes: Path, out: Path, *, windows: bool) -> float:
+def extract(split: Path, classes: Path, out: Path, *, windows: bool, other: str) -> float:
+    """The split's annotated tiles extracted into OUT; "other" (animals the annotators could
+    not classify) ignored (masked in training) or taken as background (the file without
+    them, as the published detector was trained)."""
     if (out / "run.json").exists():
         return 0.0
-    args = ["extract", "--images", str(split), "--annotations", str(split / "annotations_final.csv")]
-    args += [
-        "--classes",
-        str(classes),
-        "--ignore-class",
-        "other",
-        "--group-pattern",
-        GROUPS,
-        "--out",
-        str(out),
-    ]
-    return herdcount(*args, *(["--windows"] if windows else []))
+    file = "annotations_final.csv" if other == "ignore" else "annotations_final_no.csv"
+    args = ["extract", "--images", str(split), "--annotations", str(split / file), "--classes", str(classes)]
+    args += [*(["--ignore-class", "other"] if other == "ignore" else []), "--group-pattern", GROUPS]
+    return herdcount(*args, "--out", str(out), *(["--windows"] if windows else []))
 
 
 def read_table(path: Path) -> list[dict[str, str]]:
@@ -182,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     root, work = args.data / args.set, args.work / args.set
     classes = root / "classes-no-other.csv"
     names = read_class_list(str(classes))
-    minutes = {"extract train": extract(root / "train", classes, work / "extract-train", windows=True)}
-    minutes["extract valid"] = extract(root / "valid", classes, work / "extract-valid", windows=False)
+    suffix = "" if args.other == "ignore" else "-other-background"
+    train_out = work / f"extract-train{suffix}"
+    minutes = {"extract train": extract(root / "train", classes, train_out, windows=True, other=args.other)}
     run, count = work / args.name, work / f"count-{args.name}"
     if not (args.reuse and (run / "model.json").exists()):
         minutes["train"] = herdcount(

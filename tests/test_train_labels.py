@@ -11,6 +11,7 @@ import pytest
 
 from herdcount.annotated import LabelSource
 from herdcount.config import load_config
+from herdcount.count import CountJob
 from herdcount.extract import ExtractJob
 from herdcount.intervals import group_errors, read_validation_counts
 from herdcount.models import train
@@ -82,6 +83,17 @@ def test_annotated_tiles_train_with_groups_held_out_whole_at_the_animals_scale(t
     assert held.ids == list(dict.fromkeys(group[i] for i in data_["val_ids"]))
     truth = [json.loads((extract / "metadata" / f"{i}.json").read_text())["counts"] for i in data_["val_ids"]]
     np.testing.assert_array_equal(held.true.sum(axis=0), np.sum(truth, axis=0))
+    # The count job works at the model's scale and reports points in the photos' own pixels.
+    counted = tmp_path / "count"
+    outcome = run_in_process(CountJob(images=str(data / "Train"), out=str(counted), model=str(run)))
+    # Train/ holds train.csv beside the photos: an error row of its own, every photo counted.
+    assert outcome.exit_code == 3 and "1 of 13 photos failed" in outcome.summary, outcome.summary
+    record = json.loads((counted / "photos" / "0.json").read_text())
+    scale = described["input_scale"]
+    assert record["scale"] == pytest.approx(scale, abs=1e-3) and record["width"] == round(320 * scale)
+    with (counted / "points.csv").open() as f:
+        points = list(csv.DictReader(f))
+    assert points and all(0 <= float(p["x"]) < 320 and 0 <= float(p["y"]) < 320 for p in points)
 
 
 @pytest.mark.slow
