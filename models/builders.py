@@ -56,7 +56,12 @@ def make_classifier_model(
 
 
 def make_density_model(
-    num_classes: int, *, width: int = 16, depth: int = 4, output_activation: str = "relu"
+    num_classes: int,
+    *,
+    width: int = 16,
+    depth: int = 4,
+    output_activation: str = "relu",
+    head: str = "joint",
 ) -> keras.Model:
     """A fully convolutional density model of output stride 8: RGB tile to one map per class.
 
@@ -78,6 +83,11 @@ def make_density_model(
         Convolutions at 1/8 resolution.
     output_activation : str, optional
         Of the output layer; ReLU gives exact zeros over empty ground.
+    head : str, optional
+        ``joint``: one density map per class. ``split``: one density map of animals of any
+        class times each cell's class shares (a softmax): every animal teaches the count,
+        and classes that differ mostly by size compete for each animal instead of each
+        class map learning alone where its animals are.
 
     Returns
     -------
@@ -89,6 +99,8 @@ def make_density_model(
         raise ValueError(f"num_classes must be positive, got {num_classes}")
     if width < 1 or depth < 1:
         raise ValueError(f"width and depth must be positive, got width={width}, depth={depth}")
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
     inputs = keras.Input(shape=(None, None, 3), name="tile")
     x = layers.Rescaling(1 / 255, offset=-0.5, name="rescale")(inputs)
     x = _conv_bn_relu(x, layers.Conv2D(width, 4, strides=4, use_bias=False, name="stem4"))
@@ -102,25 +114,44 @@ def make_density_model(
                 2 * width, 3, padding="same", dilation_rate=dilation, use_bias=False, name=f"conv8_{n + 1}"
             ),
         )
+    if head == "split":
+        x = _split_head(x, num_classes, output_activation)
+    else:
+        x = _density_head(x, num_classes, output_activation, "density")
+    # Densities peak near 0.15 per cell; the layers work on 100 times that, where weights
+    # and gradients are of order one, and this layer brings the output back to counts.
+    outputs = layers.Rescaling(0.01, name="density")(x)
+    return keras.Model(inputs, outputs, name="density_counter")
+
+
+#: The density model's output heads (see :func:`make_density_model`).
+HEADS = ("joint", "split")
+
+
+def _density_head(x, channels: int, activation: str, name: str):
     # A positive start keeps every class's output alive while the count loss first pulls
     # the empty ground down; a ReLU channel that is dark everywhere never learns again.
-    relu = output_activation == "relu"
+    relu = activation == "relu"
     x = layers.Conv2D(
-        num_classes,
+        channels,
         1,
-        activation=None if relu else output_activation,
+        activation=None if relu else activation,
         bias_initializer=keras.initializers.Constant(0.5),
-        name="density_x100",
+        name=f"{name}_x100",
     )(x)
     if relu:
         # One bad step can still push a class's channel below zero everywhere (a rare class,
         # seen in few batches, lost for good at epoch 2 of a 30-epoch run): in training the
         # gradient keeps a small slope below zero, so the loss can bring it back.
-        x = RecoverableReLU(name="density_relu")(x)
-    # Densities peak near 0.15 per cell; the layers work on 100 times that, where weights
-    # and gradients are of order one, and this layer brings the output back to counts.
-    outputs = layers.Rescaling(0.01, name="density")(x)
-    return keras.Model(inputs, outputs, name="density_counter")
+        x = RecoverableReLU(name=f"{name}_relu")(x)
+    return x
+
+
+def _split_head(x, num_classes: int, activation: str):
+    animals = _density_head(x, 1, activation, "animals")
+    shares = layers.Conv2D(num_classes, 1, name="class_logits")(x)
+    shares = layers.Softmax(axis=-1, name="class_shares")(shares)
+    return layers.Multiply(name="density_x100")([animals, shares])
 
 
 @keras.saving.register_keras_serializable(package="herdcount")
@@ -163,17 +194,36 @@ def _conv_bn_relu(x, conv: layers.Layer):
     return layers.ReLU(name=f"{conv.name}_relu")(x)
 
 
-def _chain(model: keras.Model) -> list[layers.Layer]:
-    chain = [layer for layer in model.layers if not isinstance(layer, layers.InputLayer)]
-    if any(len(node.input_tensors) > 1 for layer in chain for node in layer._inbound_nodes):
-        raise ValueError(f"model {model.name!r} is not a chain of single-input layers")
-    return chain
+def _walk(model: keras.Model):
+    """Each layer of a Functional model in order, with the output stride and receptive
+    field (pixels) of its input; where several inputs meet (a head that multiplies two
+    maps), the widest field. Strides of meeting inputs must agree."""
+    seen: dict[int, tuple[int, int]] = {}
+    for layer in model.layers:
+        if isinstance(layer, layers.InputLayer):
+            seen[id(layer.output)] = (1, 1)
+            continue
+        inputs = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
+        known = [seen[id(t)] for t in inputs if id(t) in seen]
+        if not known:
+            raise ValueError(f"layer {layer.name!r} of model {model.name!r} has no input from the model")
+        strides = {k[0] for k in known}
+        if len(strides) > 1:
+            raise ValueError(f"layer {layer.name!r} joins maps of strides {sorted(strides)}")
+        stride, field = strides.pop(), max(k[1] for k in known)
+        yield layer, stride, field
+        if isinstance(layer, (layers.Conv2D, layers.SeparableConv2D, layers.MaxPooling2D)):
+            kernel = layer.pool_size[0] if isinstance(layer, layers.MaxPooling2D) else layer.kernel_size[0]
+            dilation = getattr(layer, "dilation_rate", (1,))[0]
+            field += (kernel - 1) * dilation * stride
+            stride *= layer.strides[0]
+        seen[id(layer.output)] = (stride, field)
 
 
 def geometry(model: keras.Model) -> dict[str, int]:
-    """``output_stride`` and ``receptive_field`` (pixels) of a chain of convolution layers."""
+    """``output_stride`` and ``receptive_field`` (pixels) of a fully convolutional model."""
     stride, field = 1, 1
-    for layer in _chain(model):
+    for layer, stride, field in _walk(model):
         if isinstance(layer, (layers.Conv2D, layers.SeparableConv2D, layers.MaxPooling2D)):
             kernel = layer.pool_size[0] if isinstance(layer, layers.MaxPooling2D) else layer.kernel_size[0]
             dilation = getattr(layer, "dilation_rate", (1,))[0]
@@ -183,19 +233,18 @@ def geometry(model: keras.Model) -> dict[str, int]:
 
 
 def flops_per_megapixel(model: keras.Model) -> float:
-    """Multiply-adds times two per million input pixels of a fully convolutional chain.
+    """Multiply-adds times two per million input pixels of a fully convolutional model.
 
     Counts convolutions only (biases and activations are a rounding error).
     """
-    total, stride = 0.0, 1
-    for layer in _chain(model):
+    total = 0.0
+    for layer, stride, _ in _walk(model):
         if isinstance(layer, layers.Dense):
             raise ValueError(
                 f"layer {layer.name!r} is Dense: FLOPs per megapixel need a fully convolutional model"
             )
         if isinstance(layer, (layers.Conv2D, layers.SeparableConv2D)):
-            stride *= layer.strides[0]
-            cells = 1e6 / stride**2
+            cells = 1e6 / (stride * layer.strides[0]) ** 2
             kh, kw = layer.kernel_size
             cin = layer.input.shape[-1]
             if isinstance(layer, layers.SeparableConv2D):

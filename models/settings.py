@@ -52,9 +52,11 @@ class DensitySettings:
     #: Exponent of the inverse share of each class's dots in the training photos that
     #: weighs its error in the loss (0: every class alike; 1: each class's dots weigh alike).
     class_balance: float = 0.5
-    #: Channels at 1/4 resolution and convolutions at 1/8.
+    #: Channels at 1/4 resolution and convolutions at 1/8, and the output head (``joint``:
+    #: a map per class; ``split``: animals of any class times class shares).
     width: int = 16
     depth: int = 4
+    head: str = "joint"
     #: Tile of the whole-photo validation, and at most how many held-out photos are counted
     #: after each epoch (all of them at the end).
     inference_tile: int = 1024
@@ -85,6 +87,8 @@ class DensitySettings:
             raise ValueError(
                 f"need 0 < --min-scale <= --max-scale, got {self.min_scale} and {self.max_scale}"
             )
+        if self.head not in ("joint", "split"):
+            raise ValueError(f"--head must be joint or split, got {self.head!r}")
         if not 0 <= self.input_scale <= 1:
             raise ValueError(
                 f"--input-scale must be in [0, 1] (0: from the animals' sizes), got {self.input_scale}"
@@ -258,6 +262,13 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     g.add_argument("--sigma", type=float, default=density.sigma, help="Gaussian of each dot, in output cells")
     g.add_argument("--width", type=int, default=density.width, help="channels of the model at 1/4 resolution")
     g.add_argument("--depth", type=int, default=density.depth, help="convolutions at 1/8 resolution")
+    g.add_argument(
+        "--head",
+        choices=("joint", "split"),
+        default=density.head,
+        help="output: a density map per class (joint), or one map of animals times each cell's class "
+        "shares (split: classes compete for each animal)",
+    )
     g.add_argument(
         "--count-weight", type=float, default=density.count_weight, help="weight of the tile count loss"
     )

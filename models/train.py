@@ -582,7 +582,12 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
     )
     strategy = device_strategy()
     with strategy.scope():
-        model = make_density_model(num_classes, width=settings.density.width, depth=settings.density.depth)
+        model = make_density_model(
+            num_classes,
+            width=settings.density.width,
+            depth=settings.density.depth,
+            head=settings.density.head,
+        )
         reused = _init_from(model, settings, list(config.class_names))
     geo = describe_density_model(model)
     stride, flops, margin = geo["output_stride"], geo["flops_per_megapixel"], geo["margin"]

@@ -57,6 +57,22 @@ def test_density_model_maps_any_tile_at_stride_eight(height, width):
     assert all(type(layer).__name__ != "Dense" for layer in model.layers)
 
 
+def test_split_head_shares_one_animal_map_among_the_classes():
+    model = make_density_model(3, width=8, head="split")
+    assert geometry(model) == {"output_stride": 8, "receptive_field": 144}
+    tiles = np.random.default_rng(0).integers(0, 255, (2, 64, 80, 3), dtype=np.uint8)
+    out = model.predict(tiles, verbose=0)
+    assert out.shape == (2, 8, 10, 3)
+    # Each cell's classes split the animals' density between them: their sum is that map.
+    animals = keras.Model(model.input, model.get_layer("animals_relu").output).predict(tiles, verbose=0)
+    np.testing.assert_allclose(out.sum(axis=-1), animals[..., 0] / 100, rtol=1e-4, atol=1e-7)
+    cells8 = 1e6 / 64
+    joint = flops_per_megapixel(make_density_model(3, width=8))
+    assert flops_per_megapixel(model) == pytest.approx(joint + 2 * cells8 * 16 * 1)
+    with pytest.raises(ValueError, match="head must be one of"):
+        make_density_model(3, head="both")
+
+
 def test_density_model_flops_are_counted_layer_by_layer():
     model = make_density_model(5, width=16, depth=4)
     cells4, cells8 = 1e6 / 16, 1e6 / 64
