@@ -597,7 +597,7 @@ def train_density(settings: TrainSettings, config: Config, prep: dict[str, Any],
     )
     sampling = {"size": settings.density.tile_size, "stride": stride, "sigma": settings.density.sigma}
     input_scale = settings.density.input_scale or working_scale(
-        extract_lengths(settings.extract), geo["receptive_field"]
+        list(extract_lengths(settings.extract).values()), geo["receptive_field"]
     )
     if input_scale != 1:
         print(f"the model works at {input_scale:g} of the photos' size (the animals' sizes and its field)")
@@ -850,6 +850,12 @@ def write_run(
         "kind": settings.kind,
         "class_names": names,
         "input_scale": info.get("input_scale", 1.0),
+        # Each class's body length from its boxes: point matching's radius (score --radius auto).
+        **(
+            {"class_lengths_px": lengths}
+            if any((lengths := extract_lengths(settings.extract)).values())
+            else {}
+        ),
         "training_scale_range": [settings.density.min_scale, settings.density.max_scale]
         if settings.kind == "density"
         else None,
@@ -897,11 +903,11 @@ def write_run(
     save_model_run(run, model, described)
 
 
-def extract_lengths(extract: str) -> list[float | None]:
+def extract_lengths(extract: str) -> dict[str, float | None]:
     """Each class's body length as the extract measured it from boxes (none for dotted pairs)."""
     run = read_run(extract)
     sizes = (run.totals.get("sizes") if run is not None else None) or {}
-    return [v.get("length_px") for v in sizes.values()]
+    return {name: v.get("length_px") for name, v in sizes.items()}
 
 
 def _extract_run(out: str) -> dict[str, Any] | None:

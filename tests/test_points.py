@@ -32,3 +32,12 @@ def test_scores_count_matches_per_class_only_within_a_class():
     np.testing.assert_allclose(scores.recall, [0.5, 0.0])
     total = scores + scores
     np.testing.assert_array_equal(total.matched, [2, 0])
+
+
+def test_each_class_may_have_its_own_radius():
+    truth = [[0, 0], [100, 100]]
+    found = [[30, 0], [130, 100]]
+    # 30 px off each: a large animal's point matches within half its length, a small one's not.
+    scores = score_points(found, [0, 1], truth, [0, 1], 2, radius=[50.0, 20.0])
+    np.testing.assert_array_equal(scores.matched, [1, 0])
+    np.testing.assert_array_equal(score_points(found, [0, 1], truth, [0, 1], 2, radius=40.0).matched, [1, 1])

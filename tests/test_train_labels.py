@@ -16,6 +16,7 @@ from herdcount.extract import ExtractJob
 from herdcount.intervals import group_errors, read_validation_counts
 from herdcount.models import train
 from herdcount.runner import run_in_process
+from herdcount.score import class_radii
 from herdcount.synth import write_survey
 
 TINY = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--tile-size", "64", "--threads", "2"]
@@ -94,6 +95,9 @@ def test_annotated_tiles_train_with_groups_held_out_whole_at_the_animals_scale(t
     with (counted / "points.csv").open() as f:
         points = list(csv.DictReader(f))
     assert points and all(0 <= float(p["x"]) < 320 and 0 <= float(p["y"]) < 320 for p in points)
+    # score --radius auto: half of each class's length, as the training data measured it.
+    assert described["class_lengths_px"] == {"cows": 150.0, "pups": 65.0}
+    assert class_radii(str(counted / "submission.csv"), ["pups", "cows"]) == [32.5, 75.0]
 
 
 @pytest.mark.slow

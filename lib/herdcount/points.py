@@ -89,9 +89,10 @@ def score_points(
     truth_classes: ArrayLike,
     n_classes: int,
     *,
-    radius: float = 20.0,
+    radius: float | ArrayLike = 20.0,
 ) -> PointScores:
-    """Match points class by class within ``radius`` and count the matches per class.
+    """Match points class by class within ``radius`` (one for all classes, or one per
+    class: animals of different sizes) and count the matches per class.
 
     Returns
     -------
@@ -103,8 +104,9 @@ def score_points(
     found_classes = np.asarray(found_classes, dtype=np.int64)
     truth_classes = np.asarray(truth_classes, dtype=np.int64)
     matched = np.zeros(n_classes, dtype=np.int64)
+    radii = np.broadcast_to(np.asarray(radius, dtype=np.float64), (n_classes,))
     for k in range(n_classes):
-        pairs = match_points(found[found_classes == k], truth[truth_classes == k], radius=radius)
+        pairs = match_points(found[found_classes == k], truth[truth_classes == k], radius=float(radii[k]))
         matched[k] = len(pairs)
     return PointScores(
         matched,

@@ -211,7 +211,12 @@ def read_points_truth(path: str | Path, class_names: list[str], *, ids: set[str]
 
 
 def score_point_sets(
-    found: PhotoPoints, truth: PhotoPoints, counted: set[str], n_classes: int, *, radius: float = 20.0
+    found: PhotoPoints,
+    truth: PhotoPoints,
+    counted: set[str],
+    n_classes: int,
+    *,
+    radius: float | list[float] = 20.0,
 ) -> tuple[PointScores, list[str]]:
     """Per-class matches of found against true points over the truth's photos, and the
     photos that were not counted (their true points count as missed)."""
@@ -223,9 +228,16 @@ def score_point_sets(
     return total, sorted(set(truth) - counted, key=lambda i: (len(i), i))
 
 
-def format_points(scores: PointScores, class_names: list[str], radius: float, not_counted: list[str]) -> str:
+def format_points(
+    scores: PointScores, class_names: list[str], radius: float | list[float], not_counted: list[str]
+) -> str:
     """Per-class precision, recall and F1 of a point matching, then their means."""
-    lines = [f"points matched one to one within {radius:g} px:"]
+    within = (
+        f"{radius:g} px"
+        if np.ndim(radius) == 0
+        else "half a body length (" + ", ".join(f"{n} {r:g} px" for n, r in zip(class_names, radius)) + ")"
+    )
+    lines = [f"points matched one to one within {within}:"]
     lines.append(f"{'class':<16}{'precision':>10}{'recall':>10}{'F1':>8}{'found':>8}{'true':>8}")
     for k, name in enumerate(class_names):
         lines.append(
@@ -299,6 +311,40 @@ def format_coverage(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def _radius(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels or 'auto', got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"the radius must be positive, got {value:g}")
+    return value
+
+
+def class_radii(submission: str | Path, class_names: list[str]) -> list[float]:
+    """Half of each class's body length, as the model that made the counts beside
+    ``submission`` recorded it (``class_lengths_px`` of its model.json, from the boxes its
+    training data measured); 20 px for a class of unknown size.
+
+    Raises
+    ------
+    ValueError
+        If no count run.json beside the submission names its model.
+    """
+    run = storage.join(storage.parent(submission), "run.json")
+    model = json.loads(storage.read_text(run)).get("model") if storage.exists(run) else None
+    path = (model or {}).get("run")
+    if not path:
+        raise ValueError(
+            f"--radius auto needs the count job's run.json beside {submission}, naming its model"
+        )
+    info = json.loads(storage.read_text(storage.join(path, "model.json")))
+    lengths = info.get("class_lengths_px") or {}
+    return [lengths[n] / 2 if lengths.get(n) else 20.0 for n in class_names]
+
+
 def counted_ids(submission: str | Path) -> set[str] | None:
     """Ids of the photos the count job counted: counts.csv beside the submission; None
     where there is none (a submission from elsewhere)."""
@@ -323,9 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--radius",
-        type=float,
+        type=_radius,
         default=20.0,
-        help="largest distance of a matched pair of points, in pixels (default: %(default)s)",
+        help="largest distance of a matched pair of points, in pixels, or 'auto': half of each class's body "
+        "length as the model's training data measured it (default: %(default)s)",
     )
     args = parser.parse_args(argv)
     try:
@@ -341,9 +388,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
             truth_points = read_points_truth(args.points, names, ids=set(ids))
             found = read_points_csv(found_csv, names)
-            scores, missing = score_point_sets(found, truth_points, counted, len(names), radius=args.radius)
+            radius = args.radius if args.radius != "auto" else class_radii(args.submission, names)
+            scores, missing = score_point_sets(found, truth_points, counted, len(names), radius=radius)
             print()
-            print(format_points(scores, names, args.radius, missing))
+            print(format_points(scores, names, radius, missing))
         totals = storage.join(storage.parent(args.submission), "totals.csv")
         if counted is not None and storage.exists(totals):
             keep = [n for n, key in enumerate(ids) if key in counted]
