@@ -173,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--name", default="run", help="the run's folder in WORK/SET (several settings side by side)"
     )
+    p.add_argument(
+        "--other",
+        choices=("background", "ignore"),
+        default="background",
+        help='animals labelled "other": background, as the file without them has it and the published '
+        "detector was trained and scored; or ignored (masked in training)",
+    )
     args = p.parse_args(argv)
     root, work = args.data / args.set, args.work / args.set
     classes = root / "classes-no-other.csv"

@@ -1,11 +1,11 @@
-"""Extract dots, thumbnails and background patches from a survey's training pairs.
+"""Extract the animals, thumbnails and windows of a survey's training photos (Spark).
 
 Run::
 
     spark-submit jobs/extract.py --data DATA --out OUT [--scheme conf/sealions.yaml]
+    spark-submit jobs/extract.py --images DIR --annotations FILE --out OUT [--ignore-class other]
 
-DATA is a dataset root in the Kaggle layout (Train/, TrainDotted/, Train/train.csv,
-MismatchedTrainImages.txt). One Spark task per pair; rerunning with the same OUT resumes.
+The same job as ``herdcount extract``; ``--help`` lists every option.
 """
 
 import sys
