@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             "--kind",
             "density",
             "--extract",
-            str(work / "extract-train"),
+            str(train_out),
             "--out",
             str(run),
             "--overwrite",
