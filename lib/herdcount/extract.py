@@ -173,19 +173,7 @@ def plan_extract(data: str | Path, out: str | Path, config: Config) -> ExtractPl
 def extract_pair(task: PairTask, out: str, config: Config, windows: PairWindows | None = None) -> PairResult:
     """Extract one pair on an executor; never raises for bad input, returns its result
     (``ok`` or ``error``)."""
-    started = time.process_time()
-    meta_path = storage.join(out, "metadata", f"{task.train_id}.json")
-    try:
-        if storage.exists(meta_path):
-            meta = json.loads(storage.read_text(meta_path))
-            return _ok(task, meta, resumed=True, started=started)
-        meta = _extract(task, str(out), config, windows)
-        return _ok(task, meta, resumed=False, started=started)
-    except PhotoError as exc:
-        return _failed(task.train_id, exc.file, exc.reason, cpu_s=time.process_time() - started)
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        return _failed(task.train_id, task.plain, reason, cpu_s=time.process_time() - started)
+    return _guarded(task, out, task.plain, lambda: _extract(task, str(out), config, windows))
 
 
 def extract_image(
@@ -193,27 +181,39 @@ def extract_image(
 ) -> PairResult:
     """Extract one annotated image on an executor: as :func:`extract_pair`, with the animals
     read from the annotation file's rows instead of found in a dotted copy."""
+    return _guarded(task, out, task.name, lambda: _extract_labelled(task, out, config, source, windows))
+
+
+def _guarded(task: PairTask | ImageTask, out: str, file: str, work: Callable[[], dict]) -> PairResult:
+    """A photo's result: resumed from its metadata, or made by ``work``; bad input becomes an
+    error naming the file (``file`` where the error does not name one)."""
     started = time.process_time()
     meta_path = storage.join(out, "metadata", f"{task.train_id}.json")
     try:
         if storage.exists(meta_path):
             meta = json.loads(storage.read_text(meta_path))
             return _ok(task, meta, resumed=True, started=started)
-        photo = label_image(task, config, source, _read(task.path), block=config.dots.block)
-        meta = labelled_record(task, photo, config)
-        meta.update(
-            _outputs(task.train_id, photo.image, photo.points, photo.classes, photo.masked, out, config)
-        )
-        if windows is not None:
-            _write_windows(task.train_id, photo.image, photo.masked, config.dots.block, meta, config, windows)
-        meta["rejected"] = [str(e) for e in photo.rejected]
-        storage.write_text_atomic(meta_path, json.dumps(meta))
-        return _ok(task, meta, resumed=False, started=started)
+        return _ok(task, work(), resumed=False, started=started)
     except PhotoError as exc:
-        return _failed(task.train_id, task.name, exc.reason, cpu_s=time.process_time() - started)
+        named = exc.file if isinstance(task, PairTask) else file
+        return _failed(task.train_id, named, exc.reason, cpu_s=time.process_time() - started)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
-        return _failed(task.train_id, task.name, reason, cpu_s=time.process_time() - started)
+        return _failed(task.train_id, file, reason, cpu_s=time.process_time() - started)
+
+
+def _extract_labelled(
+    task: ImageTask, out: str, config: Config, source: LabelSource, windows: PairWindows | None
+) -> dict[str, Any]:
+    photo = label_image(task, config, source, _read(task.path), block=config.dots.block)
+    meta = labelled_record(task, photo, config)
+    meta.update(_outputs(task.train_id, photo.image, photo.points, photo.classes, photo.masked, out, config))
+    if windows is not None:
+        _write_windows(task.train_id, photo.image, photo.masked, config.dots.block, meta, config, windows)
+    meta["rejected"] = [str(e) for e in photo.rejected]
+    # Written last: its presence marks the photo as complete for a rerun.
+    storage.write_text_atomic(storage.join(out, "metadata", f"{task.train_id}.json"), json.dumps(meta))
+    return meta
 
 
 def _outputs(
