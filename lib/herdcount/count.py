@@ -98,6 +98,8 @@ class CountSettings:
     auto_range: tuple[float, float] = (0.25, 4.0)
     #: Class names, for the points' GeoJSON.
     class_names: tuple[str, ...] = ()
+    #: The resize factor the model works at (model.json's ``input_scale``): photos are resized by it times ``scale``.
+    input_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -280,6 +282,11 @@ def plan_rasters(
                 raise RasterError(f"rasters are counted with density models, not a {settings.kind}")
             if settings.scale != 1 or settings.scale_model:
                 raise RasterError("rasters are counted at their own resolution (--scale 1)")
+            if settings.input_scale != 1:
+                raise RasterError(
+                    f"the model works at {settings.input_scale:g} of a photo's size; rasters are counted at "
+                    "their own resolution"
+                )
             info = raster_info(task.path, task.name)
             if map_coordinates and not info.georeferenced:
                 raise RasterError(
@@ -705,7 +712,7 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> PhotoResult:
         found = None
         data = _read(task)
         # The model may work at a fraction of the photos' size (its animals' sizes chose it).
-        working = float(model.info.get("input_scale") or 1.0)
+        working = settings.input_scale
         if reader is None:
             scale = settings.scale * working
             image = decode_rgb_scaled(data, task.name, scale=scale)
@@ -1213,6 +1220,7 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
             batch_size=self.batch_size,
             scale_model=self.scale_model,
             class_names=tuple(config.class_names),
+            input_scale=float(info.get("input_scale") or 1.0),
         )
         claim_out(settings)
         if any(is_raster(t.name) for t in plan.tasks):
