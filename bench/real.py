@@ -15,7 +15,8 @@ counts ``valid`` with the count job and prints, beside the all-zeros baseline:
   class's total is inside its 90 % interval.
 
 Everything it makes goes under WORK: extract outputs, the run, the count. ``--reuse`` keeps
-finished stages (each resumes anyway). Options after ``--`` go to ``herdcount train``.
+finished stages (each resumes anyway). Options after ``--`` go to ``herdcount train`` (none:
+the README's recipe for real surveys, :data:`RECIPE`; ``--`` alone: train's defaults).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from herdcount.points import PointScores, score_points
 from herdcount.score import column_rmse
 
 ROOT = Path(__file__).resolve().parents[1]
+#: README's recipe for real surveys (docs/results.md, run r5), used when no options follow ``--``.
+RECIPE = ["--width", "40", "--epochs", "24", "--steps-per-epoch", "300", "--weight-average", "0.99"]
+RECIPE += ["--val-photos-per-epoch", "48"]
 GROUPS = r"^([^-]+)-"
 RADIUS = 40.0
 
@@ -163,7 +167,7 @@ def report(s: dict, names: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else RECIPE
     argv = argv[: argv.index("--")] if "--" in argv else argv
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--set", default="elephant-seals", help="a folder of DATA: elephant-seals or harbor-seals")
