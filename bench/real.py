@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from herdcount.annotations import group_of, image_id, read_annotations, read_class_list
-from herdcount.points import PointScores, score_points
-from herdcount.score import column_rmse
+from herdcount.intervals import group_errors
+from herdcount.score import column_rmse, interval_coverage, read_points_csv, score_point_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 #: README's recipe for real surveys (docs/results.md, run r5), used when no options follow ``--``.
@@ -81,15 +81,6 @@ def truth_of(split: Path, names: list[str]) -> dict[str, tuple[np.ndarray, np.nd
     return truth
 
 
-def found_of(count: Path, names: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    found: dict[str, tuple[list, list]] = {}
-    for row in read_table(count / "points.csv"):
-        coords, classes = found.setdefault(row["test_id"], ([], []))
-        coords.append((float(row["y"]), float(row["x"])))
-        classes.append(names.index(row["class"]))
-    return {k: (np.array(c, float).reshape(-1, 2), np.array(k_, np.int64)) for k, (c, k_) in found.items()}
-
-
 def scores(count: Path, truth: dict, names: list[str]) -> dict[str, object]:
     """Every figure of the module docstring, from the count job's outputs."""
     ids = sorted(truth)
@@ -97,26 +88,16 @@ def scores(count: Path, truth: dict, names: list[str]) -> dict[str, object]:
     true = np.array([np.bincount(truth[i][1], minlength=len(names)) for i in ids], float)
     pred = np.array([[float(counted[i][n]) if i in counted else 0.0 for n in names] for i in ids])
     tile, zeros = column_rmse(true, pred), column_rmse(true, np.zeros_like(true))
-    groups = sorted({group_of(i, GROUPS) for i in ids})
-    member = np.array([[group_of(i, GROUPS) == g for i in ids] for g in groups], float)
-    photo_true, photo_pred = member @ true, member @ pred
+    groups, photo_true, photo_pred = group_errors(ids, [group_of(i, GROUPS) for i in ids], true, pred)
     photo, photo_zeros = (
         column_rmse(photo_true, photo_pred),
         column_rmse(photo_true, np.zeros_like(photo_true)),
     )
-    found = found_of(count, names)
-    empty = (np.zeros((0, 2)), np.zeros(0, np.int64))
-    points = PointScores(*(np.zeros(len(names), np.int64) for _ in range(3)))
-    for i in ids:
-        mine = found.get(i, empty)
-        points = points + score_points(mine[0], mine[1], *truth[i], len(names), radius=RADIUS)
-    totals = {row["class"]: row for row in read_table(count / "totals.csv")}
+    found = read_points_csv(count / "points.csv", names)
+    points, _ = score_point_sets(found, truth, set(counted), len(names), radius=RADIUS)
     true_total = true.sum(axis=0)
-    inside = []
-    for k, n in enumerate(names):
-        low, high = totals[n].get("low", ""), totals[n].get("high", "")
-        inside.append(bool(low != "" and float(low) <= true_total[k] <= float(high)))
-    est = np.array([float(totals[n]["total"]) for n in names])
+    coverage = interval_coverage(count / "totals.csv", dict(zip(names, true_total.tolist())))
+    est = np.array([row["total"] for row in coverage])
     return {
         "tiles": len(ids),
         "photos": len(groups),
@@ -129,9 +110,9 @@ def scores(count: Path, truth: dict, names: list[str]) -> dict[str, object]:
         "recall": points.recall,
         "true_total": true_total,
         "total": est,
-        "low": [totals[n].get("low", "") for n in names],
-        "high": [totals[n].get("high", "") for n in names],
-        "inside": inside,
+        "low": [row["low"] for row in coverage],
+        "high": [row["high"] for row in coverage],
+        "inside": [row["inside"] for row in coverage],
         "totals_error": float(np.abs(est - true_total).sum() / true_total.sum()),
     }
 
@@ -158,7 +139,7 @@ def report(s: dict, names: list[str]) -> str:
     lines.append(row("  recall", s["recall"], s["recall"].mean()))
     lines.append(row("survey total, counted", s["total"], None, "{:.0f}"))
     lines.append(row("survey total, true", s["true_total"], None, "{:.0f}"))
-    spans = [f"{float(lo):.0f}-{float(hi):.0f}" if lo != "" else "-" for lo, hi in zip(s["low"], s["high"])]
+    spans = [f"{lo:.0f}-{hi:.0f}" if not np.isnan(lo) else "-" for lo, hi in zip(s["low"], s["high"])]
     lines.append(f"{'90 % interval':<34}" + "".join(f"{v:>10}" for v in spans))
     lines.append(f"{'truth inside':<34}" + "".join(f"{'yes' if v else 'NO':>10}" for v in s["inside"]))
     lines.append(f"totals error (sum |counted - true| / true): {s['totals_error']:.3f}")

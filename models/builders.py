@@ -17,6 +17,7 @@ import numpy as np
 from keras import layers
 
 from herdcount import storage
+from herdcount.models.settings import HEADS
 from herdcount.predictors import tflite_files
 
 
@@ -124,10 +125,6 @@ def make_density_model(
     return keras.Model(inputs, outputs, name="density_counter")
 
 
-#: The density model's output heads (see :func:`make_density_model`).
-HEADS = ("joint", "split")
-
-
 def _density_head(x, channels: int, activation: str, name: str):
     # A positive start keeps every class's output alive while the count loss first pulls
     # the empty ground down; a ReLU channel that is dark everywhere never learns again.
@@ -195,9 +192,9 @@ def _conv_bn_relu(x, conv: layers.Layer):
 
 
 def _walk(model: keras.Model):
-    """Each layer of a Functional model in order, with the output stride and receptive
-    field (pixels) of its input; where several inputs meet (a head that multiplies two
-    maps), the widest field. Strides of meeting inputs must agree."""
+    """Each layer of a Functional model in order, with the output stride and receptive field
+    (pixels) of its output; where several inputs meet (a head that multiplies two maps), the
+    widest field. Strides of meeting inputs must agree."""
     seen: dict[int, tuple[int, int]] = {}
     for layer in model.layers:
         if isinstance(layer, layers.InputLayer):
@@ -211,24 +208,20 @@ def _walk(model: keras.Model):
         if len(strides) > 1:
             raise ValueError(f"layer {layer.name!r} joins maps of strides {sorted(strides)}")
         stride, field = strides.pop(), max(k[1] for k in known)
-        yield layer, stride, field
         if isinstance(layer, (layers.Conv2D, layers.SeparableConv2D, layers.MaxPooling2D)):
             kernel = layer.pool_size[0] if isinstance(layer, layers.MaxPooling2D) else layer.kernel_size[0]
             dilation = getattr(layer, "dilation_rate", (1,))[0]
             field += (kernel - 1) * dilation * stride
             stride *= layer.strides[0]
         seen[id(layer.output)] = (stride, field)
+        yield layer, stride, field
 
 
 def geometry(model: keras.Model) -> dict[str, int]:
     """``output_stride`` and ``receptive_field`` (pixels) of a fully convolutional model."""
-    stride, field = 1, 1
-    for layer, stride, field in _walk(model):
-        if isinstance(layer, (layers.Conv2D, layers.SeparableConv2D, layers.MaxPooling2D)):
-            kernel = layer.pool_size[0] if isinstance(layer, layers.MaxPooling2D) else layer.kernel_size[0]
-            dilation = getattr(layer, "dilation_rate", (1,))[0]
-            field += (kernel - 1) * dilation * stride
-            stride *= layer.strides[0]
+    # The last layer's output is the model's.
+    steps = list(_walk(model))
+    _, stride, field = steps[-1] if steps else (None, 1, 1)
     return {"output_stride": stride, "receptive_field": field}
 
 
@@ -244,7 +237,7 @@ def flops_per_megapixel(model: keras.Model) -> float:
                 f"layer {layer.name!r} is Dense: FLOPs per megapixel need a fully convolutional model"
             )
         if isinstance(layer, (layers.Conv2D, layers.SeparableConv2D)):
-            cells = 1e6 / (stride * layer.strides[0]) ** 2
+            cells = 1e6 / stride**2
             kh, kw = layer.kernel_size
             cin = layer.input.shape[-1]
             if isinstance(layer, layers.SeparableConv2D):

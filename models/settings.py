@@ -15,6 +15,8 @@ from herdcount import storage
 from herdcount.annotated import labelled_run
 
 KINDS = ("classifier", "density", "scale")
+#: The density model's output heads (see :func:`herdcount.models.builders.make_density_model`).
+HEADS = ("joint", "split")
 
 _DESCRIPTION = """Train a patch classifier or a density count model from an extract job's output.
 
@@ -87,8 +89,8 @@ class DensitySettings:
             raise ValueError(
                 f"need 0 < --min-scale <= --max-scale, got {self.min_scale} and {self.max_scale}"
             )
-        if self.head not in ("joint", "split"):
-            raise ValueError(f"--head must be joint or split, got {self.head!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"--head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if not 0 <= self.input_scale <= 1:
             raise ValueError(
                 f"--input-scale must be in [0, 1] (0: from the animals' sizes), got {self.input_scale}"
@@ -264,7 +266,7 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     g.add_argument("--depth", type=int, default=density.depth, help="convolutions at 1/8 resolution")
     g.add_argument(
         "--head",
-        choices=("joint", "split"),
+        choices=HEADS,
         default=density.head,
         help="output: a density map per class (joint), or one map of animals times each cell's class "
         "shares (split: classes compete for each animal)",

@@ -86,7 +86,7 @@ def read_extract(out: str | Path, config: Config, data: str | Path | None = None
         try:
             meta = json.loads(storage.read_text(storage.join(folder, name)))
             dots = meta[config.annotation_key]
-            int(meta["height"]), int(meta["width"])
+            photo = PhotoDots.from_metadata(train_id, meta, config)
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(
                 f"{storage.join(folder, name)}: not extract metadata ({type(exc).__name__}: {exc})"
@@ -97,7 +97,7 @@ def read_extract(out: str | Path, config: Config, data: str | Path | None = None
                 f"{storage.join(folder, name)}: classes {unknown} are not in the scheme; "
                 f"expected some of {config.class_names}"
             )
-        photos.append(PhotoDots.from_metadata(train_id, meta, config))
+        photos.append(photo)
     return sorted(photos, key=lambda p: id_key(p.train_id))
 
 

@@ -39,6 +39,7 @@ from herdcount.annotations import (
 )
 from herdcount.config import ClassSpec, Config
 from herdcount.imaging import PhotoError, decode_rgb
+from herdcount.runinfo import read_run
 
 #: Where a scheme is made from an annotation file's classes: its annotation key.
 ANNOTATION_KEY = "animals"
@@ -175,13 +176,15 @@ def label_image(
     image = decode_rgb(data, task.name)
     shape = image.shape[:2]
     placed, rejected = place(
-        list(task.animals), shape, config.class_names, ignore=source.ignore, file=source.annotations
+        list(task.animals),
+        shape,
+        config.class_names,
+        ignore=source.ignore,
+        file=source.annotations,
+        mask_unknown=True,
     )
-    unknown = [a for a in task.animals if a.klass not in config.class_names and a.klass not in source.ignore]
-    hidden, _ = place(unknown, shape, [], ignore=tuple({a.klass for a in unknown}), file=source.annotations)
-    boxes = np.concatenate([placed.ignored, hidden.ignored])
-    masked = box_cells(boxes, shape, block=block)
-    return LabelledPhoto(image, placed.points, placed.classes, placed.sizes, boxes, masked, rejected)
+    masked = box_cells(placed.ignored, shape, block=block)
+    return LabelledPhoto(image, placed.points, placed.classes, placed.sizes, placed.ignored, masked, rejected)
 
 
 def labelled_record(task: ImageTask, photo: LabelledPhoto, config: Config) -> dict[str, Any]:
@@ -245,7 +248,5 @@ def read_labels(source: LabelSource) -> Annotations:
 def labelled_run(extract: str) -> str | None:
     """The images folder of an extract run whose labels came from an annotation file, or
     None for a run of dotted pairs (or no run at all)."""
-    from herdcount.runinfo import read_run
-
     run = read_run(extract)
     return None if run is None else run.inputs.get("images")

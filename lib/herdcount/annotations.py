@@ -405,6 +405,7 @@ def place(
     ignore: tuple[str, ...] = (),
     file: str = "",
     point_size: dict[str, float] | None = None,
+    mask_unknown: bool = False,
 ) -> tuple[Placed, list[AnnotationError]]:
     """Put an image's animals into its pixels, rejecting those that do not fit.
 
@@ -424,6 +425,9 @@ def place(
         The annotation file, for errors.
     point_size : dict, optional
         Side in pixels of the square masked around an ignored point (no box), per class.
+    mask_unknown : bool, optional
+        Also put the boxes of animals of unknown classes in ``ignored`` (after the ignored
+        classes' ones), while still reporting them: an animal nobody can name is not ground.
 
     Returns
     -------
@@ -431,7 +435,7 @@ def place(
     """
     height, width = shape
     index = {name: k for k, name in enumerate(class_names)}
-    points, classes, sizes, ignored, errors = [], [], [], [], []
+    points, classes, sizes, ignored, unknown, errors = [], [], [], [], [], []
     for a in animals:
         row, col, h, w = a.row, a.col, a.height, a.width
         if a.normalised:
@@ -447,15 +451,17 @@ def place(
             what = f"box ({left:g},{top:g})-({right:g},{bottom:g})" if h or w else f"point ({col:g},{row:g})"
             errors.append(AnnotationError(file, a.line, f"{what} lies outside {a.image} ({width}x{height})"))
             continue
+        if not (h or w):
+            side = (point_size or {}).get(a.klass, 32.0)
+            top, left, bottom, right = row - side / 2, col - side / 2, row + side / 2, col + side / 2
         if a.klass in ignore:
-            if not (h or w):
-                side = (point_size or {}).get(a.klass, 32.0)
-                top, left, bottom, right = row - side / 2, col - side / 2, row + side / 2, col + side / 2
             ignored.append((top, left, bottom, right))
         elif a.klass not in index:
             errors.append(
                 AnnotationError(file, a.line, f"class {a.klass!r} is not in the scheme's {class_names}")
             )
+            if mask_unknown:
+                unknown.append((top, left, bottom, right))
         else:
             points.append((row, col))
             classes.append(index[a.klass])
@@ -464,7 +470,7 @@ def place(
         np.array(points, float).reshape(-1, 2),
         np.array(classes, np.int64),
         np.array(sizes, float).reshape(-1, 2),
-        np.array(ignored, float).reshape(-1, 4),
+        np.array(ignored + unknown, float).reshape(-1, 4),
     )
     return placed, errors
 
@@ -488,11 +494,9 @@ def resize_cells(masked: NDArray[np.bool_], shape: tuple[int, int], *, block: in
     rows, cols = -(-shape[0] // block), -(-shape[1] // block)
     if masked.size == 0:
         return np.zeros((rows, cols), bool)
-    # The old grid's pixel extent over the new one's: the ratio of the photos' sizes.
-    ratio_r = masked.shape[0] * block / (rows * block)
-    ratio_c = masked.shape[1] * block / (cols * block)
-    r = np.minimum(((np.arange(rows) + 0.5) * block * ratio_r // block).astype(int), masked.shape[0] - 1)
-    c = np.minimum(((np.arange(cols) + 0.5) * block * ratio_c // block).astype(int), masked.shape[1] - 1)
+    # The old cell under each new cell's centre, the grids' sizes standing for the photos'.
+    r = np.minimum(((np.arange(rows) + 0.5) * masked.shape[0] / rows).astype(int), masked.shape[0] - 1)
+    c = np.minimum(((np.arange(cols) + 0.5) * masked.shape[1] / cols).astype(int), masked.shape[1] - 1)
     return masked[np.ix_(r, c)]
 
 

@@ -186,7 +186,7 @@ def extract_image(
 
 def _guarded(task: PairTask | ImageTask, out: str, file: str, work: Callable[[], dict]) -> PairResult:
     """A photo's result: resumed from its metadata, or made by ``work``; bad input becomes an
-    error naming the file (``file`` where the error does not name one)."""
+    error naming the file (``file`` for an error that is not about a photo's bytes)."""
     started = time.process_time()
     meta_path = storage.join(out, "metadata", f"{task.train_id}.json")
     try:
@@ -195,8 +195,7 @@ def _guarded(task: PairTask | ImageTask, out: str, file: str, work: Callable[[],
             return _ok(task, meta, resumed=True, started=started)
         return _ok(task, work(), resumed=False, started=started)
     except PhotoError as exc:
-        named = exc.file if isinstance(task, PairTask) else file
-        return _failed(task.train_id, named, exc.reason, cpu_s=time.process_time() - started)
+        return _failed(task.train_id, exc.file, exc.reason, cpu_s=time.process_time() - started)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         return _failed(task.train_id, file, reason, cpu_s=time.process_time() - started)
@@ -205,7 +204,7 @@ def _guarded(task: PairTask | ImageTask, out: str, file: str, work: Callable[[],
 def _extract_labelled(
     task: ImageTask, out: str, config: Config, source: LabelSource, windows: PairWindows | None
 ) -> dict[str, Any]:
-    photo = label_image(task, config, source, _read(task.path), block=config.dots.block)
+    photo = label_image(task, config, source, _read(task.path, task.name), block=config.dots.block)
     meta = labelled_record(task, photo, config)
     meta.update(_outputs(task.train_id, photo.image, photo.points, photo.classes, photo.masked, out, config))
     if windows is not None:
@@ -280,8 +279,6 @@ def _extract(task: PairTask, out: str, config: Config, windows: PairWindows | No
         _write_windows(task.train_id, plain, found.masked, found.block, shared, config, windows)
     meta = {
         **shared,
-        "counts": found.counts(len(config.class_names)).tolist(),
-        "masked_fraction": round(found.masked_fraction(), 4),
         # What one dot looked like in this photo, pooled over the survey by the job.
         "dot_footprint": None if found.footprint is None else round(found.footprint, 2),
         "dot_colours": found.colours.to_dict() if found.colours is not None else None,
@@ -334,11 +331,11 @@ def _decode(data: bytes, name: str, slot: str) -> np.ndarray:
     return decode_rgb(data, name, out=_DECODED[slot])
 
 
-def _read(path: str) -> bytes:
+def _read(path: str, name: str | None = None) -> bytes:
     try:
         return storage.read_bytes(path)
     except FileNotFoundError:
-        raise PhotoError(path, "missing") from None
+        raise PhotoError(name or path, "missing") from None
 
 
 def _ok(task: PairTask | ImageTask, meta: dict[str, Any], *, resumed: bool, started: float) -> PairResult:
