@@ -18,7 +18,7 @@ def reference_run(work: Path, size: list[str], *more: str) -> int:
 
 
 def train_density(extract: Path, data: Path, run: Path, *options: str) -> float:
-    """Train a density model with models/train.py from EXTRACT and DATA into RUN, with
+    """Train a density model with herdcount train from EXTRACT and DATA into RUN, with
     ``options``; the wall minutes it took. Exits with training's code (and its output's
     tail) when it fails."""
     started = time.monotonic()

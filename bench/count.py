@@ -186,8 +186,8 @@ def run_child(target, *args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--photos", type=int, default=4, help="full-size test photos to count")
-    p.add_argument("--density", help="a density run of models/train.py (default: untrained weights)")
-    p.add_argument("--classifier", help="a classifier run of models/train.py (default: untrained weights)")
+    p.add_argument("--density", help="a density run of herdcount train (default: untrained weights)")
+    p.add_argument("--classifier", help="a classifier run of herdcount train (default: untrained weights)")
     p.add_argument("--seed-tiles", type=int, default=40, help="tiles timed for the seed's per-tile method")
     p.add_argument("--keep", help="folder for the photos and runs (default: a temporary one)")
     p.add_argument(

@@ -1,5 +1,5 @@
 """A page of crops of generated photos, the plain scenes beside the realistic ones, for a reader
-to judge them (the README shows it).
+to judge them (docs/data.md shows it).
 
     python bench/crops.py [--out docs/synth-crops.jpg] [--seed 3]
 

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-seeds", default="12,13", help="realistic test surveys (never trained on)")
     p.add_argument("--test", type=int, default=16, help="photos per test survey")
     p.add_argument(
-        "--train-args", default="", help="more options for every models/train.py run, space-separated"
+        "--train-args", default="", help="more options for every herdcount train run, space-separated"
     )
     p.add_argument("--tag", default="", help="suffix of the runs' folders (needed with --train-args)")
     p.add_argument("--train", type=int, default=40, help="photos of the realistic training survey (seed 5)")

@@ -13,7 +13,7 @@ streamed input against the in-memory sampler; and peak memory against the survey
 each under ``/usr/bin/time -v`` and prints the peak resident memory.
 
 Makes the survey, extracts it with the extract library (one process; the Spark job does the
-same per pair), then runs ``models/train.py`` with its default settings for each kind and
+same per pair), then runs ``herdcount train`` with its default settings for each kind and
 prints wall time, the density model's validation RMSE against the all-zeros baseline and the
 classifier's validation accuracy, next to the goals of issue 3 (density: at most 10 minutes
 on 2 cores and a ratio of at most 0.25; classifier: at least 90 % accuracy).
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=5, help="survey seed")
     p.add_argument("--kinds", default="density,classifier", help="comma-separated kinds to train (and scale)")
     p.add_argument("--realism", type=int, default=0, help="synth --realism of the survey (0 or 1)")
-    p.add_argument("--train-args", default="", help="more options for models/train.py, space-separated")
+    p.add_argument("--train-args", default="", help="more options for herdcount train, space-separated")
     p.add_argument(
         "--reuse", action="store_true", help="keep finished runs in WORK instead of training again"
     )

@@ -6,7 +6,7 @@ Run::
 
 DATA is a dataset root in the Kaggle layout (photos in Test/, row order from
 sample_submission.csv); --images counts another folder. RUN is a finished run of
-models/train.py, density model or classifier. One Spark task per photo; rerunning with
+herdcount train, density model or classifier. One Spark task per photo; rerunning with
 the same OUT resumes.
 """
 

@@ -198,7 +198,7 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     defaults, density, scale = TrainSettings("", "", None, ""), DensitySettings(), ScaleSettings()
     p = argparse.ArgumentParser(prog="herdcount train", description=_DESCRIPTION, formatter_class=_Formatter)
     p.add_argument("--kind", required=True, choices=KINDS, help="what to train")
-    p.add_argument("--extract", required=True, metavar="OUT", help="output folder of jobs/extract.py")
+    p.add_argument("--extract", required=True, metavar="OUT", help="output folder of herdcount extract")
     p.add_argument(
         "--data",
         metavar="DATA",

@@ -76,7 +76,7 @@ def read_extract(out: str | Path, config: Config, data: str | Path | None = None
     folder = storage.join(out, "metadata")
     names = [n for n in storage.list_files(folder) if n.endswith(".json")] if storage.is_dir(folder) else []
     if not names:
-        raise ValueError(f"{folder} holds no metadata/<id>.json; expected the output of jobs/extract.py")
+        raise ValueError(f"{folder} holds no metadata/<id>.json; expected the output of herdcount extract")
     mismatched = read_mismatched(storage.join(data, "MismatchedTrainImages.txt")) if data else set()
     photos = []
     for name in names:

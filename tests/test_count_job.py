@@ -290,7 +290,7 @@ def test_configuration_errors_stop_the_job_before_spark_starts(counting, tmp_pat
     shutil.copytree(counting["data"] / "Test", images)
     extra = []
     expected = {
-        "no model": "does not exist; expected the --out folder of models/train.py",
+        "no model": "does not exist; expected the --out folder of herdcount train",
         "other classes": "do not match the scheme; expected ['adult_males'",
         "empty folder": "holds no photos (1 other files); expected <id>.jpg files",
         "no folder": "does not exist; expected a folder of <id>.jpg photos",

@@ -1,4 +1,4 @@
-"""models/train.py end to end on a tiny survey: both kinds, every output, bad input, MLflow."""
+"""herdcount train end to end on a tiny survey: both kinds, every output, bad input, MLflow."""
 
 from __future__ import annotations
 

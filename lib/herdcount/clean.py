@@ -224,7 +224,7 @@ class CleanJob(Job[CleanPlan, Any, Any]):
         manifest_file = storage.join(self.manifest, "manifest.parquet")
         if not storage.exists(manifest_file):
             raise ValueError(
-                f"{self.manifest} has no manifest.parquet; expected the output of jobs/manifest.py"
+                f"{self.manifest} has no manifest.parquet; expected the output of herdcount manifest"
             )
         manifest_run = read_run(self.manifest)
         fingerprint = manifest_run.inputs.get("fingerprint") if manifest_run else None

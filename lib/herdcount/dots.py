@@ -3,7 +3,8 @@
 Pure numpy/scipy: arrays in, arrays out. Coordinates are ``(row, col)``. Nothing about a
 survey's dots is assumed: their size and the pair's JPEG noise are measured in each pair.
 
-The recipe (see ``shared/DESIGN.md`` for why not ``blob_log``):
+The recipe (``bench/extract.py`` measures it against the ``blob_log`` recipe of public kernels;
+docs/results.md has the figures):
 
 1. Measure the pair's JPEG noise (:func:`noise_threshold`): a dot must change a pixel by
    twice its 99th percentile.

@@ -1,6 +1,6 @@
 """Measure how a survey's annotators drew their dots, to write a scheme for a new survey.
 
-``python -m herdcount.dotstyle DATA [--pairs 4] [--scheme conf/sealions.yaml]``
+``herdcount dotstyle DATA [--pairs 4] [--scheme conf/sealions.yaml]``
 
 reads a few pairs of ``DATA/Train`` and ``DATA/TrainDotted`` (spread over the listing),
 finds their dots with the scheme's colours and prints what it measured: the painted area
@@ -162,7 +162,7 @@ def format_style(style: DotStyle, config: Config) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m herdcount.dotstyle DATA [--pairs 4] [--scheme S]``."""
+    """Command line: ``herdcount dotstyle DATA [--pairs 4] [--scheme S]``."""
     parser = argparse.ArgumentParser(
         prog="herdcount dotstyle", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )

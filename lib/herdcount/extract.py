@@ -701,8 +701,8 @@ def format_summary(totals: dict[str, Any], rows: list[PairResult]) -> str:
 def likely_cause(whys: dict[str, str]) -> str:
     """One line naming the commonest diagnosis among disagreeing photos and what changes it."""
     kinds = {
-        "twice": "dots split in two; measure them (python -m herdcount.dotstyle) and set dots.dot_radius",
-        "half": "touching dots merged; measure them (python -m herdcount.dotstyle) and set dots.dot_radius",
+        "twice": "dots split in two; measure them (herdcount dotstyle) and set dots.dot_radius",
+        "half": "touching dots merged; measure them (herdcount dotstyle) and set dots.dot_radius",
         "counted as": "dot colours confused; compare the measured colours in run.json with the scheme's dot_rgb",
         "not found": "dots missed; compare the measured colours in run.json with the scheme's dot_rgb",
         "too many": "extra dots; check the photos' JPEG quality and dots.min_coverage",

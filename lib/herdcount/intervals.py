@@ -32,7 +32,7 @@ The method, per class (a ratio estimator with a two-level bootstrap):
 - **Another survey.** The held-out photos come from the survey the model was trained on;
   another survey (another day, light, colony) moves the model's bias by an amount no
   photo of the training survey shows. ``shift`` is that spread, a standard deviation of
-  ``log r`` added to the measured one (README: measured on fresh synthetic surveys; 0
+  ``log r`` added to the measured one (docs/results.md: measured on fresh synthetic surveys; 0
   assumes the counted photos are exchangeable with the held-out ones). Annotated photos of
   the survey itself (below) measure its bias directly and take no such allowance.
 

@@ -1,6 +1,6 @@
 """Print the chain of runs behind an output, from the source photos to it.
 
-    python -m herdcount.lineage PATH
+    herdcount lineage PATH
 
 PATH is an output folder of any stage (count, train, extract, manifest, clean, split) or a
 file in one. Each stage's run.json names the fingerprint of its inputs and the folder of

@@ -61,10 +61,10 @@ def read_model_info(run: str | Path) -> dict[str, Any]:
     run = str(run)
     present = [name for name in ("model.json", "model.keras") if storage.exists(storage.join(run, name))]
     if not present and not storage.is_dir(run):
-        raise ValueError(f"model run {run!r} does not exist; expected the --out folder of models/train.py")
+        raise ValueError(f"model run {run!r} does not exist; expected the --out folder of herdcount train")
     for name in ("model.json", "model.keras"):
         if name not in present:
-            raise ValueError(f"model run {run!r} has no {name}; expected a finished run of models/train.py")
+            raise ValueError(f"model run {run!r} has no {name}; expected a finished run of herdcount train")
     where = storage.join(run, "model.json")
     try:
         info = json.loads(storage.read_text(where))
@@ -124,7 +124,7 @@ def load_model(run: str | Path, *, threads: int = 1) -> LoadedModel:
     Parameters
     ----------
     run : str or Path
-        A finished run of ``models/train.py`` (model.json and model.keras).
+        A finished run of ``herdcount train`` (model.json and model.keras).
     threads : int, optional
         Threads of the interpreter (or TensorFlow's intra- and inter-op threads), set
         before its first operation.

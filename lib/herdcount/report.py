@@ -1,6 +1,6 @@
 """One self-contained HTML report of a survey's extract, training and count runs.
 
-    python -m herdcount.report --extract OUT --run RUN [--run RUN2] --count COUNT [--count COUNT2]
+    herdcount report --extract OUT --run RUN [--run RUN2] --count COUNT [--count COUNT2]
                                [--truth TRUTH [--points TRUTH_POINTS]] --out report.html
 
 Every picture is embedded as a PNG data URI and the page needs no network access. The

@@ -1,7 +1,7 @@
 """Score a Kaggle-style submission: RMSE per class and averaged over classes; and, beside
 it, the points of each animal and the survey totals' intervals.
 
-    python -m herdcount.score SUBMISSION TRUTH [--points TRUTH_POINTS] [--radius 20]
+    herdcount score SUBMISSION TRUTH [--points TRUTH_POINTS] [--radius 20]
 
 TRUTH is a CSV of true counts with the same header (``test_id`` and the class columns),
 such as the synthetic survey's ``<data>_truth/test_counts.csv``. The all-zeros baseline is

@@ -1,6 +1,6 @@
 """Stratified train, validation and test lists that keep every group within one split.
 
-    python -m herdcount.split --manifest OUT [--keep CLEAN/keep.csv] --out SPLIT --by label
+    herdcount split --manifest OUT [--keep CLEAN/keep.csv] --out SPLIT --by label
                               [--group contributor] --seed S [--fractions 0.7,0.15,0.15] [--min-photos 5]
 
 Groups (for instance one contributor's photos, or ``contributor,date`` for one day) are
@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="herdcount split", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
-    p.add_argument("--manifest", required=True, help="output folder of jobs/manifest.py")
-    p.add_argument("--keep", help="keep.csv of jobs/clean.py: only these photos are split")
+    p.add_argument("--manifest", required=True, help="output folder of herdcount manifest")
+    p.add_argument("--keep", help="keep.csv of herdcount clean: only these photos are split")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--by", default="label", help="the layout field to stratify by (default: %(default)s)")
     p.add_argument("--group", default="", help="comma-separated layout fields whose photos stay together")

@@ -1,6 +1,6 @@
 """Synthetic aerial survey in the exact layout of Kaggle's NOAA sea lion data set.
 
-``python -m herdcount.synth OUT --train N --test M --seed S [--width W --height H]``
+``herdcount synth OUT --train N --test M --seed S [--width W --height H]``
 
 writes ``OUT/Train/<id>.jpg``, ``OUT/Train/train.csv``, ``OUT/TrainDotted/<id>.jpg``,
 ``OUT/Test/<id>.jpg``, ``OUT/MismatchedTrainImages.txt`` and ``OUT/sample_submission.csv``,
@@ -723,7 +723,7 @@ def write_mosaic(out: Path, truth: Path, config: Config, *, name: str = "survey"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m herdcount.synth OUT --train N --test M --seed S``."""
+    """Command line: ``herdcount synth OUT --train N --test M --seed S``."""
     parser = argparse.ArgumentParser(
         prog="herdcount synth", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )

@@ -26,7 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="herdcount clean", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
-    parser.add_argument("--manifest", required=True, help="output folder of jobs/manifest.py")
+    parser.add_argument("--manifest", required=True, help="output folder of herdcount manifest")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
         "--near-duplicate-bits",

@@ -6,7 +6,7 @@ Run::
 
 DATA is a dataset root in the Kaggle layout (photos in Test/, row order from
 sample_submission.csv); --images counts another folder. RUN is a finished run of
-models/train.py, density model or classifier. One Spark task per photo; rerunning with
+herdcount train, density model or classifier. One Spark task per photo; rerunning with
 the same OUT resumes.
 """
 
@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--data", help="dataset root in the Kaggle layout (Test/, sample_submission.csv)")
     parser.add_argument("--images", help="folder of photos to count instead of DATA/Test")
-    parser.add_argument("--model", required=True, help="a finished run of models/train.py")
+    parser.add_argument("--model", required=True, help="a finished run of herdcount train")
     parser.add_argument("--out", required=True, help="output folder (created; reruns resume)")
     parser.add_argument(
         "--scale",
