@@ -109,15 +109,15 @@ def _seed_child(run, photos, n_tiles, queue):
 
 
 def _window_child(run, raster, window, out, num_classes, queue):
-    import json
-
     from herdcount.count import CountSettings, WindowTask, count_window, raster_windows
+    from herdcount.modelrun import ModelRun
     from herdcount.mosaic import raster_info
 
     info = raster_info(raster)
     # The job's windows: the model's margin and the peaks' context.
-    wins = raster_windows(json.loads((Path(run) / "model.json").read_text()), info, window)
-    settings = CountSettings(out=str(out), model=str(run), kind="density", num_classes=num_classes)
+    model = ModelRun.read(run)
+    wins = raster_windows(model, info, window)
+    settings = CountSettings(out=str(out), model=str(run), kind=model.kind, num_classes=num_classes)
     seconds, counted = [], 0.0
     for win in wins:
         task = WindowTask(Path(raster).stem, str(raster), Path(raster).name, info, win, len(wins))

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from pathlib import Path
 
@@ -60,9 +59,9 @@ from herdcount.intervals import (
     annotated_errors,
     calibration_ratio,
     interval_errors,
-    read_validation_counts,
     survey_totals,
 )
+from herdcount.modelrun import ModelRun
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -135,10 +134,8 @@ def fit_shift(works: list[Path], names: list[str], level: float) -> int:
     rng = np.random.default_rng(0)
     gaps, loaded = {}, {}
     for work in works:
-        held_out, _ = interval_errors(
-            read_validation_counts(work / "run-density"),
-            json.loads((work / "run-density" / "model.json").read_text()),
-        )
+        run = ModelRun.read(work / "run-density")
+        held_out, _ = interval_errors(run.validation_counts(), run.epoch_chosen_on)
         each = surveys(work, names)
         if held_out is None or not each:
             print(
@@ -210,9 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     for work in map(Path, args.work):
         each = surveys(work, names)
         true, counted = pool(each, len(names))
-        every = read_validation_counts(work / "run-density")
-        model = json.loads((work / "run-density" / "model.json").read_text())
-        held_out, source = interval_errors(every, model)
+        model = ModelRun.read(work / "run-density")
+        every = model.validation_counts()
+        held_out, source = interval_errors(every, model.epoch_chosen_on)
         if len(true) < args.photos or held_out is None:
             print(
                 f"{work}: {len(true)} counted photos of fresh surveys (need {args.photos}) and "

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import statistics
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from common import reference_run, train_density
 
 from herdcount.config import DEFAULT_SCHEME, load_config
 from herdcount.count import CountJob
+from herdcount.modelrun import ModelRun
 from herdcount.runner import run_in_process
 from herdcount.score import score
 from herdcount.synth import truth_dir, write_survey
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'model':<28}{'params':>9}{'train min':>10}{'held-out':>9}", end="")
     print("".join(f"{'seed ' + str(s):>9}" for s, _ in tests) + f"{'mean':>7}{'CPU-s/16.6MP':>13}")
     for name, (run, minutes) in models.items():
-        info = json.loads((run / "model.json").read_text())
+        info = ModelRun.read(run)
         ratios, cpu, mp = [], 0.0, 0.0
         for seed, data in tests:
             out = work / f"count-{run.name}-{seed}"
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
         params = keras.models.load_model(run / "model.keras", compile=False).count_params()
         print(
-            f"{name:<28}{params:>9}{minutes:>10.1f}{info['metrics']['rmse_ratio_to_zero_baseline']:>9.3f}"
+            f"{name:<28}{params:>9}{minutes:>10.1f}{info.metrics['rmse_ratio_to_zero_baseline']:>9.3f}"
             + "".join(f"{r:>9.3f}" for r in ratios)
             + f"{statistics.mean(ratios):>7.3f}{cpu / mp * FULL_MP:>13.2f}",
             flush=True,

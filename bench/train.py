@@ -32,6 +32,7 @@ from pathlib import Path
 
 from herdcount.config import DEFAULT_SCHEME, load_config
 from herdcount.extract import ExtractJob
+from herdcount.modelrun import ModelRun
 from herdcount.runner import run_in_process
 from herdcount.synth import write_survey
 
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         if done.returncode:
             print(done.stdout[-2000:], done.stderr[-4000:], sep="\n")
             return done.returncode
-        metrics = json.loads((run / "model.json").read_text())["metrics"]
+        metrics = ModelRun.read(run).metrics
         if kind == "scale":
             print(
                 f"scale: {wall / 60:.1f} min wall; held-out tiles read within {100 * metrics['val_scale_error']:.1f} %, "

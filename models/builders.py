@@ -6,7 +6,6 @@ Both are Functional models of built-in layers only, so ``model.keras`` loads any
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -17,6 +16,8 @@ import numpy as np
 from keras import layers
 
 from herdcount import storage
+from herdcount.kinds import CLASSIFIER, DENSITY, SCALE
+from herdcount.modelrun import MODEL_KERAS, VERSION, ModelRun
 from herdcount.models.settings import HEADS
 from herdcount.predictors import tflite_files
 
@@ -275,26 +276,35 @@ def inference_model(model: keras.Model) -> keras.Model:
     return copy
 
 
-def save_model_run(run: str | Path, model: keras.Model, description: dict[str, Any]) -> None:
-    """Write ``model.keras``, its TensorFlow Lite export for the count job's executors
-    (``model.tflite``, and ``maps.tflite`` for a classifier: see
-    ``herdcount.predictors.tflite_files``) and then ``model.json`` (the description, with
-    ``kind`` and ``class_names`` at least) into RUN, each atomically; model.json last, as
-    the mark of a finished run that the count job looks for. Both are of the
-    :func:`inference_model`, so model.keras loads without herdcount's code."""
-    missing = [k for k in ("kind", "class_names") if k not in description]
-    if missing:
-        raise ValueError(f"the model description lacks {missing}")
+def save_model_run(run: str | Path, model: keras.Model, description: ModelRun | dict[str, Any]) -> ModelRun:
+    """Write ``model.keras``, the LiteRT exports of its kind for the count job's executors
+    (``herdcount.predictors.tflite_files``) and then ``model.json`` into RUN, each
+    atomically; model.json last, as the mark of a finished run that the count job looks for.
+    Both are of the :func:`inference_model`, so model.keras loads without herdcount's code.
+
+    ``description`` is the run's :class:`~herdcount.modelrun.ModelRun`, or model.json's
+    content as a dict (checked the same way). Returns the run as written.
+
+    Raises
+    ------
+    ValueError
+        If the description is not a complete model's (see ``ModelRun.from_description``).
+    """
+    if isinstance(description, ModelRun):
+        description = description.description()
+    described = ModelRun.from_description(str(run), {**description, "version": VERSION})
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     temp = run / f".model-{os.getpid()}.keras"
     model = inference_model(model)
     model.save(temp)
-    os.replace(temp, run / "model.keras")
-    files, extra = tflite_files(model, description["kind"])
+    os.replace(temp, run / MODEL_KERAS)
+    files, extra = tflite_files(model, described.model_kind)
     for name, data in files.items():
         storage.write_bytes_atomic(run / name, data)
-    storage.write_text_atomic(run / "model.json", json.dumps({**description, **extra}, indent=2))
+    described = described.replace(**extra)
+    described.write()
+    return described
 
 
 @keras.saving.register_keras_serializable(package="herdcount")
@@ -466,19 +476,19 @@ def write_untrained_runs(folder: str | Path, config: Any) -> dict[str, Path]:
     names = config.class_names
     density = make_density_model(len(names))
     description = {
-        "kind": "density",
+        "kind": DENSITY.name,
         "class_names": names,
         "input_scale": 1.0,
         **describe_density_model(density),
     }
-    save_model_run(folder / "density", density, description)
+    save_model_run(folder / DENSITY.name, density, description)
     size = config.thumbnail_size
     classifier = make_classifier_model((size, size, 3), len(names) + 1)
-    description = {"kind": "classifier", "patch_size": size, "class_names": [*names, config.background_class]}
-    save_model_run(folder / "classifier", classifier, description)
+    description = {"kind": CLASSIFIER.name, "patch_size": size, "class_names": CLASSIFIER.class_names(config)}
+    save_model_run(folder / CLASSIFIER.name, classifier, description)
     reader = make_scale_model()
     # Zero output weights: it reads scale 1 in every tile, so a photo is counted at its own size.
     last = reader.get_layer("log_scale_and_animal")
     last.set_weights([np.zeros_like(w) for w in last.get_weights()])
-    save_model_run(folder / "scale", reader, {"kind": "scale", "class_names": names, "tile_size": 256})
-    return {"density": folder / "density", "classifier": folder / "classifier", "scale": folder / "scale"}
+    save_model_run(folder / SCALE.name, reader, {"kind": SCALE.name, "class_names": names, "tile_size": 256})
+    return {kind: folder / kind for kind in (DENSITY.name, CLASSIFIER.name, SCALE.name)}

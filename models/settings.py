@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from herdcount import storage
 from herdcount.annotated import labelled_run
+from herdcount.kinds import KINDS, kind_of
 
-KINDS = ("classifier", "density", "scale")
 #: The density model's output heads (see :func:`herdcount.models.builders.make_density_model`).
 HEADS = ("joint", "split")
 
@@ -175,7 +175,8 @@ class TrainSettings:
     def params(self) -> dict[str, object]:
         """Flat ``name: value`` pairs for a tracker; a density or scale run's own ones as
         ``density.name`` or ``scale.name``."""
-        own = ("density", "scale")
+        # The fields that hold one kind's own settings are named after their kind.
+        own = {f.name for f in dataclasses.fields(self) if dataclasses.is_dataclass(f.default)}
         flat = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in own}
         if self.kind in own:
             flat.update(
@@ -185,11 +186,12 @@ class TrainSettings:
 
     def resolved(self) -> TrainSettings:
         """The settings with each kind's defaults filled in."""
+        kind = kind_of(self.kind)
         return dataclasses.replace(
             self,
-            epochs=self.epochs or (15 if self.kind == "classifier" else 30),
-            batch_size=self.batch_size or {"density": 16, "classifier": 64}.get(self.kind, 32),
-            learning_rate=self.learning_rate or (1e-3 if self.kind != "classifier" else 5e-4),
+            epochs=self.epochs or kind.default_epochs,
+            batch_size=self.batch_size or kind.default_batch_size,
+            learning_rate=self.learning_rate or kind.default_learning_rate,
             threads=self.threads or len(os.sched_getaffinity(0)),
         )
 
@@ -197,7 +199,7 @@ class TrainSettings:
 def parse_args(argv: list[str] | None = None) -> TrainSettings:
     defaults, density, scale = TrainSettings("", "", None, ""), DensitySettings(), ScaleSettings()
     p = argparse.ArgumentParser(prog="herdcount train", description=_DESCRIPTION, formatter_class=_Formatter)
-    p.add_argument("--kind", required=True, choices=KINDS, help="what to train")
+    p.add_argument("--kind", required=True, choices=list(KINDS), help="what to train")
     p.add_argument("--extract", required=True, metavar="OUT", help="output folder of herdcount extract")
     p.add_argument(
         "--data",
@@ -320,7 +322,7 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
         help="ground scales the tiles are shown at (1: the training photos' altitude)",
     )
     args = p.parse_args(argv)
-    own = ("density", "scale")
+    own = {f.name for f in dataclasses.fields(TrainSettings) if dataclasses.is_dataclass(f.default)}
     common = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings) if f.name not in own}
     kind = DensitySettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DensitySettings)})
     reader = ScaleSettings(
@@ -343,7 +345,7 @@ def _pair(text: str) -> tuple[float, float]:
 
 def check_settings(s: TrainSettings) -> None:
     """Reject settings that cannot work, before anything is read."""
-    if s.kind in ("density", "scale") and not s.data:
+    if kind_of(s.kind).trains_on_photos and not s.data:
         raise ValueError(
             f"--kind {s.kind} needs --data DATA (no extract run.json records it): it trains on the photos themselves"
         )
@@ -354,8 +356,9 @@ def check_settings(s: TrainSettings) -> None:
     s.scale.check()
     if not 0 < s.init_rate <= 1:
         raise ValueError(f"--init-rate must be in (0, 1], got {s.init_rate}")
-    if s.init and s.kind not in ("density", "classifier"):
-        raise ValueError(f"--init works for density and classifier runs, not --kind {s.kind}")
+    if s.init and kind_of(s.kind).output_layer is None:
+        startable = " and ".join(k.name for k in KINDS.values() if k.output_layer)
+        raise ValueError(f"--init works for {startable} runs, not --kind {s.kind}")
     if not s.overwrite and any(
         storage.exists(storage.join(s.out, name)) for name in ("model.keras", "model.json")
     ):

@@ -21,10 +21,8 @@ from dataclasses import dataclass
 import keras
 
 from herdcount import storage
-from herdcount.predictors import read_model_info
-
-#: The layer holding one output column per class, for each kind of model.
-OUTPUT_LAYERS = {"density": "density_x100", "classifier": "classes"}
+from herdcount.kinds import KINDS, kind_of
+from herdcount.modelrun import MODEL_KERAS, ModelRun
 
 
 @dataclass(frozen=True)
@@ -78,18 +76,19 @@ def init_from_run(model: keras.Model, run: str, kind: str, class_names: list[str
         If ``run`` is not a finished run of ``kind``, or a layer of the same name has
         other shapes there (another ``--width``/``--depth``), naming the layer and shapes.
     """
-    if kind not in OUTPUT_LAYERS:
-        raise ValueError(f"--init works for density and classifier models, not {kind!r}")
+    output = kind_of(kind).output_layer
+    if output is None:
+        startable = [k.name for k in KINDS.values() if k.output_layer]
+        raise ValueError(f"--init works for {' and '.join(startable)} models, not {kind!r}")
     try:
-        info = read_model_info(run)
+        info = ModelRun.read(run)
     except (OSError, ValueError) as exc:
         raise ValueError(f"--init {run!r} is not a finished training run: {exc}") from None
-    if info.get("kind") != kind:
-        raise ValueError(f"--init {run!r} is a {info.get('kind')} run; this run trains a {kind} model")
-    path = storage.local_copy(storage.join(run, "model.keras"))
+    if info.kind != kind:
+        raise ValueError(f"--init {run!r} is a {info.kind} run; this run trains a {kind} model")
+    path = storage.local_copy(info.file(MODEL_KERAS))
     source = keras.models.load_model(path, compile=False)
-    source_names = list(info["class_names"])
-    output = OUTPUT_LAYERS[kind]
+    source_names = list(info.class_names)
     copied: list[str] = []
     for layer in model.layers:
         if not layer.weights or layer.name == output:

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from herdcount.models.builders import (
     DensityLoss,
+    describe_density_model,
     flops_per_megapixel,
     geometry,
     make_classifier_model,
@@ -105,7 +106,9 @@ def test_a_saved_density_run_loads_and_counts_without_herdcount(tmp_path):
     # Trained with RecoverableReLU (a herdcount layer); saved with Keras's ReLU in its place.
     model = make_density_model(3, width=8, depth=2)
     batch = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
-    save_model_run(tmp_path, model, {"kind": "density", "class_names": ["a", "b", "c"]})
+    save_model_run(
+        tmp_path, model, {"kind": "density", "class_names": ["a", "b", "c"], **describe_density_model(model)}
+    )
     np.save(tmp_path / "batch.npy", batch)
     script = (
         "import sys, keras, numpy as np\n"
@@ -220,7 +223,7 @@ def test_split_is_by_photo_repeatable_and_disjoint():
 def test_weight_average_validates_and_keeps_the_running_mean_of_the_weights():
     import keras
 
-    from herdcount.models.train import WeightAverage
+    from herdcount.models.train_density import WeightAverage
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((3,))

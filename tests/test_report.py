@@ -172,7 +172,9 @@ def test_report_refuses_a_folder_that_is_not_a_finished_run(tmp_path, extracted,
         report.main(["--extract", str(extracted), "--run", str(tmp_path), "--out", str(tmp_path / "r.html")])
         == 2
     )
-    assert f"{tmp_path} has no model.json; expected a finished run" in capsys.readouterr().err
+    assert (
+        f"model run {str(tmp_path)!r} has no model.json; expected a finished run" in capsys.readouterr().err
+    )
 
 
 def test_lineage_of_a_submission_runs_back_to_the_source_photos(pipeline, extracted, survey, capsys):

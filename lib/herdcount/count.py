@@ -45,16 +45,17 @@ from herdcount.intervals import (
     survey_totals,
 )
 from herdcount.kaggle import id_key
+from herdcount.kinds import SCALE as SCALE_KIND
+from herdcount.kinds import kind_of, rounded
 from herdcount.locate import (
     PEAK_CONTEXT,
     Peaks,
     Points,
     density_peaks,
-    density_points,
     peak_points,
     points_geojson,
-    window_points,
 )
+from herdcount.modelrun import MODEL_KERAS, ModelRun
 from herdcount.mosaic import (
     RASTER_EXTENSIONS,
     RasterError,
@@ -66,12 +67,11 @@ from herdcount.mosaic import (
     read_window,
     window_density,
 )
-from herdcount.predictors import LOADS, LoadedModel, load_model, read_model_info
+from herdcount.predictors import LOADS, LoadedModel, load_model
 from herdcount.records import Status, TaskError
 from herdcount.runinfo import fingerprint_files, read_run
 from herdcount.runner import SOME_FAILED, Job, Outcome
 from herdcount.scale import estimate_scale, resize_for
-from herdcount.tiling import class_counts, density_map, tile_scores, window_scores
 
 OK, ERROR = Status.OK, Status.ERROR
 PHOTO_EXTENSIONS = ("jpg", "jpeg", "png", "tif", "tiff")
@@ -249,19 +249,19 @@ class RasterPlan:
     done: dict[int, PhotoResult] = field(default_factory=dict)
 
 
-def raster_windows(model: dict[str, Any], info: RasterInfo, window: int) -> list[RasterWindow]:
-    """The windows a raster is counted in by a density model (its ``model.json``): each
-    reads the model's margin and the :data:`~herdcount.locate.PEAK_CONTEXT` cells its peaks
-    need to gather what they gather in the whole raster's map."""
-    stride = int(model.get("output_stride", 8))
-    margin = int(model.get("margin", 0)) + PEAK_CONTEXT * stride
+def raster_windows(model: ModelRun, info: RasterInfo, window: int) -> list[RasterWindow]:
+    """The windows a raster is counted in by a density model: each reads the model's margin
+    and the :data:`~herdcount.locate.PEAK_CONTEXT` cells its peaks need to gather what they
+    gather in the whole raster's map."""
+    stride = model.output_stride or 8
+    margin = (model.margin or 0) + PEAK_CONTEXT * stride
     return plan_windows(info.height, info.width, window=window, margin=margin, stride=stride)
 
 
 def plan_rasters(
     plan: CountPlan,
     settings: CountSettings,
-    model: dict[str, Any],
+    model: ModelRun,
     *,
     window: int,
     map_coordinates: bool = False,
@@ -278,7 +278,7 @@ def plan_rasters(
             tasks.append(task)
             continue
         try:
-            if settings.kind != "density":
+            if not kind_of(settings.kind).counts_rasters:
                 raise RasterError(f"rasters are counted with density models, not a {settings.kind}")
             if settings.scale != 1 or settings.scale_model:
                 raise RasterError("rasters are counted at their own resolution (--scale 1)")
@@ -327,7 +327,7 @@ def count_window(task: WindowTask, settings: CountSettings) -> PhotoResult:
         model = load_model(settings.model, threads=settings.threads)
         load_cpu = time.process_time() - cpu
         cpu = time.process_time()
-        stride, margin = int(model.info["output_stride"]), int(model.info["margin"])
+        stride, margin = model.run.output_stride, model.run.margin
         rgb, valid = read_window(task.path, task.window, task.info)
         density, (ct, cl, cb, cr), (ot, ol) = window_density(
             rgb,
@@ -342,7 +342,7 @@ def count_window(task: WindowTask, settings: CountSettings) -> PhotoResult:
         )
         counts = density[ct:cb, cl:cr].sum(axis=(0, 1), dtype=np.float64)
         peaks = density_peaks(density, stride=stride, keep=(ct, cl, cb, cr)).shifted([ot, ol])
-        found = peak_points(peaks, _rounded(counts))
+        found = peak_points(peaks, rounded(counts))
         top, left, bottom, right = task.window.keep
         points = Points(_inside(found.coords, task.info), found.classes, found.scores)
     except Exception as exc:
@@ -403,7 +403,7 @@ def merge_rasters(plan: CountPlan, results: list[PhotoResult], settings: CountSe
         # The raster's points shared out over all its windows' peaks at once, as over one map
         # of the whole raster: points per class are its rounded counts, and a peak on a seam
         # is one peak.
-        found = peak_points(Peaks.concat([p.peaks for p in parts]), _rounded(counts))
+        found = peak_points(Peaks.concat([p.peaks for p in parts]), rounded(counts))
         points = Points(_inside(found.coords, info), found.classes, found.scores)
         record = PhotoResult(
             test_id=photo_id,
@@ -443,45 +443,25 @@ def merge_rasters(plan: CountPlan, results: list[PhotoResult], settings: CountSe
     return merged
 
 
-def check_model(run: str | Path, config: Config) -> dict[str, Any]:
-    """The model.json of RUN, checked against the scheme.
+def check_model(run: str | Path, config: Config) -> ModelRun:
+    """The finished run in RUN, checked against the scheme.
 
     Raises
     ------
     ValueError
-        If RUN is not a finished training run, or its classes differ from the scheme's
-        (a classifier adds the background class last).
+        If RUN is not a finished training run of a kind that counts animals, or its classes
+        differ from the scheme's (a classifier adds the background class last).
     """
-    info = read_model_info(run)
-    expected = list(config.class_names)
-    if info["kind"] == "classifier":
-        expected.append(config.background_class)
-    if list(info["class_names"]) != expected:
+    model = ModelRun.read(run)
+    if not model.model_kind.counts_animals:
+        raise ValueError(f"{model.file('model.json')}: a {model.kind} model counts no animals")
+    expected = model.model_kind.class_names(config)
+    if list(model.class_names) != expected:
         raise ValueError(
-            f"{storage.join(run, 'model.json')}: classes {info['class_names']} do not match the scheme; "
-            f"expected {expected} (a {info['kind']} model trained with this scheme)"
+            f"{model.file('model.json')}: classes {list(model.class_names)} do not match the scheme; "
+            f"expected {expected} (a {model.kind} model trained with this scheme)"
         )
-    return info
-
-
-def check_stride(info: dict[str, Any], stride: int | None) -> int | None:
-    """The classifier's window stride, checked; None for density models.
-
-    Raises
-    ------
-    ValueError
-        If a stride is given for a density model, or it is not the patch size or a
-        multiple of 8 below it (8 is the classifier's native stride: three 2x2 poolings).
-    """
-    if info["kind"] == "density":
-        if stride is not None:
-            raise ValueError(f"--stride is for classifier models; {info['kind']} models count every pixel")
-        return None
-    patch = int(info["patch_size"])
-    stride = patch if stride is None else stride
-    if stride != patch and not (0 < stride < patch and stride % 8 == 0):
-        raise ValueError(f"stride must be {patch} (the patch size) or a multiple of 8 below it, got {stride}")
-    return stride
+    return model
 
 
 def plan_count(images: str | Path, out: str | Path, *, sample: str | Path | None = None) -> CountPlan:
@@ -721,15 +701,15 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> PhotoResult:
         else:
             image = decode_rgb(data, task.name)
             original = image.shape
-            found = estimate_scale(image, reader.predict, size=int(reader.info["tile_size"]))
-            trained = model.info.get("training_scale_range") or (1.0, 1.0)
+            found = estimate_scale(image, reader.predict, size=reader.run.tile_size)
+            trained = model.run.training_scale_range or (1.0, 1.0)
             scale = resize_for(found.scale, trained=tuple(trained), limits=settings.auto_range) * working
             image = resize_rgb(image, scale)
         counts, points = count_image(image, model, settings)
         points = points.resized(image.shape[0] / original[0], image.shape[1] / original[1])
         storage.write_text_atomic(
             storage.join(settings.out, "points", f"{task.photo_id}.geojson"),
-            points_geojson(points, list(settings.class_names or model.info["class_names"]), name=task.name),
+            points_geojson(points, list(settings.class_names or model.run.class_names), name=task.name),
         )
     except PhotoError as exc:
         return _error(task.photo_id, task.name, exc.reason)
@@ -763,21 +743,15 @@ def _costs(
         "load_cpu_s": round(load_cpu, 3),
         "finished_at": round(time.time(), 3),
         "pid": os.getpid(),
-        "model_loads": LOADS[storage.absolute(storage.join(settings.model, "model.keras"))],
+        "model_loads": LOADS[storage.absolute(storage.join(settings.model, MODEL_KERAS))],
         "threads": list(model.threads),
         "runtime": model.runtime,
     }
 
 
 def count_image(image: np.ndarray, model: LoadedModel, settings: CountSettings) -> tuple[np.ndarray, Points]:
-    """Counts per animal class in one decoded photo, and a point per counted animal.
-
-    Density models: the sum of each class map over the whole photo, computed in tiles of
-    ``settings.tile`` pixels with the model's margin (see :func:`density_map`); points from
-    the map's peaks, as many per class as the rounded count (:func:`density_points`).
-    Classifiers: windows per class (see :func:`class_counts`); at the patch stride the
-    seed's non-overlapping tiles, below it every window from the fully convolutional form;
-    points at the centres of windows won by an animal class (:func:`window_points`).
+    """Counts per animal class in one decoded photo, and a point per counted animal, as the
+    model's kind counts them (:meth:`herdcount.kinds.ModelKind.count_image`).
 
     Returns
     -------
@@ -786,45 +760,14 @@ def count_image(image: np.ndarray, model: LoadedModel, settings: CountSettings) 
     Points
         In the pixels of ``image``.
     """
-    info = model.info
-    if info["kind"] == "density":
-        stride, margin = int(info["output_stride"]), int(info["margin"])
-        tile = max(stride, settings.tile // stride * stride)
-        density = density_map(
-            image, model.predict, stride=stride, tile=tile, margin=margin, batch_size=settings.batch_size
-        )
-        counts = density.sum(axis=(0, 1), dtype=np.float64)
-        return counts, density_points(density, stride=stride, counts=_rounded(counts))
-    patch = int(info["patch_size"])
-    stride = settings.stride or patch
-    if stride == patch:
-        scores = tile_scores(image, model.predict, patch=patch, batch_size=256)
-    else:
-        scores = window_scores(
-            image,
-            model.predict_maps,
-            patch=patch,
-            stride=stride,
-            step=model.map_stride,
-            tile=settings.tile,
-            batch_size=settings.batch_size,
-        )
-    counts = class_counts(scores, settings.num_classes, weight=(stride / patch) ** 2)
-    points = window_points(
-        scores,
-        settings.num_classes,
-        patch=patch,
-        stride=stride,
-        counts=_rounded(counts),
-        shape=image.shape[:2],
+    return model.run.model_kind.count_image(
+        image,
+        model,
+        num_classes=settings.num_classes,
+        tile=settings.tile,
+        batch_size=settings.batch_size,
+        stride=settings.stride,
     )
-    return counts, points
-
-
-def _rounded(counts: np.ndarray) -> np.ndarray:
-    """Counts as submission.csv has them, from the 4 decimals photos/<id>.json keeps: the
-    points of a photo agree with its row."""
-    return np.rint(np.maximum(np.round(counts, 4), 0)).astype(np.int64)
 
 
 def _read(task: PhotoTask) -> bytes:
@@ -860,7 +803,7 @@ def submission_csv(plan: CountPlan, counted: dict[str, list[float]], config: Con
     writer.writerow(["test_id", *config.class_names])
     zeros = [0.0] * len(config.class_names)
     for photo_id in plan.order:
-        writer.writerow([photo_id, *_rounded(np.asarray(counted.get(photo_id, zeros))).tolist()])
+        writer.writerow([photo_id, *rounded(np.asarray(counted.get(photo_id, zeros))).tolist()])
     return buf.getvalue()
 
 
@@ -1185,14 +1128,14 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
         trained = read_run(self.model)
         recorded = trained.config.get("scheme") if trained else None
         config = resolve_scheme(self.scheme, recorded, f"the model {self.model!r}")
-        info = check_model(self.model, config)
-        stride = check_stride(info, self.stride)
+        model = check_model(self.model, config)
+        stride = model.model_kind.check_stride(model, self.stride)
         if self.scale_model is not None:
-            reader = read_model_info(self.scale_model)
-            if reader["kind"] != "scale":
+            reader = ModelRun.read(self.scale_model)
+            if reader.model_kind is not SCALE_KIND:
                 raise ValueError(
-                    f"--scale-model {self.scale_model!r} is a {reader['kind']} run; --scale auto needs a run "
-                    "of herdcount train --kind scale"
+                    f"--scale-model {self.scale_model!r} is a {reader.kind} run; --scale auto needs a run "
+                    f"of herdcount train --kind {SCALE_KIND.name}"
                 )
         errors = read_validation_counts(self.model)
         if errors is not None and errors.class_names != list(config.class_names):
@@ -1200,7 +1143,7 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
                 f"{storage.join(self.model, 'validation_counts.csv')}: classes {errors.class_names}; "
                 f"expected the scheme's {list(config.class_names)}"
             )
-        errors, source = interval_errors(errors, info)
+        errors, source = interval_errors(errors, model.epoch_chosen_on)
         plan = plan_count(self.images, self.out, sample=self.sample)
         listed = {t.photo_id for t in plan.tasks} | {r.test_id for r in plan.done}
         groups = None if self.groups is None else read_groups(self.groups, listed, column=self.group_by)
@@ -1212,7 +1155,7 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
         settings = CountSettings(
             out=self.out,
             model=self.model,
-            kind=info["kind"],
+            kind=model.kind,
             scale=self.scale,
             num_classes=len(config.classes),
             stride=stride,
@@ -1220,15 +1163,15 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
             batch_size=self.batch_size,
             scale_model=self.scale_model,
             class_names=tuple(config.class_names),
-            input_scale=float(info.get("input_scale") or 1.0),
+            input_scale=model.input_scale,
         )
         claim_out(settings)
         if any(is_raster(t.name) for t in plan.tasks):
-            plan_rasters(plan, settings, info, window=self.window, map_coordinates=self.map_coordinates)
+            plan_rasters(plan, settings, model, window=self.window, map_coordinates=self.map_coordinates)
         plan.job = _CountContext(
             settings,
             config,
-            info,
+            model,
             trained.times.get("started_at") if trained else None,
             errors,
             groups,
@@ -1244,7 +1187,7 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
         windows = sum(isinstance(t, WindowTask) for t in plan.tasks)
         rasters = f" and {windows} windows of {len(plan.rasters)} rasters" if plan.rasters else ""
         return (
-            f"{len(plan.tasks) - windows} photos{rasters} to count with the {plan.job.info['kind']} model, "
+            f"{len(plan.tasks) - windows} photos{rasters} to count with the {plan.job.model.kind} model, "
             f"{len(plan.done)} done by an earlier run"
         )
 
@@ -1279,13 +1222,13 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
                 listings={storage.basename(self.images): plan.listing},
             ),
         }
-        info = context.info
+        described = context.model
         model = {
             "run": storage.absolute(self.model),
-            "kind": info["kind"],
-            "class_names": info["class_names"],
-            "training_data": info.get("training_data"),
-            "metrics": info.get("metrics"),
+            "kind": described.kind,
+            "class_names": list(described.class_names),
+            "training_data": described.training_data or None,
+            "metrics": described.metrics or None,
             "train_run": context.trained_at,
         }
         errors = sorted(
@@ -1321,7 +1264,7 @@ class _CountContext:
 
     settings: CountSettings
     config: Config
-    info: dict[str, Any]
+    model: ModelRun
     trained_at: str | None
     #: The model's held-out photos' counts (its measured errors), when its run has them.
     errors: ValidationCounts | None = None

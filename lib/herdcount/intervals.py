@@ -57,7 +57,6 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -288,13 +287,14 @@ def unchosen_errors(errors: ValidationCounts, chosen_on: list[str] | None) -> Va
 
 
 def interval_errors(
-    errors: ValidationCounts | None, model: dict[str, Any]
+    errors: ValidationCounts | None, chosen_on: list[str] | None
 ) -> tuple[ValidationCounts | None, str]:
     """The held-out photos a model's intervals rest on, and which they are: those that did
-    not choose its epoch (``held-out-unchosen``, :func:`unchosen_errors`, after the run's
-    ``model.json``, ``model``) when there are enough, else all (``held-out``)."""
+    not choose its epoch (``held-out-unchosen``, :func:`unchosen_errors`; ``chosen_on`` as
+    the run records them, ``ModelRun.epoch_chosen_on``) when there are enough, else all
+    (``held-out``)."""
     if errors is not None:
-        unchosen = unchosen_errors(errors, (model.get("training_data") or {}).get("epoch_chosen_on"))
+        unchosen = unchosen_errors(errors, chosen_on)
         if unchosen is not None:
             return unchosen, "held-out-unchosen"
     return errors, "held-out"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import io
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -20,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from herdcount import storage
+from herdcount.kinds import ModelKind
+from herdcount.modelrun import ModelRun
 from herdcount.runinfo import verbose
 from herdcount.tiling import Predict
-
-KINDS = ("density", "classifier", "scale")
 
 #: Loaded models of this process, by the absolute path of model.keras.
 _MODELS: dict[str, LoadedModel] = {}
@@ -35,7 +34,7 @@ LOADS: Counter[str] = Counter()
 class LoadedModel:
     """A model run ready to count: its description and its predict callables."""
 
-    info: dict[str, Any]
+    run: ModelRun
     #: The Keras model itself (None when the LiteRT interpreter runs the export).
     model: Any
     #: Batch of windows to class scores (classifier) or density maps (density model).
@@ -47,39 +46,6 @@ class LoadedModel:
     threads: tuple[int, int] = (0, 0)
     #: ``litert`` (the TensorFlow Lite export) or ``keras``.
     runtime: str = "keras"
-
-
-def read_model_info(run: str | Path) -> dict[str, Any]:
-    """The ``model.json`` of a training run, checked for what counting needs.
-
-    Raises
-    ------
-    ValueError
-        If RUN, its model.json or model.keras is missing, or model.json is unreadable or
-        names an unknown kind.
-    """
-    run = str(run)
-    present = [name for name in ("model.json", "model.keras") if storage.exists(storage.join(run, name))]
-    if not present and not storage.is_dir(run):
-        raise ValueError(f"model run {run!r} does not exist; expected the --out folder of herdcount train")
-    for name in ("model.json", "model.keras"):
-        if name not in present:
-            raise ValueError(f"model run {run!r} has no {name}; expected a finished run of herdcount train")
-    where = storage.join(run, "model.json")
-    try:
-        info = json.loads(storage.read_text(where))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{where}: unreadable ({exc})") from None
-    if not isinstance(info, dict) or info.get("kind") not in KINDS:
-        kind = info.get("kind") if isinstance(info, dict) else None
-        raise ValueError(f"{where}: kind {kind!r} is not one of {list(KINDS)}")
-    needed = {"density": ("output_stride", "margin"), "classifier": ("patch_size",), "scale": ("tile_size",)}[
-        info["kind"]
-    ]
-    absent = [k for k in ("class_names", *needed) if k not in info]
-    if absent:
-        raise ValueError(f"{where}: missing {absent}")
-    return info
 
 
 #: The environment setting that keeps TensorFlow's C++ start-up notices out of the logs
@@ -135,14 +101,16 @@ def load_model(run: str | Path, *, threads: int = 1) -> LoadedModel:
     key = storage.absolute(path)
     if key in _MODELS:
         return _MODELS[key]
-    info = read_model_info(run)
-    names = ["model.tflite", *(["maps.tflite"] if info["kind"] == "classifier" else [])]
-    lite = [storage.join(run, name) for name in names]
-    if all(storage.exists(name) for name in lite) and (info["kind"] != "classifier" or "map_stride" in info):
+    described = ModelRun.read(run)
+    kind = described.model_kind
+    lite = [described.file(name) for name in kind.exports]
+    if all(storage.exists(name) for name in lite) and (
+        not kind.takes_stride or described.map_stride is not None
+    ):
         predictors = [_lite_predictor(storage.read_bytes(name), threads) for name in lite]
-        loaded = LoadedModel(info, None, predictors[0], threads=(threads, threads), runtime="litert")
-        if info["kind"] == "classifier":
-            loaded.predict_maps, loaded.map_stride = predictors[1], int(info["map_stride"])
+        loaded = LoadedModel(described, None, predictors[0], threads=(threads, threads), runtime="litert")
+        if kind.takes_stride:
+            loaded.predict_maps, loaded.map_stride = predictors[1], int(described.map_stride)
     else:
         try:
             import keras
@@ -154,8 +122,8 @@ def load_model(run: str | Path, *, threads: int = 1) -> LoadedModel:
         in_force = set_threads(threads)
 
         model = keras.models.load_model(storage.local_copy(path), compile=False)
-        loaded = LoadedModel(info, model, _predictor(model), threads=in_force, runtime="keras")
-        if info["kind"] == "classifier":
+        loaded = LoadedModel(described, model, _predictor(model), threads=in_force, runtime="keras")
+        if kind.takes_stride:
             maps = fully_convolutional(model)
             loaded.predict_maps, loaded.map_stride = _predictor(maps), native_stride(model)
     _MODELS[key] = loaded
@@ -200,7 +168,7 @@ def _lite_predictor(content: bytes, threads: int) -> Predict:
     return predict
 
 
-def tflite_files(model: Any, kind: str) -> tuple[dict[str, bytes], dict[str, Any]]:
+def tflite_files(model: Any, kind: ModelKind) -> tuple[dict[str, bytes], dict[str, Any]]:
     """The TensorFlow Lite export of a trained model, for the count job's executors, and
     what model.json must add for it.
 
@@ -218,7 +186,7 @@ def tflite_files(model: Any, kind: str) -> tuple[dict[str, bytes], dict[str, Any
 
     files = {"model.tflite": export(model)}
     extra: dict[str, Any] = {}
-    if kind == "classifier":
+    if kind.takes_stride:
         files["maps.tflite"] = export(fully_convolutional(model))
         extra["map_stride"] = native_stride(model)
     return files, extra

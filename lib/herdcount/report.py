@@ -31,6 +31,7 @@ from herdcount.cli import HelpFormatter
 from herdcount.config import Config, config_from_dict
 from herdcount.imaging import decode_rgb
 from herdcount.kaggle import id_key
+from herdcount.modelrun import ModelRun
 from herdcount.records import RunRecord
 from herdcount.runinfo import read_run
 from herdcount.score import (
@@ -64,7 +65,7 @@ class Inputs:
     config: Config
     extract_run: RunRecord
     #: model.json of each training run and run.json of each count run, read once.
-    models: list[dict[str, Any]]
+    models: list[ModelRun]
     count_runs: list[RunRecord]
     #: The true points of the truth's photos (``--points``), read once.
     truth_points: PhotoPoints | None = None
@@ -103,7 +104,7 @@ def load_inputs(
         not exist, ``points`` is given without ``truth``, or the true points do not read.
     """
     extract_run = _read_run(extract)
-    models = [_read_marker(r, "model.json") for r in runs]
+    models = [ModelRun.read(r) for r in runs]
     count_runs = [_read_run(c) for c in counts]
     if truth and not storage.exists(truth):
         raise ValueError(f"truth file {truth!r} does not exist")
@@ -125,13 +126,6 @@ def _read_run(folder: str) -> RunRecord:
     if run is None:
         raise ValueError(f"{folder} has no run.json; expected a finished run")
     return run
-
-
-def _read_marker(folder: str, marker: str) -> dict[str, Any]:
-    try:
-        return json.loads(storage.read_text(storage.join(folder, marker)))
-    except FileNotFoundError:
-        raise ValueError(f"{folder} has no {marker}; expected a finished run") from None
 
 
 # --- HTML pieces ---------------------------------------------------------------------------
@@ -295,11 +289,9 @@ def training_section(inp: Inputs) -> str:
         weights = _weights(run)
         sizes = dict(storage.file_stats(run))
         size_mb = sizes["model.keras"] / 1e6 if "model.keras" in sizes else None
-        flops = info.get("flops_per_megapixel")
-        metrics = {k: v for k, v in info.get("metrics", {}).items() if isinstance(v, (int, float))}
-        parts.append(
-            f"<h3>{html.escape(info.get('kind', '?'))} model: <code>{html.escape(str(run))}</code></h3>"
-        )
+        flops = info.flops_per_megapixel
+        metrics = {k: v for k, v in info.metrics.items() if isinstance(v, (int, float))}
+        parts.append(f"<h3>{html.escape(info.kind)} model: <code>{html.escape(str(run))}</code></h3>")
         parts.append(
             table(
                 ["weights", "model.keras MB", "GFLOP per megapixel", "epochs", *metrics],
@@ -308,7 +300,7 @@ def training_section(inp: Inputs) -> str:
                         weights,
                         size_mb,
                         flops / 1e9 if flops else "n/a (Dense layers)",
-                        info.get("epochs_run"),
+                        info.epochs_run,
                         *metrics.values(),
                     ]
                 ],
@@ -547,23 +539,10 @@ def overlay(
     points.csv), each is a ring of its class colour, and the photo is shown again on the
     right with the ``truth`` points (or none, where there is no truth) at the same size."""
     from herdcount.predictors import load_model
-    from herdcount.tiling import density_map, tile_scores
 
     model = load_model(run)
     image = decode_rgb(storage.read_bytes(path), path)
-    if model.info["kind"] == "density":
-        stride, margin = int(model.info["output_stride"]), int(model.info["margin"])
-        heat = density_map(image, model.predict, stride=stride, tile=1024, margin=margin).sum(axis=-1)
-        heat = np.clip(heat / max(float(heat.max()), 1e-6), 0, 1)
-        colour = np.stack([heat * 255, heat * 64, np.zeros_like(heat)], axis=-1)
-        alpha = 0.75 * heat[..., None]
-    else:
-        patch = int(model.info["patch_size"])
-        winners = tile_scores(image, model.predict, patch=patch).argmax(axis=-1)
-        palette = np.array([*config.colours, (0, 0, 0)], float)
-        colour = palette[winners]
-        alpha = np.where(winners < len(config.classes), 0.45, 0.0)[..., None]
-        stride = patch
+    colour, alpha, stride = model.run.model_kind.overlay(image, model, config)
     cells = np.kron(np.concatenate([colour, alpha * 255], axis=-1), np.ones((stride, stride, 1)))
     cells = cells[: image.shape[0], : image.shape[1]]
     mixed = image * (1 - cells[..., 3:] / 255) + cells[..., :3] * (cells[..., 3:] / 255)
@@ -611,10 +590,10 @@ def lineage_section(inp: Inputs) -> str:
         # A model saved without a training run (model.json alone) has no times to show.
         trained = read_run(run)
         times = trained.times if trained is not None else {}
-        data = info.get("training_data", {})
+        data = info.training_data
         rows.append(
             [
-                f"train ({info.get('kind')})",
+                f"train ({info.kind})",
                 str(run),
                 data.get("extract"),
                 data.get("fingerprint"),

@@ -340,8 +340,9 @@ def class_radii(submission: str | Path, class_names: list[str]) -> list[float]:
         raise ValueError(
             f"--radius auto needs the count job's run.json beside {submission}, naming its model"
         )
-    info = json.loads(storage.read_text(storage.join(path, "model.json")))
-    lengths = info.get("class_lengths_px") or {}
+    from herdcount.modelrun import ModelRun
+
+    lengths = ModelRun.read(path).class_lengths_px or {}
     return [lengths[n] / 2 if lengths.get(n) else 20.0 for n in class_names]
 
 
