@@ -4,7 +4,7 @@
 
 Makes full-size 4992x3328 test photos with the synthetic survey generator, then counts
 them on one core (one TensorFlow thread, as one Spark task with spark.task.cpus=1 has)
-in a fresh process per method, through ``herdcount.count.count_photo``, the job's whole
+in a fresh process per method, through ``herdcount.count_worker.count_photo``, the job's whole
 per-photo work (reading, decoding, inference):
 
 - density model at scale 1.0 and 0.5, and with ``--scale auto`` (an untrained scale model
@@ -60,7 +60,8 @@ def _peak_mb() -> float:
 
 
 def _count_child(run, kind, scale, photos, out, num_classes, queue):
-    from herdcount.count import CountSettings, PhotoTask, count_photo
+    from herdcount.count_tasks import CountSettings, PhotoTask
+    from herdcount.count_worker import count_photo
 
     reader = None
     if isinstance(scale, Path):  # --scale auto with this scale run
@@ -109,7 +110,9 @@ def _seed_child(run, photos, n_tiles, queue):
 
 
 def _window_child(run, raster, window, out, num_classes, queue):
-    from herdcount.count import CountSettings, WindowTask, count_window, raster_windows
+    from herdcount.count_rasters import raster_windows
+    from herdcount.count_tasks import CountSettings, WindowTask
+    from herdcount.count_worker import count_window
     from herdcount.modelrun import ModelRun
     from herdcount.mosaic import raster_info
 

@@ -10,7 +10,8 @@ import pytest
 from conftest import windows_at
 from PIL import Image
 
-from herdcount.count import CountSettings, count_image
+from herdcount.count_tasks import CountSettings
+from herdcount.count_worker import count_image
 from herdcount.imaging import decode_rgb, decode_rgb_scaled, encode_jpeg, jpeg_shape
 from herdcount.models.builders import (
     describe_density_model,

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import pytest
 
-from herdcount.count import PhotoResult
+from herdcount.count_tasks import PhotoResult
 from herdcount.extract import PairResult
 from herdcount.imaging import PhotoError, decode_rgb
 from herdcount.manifest import FileRecord, FileTask, describe_file

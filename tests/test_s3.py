@@ -17,7 +17,11 @@ from test_count_mosaic import counted, mosaic  # noqa: F401 (a fixture)
 
 from herdcount import mosaic as rasters
 from herdcount import report, storage
-from herdcount.count import CountJob, CountSettings, count_photo, plan_count, write_outputs
+from herdcount.count import CountJob
+from herdcount.count_inputs import plan_count
+from herdcount.count_outputs import write_outputs
+from herdcount.count_tasks import CountSettings
+from herdcount.count_worker import count_photo
 from herdcount.manifest import read_manifest
 from herdcount.models import train
 from herdcount.models.builders import save_model_run

@@ -1,7 +1,7 @@
 """The vocabulary every job shares: one status type, one error record, one run record.
 
 Task results of the jobs (:class:`herdcount.extract.PairResult`,
-:class:`herdcount.count.PhotoResult`, :class:`herdcount.manifest.FileRecord`) carry a
+:class:`herdcount.count_tasks.PhotoResult`, :class:`herdcount.manifest.FileRecord`) carry a
 :class:`Status`; those that failed carry a :class:`TaskError` naming the file and the
 reason. Every job's ``run.json`` is a :class:`RunRecord`.
 """

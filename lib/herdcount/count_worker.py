@@ -1,0 +1,210 @@
+"""The count job's executor side: count one photo, or one raster window, and write its record."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from herdcount import storage
+from herdcount.count_tasks import (
+    OK,
+    CountSettings,
+    PhotoResult,
+    PhotoTask,
+    WindowTask,
+    error_result,
+    inside_raster,
+)
+from herdcount.imaging import PhotoError, decode_rgb, decode_rgb_scaled, image_shape, resize_rgb
+from herdcount.kinds import rounded
+from herdcount.locate import (
+    PEAK_CONTEXT,
+    Points,
+    density_peaks,
+    peak_points,
+    points_geojson,
+)
+from herdcount.modelrun import MODEL_KERAS
+from herdcount.mosaic import (
+    RasterError,
+    read_window,
+    window_density,
+)
+from herdcount.predictors import LOADS, LoadedModel, load_model
+from herdcount.scale import estimate_scale, resize_for
+
+
+def count_item(task: PhotoTask | WindowTask, settings: CountSettings) -> PhotoResult:
+    """Count a photo or a raster's window (what one Spark task item is)."""
+    if isinstance(task, WindowTask):
+        return count_window(task, settings)
+    return count_photo(task, settings)
+
+
+def count_window(task: WindowTask, settings: CountSettings) -> PhotoResult:
+    """Count one window of a raster on an executor and write
+    ``OUT/windows/<id>/<n>.json``; never raises for bad input. Its points are in the
+    raster's pixels."""
+    cpu, wall = time.process_time(), time.monotonic()
+    index = task.window.index
+    result = storage.join(settings.out, "windows", task.photo_id, f"{index}.json")
+    try:
+        if storage.exists(result):
+            return PhotoResult.from_dict(json.loads(storage.read_text(result)), resumed=True)
+        model = load_model(settings.model, threads=settings.threads)
+        load_cpu = time.process_time() - cpu
+        cpu = time.process_time()
+        stride, margin = model.run.output_stride, model.run.margin
+        rgb, valid = read_window(task.path, task.window, task.info)
+        density, (ct, cl, cb, cr), (ot, ol) = window_density(
+            rgb,
+            valid,
+            task.window,
+            model.predict,
+            stride=stride,
+            margin=margin,
+            tile=settings.tile,
+            batch_size=settings.batch_size,
+            context=PEAK_CONTEXT,
+        )
+        counts = density[ct:cb, cl:cr].sum(axis=(0, 1), dtype=np.float64)
+        peaks = density_peaks(density, stride=stride, keep=(ct, cl, cb, cr)).shifted([ot, ol])
+        found = peak_points(peaks, rounded(counts))
+        top, left, bottom, right = task.window.keep
+        points = Points(inside_raster(found.coords, task.info), found.classes, found.scores)
+    except Exception as exc:
+        keep = task.window.keep
+        where = f"window {index} of {task.windows} (rows {keep[0]}-{keep[2]}, columns {keep[1]}-{keep[3]})"
+        reason = (
+            str(exc).removeprefix(f"{task.path}: ")
+            if isinstance(exc, RasterError)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        failed = error_result(task.photo_id, task.name, f"{where}: {reason}")
+        failed.window = index
+        return failed
+    record = PhotoResult(
+        test_id=task.photo_id,
+        status=OK,
+        file=task.name,
+        counts=[round(float(c), 4) for c in counts],
+        width=right - left,
+        height=bottom - top,
+        points=points,
+        **_costs(cpu, wall, load_cpu, model, settings),
+        peaks=peaks,
+        window=index,
+        windows=task.windows,
+    )
+    storage.write_text_atomic(result, json.dumps(record.to_dict()))
+    return record
+
+
+def count_photo(task: PhotoTask, settings: CountSettings) -> PhotoResult:
+    """Count one photo on an executor and write ``OUT/photos/<id>.json``; never raises for
+    bad input, returns an error result instead.
+
+    ``cpu_s`` is decoding and inference; ``load_cpu_s`` the model load (on a worker's first
+    photo) or the cache lookup. ``wall_s`` covers both.
+    """
+    cpu, wall = time.process_time(), time.monotonic()
+    result = storage.join(settings.out, "photos", f"{task.photo_id}.json")
+    try:
+        if storage.exists(result):  # a retried task whose first attempt finished
+            return PhotoResult.from_dict(json.loads(storage.read_text(result)), resumed=True)
+        model = load_model(settings.model, threads=settings.threads)
+        reader = load_model(settings.scale_model, threads=settings.threads) if settings.scale_model else None
+        # The first photo of a worker pays for TensorFlow's start and the model load:
+        # timed apart, so cpu_s is the steady cost per photo.
+        load_cpu = time.process_time() - cpu
+        cpu = time.process_time()
+        found = None
+        data = _read(task)
+        # The model may work at a fraction of the photos' size (its animals' sizes chose it).
+        working = settings.input_scale
+        if reader is None:
+            scale = settings.scale * working
+            image = decode_rgb_scaled(data, task.name, scale=scale)
+            # The header's size, or the counted one (a photo read at scale 1 is its own size).
+            original = (image_shape(data) if scale != 1 else None) or image.shape
+        else:
+            image = decode_rgb(data, task.name)
+            original = image.shape
+            found = estimate_scale(image, reader.predict, size=reader.run.tile_size)
+            trained = model.run.training_scale_range or (1.0, 1.0)
+            scale = resize_for(found.scale, trained=tuple(trained), limits=settings.auto_range) * working
+            image = resize_rgb(image, scale)
+        counts, points = count_image(image, model, settings)
+        points = points.resized(image.shape[0] / original[0], image.shape[1] / original[1])
+        storage.write_text_atomic(
+            storage.join(settings.out, "points", f"{task.photo_id}.geojson"),
+            points_geojson(points, list(settings.class_names or model.run.class_names), name=task.name),
+        )
+    except PhotoError as exc:
+        return error_result(task.photo_id, task.name, exc.reason)
+    except Exception as exc:
+        return error_result(task.photo_id, task.name, f"{type(exc).__name__}: {exc}")
+    record = PhotoResult(
+        test_id=task.photo_id,
+        status=OK,
+        file=task.name,
+        counts=[round(float(c), 4) for c in counts],
+        width=int(image.shape[1]),
+        height=int(image.shape[0]),
+        points=points,
+        scale=round(scale, 4),
+        ground_scale=None if found is None else round(found.scale, 4),
+        scale_spread=None if found is None else round(found.spread, 4),
+        **_costs(cpu, wall, load_cpu, model, settings),
+    )
+    storage.write_text_atomic(result, json.dumps(record.to_dict()))
+    return record
+
+
+def _costs(
+    cpu: float, wall: float, load_cpu: float, model: LoadedModel, settings: CountSettings
+) -> dict[str, Any]:
+    """What a photo's or window's record says of its cost and of the worker that counted it,
+    from the CPU and wall clocks read when its work began."""
+    return {
+        "cpu_s": round(time.process_time() - cpu, 3),
+        "wall_s": round(time.monotonic() - wall, 3),
+        "load_cpu_s": round(load_cpu, 3),
+        "finished_at": round(time.time(), 3),
+        "pid": os.getpid(),
+        "model_loads": LOADS[storage.absolute(storage.join(settings.model, MODEL_KERAS))],
+        "threads": list(model.threads),
+        "runtime": model.runtime,
+    }
+
+
+def count_image(image: np.ndarray, model: LoadedModel, settings: CountSettings) -> tuple[np.ndarray, Points]:
+    """Counts per animal class in one decoded photo, and a point per counted animal, as the
+    model's kind counts them (:meth:`herdcount.kinds.ModelKind.count_image`).
+
+    Returns
+    -------
+    (K,) float64 array
+        Unrounded counts.
+    Points
+        In the pixels of ``image``.
+    """
+    return model.run.model_kind.count_image(
+        image,
+        model,
+        num_classes=settings.num_classes,
+        tile=settings.tile,
+        batch_size=settings.batch_size,
+        stride=settings.stride,
+    )
+
+
+def _read(task: PhotoTask) -> bytes:
+    try:
+        return storage.read_bytes(task.path)
+    except FileNotFoundError:
+        raise PhotoError(task.name, "missing (deleted after listing?)") from None
