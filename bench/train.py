@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 def throughput(data: Path, out: Path, config, steps: int, batch: int = 16) -> int:
     """Input batches and training steps per second: photos in memory against shards, each
     measured in a fresh process (one process's second model trains at another speed)."""
-    from herdcount.models.windows import WindowsJob
+    from herdcount.shards import WindowsJob
 
     windows = out / "windows"
     if not (windows / "index.json").is_file():
@@ -171,15 +171,10 @@ def rates(method: str, data: Path, out: Path, config, steps: int, batch: int = 1
     import numpy as np
     import tensorflow as tf
 
+    from herdcount.extracted import load_photo, read_extract, split_photos
     from herdcount.models.builders import DensityLoss, make_density_model
-    from herdcount.models.training_data import (
-        density_dataset,
-        load_photo,
-        read_extract,
-        split_photos,
-        tile_stream,
-    )
-    from herdcount.models.windows import read_index, window_dataset
+    from herdcount.models.shard_reader import read_index, window_dataset
+    from herdcount.models.training_data import density_dataset, tile_stream
 
     photos = read_extract(out, config, data)
     train_ids, _ = split_photos([p.train_id for p in photos], seed=0)
@@ -217,7 +212,7 @@ def rates(method: str, data: Path, out: Path, config, steps: int, batch: int = 1
 
 def memory(work: Path, config, sizes: list[int], seed: int) -> int:
     """Peak memory of density training on surveys of full-size photos."""
-    from herdcount.models.windows import WindowsJob
+    from herdcount.shards import WindowsJob
 
     peaks = {}
     for n in sizes:

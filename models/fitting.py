@@ -16,17 +16,12 @@ import tensorflow as tf
 
 from herdcount import storage
 from herdcount.config import Config
+from herdcount.extracted import PhotoDots
 from herdcount.models.settings import TrainSettings
-from herdcount.models.training_data import (
-    PhotoDots,
-)
+from herdcount.models.shard_reader import ShardIndex, read_index
 from herdcount.models.transfer import LayerRateAdam, Reused, init_from_run
-from herdcount.models.windows import (
-    ShardIndex,
-    WindowsJob,
-    read_index,
-)
 from herdcount.runner import run_in_process
+from herdcount.shards import WindowsJob
 
 #: Epochs without improvement before the classifier's rate is halved.
 PLATEAU_PATIENCE = 3

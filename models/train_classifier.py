@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from herdcount.config import Config
 from herdcount.dots import masked_at
+from herdcount.extracted import PhotoDots, load_photo, read_extract, split_photos
 from herdcount.models.builders import (
     make_classifier_model,
 )
@@ -31,18 +32,10 @@ from herdcount.models.fitting import (
 )
 from herdcount.models.run_writer import HeldOutCounts, Trained
 from herdcount.models.settings import TrainSettings
-from herdcount.models.training_data import (
-    PhotoDots,
-    load_photo,
-    read_extract,
-    split_photos,
-)
-from herdcount.models.windows import (
-    GRID,
-    patch_dataset,
-)
+from herdcount.models.shard_reader import patch_dataset
 from herdcount.score import column_rmse
 from herdcount.tiling import class_counts, tile_scores
+from herdcount.windows import GRID
 
 
 def prepare(settings: TrainSettings, config: Config) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import tensorflow as tf
 from herdcount.annotations import resize_cells
 from herdcount.config import Config
 from herdcount.dots import grow_cells, masked_points
+from herdcount.extracted import PhotoDots, load_photo, read_extract, split_photos
 from herdcount.imaging import resize_rgb
 from herdcount.intervals import group_errors
 from herdcount.models.builders import (
@@ -39,16 +40,7 @@ from herdcount.models.fitting import (
 )
 from herdcount.models.run_writer import HeldOutCounts, Trained, extract_lengths
 from herdcount.models.settings import TrainSettings
-from herdcount.models.training_data import (
-    PhotoDots,
-    load_photo,
-    read_extract,
-    split_photos,
-)
-from herdcount.models.windows import (
-    ShardIndex,
-    window_dataset,
-)
+from herdcount.models.shard_reader import ShardIndex, window_dataset
 from herdcount.scale import working_scale
 from herdcount.score import column_rmse
 from herdcount.tiling import density_map, masked_counts

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from herdcount.config import Config
+from herdcount.extracted import load_photo
 from herdcount.imaging import resize_rgb
 from herdcount.models.builders import (
     ScaleLoss,
@@ -27,14 +28,8 @@ from herdcount.models.fitting import (
 )
 from herdcount.models.run_writer import Trained
 from herdcount.models.settings import TrainSettings
+from herdcount.models.shard_reader import ShardIndex, scale_dataset
 from herdcount.models.train_density import prepare as prepare_density
-from herdcount.models.training_data import (
-    load_photo,
-)
-from herdcount.models.windows import (
-    ShardIndex,
-    scale_dataset,
-)
 from herdcount.scale import estimate_scale
 
 #: The scale model trains on the density model's split and windows.

@@ -74,8 +74,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: Whether the test being set up is marked slow: ``make test-fast`` (``-m "not slow"``)
+#: promises no spark-submit, and :func:`spark_submit` holds it to that.
+_TIER = {"slow": True}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before the item's fixtures: a module fixture that runs spark-submit is judged by the
+    # test that first asks for it.
+    _TIER["slow"] = item.get_closest_marker("slow") is not None
+
+
 def spark_submit(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``spark-submit`` of this venv on ``args`` from the repository root."""
+    """Run ``spark-submit`` of this venv on ``args`` from the repository root (slow tests only)."""
+    if not _TIER["slow"]:
+        raise AssertionError("spark-submit in a test not marked slow: make test-fast runs no spark-submit")
     cmd = [str(BIN / "spark-submit"), "--master", "local[2]", *args]
     return subprocess.run(cmd, cwd=ROOT, env=spark_env(), capture_output=True, text=True, timeout=timeout)
 

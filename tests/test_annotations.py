@@ -27,8 +27,8 @@ from herdcount.annotations import (
 )
 from herdcount.config import load_config
 from herdcount.extract import ExtractJob
+from herdcount.extracted import split_photos
 from herdcount.imaging import encode_jpeg
-from herdcount.models.training_data import split_photos
 from herdcount.runner import run_in_process
 from herdcount.scale import working_scale
 from herdcount.synth import EXPORTS, write_survey

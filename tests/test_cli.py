@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +13,9 @@ import pytest
 from PIL import Image
 
 from herdcount import cli, plots
+from herdcount.count import CountJob
 from herdcount.models.settings import check_settings, parse_args
+from herdcount.options import add_options, from_args, option
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,3 +154,43 @@ def test_totals_draw_with_and_without_truth_or_intervals(tmp_path):
     a, b = (np.asarray(_png(x).convert("L")) for x in (plain, marked))
     w = min(a.shape[1], b.shape[1])
     assert (np.abs(a[:, :w].astype(int) - b[:, :w]) > 60).mean() > 0.001
+
+
+@dataclasses.dataclass(frozen=True)
+class _Knobs:
+    name: str = option(help="a name")
+    size: int = option(4, help="a size (default: %(default)s)")
+    ratio: float = option(0.5, metavar="R", help="a ratio")
+    loud: bool = option(False, help="a flag")
+    kind: str = option("a", choices=["a", "b"], help="a choice")
+    hidden: str = "not an option"
+
+
+def test_options_are_declared_once_on_the_dataclass(capsys):
+    parser = argparse.ArgumentParser(prog="knobs")
+    add_options(parser, _Knobs)
+    knobs = from_args(_Knobs, parser.parse_args(["--name", "x", "--size", "7", "--loud"]), hidden="given")
+    assert knobs == _Knobs(name="x", size=7, ratio=0.5, loud=True, kind="a", hidden="given")
+    assert "  --ratio R     a ratio" in parser.format_help() and "--hidden" not in parser.format_help()
+    for bad in (["--size", "7"], ["--name", "x", "--size", "many"], ["--name", "x", "--kind", "c"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+    assert "--name" in capsys.readouterr().err
+
+
+def test_the_count_command_offers_each_option_of_the_job_once():
+    text = cli.verb_help("count", columns=200)
+    for f in dataclasses.fields(CountJob):
+        if "option" in f.metadata:
+            flag = "--" + f.name.replace("_", "-")
+            assert len(re.findall(rf"^\s+{flag}\b", text, flags=re.M)) == 1, flag
+
+
+def test_clean_thresholds_that_cannot_work_are_exit_2_naming_the_option(tmp_path, capsys):
+    from herdcount.commands import clean
+
+    code = clean.main(
+        ["--manifest", str(tmp_path), "--out", str(tmp_path / "o"), "--near-duplicate-bits", "40"]
+    )
+    assert code == 2
+    assert "--near-duplicate-bits must be in 0..31, got 40" in capsys.readouterr().err

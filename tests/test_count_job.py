@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from conftest import BIN, ROOT, spark_env, spark_submit, windows_at
 from keras import layers
+from pyspark.sql import SparkSession
 
+from herdcount.commands import count as count_command
 from herdcount.commands.count import SOME_FAILED
 from herdcount.imaging import decode_rgb, decode_rgb_scaled, resize_rgb
 from herdcount.models.builders import make_classifier_model, save_model_run
@@ -218,23 +220,14 @@ def test_rerun_resumes_from_finished_photos_and_gives_the_same_outputs(counting,
         np.testing.assert_allclose(again[i], first[i], atol=2e-4)
 
 
-def test_rerun_with_other_settings_into_the_same_out_is_refused(counting, tmp_path):
+def test_rerun_with_other_settings_into_the_same_out_is_refused(counting, tmp_path, capsys):
     out = tmp_path / "out"
     shutil.copytree(counting["out"], out)
-    proc = spark_submit(
-        "jobs/count.py",
-        "--data",
-        str(counting["data"]),
-        "--model",
-        str(counting["density"]),
-        "--out",
-        str(out),
-        "--scale",
-        "0.5",
-    )
-    assert proc.returncode == 2
-    assert "holds counts made with other settings (scale differ)" in proc.stdout + proc.stderr
-    assert "SparkContext" not in proc.stderr  # refused before Spark started
+    args = ["--data", str(counting["data"]), "--model", str(counting["density"]), "--out", str(out)]
+    # In process: a configuration error is refused in the plan, before Spark starts.
+    assert count_command.main([*args, "--scale", "0.5"]) == 2
+    assert "holds counts made with other settings (scale differ)" in capsys.readouterr().err
+    assert SparkSession.getActiveSession() is None
 
 
 def test_sliding_classifier_at_half_scale_with_two_cpus_per_task(counting, tmp_path):
@@ -346,7 +339,7 @@ def brightness_scale_model() -> keras.Model:
     return model
 
 
-def test_scale_auto_counts_each_photo_at_the_scale_read_in_it(counting, tmp_path, config):
+def test_scale_auto_counts_each_photo_at_the_scale_read_in_it(counting, tmp_path, config, capsys):
     reader = tmp_path / "run-scale"
     save_model_run(
         reader,
@@ -392,12 +385,12 @@ def test_scale_auto_counts_each_photo_at_the_scale_read_in_it(counting, tmp_path
     settings = json.loads((out / "settings.json").read_text())
     assert settings["scale"] == "auto" and settings["scale_model"] == str(reader.resolve())
     # --scale auto asks for its model, and a model of another kind is refused before Spark starts.
-    proc = spark_submit("jobs/count.py", *args, "--scale", "auto")
+    with pytest.raises(SystemExit) as stop:
+        count_command.main([*args, "--scale", "auto"])
     assert (
-        proc.returncode == 2 and "--scale auto and --scale-model RUN go together" in proc.stdout + proc.stderr
+        stop.value.code == 2 and "--scale auto and --scale-model RUN go together" in capsys.readouterr().err
     )
-    proc = spark_submit(
-        "jobs/count.py",
+    refused = [
         *args[:-4],
         "--out",
         str(tmp_path / "o2"),
@@ -405,5 +398,6 @@ def test_scale_auto_counts_each_photo_at_the_scale_read_in_it(counting, tmp_path
         "auto",
         "--scale-model",
         str(counting["density"]),
-    )
-    assert proc.returncode == 2 and "is a density run" in proc.stdout + proc.stderr
+    ]
+    assert count_command.main(refused) == 2 and "is a density run" in capsys.readouterr().err
+    assert SparkSession.getActiveSession() is None

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from herdcount.extracted import split_photos
 from herdcount.models.builders import (
     DensityLoss,
     describe_density_model,
@@ -18,7 +19,6 @@ from herdcount.models.builders import (
     save_model_run,
 )
 from herdcount.models.targets import augment, density_target, sample_tile
-from herdcount.models.training_data import split_photos
 from herdcount.tiling import density_map, pad_to_stride
 
 

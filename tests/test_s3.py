@@ -288,8 +288,9 @@ def test_manifest_of_an_s3_collection_equals_the_local_one(s3, survey, tmp_path)
 
 
 def test_windows_cut_from_and_into_s3_are_the_local_ones(s3, survey, extracted, config, tmp_path):
-    from herdcount.models.windows import WindowsJob, read_index
+    from herdcount.models.shard_reader import read_index
     from herdcount.runner import run_in_process
+    from herdcount.shards import WindowsJob
     from herdcount.windows import WindowSettings
 
     settings = WindowSettings(size=256, step=192, photos_per_shard=3)

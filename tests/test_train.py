@@ -16,11 +16,12 @@ import pytest
 from scipy import ndimage as ndi
 
 from herdcount.dots import black_blocks
+from herdcount.extracted import load_photo, read_extract
 from herdcount.imaging import decode_rgb
 from herdcount.intervals import read_validation_counts
 from herdcount.models import train
 from herdcount.models.builders import make_density_model
-from herdcount.models.training_data import load_photo, read_extract, tile_stream
+from herdcount.models.training_data import tile_stream
 from herdcount.runner import run_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,7 +252,7 @@ def test_bad_input_stops_before_training(tmp_path, survey, extracted, config, ca
     run = tmp_path / "run"
     kind, expected, data = "density", "", survey
     if case == "truncated shard":
-        from herdcount.models.windows import WindowsJob
+        from herdcount.shards import WindowsJob
 
         run_in_process(WindowsJob(str(out), str(survey), str(out / "windows"), config=config))
         shard = sorted((out / "windows" / "shards").glob("grid-*.tfrecord"))[0]

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from conftest import spark_submit
 
+from herdcount.extracted import read_extract
+from herdcount.models.shard_reader import patch_dataset, read_index, window_dataset
 from herdcount.models.targets import sample_tile
-from herdcount.models.training_data import read_extract
-from herdcount.models.windows import WindowsJob, patch_dataset, read_index, window_dataset
 from herdcount.records import Status
 from herdcount.runinfo import read_run
 from herdcount.runner import SOME_FAILED, run_in_process, run_job
+from herdcount.shards import WindowsJob
 from herdcount.windows import (
     WindowSettings,
     centred_origin,
@@ -192,7 +193,7 @@ def test_the_stream_draws_tiles_of_the_photos_asked_for_only(windows, config):
     # The same seed gives the same tiles; the filter lets only the asked photos through.
     again = next(iter(window_dataset(shards, train, 5, size=64, stride=8, seed=3).batch(16)))
     np.testing.assert_array_equal(batch[0].numpy(), again[0].numpy())
-    from herdcount.models.windows import _parse
+    from herdcount.models.shard_reader import _parse
 
     records = tf.data.TFRecordDataset(shards.files["grid"]).map(_parse)
     seen = {r["train_id"].numpy().decode() for r in records}

@@ -8,6 +8,7 @@ no photo is read again. Originals are never moved or deleted: the outputs are li
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import numpy as np
 
 from herdcount import storage
 from herdcount.manifest import OK, UNREADABLE, UNSUPPORTED, hamming, read_manifest
+from herdcount.options import option
 from herdcount.runinfo import read_run
 from herdcount.runner import Job, Outcome
 
@@ -38,19 +40,31 @@ class CleanSettings:
     Dark photos are not judged for blur.
     """
 
-    near_duplicate_bits: int = 6
-    dark_mads: float = 3.5
-    blur_mads: float = 3.5
-    dark_levels: float = 40.0
-    blur_ratio: float = 4.0
-    label_field: str = "label"
+    near_duplicate_bits: int = option(
+        6, help="perceptual hashes at most this many bits apart are one picture (default: %(default)s)"
+    )
+    dark_mads: float = option(
+        3.5,
+        help="robust deviations below the median brightness that make a photo dark (default: %(default)s)",
+    )
+    blur_mads: float = option(
+        3.5,
+        help="robust deviations below the median log sharpness that make it blurred (default: %(default)s)",
+    )
+    dark_levels: float = option(
+        40.0, help="and at least this many grey levels below it (default: %(default)s)"
+    )
+    blur_ratio: float = option(
+        4.0, help="and at least this many times less sharp than the median (default: %(default)s)"
+    )
+    label_field: str = option("label", help="layout field of the label")
 
     def __post_init__(self) -> None:
         if not 0 <= self.near_duplicate_bits < 32:
-            raise ValueError(f"near_duplicate_bits must be in 0..31, got {self.near_duplicate_bits}")
+            raise ValueError(f"--near-duplicate-bits must be in 0..31, got {self.near_duplicate_bits}")
         if self.dark_mads <= 0 or self.blur_mads <= 0:
             raise ValueError(
-                f"dark_mads and blur_mads must be positive, got {self.dark_mads}, {self.blur_mads}"
+                f"--dark-mads and --blur-mads must be positive, got {self.dark_mads}, {self.blur_mads}"
             )
 
 
@@ -207,20 +221,20 @@ class CleanJob(Job[CleanPlan, Any, Any]):
     ----------
     manifest, out : str
         The manifest job's output folder and this job's.
-    options : dict
-        The fields of :class:`CleanSettings` (checked when the job is planned).
+    settings : CleanSettings
+        The thresholds.
     """
 
     name: ClassVar[str] = "clean"
     manifest: str
     out: str
-    options: dict[str, Any] = field(default_factory=dict)
+    settings: CleanSettings = field(default_factory=CleanSettings)
 
     def paths(self) -> list[str | None]:
         return [self.manifest, self.out]
 
     def plan(self) -> CleanPlan:
-        settings = CleanSettings(**self.options)
+        settings = self.settings
         manifest_file = storage.join(self.manifest, "manifest.parquet")
         if not storage.exists(manifest_file):
             raise ValueError(
@@ -250,7 +264,7 @@ class CleanJob(Job[CleanPlan, Any, Any]):
             + f"\noutputs: {storage.join(out, 'flags.csv')}, keep.csv, balance.csv, report.html"
         )
         return Outcome(
-            config={"manifest": self.manifest, "out": self.out, **self.options},
+            config={"manifest": self.manifest, "out": self.out, **dataclasses.asdict(self.settings)},
             inputs={"manifest": storage.absolute(self.manifest), "fingerprint": plan.fingerprint},
             totals={"files": len(rows), "kept": len(keep), "flags": by_flag},
             summary=summary,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from herdcount import storage
-from herdcount.config import resolve_scheme
+from herdcount.config import DEFAULT_SCHEME, resolve_scheme
 from herdcount.count_inputs import check_model, claim_out, plan_count, read_calibration, read_groups
 from herdcount.count_outputs import format_summary, write_outputs
 from herdcount.count_rasters import merge_rasters, plan_rasters
@@ -47,6 +47,7 @@ from herdcount.intervals import (
 from herdcount.kaggle import id_key
 from herdcount.kinds import SCALE as SCALE_KIND
 from herdcount.modelrun import ModelRun
+from herdcount.options import option
 from herdcount.runinfo import fingerprint_files, read_run
 from herdcount.runner import SOME_FAILED, Job, Outcome
 
@@ -89,23 +90,73 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
 
     name: ClassVar[str] = "count"
     images: str
-    out: str
-    model: str
+    model: str = option(help="a finished run of herdcount train")
+    out: str = option(help="output folder (created; reruns resume)")
     sample: str | None = None
-    scheme: str | None = None
     scale: float = 1.0
-    stride: int | None = None
-    tile: int = 1024
-    batch_size: int = 4
-    photos_per_task: int = 1
-    scale_model: str | None = None
-    groups: str | None = None
-    group_by: str = "group"
-    interval: float = 0.9
-    window: int = 8192
-    map_coordinates: bool = False
-    calibration: str | None = None
-    survey_shift: float = DEFAULT_SURVEY_SHIFT
+    scale_model: str | None = option(
+        None,
+        help="with --scale auto: a run of herdcount train --kind scale, which reads each photo's ground scale",
+    )
+    stride: int | None = option(
+        None,
+        type=int,
+        help="classifier only: offset between windows; default the patch size (the seed's "
+        "non-overlapping tiles); a multiple of 8 below it slides the window",
+    )
+    tile: int = option(
+        1024,
+        help="side in pixels of the photo regions inferred at once; bounds memory, "
+        "does not change counts (default: %(default)s)",
+    )
+    batch_size: int = option(4, help="tiles per model call (default: %(default)s)")
+    photos_per_task: int = option(1, help="photos per Spark task (default: %(default)s)")
+    window: int = option(
+        8192,
+        metavar="N",
+        help="rasters (GeoTIFF) larger than N pixels a side are counted in windows of N, each a Spark task "
+        "reading only its window and the model's margin (default: %(default)s)",
+    )
+    map_coordinates: bool = option(
+        False,
+        help="rasters must be georeferenced: one without a CRS is an error row rather than counted with "
+        "pixel coordinates only (JPEG photos keep pixel coordinates)",
+    )
+    calibration: str | None = option(
+        None,
+        metavar="CSV",
+        help="true counts of some of the survey's own photos (test_id and a column per class, as train.csv): "
+        "the totals' intervals are measured on them instead of the model's held-out photos, and their "
+        "truth enters the totals as it is",
+    )
+    groups: str | None = option(
+        None,
+        metavar="CSV",
+        help="survey totals per group too (totals_by_group.csv): a CSV of test_id (or path, as in "
+        "manifest.csv) and a group column",
+    )
+    group_by: str = option(
+        "group",
+        metavar="COLUMN",
+        help="with --groups: the column naming each photo's group, e.g. a manifest layout field such as "
+        "site (default: %(default)s)",
+    )
+    interval: float = option(
+        0.9, help="share of the truth's distribution the survey totals' intervals hold (default: %(default)s)"
+    )
+    survey_shift: float = option(
+        DEFAULT_SURVEY_SHIFT,
+        metavar="SD",
+        help="with intervals from the model's held-out photos: how far the model's bias may move from "
+        "the survey it was trained on to this one, as a standard deviation of the log ratio of true to "
+        "counted animals (default: %(default)s, measured on fresh synthetic surveys; 0 takes this survey's "
+        "photos to be like the held-out ones; not used with --calibration, which measures it)",
+    )
+    scheme: str | None = option(
+        None,
+        help="class scheme: a YAML file or a packaged scheme (default: the one the model was trained with, "
+        f"else {DEFAULT_SCHEME})",
+    )
 
     def __post_init__(self) -> None:
         self.items_per_task = self.photos_per_task

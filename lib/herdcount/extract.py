@@ -121,7 +121,7 @@ class ExtractPlan:
 @dataclass(frozen=True)
 class PairWindows:
     """How the extract job cuts each pair's training windows into ``out/parts`` for the
-    windows stage (:mod:`herdcount.models.windows`), which then need not decode it again."""
+    windows stage (:mod:`herdcount.shards`), which then need not decode it again."""
 
     out: str
     settings: WindowSettings
@@ -289,8 +289,8 @@ def _extract(task: PairTask, out: str, config: Config, windows: PairWindows | No
 
 
 def _write_windows(train_id, plain, masked, block, meta, config: Config, windows: PairWindows) -> None:
-    from herdcount.models.training_data import PhotoDots
-    from herdcount.models.windows import photo_windows, write_part
+    from herdcount.extracted import PhotoDots
+    from herdcount.shards import photo_windows, write_part
 
     # The dots as training reads them back from the metadata (rounded, in class order), so
     # that the windows are those the stage would cut.

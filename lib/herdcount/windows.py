@@ -12,7 +12,7 @@ Two kinds are cut:
   the dots). How many of a class's dots get one is decided for the whole survey
   (:func:`keep_shares`): every dot of a rare class, a sample of a common one.
 
-The Spark stage that writes them to shards is :mod:`herdcount.models.windows`.
+The Spark stage that writes them to shards is :mod:`herdcount.shards`.
 """
 
 from __future__ import annotations

@@ -18,55 +18,29 @@ import sys
 
 from herdcount.clean import CleanJob, CleanSettings
 from herdcount.cli import HelpFormatter
+from herdcount.options import add_options, from_args
 from herdcount.runner import run_job
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    defaults = CleanSettings()
     parser = argparse.ArgumentParser(
         prog="herdcount clean", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
     parser.add_argument("--manifest", required=True, help="output folder of herdcount manifest")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument(
-        "--near-duplicate-bits",
-        type=int,
-        default=defaults.near_duplicate_bits,
-        help="perceptual hashes at most this many bits apart are one picture (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--dark-mads",
-        type=float,
-        default=defaults.dark_mads,
-        help="robust deviations below the median brightness that make a photo dark (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--blur-mads",
-        type=float,
-        default=defaults.blur_mads,
-        help="robust deviations below the median log sharpness that make it blurred (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--dark-levels",
-        type=float,
-        default=defaults.dark_levels,
-        help="and at least this many grey levels below it (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--blur-ratio",
-        type=float,
-        default=defaults.blur_ratio,
-        help="and at least this many times less sharp than the median (default: %(default)s)",
-    )
-    parser.add_argument("--label-field", default=defaults.label_field, help="layout field of the label")
+    add_options(parser, CleanSettings)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    options = {k: v for k, v in vars(args).items() if k not in ("manifest", "out")}
+    try:
+        settings = from_args(CleanSettings, args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     # No item needs an executor: the runner plans and finishes on the driver, without Spark.
-    return run_job(CleanJob(args.manifest, args.out, options), spark=None)
+    return run_job(CleanJob(args.manifest, args.out, settings), spark=None)
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     # The stage of its own (resumable, its own run.json) shards the windows each pair task
     # cut into OUT/windows/parts; it decodes only pairs that have none (no train.csv, or
     # extracted by an earlier run without --windows).
-    from herdcount.models.windows import WindowsJob
+    from herdcount.shards import WindowsJob
 
     shards = run_job(WindowsJob(args.out, data, storage.join(args.out, "windows")), spark)
     return code if shards == 0 else shards

@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # TensorFlow is imported here, not for --help.
-    from herdcount.models.windows import WindowsJob
+    from herdcount.shards import WindowsJob
 
     settings = WindowSettings(
         size=args.size,

@@ -1,0 +1,87 @@
+"""Command-line options declared once, on the settings dataclass that uses them.
+
+A field made with :func:`option` carries its help text (and flag, type, metavar, choices);
+:func:`add_options` builds the parser's arguments from those fields, with their defaults,
+and :func:`from_args` makes the dataclass from the parsed namespace. So an option's name,
+default and help live in one place, the job takes its settings as they are, and the CLI
+reference (``herdcount.cli.reference``) is generated from the same fields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_MISSING = dataclasses.MISSING
+
+
+def option(
+    default: Any = _MISSING,
+    *,
+    help: str,
+    type: Callable[[str], Any] | None = None,
+    metavar: str | None = None,
+    choices: list[Any] | None = None,
+    flag: str | None = None,
+) -> Any:
+    """A dataclass field that is also a command-line option.
+
+    Parameters
+    ----------
+    default : optional
+        The field's default; without one the option is required.
+    help : str
+        The option's help text (argparse's ``%(default)s`` works).
+    type : callable, optional
+        argparse's ``type``; by default the default's own type (int, float, str). A bool
+        field is a flag (``store_true``).
+    metavar, choices : optional
+        As argparse has them.
+    flag : str, optional
+        The option's name where it is not ``--`` and the field's name with dashes.
+    """
+    meta = {"help": help, "type": type, "metavar": metavar, "choices": choices, "flag": flag}
+    return dataclasses.field(default=default, metadata={"option": meta})
+
+
+def _flag(f: dataclasses.Field) -> str:
+    return f.metadata["option"]["flag"] or "--" + f.name.replace("_", "-")
+
+
+def add_options(parser: argparse.ArgumentParser | Any, cls: type) -> None:
+    """Add an argument to ``parser`` (or an argument group) for each :func:`option` field of
+    ``cls``, in the order the fields are declared."""
+    for f in dataclasses.fields(cls):
+        meta = f.metadata.get("option")
+        if meta is None:
+            continue
+        kwargs: dict[str, Any] = {"help": meta["help"], "dest": f.name}
+        if f.default is _MISSING:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = f.default
+        if isinstance(f.default, bool):
+            kwargs["action"] = "store_true"
+        else:
+            kind = meta["type"] or (type(f.default) if isinstance(f.default, (int, float)) else None)
+            if kind is not None:
+                kwargs["type"] = kind
+            for key in ("metavar", "choices"):
+                if meta[key] is not None:
+                    kwargs[key] = meta[key]
+        parser.add_argument(_flag(f), **kwargs)
+
+
+def from_args(cls: type[T], args: argparse.Namespace, **values: Any) -> T:
+    """``cls`` made from the parsed options of its :func:`option` fields, and ``values`` for
+    the fields the command line does not give as they are."""
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(cls)
+        if "option" in f.metadata and f.name not in values
+    }
+    return cls(**given, **values)
