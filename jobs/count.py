@@ -1,14 +1,4 @@
-"""Count the animals in every test photo with a trained model into a Kaggle submission.
-
-Run::
-
-    spark-submit jobs/count.py --data DATA --model RUN --out OUT [--scale S] [--images DIR]
-
-DATA is a dataset root in the Kaggle layout (photos in Test/, row order from
-sample_submission.csv); --images counts another folder. RUN is a finished run of
-herdcount train, density model or classifier. One Spark task per photo; rerunning with
-the same OUT resumes.
-"""
+"""``spark-submit jobs/count.py ...`` runs ``herdcount count`` (see ``herdcount count --help`` and docs/cli.md)."""
 
 import sys
 

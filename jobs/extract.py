@@ -1,12 +1,4 @@
-"""Extract the animals, thumbnails and windows of a survey's training photos (Spark).
-
-Run::
-
-    spark-submit jobs/extract.py --data DATA --out OUT [--scheme conf/sealions.yaml]
-    spark-submit jobs/extract.py --images DIR --annotations FILE --out OUT [--ignore-class other]
-
-The same job as ``herdcount extract``; ``--help`` lists every option.
-"""
+"""``spark-submit jobs/extract.py ...`` runs ``herdcount extract`` (see ``herdcount extract --help`` and docs/cli.md)."""
 
 import sys
 

@@ -1,9 +1,4 @@
-"""Cut training windows of an extract job's photos into TFRecord shards.
-
-Run::
-
-    spark-submit jobs/windows.py --extract OUT --data DATA [--out OUT/windows]
-"""
+"""``spark-submit jobs/windows.py ...`` runs ``herdcount windows`` (see ``herdcount windows --help`` and docs/cli.md)."""
 
 import sys
 

@@ -13,11 +13,11 @@ import pytest
 from keras import layers
 from PIL import Image
 
+from herdcount.commands.score import main as score_main
 from herdcount.count import CountJob
 from herdcount.intervals import DEFAULT_SURVEY_SHIFT, write_validation_counts
 from herdcount.models.builders import save_model_run
 from herdcount.runner import run_in_process
-from herdcount.score import main as score_main
 
 pytestmark = pytest.mark.slow
 

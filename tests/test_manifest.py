@@ -11,7 +11,8 @@ import pytest
 from conftest import spark_submit
 from PIL import Image, ImageFilter
 
-from herdcount import lineage, split, storage
+from herdcount import storage
+from herdcount.commands import lineage, split
 from herdcount.manifest import describe_bytes, hamming, layout_fields, layout_pattern, read_manifest
 from herdcount.synth import make_background
 

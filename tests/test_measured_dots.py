@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from herdcount import dotstyle
+from herdcount.commands import dotstyle
+from herdcount.commands.synth import main as synth_main
 from herdcount.extract import ExtractJob, diagnose, likely_cause
 from herdcount.runner import run_in_process
 from herdcount.synth import AnnotationStyle, write_survey
-from herdcount.synth import main as synth_main
 
 pytestmark = pytest.mark.slow
 

@@ -11,6 +11,8 @@ import pytest
 from conftest import ROOT, spark_submit
 
 from herdcount import report
+from herdcount.commands import lineage as lineage_command
+from herdcount.commands import report as report_command
 from herdcount.models import train
 from herdcount.synth import truth_dir
 
@@ -80,7 +82,7 @@ def rendered(pipeline, extracted):
     args += ["--points", str(pipeline["points"])]
     for kind in ("density", "classifier"):
         args += ["--run", str(pipeline["runs"][kind]), "--count", str(pipeline["counts"][kind])]
-    assert report.main(args) == 0
+    assert report_command.main(args) == 0
     return out
 
 
@@ -152,7 +154,9 @@ def test_report_scores_the_points_and_shows_the_survey_totals(rendered, pipeline
     capsys.readouterr()
     out = pipeline["root"] / "x.html"
     assert (
-        report.main(["--extract", str(extracted), "--points", str(pipeline["points"]), "--out", str(out)])
+        report_command.main(
+            ["--extract", str(extracted), "--points", str(pipeline["points"]), "--out", str(out)]
+        )
         == 2
     )
     assert "--points needs --truth" in capsys.readouterr().err
@@ -169,7 +173,9 @@ def test_report_lineage_names_the_runs_that_fed_each_stage(rendered, pipeline, e
 
 def test_report_refuses_a_folder_that_is_not_a_finished_run(tmp_path, extracted, capsys):
     assert (
-        report.main(["--extract", str(extracted), "--run", str(tmp_path), "--out", str(tmp_path / "r.html")])
+        report_command.main(
+            ["--extract", str(extracted), "--run", str(tmp_path), "--out", str(tmp_path / "r.html")]
+        )
         == 2
     )
     assert (
@@ -178,9 +184,8 @@ def test_report_refuses_a_folder_that_is_not_a_finished_run(tmp_path, extracted,
 
 
 def test_lineage_of_a_submission_runs_back_to_the_source_photos(pipeline, extracted, survey, capsys):
-    from herdcount import lineage
 
-    assert lineage.main([str(pipeline["counts"]["density"] / "submission.csv")]) == 0
+    assert lineage_command.main([str(pipeline["counts"]["density"] / "submission.csv")]) == 0
     lines = capsys.readouterr().out.splitlines()[1:]
     stages = [line.split()[:2] for line in lines]
     assert stages == [
@@ -204,7 +209,7 @@ def test_photos_that_cannot_be_read_are_said_loudly(pipeline, extracted, tmp_pat
     (moved / "run.json").write_text(json.dumps(run))
     out = tmp_path / "report.html"
     args = ["--extract", str(moved), "--run", str(pipeline["runs"]["density"]), "--out", str(out)]
-    assert report.main(args) == 0
+    assert report_command.main(args) == 0
     said = capsys.readouterr()
     assert f"cannot read {tmp_path / 'gone' / 'Train'}" in said.err
     assert "pictures are missing" in said.out

@@ -16,7 +16,8 @@ from test_count_job import colour_density_model
 from test_count_mosaic import counted, mosaic  # noqa: F401 (a fixture)
 
 from herdcount import mosaic as rasters
-from herdcount import report, storage
+from herdcount import storage
+from herdcount.commands import report as report_command
 from herdcount.count import CountJob
 from herdcount.count_inputs import plan_count
 from herdcount.count_outputs import write_outputs
@@ -212,7 +213,7 @@ def test_report_reads_its_runs_and_photos_from_s3(jobs_on_both, survey, tmp_path
             "--out",
             str(tmp_path / f"{where}.html"),
         ]
-        assert report.main(args) == 0
+        assert report_command.main(args) == 0
         pages[where] = (tmp_path / f"{where}.html").read_text()
     # The same pictures in the same order: dot crops of the training photos, the failure
     # diagnosis overlays of test photos and the scatter plots, each read from S3 there.

@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from herdcount.score import main, score
+from herdcount.commands.score import main
+from herdcount.score import score
 
 HEADER = "test_id,adult_males,subadult_males,adult_females,juveniles,pups\n"
 
@@ -52,7 +53,9 @@ def test_scores_match_values_computed_by_hand(tmp_path, truth):
 def test_command_prints_the_table(tmp_path, truth):
     submission = write(tmp_path, "0,1,0,4,2,3\n1,0,2,0,0,6\n2,3,0,1,1,0\n")
     done = subprocess.run(
-        [sys.executable, "-m", "herdcount.score", str(submission), str(truth)], capture_output=True, text=True
+        [sys.executable, "-m", "herdcount.cli", "score", str(submission), str(truth)],
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

@@ -4,7 +4,8 @@ import json
 import numpy as np
 from PIL import Image
 
-from herdcount.synth import main, truth_dir, write_survey
+from herdcount.commands.synth import main
+from herdcount.synth import truth_dir, write_survey
 
 
 def read_csv(path):

@@ -33,8 +33,8 @@ class HelpFormatter(argparse.HelpFormatter):
 
 #: verb -> (module whose ``main(argv)`` runs it, one line of help), in pipeline order.
 VERBS = {
-    "synth": ("herdcount.synth", "write a synthetic survey in the Kaggle layout, with its truth"),
-    "dotstyle": ("herdcount.dotstyle", "measure a survey's dots (size, colours) to write a scheme"),
+    "synth": ("herdcount.commands.synth", "write a synthetic survey in the Kaggle layout, with its truth"),
+    "dotstyle": ("herdcount.commands.dotstyle", "measure a survey's dots (size, colours) to write a scheme"),
     "extract": (
         "herdcount.commands.extract",
         "find the dots of training pairs: metadata, thumbnails (Spark)",
@@ -45,12 +45,12 @@ VERBS = {
     ),
     "train": ("herdcount.models.train", "train a density model or a patch classifier (TensorFlow)"),
     "count": ("herdcount.commands.count", "count the animals of every test photo into a submission (Spark)"),
-    "score": ("herdcount.score", "score a submission against the truth: RMSE per class"),
-    "report": ("herdcount.report", "one HTML page of a survey's extraction, training and counts"),
+    "score": ("herdcount.commands.score", "score a submission against the truth: RMSE per class"),
+    "report": ("herdcount.commands.report", "one HTML page of a survey's extraction, training and counts"),
     "manifest": ("herdcount.commands.manifest", "list and fingerprint an image collection (Spark)"),
     "clean": ("herdcount.commands.clean", "flag duplicates, unreadable, dark and blurred photos"),
-    "split": ("herdcount.split", "split a manifest into train/validation/test without leaks"),
-    "lineage": ("herdcount.lineage", "print the chain of runs behind an output"),
+    "split": ("herdcount.commands.split", "split a manifest into train/validation/test without leaks"),
+    "lineage": ("herdcount.commands.lineage", "print the chain of runs behind an output"),
 }
 
 

@@ -11,15 +11,13 @@ colour as drawn (mean and spread of the fully painted pixels), beside the scheme
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 
 import numpy as np
 
 from herdcount import storage
-from herdcount.cli import HelpFormatter
-from herdcount.config import DEFAULT_SCHEME, Config, load_config
+from herdcount.config import Config
 from herdcount.dots import ColourStats, find_dots
 from herdcount.imaging import PhotoError, decode_rgb
 from herdcount.points import PointScores, score_points
@@ -159,30 +157,3 @@ def format_style(style: DotStyle, config: Config) -> str:
         rgb = list(spec.dot_rgb) if style.colours.pixels[k] == 0 else np.round(mean[k]).astype(int).tolist()
         lines.append(f"  - {{name: {spec.name}, dot_rgb: {rgb}}}")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line: ``herdcount dotstyle DATA [--pairs 4] [--scheme S]``."""
-    parser = argparse.ArgumentParser(
-        prog="herdcount dotstyle", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
-    )
-    parser.add_argument("data", help="dataset root in the Kaggle layout (Train/, TrainDotted/)")
-    parser.add_argument("--pairs", type=int, default=4, help="pairs to measure (default 4)")
-    parser.add_argument(
-        "--scheme",
-        default=DEFAULT_SCHEME,
-        help="class scheme: a YAML file or a packaged scheme (default: %(default)s)",
-    )
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.scheme)
-        style = measure_pairs(args.data, config, pairs=args.pairs)
-    except ValueError as exc:
-        print(f"dotstyle: error: {exc}", file=sys.stderr)
-        return 2
-    print(format_style(style, config))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,11 +9,7 @@ the run that produced them; this follows those links upstream.
 
 from __future__ import annotations
 
-import argparse
-import sys
-
 from herdcount import storage
-from herdcount.cli import HelpFormatter
 from herdcount.records import RunRecord
 from herdcount.runinfo import read_run
 
@@ -63,24 +59,3 @@ def describe(folder: str, run: RunRecord | None) -> str:
     line = f"  {run.job:<8} {folder}  (started {started}, inputs {fingerprint})"
     source = run.inputs.get("data") if run.job in ("extract", "manifest") else None
     return line + (f"\n  source   {source}" if source else "")
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="herdcount lineage", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
-    )
-    p.add_argument("path", help="an output folder, or a file in one")
-    args = p.parse_args(argv)
-    try:
-        stages = chain(args.path)
-    except ValueError as exc:
-        print(f"lineage: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"lineage of {args.path}, newest first:")
-    for folder, run in stages:
-        print(describe(folder, run))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
