@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from herdcount.config import DEFAULT_SCHEME, load_config
-from herdcount.synth import make_test_scene
+from herdcount.synth_scenes import make_test_scene
 
 CROP = (260, 360)  # rows, cols
 

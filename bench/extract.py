@@ -114,7 +114,8 @@ def sweep(work: Path, config) -> None:
     import numpy as np
 
     from herdcount.dotstyle import score_against_truth
-    from herdcount.synth import AnnotationStyle, truth_dir, write_survey
+    from herdcount.synth import truth_dir, write_survey
+    from herdcount.synth_scenes import AnnotationStyle
 
     print("dots per class (" + ", ".join(config.class_names) + ") against the generator's truth:")
     for n, (radius, drift, quality, dark) in enumerate(SWEEP):

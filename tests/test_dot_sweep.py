@@ -13,7 +13,8 @@ import pytest
 
 from herdcount.dotstyle import score_against_truth
 from herdcount.points import PointScores
-from herdcount.synth import AnnotationStyle, truth_dir, write_survey
+from herdcount.synth import truth_dir, write_survey
+from herdcount.synth_scenes import AnnotationStyle
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from PIL import Image, ImageFilter
 from herdcount import storage
 from herdcount.commands import lineage, split
 from herdcount.manifest import describe_bytes, hamming, layout_fields, layout_pattern, read_manifest
-from herdcount.synth import make_background
+from herdcount.synth_scenes import make_background
 
 pytestmark = pytest.mark.slow
 LAYOUT = "{location}/{contributor}_{date}/{label}/{file}"

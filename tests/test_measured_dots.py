@@ -11,7 +11,8 @@ from herdcount.commands import dotstyle
 from herdcount.commands.synth import main as synth_main
 from herdcount.extract import ExtractJob, diagnose, likely_cause
 from herdcount.runner import run_in_process
-from herdcount.synth import AnnotationStyle, write_survey
+from herdcount.synth import write_survey
+from herdcount.synth_scenes import AnnotationStyle
 
 pytestmark = pytest.mark.slow
 

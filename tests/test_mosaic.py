@@ -23,7 +23,8 @@ from herdcount.mosaic import (
     window_density,
     write_geotiff,
 )
-from herdcount.synth import MOSAIC_CRS, cut_ground, make_test_scene, write_survey
+from herdcount.synth import MOSAIC_CRS, cut_ground, write_survey
+from herdcount.synth_scenes import make_test_scene
 from herdcount.tiling import density_map
 
 STRIDE, MARGIN = 8, 16

@@ -7,7 +7,8 @@ import pytest
 
 from herdcount import realism
 from herdcount.dotstyle import score_against_truth
-from herdcount.synth import make_scene, truth_dir, write_survey
+from herdcount.synth import truth_dir, write_survey
+from herdcount.synth_scenes import make_scene
 
 
 def test_no_animal_centre_lies_under_another_and_gulls_keep_clear(config):

@@ -104,7 +104,7 @@ def test_command_line_writes_a_survey(tmp_path, capsys):
 def test_a_photo_flown_higher_is_the_ground_below_it_resampled(config):
     """At ground scale 0.5 a test photo is the scene of twice its extent at the training
     altitude, resampled to half: animals, shadows and texture shrink together, positions halve."""
-    from herdcount.synth import make_test_scene
+    from herdcount.synth_scenes import make_test_scene
 
     common = {"density": 60.0}
     low, animals_low = make_test_scene(np.random.default_rng(3), 120, 160, config, scale=0.5, **common)

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 if TYPE_CHECKING:
     from herdcount.config import Config
-    from herdcount.synth import Animal
+    from herdcount.synth_scenes import Animal
 
 #: An ellipse: centre row, centre col, semi-major axis, aspect (minor / major), angle.
 Part = tuple[float, float, float, float, float]

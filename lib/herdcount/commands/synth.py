@@ -8,7 +8,8 @@ import sys
 from herdcount import synth as _library
 from herdcount.cli import HelpFormatter
 from herdcount.config import DEFAULT_SCHEME, load_config
-from herdcount.synth import EXPORTS, AnnotationStyle, _range, write_survey
+from herdcount.synth import EXPORTS, _range, write_survey
+from herdcount.synth_scenes import AnnotationStyle
 
 
 def main(argv: list[str] | None = None) -> int:
