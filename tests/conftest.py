@@ -93,7 +93,7 @@ def spark_submit(*args: str, timeout: float = 600) -> subprocess.CompletedProces
     return subprocess.run(cmd, cwd=ROOT, env=spark_env(), capture_output=True, text=True, timeout=timeout)
 
 
-def windows_at(image, stride: int, patch: int = 64):
+def patches_at(image, stride: int, patch: int = 64):
     """Every ``patch``-sided window at ``stride`` offsets covering an image (edge-padded),
     one by one, as ``(rows, cols, patch, patch, 3)``: what the seed classified."""
     n = [-(-(side - patch) // stride) + 1 for side in image.shape[:2]]

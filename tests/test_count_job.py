@@ -9,7 +9,7 @@ import subprocess
 import keras
 import numpy as np
 import pytest
-from conftest import BIN, ROOT, spark_env, spark_submit, windows_at
+from conftest import BIN, ROOT, patches_at, spark_env, spark_submit
 from keras import layers
 from pyspark.sql import SparkSession
 
@@ -50,7 +50,7 @@ def expected_density_counts(image: np.ndarray) -> np.ndarray:
 def expected_window_counts(model: keras.Model, image: np.ndarray, stride: int) -> np.ndarray:
     """Window by window, as the seed did, but all in one call: windows at ``stride``
     offsets covering the photo (edge-padded), each counting (stride / 64) ** 2."""
-    windows = windows_at(image, stride).reshape(-1, 64, 64, 3)
+    windows = patches_at(image, stride).reshape(-1, 64, 64, 3)
     winners = np.argmax(np.asarray(model(windows, training=False)), axis=-1)
     return np.bincount(winners, minlength=6)[:5] * (stride / 64) ** 2
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from herdcount.locate import Points, density_points, points_geojson, window_points
+from herdcount.locate import Points, density_points, patch_points, points_geojson
 from herdcount.models.targets import density_target
 from herdcount.points import match_points, score_points
 
@@ -80,7 +80,7 @@ def test_tiles_won_by_an_animal_class_are_points_at_their_centres():
     scores[..., 2] = 0.9  # background everywhere
     scores[0, 1] = [0.8, 0.1, 0.1]
     scores[2, 3] = [0.1, 0.6, 0.3]  # hangs over the photo's edge
-    found = window_points(scores, 2, patch=64, stride=64, shape=(150, 250))
+    found = patch_points(scores, 2, patch=64, stride=64, shape=(150, 250))
     np.testing.assert_allclose(found.coords, [[31.5, 95.5], [149.0, 223.5]])
     np.testing.assert_array_equal(found.classes, [0, 1])
     np.testing.assert_allclose(found.scores, [0.8, 0.6])
@@ -91,10 +91,10 @@ def test_overlapping_windows_keep_the_best_one_per_half_patch_up_to_the_count():
     scores[..., 1] = 0.5
     for (r, c), s in {(2, 2): 0.9, (2, 3): 0.8, (3, 2): 0.7, (8, 8): 0.6}.items():
         scores[r, c] = [s, 0.1]
-    found = window_points(scores, 1, patch=64, stride=16)
+    found = patch_points(scores, 1, patch=64, stride=16)
     # (2, 3) and (3, 2) lie 16 px from the best window, within half a patch: one animal.
     np.testing.assert_allclose(found.coords, [[63.5, 63.5], [159.5, 159.5]])
-    assert len(window_points(scores, 1, patch=64, stride=16, counts=[1])) == 1
+    assert len(patch_points(scores, 1, patch=64, stride=16, counts=[1])) == 1
 
 
 def test_points_read_back_and_map_back_through_a_resize():

@@ -7,7 +7,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import windows_at
+from conftest import patches_at
 from PIL import Image
 
 from herdcount.count_tasks import CountSettings
@@ -20,7 +20,7 @@ from herdcount.models.builders import (
     save_model_run,
 )
 from herdcount.predictors import LOADS, clear_cache, fully_convolutional, load_model, native_stride
-from herdcount.tiling import class_counts, tile_scores, window_scores
+from herdcount.tiling import class_counts, patch_scores, tile_scores
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +44,8 @@ def test_fully_convolutional_classifier_scores_every_window_as_the_classifier_do
 ):
     maps = fully_convolutional(classifier)
     assert native_stride(classifier) == 8
-    got = window_scores(photo, lambda b: np.asarray(maps(b)), stride=stride, step=8, tile=tile)
-    windows = windows_at(photo, stride)
+    got = patch_scores(photo, lambda b: np.asarray(maps(b)), stride=stride, step=8, tile=tile)
+    windows = patches_at(photo, stride)
     expected = np.asarray(classifier(windows.reshape(-1, 64, 64, 3), training=False))
     np.testing.assert_allclose(got, expected.reshape(*windows.shape[:2], -1), atol=1e-5)
     assert len(np.unique(expected.argmax(axis=-1))) >= 2
@@ -54,7 +54,7 @@ def test_fully_convolutional_classifier_scores_every_window_as_the_classifier_do
 def test_seed_tiles_are_the_windows_at_the_patch_stride(classifier, photo):
     tiles = tile_scores(photo, lambda b: np.asarray(classifier(b, training=False)), batch_size=5)
     assert tiles.shape == (3, 4, 4)  # ceil(171 / 64), ceil(230 / 64)
-    expected = np.asarray(classifier(windows_at(photo, 64).reshape(-1, 64, 64, 3), training=False))
+    expected = np.asarray(classifier(patches_at(photo, 64).reshape(-1, 64, 64, 3), training=False))
     np.testing.assert_allclose(tiles.reshape(-1, 4), expected, atol=1e-6)
 
 

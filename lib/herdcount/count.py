@@ -101,8 +101,8 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
     stride: int | None = option(
         None,
         type=int,
-        help="classifier only: offset between windows; default the patch size (the seed's "
-        "non-overlapping tiles); a multiple of 8 below it slides the window",
+        help="classifier only: offset between patches; default the patch size (the seed's "
+        "non-overlapping tiles); a multiple of 8 below it slides the patch",
     )
     tile: int = option(
         1024,

@@ -37,7 +37,7 @@ class CountSettings:
     kind: str
     num_classes: int
     scale: float = 1.0
-    #: Classifier only: offset between windows; None means the patch size (the seed's tiles).
+    #: Classifier only: offset between patches; None means the patch size (the seed's tiles).
     stride: int | None = None
     tile: int = 1024
     batch_size: int = 4

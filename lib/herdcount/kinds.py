@@ -168,16 +168,16 @@ class ClassifierKind(ModelKind):
         """Windows per class (:func:`herdcount.tiling.class_counts`): at the patch stride the
         seed's non-overlapping tiles, below it every window from the fully convolutional
         form; points at the centres of windows won by an animal class
-        (:func:`herdcount.locate.window_points`)."""
-        from herdcount.locate import window_points
-        from herdcount.tiling import class_counts, tile_scores, window_scores
+        (:func:`herdcount.locate.patch_points`)."""
+        from herdcount.locate import patch_points
+        from herdcount.tiling import class_counts, patch_scores, tile_scores
 
         patch = model.run.patch_size
         stride = stride or patch
         if stride == patch:
             scores = tile_scores(image, model.predict, patch=patch, batch_size=256)
         else:
-            scores = window_scores(
+            scores = patch_scores(
                 image,
                 model.predict_maps,
                 patch=patch,
@@ -187,7 +187,7 @@ class ClassifierKind(ModelKind):
                 batch_size=batch_size,
             )
         counts = class_counts(scores, num_classes, weight=(stride / patch) ** 2)
-        points = window_points(
+        points = patch_points(
             scores, num_classes, patch=patch, stride=stride, counts=rounded(counts), shape=image.shape[:2]
         )
         return counts, points

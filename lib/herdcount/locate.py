@@ -20,7 +20,7 @@ From a density map, per class (:func:`density_points`):
    points: the two centres of a weighted 2-means over its cells), and scores its peak's mass
    per point, at most 1.
 
-From classified windows (:func:`window_points`): each window whose highest score is an
+From classified windows (:func:`patch_points`): each window whose highest score is an
 animal class is a point at the window's centre, scored by that score; windows that overlap
 (a stride below the patch size) keep, per class, the best-scored windows at least half a
 patch apart, as many as the rounded count.
@@ -392,7 +392,7 @@ def _weighted_means(points: np.ndarray, weight: np.ndarray, k: int, iterations: 
     return centres
 
 
-def window_points(
+def patch_points(
     scores: ArrayLike,
     num_classes: int,
     *,

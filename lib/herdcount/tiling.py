@@ -118,7 +118,7 @@ def tile_scores(image: np.ndarray, predict: Predict, *, patch: int = 64, batch_s
     return np.concatenate(scores).reshape(rows, cols, -1)
 
 
-def window_scores(
+def patch_scores(
     image: np.ndarray,
     predict_maps: Predict,
     *,
@@ -128,7 +128,7 @@ def window_scores(
     tile: int = 1024,
     batch_size: int = 4,
 ) -> np.ndarray:
-    """Class scores of every ``patch``-sided window at ``stride`` pixel offsets, from a
+    """Class scores of every ``patch``-sided patch at ``stride`` pixel offsets, from a
     classifier in fully convolutional form, computed over tiles of about ``tile`` pixels.
 
     Parameters
