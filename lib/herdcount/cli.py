@@ -45,6 +45,10 @@ VERBS = {
     ),
     "train": ("herdcount.models.train", "train a density model or a patch classifier (TensorFlow)"),
     "count": ("herdcount.commands.count", "count the animals of every test photo into a submission (Spark)"),
+    "unique": (
+        "herdcount.commands.unique",
+        "count each animal once across overlapping frames: register, link sightings (Spark)",
+    ),
     "score": ("herdcount.commands.score", "score a submission against the truth: RMSE per class"),
     "report": ("herdcount.commands.report", "one HTML page of a survey's extraction, training and counts"),
     "manifest": ("herdcount.commands.manifest", "list and fingerprint an image collection (Spark)"),

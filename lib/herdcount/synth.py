@@ -25,7 +25,6 @@ The scenes themselves are drawn by :mod:`herdcount.synth_scenes`.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from pathlib import Path
@@ -369,17 +368,3 @@ def export_annotations(out: Path, truth: Path, config: Config, formats: tuple[st
         images.append(writers.LabelledImage(f"{path.stem}.jpg", height, width, tuple(animals)))
     for fmt in formats:
         writers.write_annotations(images, config.class_names, fmt, str(out / "annotations" / EXPORTS[fmt]))
-
-
-def _range(kind: type):
-    """argparse type of ``V`` (a range of one value) or ``LO,HI``."""
-
-    def parse(text: str) -> tuple:
-        parts = [kind(p) for p in text.split(",")]
-        if len(parts) == 1:
-            parts *= 2
-        if len(parts) != 2 or parts[0] > parts[1]:
-            raise argparse.ArgumentTypeError(f"expected V or LO,HI with LO <= HI, got {text!r}")
-        return tuple(parts)
-
-    return parse

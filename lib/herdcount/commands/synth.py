@@ -8,7 +8,8 @@ import sys
 from herdcount import synth as _library
 from herdcount.cli import HelpFormatter
 from herdcount.config import DEFAULT_SCHEME, load_config
-from herdcount.synth import EXPORTS, _range, write_survey
+from herdcount.synth import EXPORTS, write_survey
+from herdcount.synth_flight import FlightPlan, write_flight
 from herdcount.synth_scenes import AnnotationStyle
 
 
@@ -64,6 +65,24 @@ def main(argv: list[str] | None = None) -> int:
         help="also write the training photos' animals as an annotation file of this format in "
         "OUT/annotations (repeatable), for herdcount extract --images OUT/Train --annotations FILE",
     )
+    flight = parser.add_argument_group("a survey flight of overlapping frames (for herdcount unique)")
+    flight.add_argument(
+        "--flight",
+        type=_grid,
+        metavar="LINESxFRAMES",
+        help="also fly serpentine lines over one continuous ground: OUT/Flight/<id>.jpg, "
+        "OUT/flight_order.csv, and the sightings with their animals in the truth's flight.csv",
+    )
+    flight.add_argument(
+        "--overlap",
+        type=_range(float),
+        default=(0.6, 0.3),
+        metavar="FORWARD,SIDE",
+        help="overlap of consecutive frames and of neighbouring lines (default 0.6,0.3)",
+    )
+    flight.add_argument(
+        "--rotation", type=float, default=5.0, help="largest rotation of a frame, degrees (default 5)"
+    )
     style = parser.add_argument_group("annotation style (how the annotators drew, how photos were saved)")
     style.add_argument(
         "--dot-radius",
@@ -116,8 +135,47 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.flight:
+        lines, frames = args.flight
+        try:
+            plan = FlightPlan(
+                lines,
+                frames,
+                forward=args.overlap[0],
+                side=args.overlap[1],
+                height=args.height or 1100,
+                width=args.width or 1600,
+                rotation=args.rotation,
+            )
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        ids = write_flight(args.out, truth, plan, config, seed=args.seed, density=args.density)
+        print(f"flight of {len(ids)} frames written to {args.out}/Flight")
     print(f"survey written to {args.out}; ground truth in {truth}")
     return 0
+
+
+def _range(kind: type):
+    """argparse type of ``V`` (a range of one value) or ``LO,HI``."""
+
+    def parse(text: str) -> tuple:
+        parts = [kind(p) for p in text.split(",")]
+        if len(parts) == 1:
+            parts *= 2
+        if len(parts) != 2 or parts[0] > parts[1]:
+            raise argparse.ArgumentTypeError(f"expected V or LO,HI with LO <= HI, got {text!r}")
+        return tuple(parts)
+
+    return parse
+
+
+def _grid(text: str) -> tuple[int, int]:
+    try:
+        lines, frames = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LINESxFRAMES such as 2x5, got {text!r}") from None
+    return lines, frames
 
 
 if __name__ == "__main__":

@@ -1,0 +1,159 @@
+"""Two overlapping survey frames registered: the homography that maps one onto the other.
+
+Pure numpy and scikit-image. Frames are matched by ORB features and a projective transform
+fitted with RANSAC (:func:`register_frames`); the result says how many matches agree, how
+much of the first frame the second covers, and whether the pair can be trusted. A pair that
+cannot be registered (open water, too few inliers, no overlap) says so and carries no
+transform: the linking never guesses.
+
+Transforms map ``(x, y)`` pixel positions (column, row: scikit-image's convention) of the
+first frame, at full size, to the second's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+#: Registration outcomes.
+REGISTERED, TOO_FEW, NO_OVERLAP = "registered", "too few inliers", "no overlap"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """How frame ``a`` maps onto frame ``b``.
+
+    Attributes
+    ----------
+    status : str
+        :data:`REGISTERED`, or why not (:data:`TOO_FEW`, :data:`NO_OVERLAP`).
+    matrix : (3, 3) float64 array or None
+        The homography from ``a``'s full-size ``(x, y)`` to ``b``'s; None unless registered.
+    inliers : int
+        Feature matches that agree with it.
+    matches : int
+        Feature matches tried.
+    overlap : float
+        Share of ``a``'s area that lies inside ``b`` under the transform (0 when unregistered).
+    """
+
+    status: str
+    matrix: NDArray[np.float64] | None
+    inliers: int
+    matches: int
+    overlap: float
+
+    @property
+    def ok(self) -> bool:
+        """Whether the pair is registered."""
+        return self.status == REGISTERED
+
+
+def grey_at(image: NDArray[np.uint8], longest: int) -> tuple[NDArray[np.float64], float]:
+    """The image as grey levels in [0, 1], shrunk so its longest side is at most ``longest``;
+    and the factor it was shrunk by (1: not shrunk)."""
+    from skimage.color import rgb2gray
+    from skimage.transform import rescale
+
+    grey = rgb2gray(image) if image.ndim == 3 else image.astype(np.float64) / 255
+    factor = min(1.0, longest / max(grey.shape[:2]))
+    if factor < 1:
+        grey = rescale(grey, factor, anti_aliasing=True)
+    return grey, factor
+
+
+def map_points(matrix: NDArray[np.float64], xy: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``(x, y)`` points mapped through a homography."""
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    ones = np.ones((len(xy), 1))
+    mapped = np.hstack([xy, ones]) @ np.asarray(matrix, dtype=np.float64).T
+    return mapped[:, :2] / mapped[:, 2:3]
+
+
+def overlap_share(
+    matrix: NDArray[np.float64], shape_a: tuple[int, int], shape_b: tuple[int, int], *, grid: int = 24
+) -> float:
+    """Share of frame ``a`` (``(rows, cols)``) that lands inside frame ``b`` under ``matrix``,
+    measured on a ``grid`` x ``grid`` lattice of ``a``'s pixels."""
+    ys, xs = np.meshgrid(
+        np.linspace(0, shape_a[0] - 1, grid), np.linspace(0, shape_a[1] - 1, grid), indexing="ij"
+    )
+    mapped = map_points(matrix, np.column_stack([xs.ravel(), ys.ravel()]))
+    inside = (mapped[:, 0] >= 0) & (mapped[:, 0] <= shape_b[1] - 1) & (mapped[:, 1] >= 0)
+    inside &= mapped[:, 1] <= shape_b[0] - 1
+    return float(inside.mean())
+
+
+def register_frames(
+    a: NDArray[np.uint8],
+    b: NDArray[np.uint8],
+    *,
+    longest: int = 800,
+    keypoints: int = 1000,
+    min_inliers: int = 25,
+    residual: float = 2.0,
+    seed: int = 0,
+) -> Registration:
+    """Register frame ``a`` onto frame ``b`` (both RGB or grey, any sizes).
+
+    Parameters
+    ----------
+    a, b : array
+        The frames at full size.
+    longest : int, optional
+        Longest side the features are found at (the frames are shrunk to it): enough for
+        ground texture, and it bounds the cost per pair.
+    keypoints : int, optional
+        ORB keypoints per frame.
+    min_inliers : int, optional
+        Fewest matches that must agree for the pair to count as registered.
+    residual : float, optional
+        RANSAC's inlier distance, in pixels of the shrunk frames.
+    seed : int, optional
+        RANSAC's random state: the same frames give the same transform.
+
+    Returns
+    -------
+    Registration
+    """
+    from skimage.feature import ORB, match_descriptors
+    from skimage.measure import ransac
+    from skimage.transform import ProjectiveTransform
+
+    grey_a, fa = grey_at(a, longest)
+    grey_b, fb = grey_at(b, longest)
+    found = []
+    for grey in (grey_a, grey_b):
+        orb = ORB(n_keypoints=keypoints, fast_threshold=0.05)
+        try:
+            orb.detect_and_extract(grey)
+        except RuntimeError:  # no keypoints at all: flat water or sky
+            return Registration(TOO_FEW, None, 0, 0, 0.0)
+        found.append((orb.keypoints, orb.descriptors))
+    (ka, da), (kb, db) = found
+    if len(ka) < min_inliers or len(kb) < min_inliers:
+        return Registration(TOO_FEW, None, 0, 0, 0.0)
+    pairs = match_descriptors(da, db, cross_check=True, max_ratio=0.8)
+    if len(pairs) < min_inliers:
+        return Registration(TOO_FEW, None, 0, len(pairs), 0.0)
+    # Keypoints are (row, col); transforms take (x, y) = (col, row).
+    src, dst = ka[pairs[:, 0]][:, ::-1], kb[pairs[:, 1]][:, ::-1]
+    model, inliers = ransac(
+        (src, dst),
+        ProjectiveTransform,
+        min_samples=4,
+        residual_threshold=residual,
+        max_trials=2000,
+        rng=np.random.default_rng(seed),
+    )
+    count = int(inliers.sum()) if inliers is not None else 0
+    if model is None or count < min_inliers:
+        return Registration(TOO_FEW, None, count, len(pairs), 0.0)
+    # Back to full-size pixels: scale a's points down, map, scale b's up.
+    matrix = np.diag([1 / fb, 1 / fb, 1.0]) @ model.params @ np.diag([fa, fa, 1.0])
+    share = overlap_share(matrix, a.shape[:2], b.shape[:2])
+    if share <= 0:
+        return Registration(NO_OVERLAP, None, count, len(pairs), 0.0)
+    return Registration(REGISTERED, matrix / matrix[2, 2], count, len(pairs), share)

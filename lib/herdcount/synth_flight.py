@@ -1,0 +1,145 @@
+"""A synthetic survey flight: overlapping frames cut from one continuous ground.
+
+The camera flies serpentine lines over one scene of :func:`herdcount.synth_scenes.make_test_scene`
+(ground, colonies, shadows running on across frames), taking frames with the chosen forward
+and side overlap. Each frame has its own small rotation, scale and position error and its
+own exposure, as a handheld or drone camera gives. The truth names the animal of every
+sighting, so the unique stage's linking can be judged pair by pair.
+
+Written under OUT: ``Flight/<id>.jpg`` (ids in flight order) and ``flight_order.csv``
+(``test_id,order``); beside OUT in ``OUT_truth/``: ``flight.csv`` (``test_id,class,x,y,animal_id``:
+every animal in every frame, ``(x, y)`` in the frame's pixels) and ``flight_animals.csv``
+(``animal_id,class,frames``). Animals do not move between frames here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from herdcount.config import Config
+from herdcount.imaging import encode_jpeg
+from herdcount.storage import write_bytes_atomic, write_text_atomic
+from herdcount.synth_scenes import make_test_scene
+
+
+@dataclass(frozen=True)
+class FlightPlan:
+    """How the camera flies.
+
+    Attributes
+    ----------
+    lines, frames_per_line : int
+        Serpentine lines and the frames taken along each.
+    forward, side : float
+        Overlap of consecutive frames along a line, and of neighbouring lines (0..0.9).
+    height, width : int
+        Frame size in pixels.
+    rotation : float
+        Largest rotation of a frame against the line's direction, degrees.
+    exposure : float
+        Largest change of a frame's brightness, as a share (0.1: 0.9-1.1 times).
+    jitter : float
+        Largest position error of a frame, as a share of its size.
+    """
+
+    lines: int = 2
+    frames_per_line: int = 5
+    forward: float = 0.6
+    side: float = 0.3
+    height: int = 600
+    width: int = 800
+    rotation: float = 5.0
+    exposure: float = 0.1
+    jitter: float = 0.03
+
+    def __post_init__(self) -> None:
+        if self.lines < 1 or self.frames_per_line < 1:
+            raise ValueError(f"a flight needs lines and frames, got {self.lines}x{self.frames_per_line}")
+        for name in ("forward", "side"):
+            if not 0 <= getattr(self, name) <= 0.9:
+                raise ValueError(f"{name} overlap must be in 0..0.9, got {getattr(self, name)}")
+
+
+def fly(
+    rng: np.random.Generator, plan: FlightPlan, config: Config, *, density: float
+) -> list[tuple[np.ndarray, list[tuple[float, float, int, int]]]]:
+    """The frames of a flight in order, each with its animals ``(x, y, class, animal_id)``."""
+    from skimage.transform import SimilarityTransform, warp
+
+    dx, dy = plan.width * (1 - plan.forward), plan.height * (1 - plan.side)
+    pad = int(0.15 * max(plan.height, plan.width))
+    ground_w = int(plan.width + (plan.frames_per_line - 1) * dx + 2 * pad)
+    ground_h = int(plan.height + (plan.lines - 1) * dy + 2 * pad)
+    scene, animals = make_test_scene(rng, ground_h, ground_w, config, density=density)
+    ground_xy = np.array([(c, r) for r, c, _ in animals], np.float64).reshape(-1, 2)
+    classes = [k for _, _, k in animals]
+    frames = []
+    for line in range(plan.lines):
+        steps = range(plan.frames_per_line)
+        for i in steps if line % 2 == 0 else reversed(steps):
+            centre = np.array([pad + plan.width / 2 + i * dx, pad + plan.height / 2 + line * dy])
+            centre += rng.uniform(-plan.jitter, plan.jitter, 2) * [plan.width, plan.height]
+            angle = np.deg2rad(rng.uniform(-plan.rotation, plan.rotation))
+            scale = rng.uniform(0.97, 1.03)
+            # ground (x, y) -> frame (x, y): about the frame's centre.
+            to_frame = (
+                SimilarityTransform(translation=-centre)
+                + SimilarityTransform(rotation=angle, scale=scale)
+                + SimilarityTransform(translation=(plan.width / 2, plan.height / 2))
+            )
+            image = warp(
+                scene, to_frame.inverse, output_shape=(plan.height, plan.width), order=1, preserve_range=True
+            )
+            image = np.clip(image * rng.uniform(1 - plan.exposure, 1 + plan.exposure), 0, 255).astype(
+                np.uint8
+            )
+            xy = to_frame(ground_xy) if len(ground_xy) else ground_xy
+            inside = (xy[:, 0] >= 0) & (xy[:, 0] < plan.width) & (xy[:, 1] >= 0) & (xy[:, 1] < plan.height)
+            seen = [(float(xy[n, 0]), float(xy[n, 1]), classes[n], n) for n in np.flatnonzero(inside)]
+            frames.append((image, seen))
+    return frames
+
+
+def write_flight(
+    out: str | Path,
+    truth: str | Path,
+    plan: FlightPlan,
+    config: Config,
+    *,
+    seed: int = 0,
+    density: float = 10.0,
+) -> list[str]:
+    """Write a flight (see the module); returns the frame ids in order."""
+    out, truth = Path(out), Path(truth)
+    frames = fly(np.random.default_rng(seed), plan, config, density=density)
+    names = config.class_names
+    ids, rows, frames_of = [], [], {}
+    for n, (image, seen) in enumerate(frames):
+        frame = f"f{n:03d}"
+        ids.append(frame)
+        write_bytes_atomic(out / "Flight" / f"{frame}.jpg", encode_jpeg(image, 92))
+        for x, y, k, animal in seen:
+            rows.append([frame, names[k], round(x, 2), round(y, 2), animal])
+            frames_of.setdefault(animal, [names[k], 0])[1] += 1
+
+    def table(header: list[str], body: list[list]) -> str:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(body)
+        return buffer.getvalue()
+
+    write_text_atomic(
+        out / "flight_order.csv", table(["test_id", "order"], [[f, n] for n, f in enumerate(ids)])
+    )
+    write_text_atomic(truth / "flight.csv", table(["test_id", "class", "x", "y", "animal_id"], rows))
+    write_text_atomic(
+        truth / "flight_animals.csv",
+        table(["animal_id", "class", "frames"], [[a, *v] for a, v in sorted(frames_of.items())]),
+    )
+    return ids

@@ -1,0 +1,536 @@
+"""The unique stage: animals seen in several overlapping frames counted once.
+
+Plan (driver): read the sightings (a count job's points.csv, or any points file of
+``test_id,class,x,y[,score]``), the frames and their flight order; pair each frame with the
+next ``neighbours`` frames. Work (executors, one task per pair): register the two frames
+(:func:`herdcount.register.register_frames`; their map transforms where both are
+georeferenced rasters), map the first frame's sightings into the second and match them
+(:func:`herdcount.linking.match_pair`). Finish (driver): join the matches into animals
+(:func:`herdcount.linking.join_animals`) and write under OUT:
+
+- ``unique_points.csv``: every sighting with its ``animal_id``;
+- ``animals.csv``: one row per animal: its class (the majority of its sightings), how many
+  frames saw it, the frame that shows it most centrally and its position there;
+- ``unique_totals.csv``: ``class,total,low,high,sightings``;
+- ``pairs.csv``: every pair, its status (registered, or why not), inliers, overlap,
+  sightings matched and the transform;
+- ``flight.png``: the frames' footprints as the registrations place them;
+- ``run.json``.
+
+What it assumes: the ground is near-planar (one homography per pair) and animals move less
+than the matching radius (half an animal's length) between the frames of a pair. A pair
+that cannot be registered (open water, too few features, no overlap) is reported, and its
+frames are treated as not overlapping: their animals may then be counted twice, never
+guessed away. Frames further apart in the order than ``neighbours`` are never compared: a
+line flown again much later, or a side overlap with a line more than ``neighbours`` frames
+away, is not caught.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from herdcount import storage
+from herdcount.imaging import PhotoError, decode_rgb
+from herdcount.kaggle import id_key
+from herdcount.linking import Sightings, animal_classes, join_animals, match_pair
+from herdcount.options import option
+from herdcount.records import Status, TaskError
+from herdcount.register import REGISTERED, Registration, map_points, register_frames
+from herdcount.runner import SOME_FAILED, Job, Outcome
+
+OK, ERROR = Status.OK, Status.ERROR
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+#: Matching radius as a share of an animal's length, and the radius for a class of unknown size.
+RADIUS_SHARE, DEFAULT_RADIUS = 0.5, 20.0
+
+
+@dataclass(frozen=True)
+class PairTask:
+    """Two frames to register and link, with their sightings."""
+
+    a: str
+    b: str
+    path_a: str
+    path_b: str
+    sightings_a: Sightings
+    sightings_b: Sightings
+
+
+@dataclass
+class PairResult:
+    """A registered (or not) pair and the sightings it matched."""
+
+    a: str
+    b: str
+    status: Status
+    registration: str = ""
+    inliers: int = 0
+    overlap: float = 0.0
+    matrix: list[float] | None = None
+    matches: list[tuple[int, int, float]] = field(default_factory=list)
+    shapes: tuple[tuple[int, int], tuple[int, int]] | None = None
+    cpu_s: float = 0.0
+    error: TaskError | None = None
+
+
+def read_sightings(path: str) -> dict[str, Sightings]:
+    """Sightings per frame from a points file (``test_id,class,x,y[,...]``, as the count job's
+    points.csv).
+
+    Raises
+    ------
+    ValueError
+        Naming the file and line of a row without those columns or with a position that is
+        not a number.
+    """
+    text = storage.read_text(path)
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        raise ValueError(f"{path}: empty; expected a header test_id,class,x,y")
+    header = [h.strip() for h in rows[0]]
+    missing = [c for c in ("test_id", "class", "x", "y") if c not in header]
+    if missing:
+        raise ValueError(f"{path}:1: missing columns {missing}; expected test_id,class,x,y")
+    at = {c: header.index(c) for c in ("test_id", "class", "x", "y")}
+    per: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    for n, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        try:
+            per[row[at["test_id"]]].append((float(row[at["x"]]), float(row[at["y"]]), row[at["class"]]))
+        except (ValueError, IndexError):
+            raise ValueError(f"{path}:{n}: expected numbers for x and y, got {row}") from None
+    return {
+        frame: Sightings(frame, np.array([p[:2] for p in pts], np.float64), np.array([p[2] for p in pts]))
+        for frame, pts in per.items()
+    }
+
+
+def flight_order(images: str, order: str) -> list[tuple[str, str]]:
+    """The frames of ``images`` as ``(id, file name)`` in flight order: ``name`` (file names in
+    natural order), ``exif`` (capture time, then name) or a CSV of ``test_id,order``.
+
+    Raises
+    ------
+    ValueError
+        If the folder holds no frames, or the order CSV is malformed or misses a frame.
+    """
+    names = sorted(n for n, _ in storage.file_stats(images) if n.lower().endswith(FRAME_EXTENSIONS))
+    if not names:
+        raise ValueError(f"frame folder {images!r} holds no frames ({', '.join(FRAME_EXTENSIONS)})")
+    frames = {n.rsplit(".", 1)[0]: n for n in names}
+    if order == "name":
+        return [(i, frames[i]) for i in sorted(frames, key=id_key)]
+    if order == "exif":
+        return sorted(
+            frames.items(), key=lambda kv: (_capture_time(storage.join(images, kv[1])), id_key(kv[0]))
+        )
+    rows = list(csv.DictReader(io.StringIO(storage.read_text(order))))
+    if not rows or not {"test_id", "order"} <= set(rows[0]):
+        raise ValueError(f"{order}:1: expected a header test_id,order")
+    ranks = {}
+    for n, row in enumerate(rows, start=2):
+        try:
+            ranks[row["test_id"]] = float(row["order"])
+        except ValueError:
+            raise ValueError(f"{order}:{n}: order {row['order']!r} is not a number") from None
+    absent = sorted(set(frames) - set(ranks), key=id_key)
+    if absent:
+        raise ValueError(f"{order}: no order for frames {absent[:5]}")
+    return [(i, frames[i]) for i in sorted(frames, key=lambda i: (ranks[i], id_key(i)))]
+
+
+def _capture_time(path: str) -> str:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(storage.read_bytes(path))) as image:
+            exif = image.getexif()
+            return str(exif.get_ifd(0x8769).get(0x9003) or exif.get(0x0132) or "")
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True)
+class UniquePlan:
+    """The pairs to register, every frame's sightings, and the radii."""
+
+    frames: list[tuple[str, str]]
+    sightings: dict[str, Sightings]
+    pairs: list[PairTask]
+    radii: dict[str, float]
+
+
+@dataclass
+class UniqueJob(Job[UniquePlan, PairTask, PairResult]):
+    """The unique stage (see the module's description)."""
+
+    name: ClassVar[str] = "unique"
+    images: str = option(help="folder of the frames the points were found in")
+    out: str = option(help="output folder")
+    points: str | None = option(
+        None, help="the sightings: a count job's points.csv or a CSV of test_id,class,x,y[,score]"
+    )
+    order: str = option(
+        "name",
+        metavar="name|exif|CSV",
+        help="flight order of the frames: file names in natural order, EXIF capture time, or a CSV of "
+        "test_id,order (default: %(default)s)",
+    )
+    neighbours: int = option(
+        3, metavar="K", help="register each frame with the next K frames in the order (default: %(default)s)"
+    )
+    radius: float = option(
+        0.0,
+        metavar="PX",
+        help="matching distance in pixels; 0: half of each class's length, from the count's model "
+        "(class_lengths_px), else 20 px (default: %(default)s)",
+    )
+    longest: int = option(
+        800, help="frames are registered shrunk to this longest side (default: %(default)s)"
+    )
+    count: str | None = None
+
+    def paths(self) -> list[str | None]:
+        return [self.images, self.points, self.out]
+
+    def plan(self) -> UniquePlan:
+        if not self.points:
+            raise ValueError("no sightings: give --points FILE or --count OUT")
+        if self.neighbours < 1:
+            raise ValueError(f"--neighbours must be at least 1, got {self.neighbours}")
+        if not storage.is_dir(self.images):
+            raise ValueError(f"frame folder {self.images!r} does not exist")
+        if not storage.exists(self.points):
+            raise ValueError(f"points file {self.points!r} does not exist")
+        frames = flight_order(self.images, self.order)
+        sightings = read_sightings(self.points)
+        unknown = sorted(set(sightings) - {f for f, _ in frames}, key=id_key)
+        if unknown:
+            raise ValueError(f"{self.points}: sightings of frames not in {self.images}: {unknown[:5]}")
+        empty = np.zeros((0, 2)), np.array([], dtype=str)
+        sightings = {f: sightings.get(f, Sightings(f, *empty)) for f, _ in frames}
+        pairs = [
+            PairTask(
+                a,
+                b,
+                storage.join(self.images, na),
+                storage.join(self.images, nb),
+                sightings[a],
+                sightings[b],
+            )
+            for k, (a, na) in enumerate(frames)
+            for b, nb in frames[k + 1 : k + 1 + self.neighbours]
+        ]
+        return UniquePlan(frames, sightings, pairs, self._radii(sightings))
+
+    def _radii(self, sightings: dict[str, Sightings]) -> dict[str, float]:
+        names = sorted({c for s in sightings.values() for c in s.classes.tolist()})
+        if self.radius > 0:
+            return dict.fromkeys(names, self.radius)
+        lengths: dict[str, Any] = {}
+        count = self.count or storage.parent(self.points)
+        run = storage.join(count, "run.json")
+        if storage.exists(run):
+            import json
+
+            from herdcount.modelrun import ModelRun
+
+            model = (json.loads(storage.read_text(run)).get("model") or {}).get("run")
+            if model:
+                try:
+                    lengths = ModelRun.read(model).class_lengths_px or {}
+                except ValueError:
+                    lengths = {}
+        return {n: RADIUS_SHARE * lengths[n] if lengths.get(n) else DEFAULT_RADIUS for n in names}
+
+    def items(self, plan: UniquePlan) -> list[PairTask]:
+        return plan.pairs
+
+    def announce(self, plan: UniquePlan) -> str:
+        seen = sum(len(s) for s in plan.sightings.values())
+        return f"{len(plan.pairs)} pairs of {len(plan.frames)} frames to register; {seen} sightings"
+
+    def worker(self, plan: UniquePlan, task_cpus: int):
+        radii, longest = plan.radii, self.longest
+
+        def work(task: PairTask) -> PairResult:
+            return link_pair(task, radii, longest=longest)
+
+        return work
+
+    def finish(self, plan: UniquePlan, results: list[PairResult], work_s: float) -> Outcome:
+        return finish_unique(self, plan, results)
+
+
+def _frame(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A frame's pixels, and its pixel-to-map transform where it is a georeferenced raster."""
+    if path.lower().endswith((".tif", ".tiff")):
+        from herdcount.mosaic import raster_info
+
+        try:
+            info = raster_info(path, storage.basename(path))
+        except Exception:
+            info = None
+        if info is not None and info.georeferenced:
+            a, b, c, d, e, f = list(info.transform)[:6]
+            return decode_rgb(storage.read_bytes(path), path), np.array([[a, b, c], [d, e, f], [0, 0, 1.0]])
+    return decode_rgb(storage.read_bytes(path), path), None
+
+
+def link_pair(task: PairTask, radii: dict[str, float], *, longest: int = 800) -> PairResult:
+    """Register one pair and match its sightings; never raises for a bad frame."""
+    cpu = time.process_time()
+    try:
+        image_a, geo_a = _frame(task.path_a)
+        image_b, geo_b = _frame(task.path_b)
+    except PhotoError as exc:
+        return PairResult(task.a, task.b, ERROR, error=TaskError(f"{task.a}+{task.b}", exc.file, exc.reason))
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        return PairResult(task.a, task.b, ERROR, error=TaskError(f"{task.a}+{task.b}", task.path_a, reason))
+    shapes = (image_a.shape[:2], image_b.shape[:2])
+    if geo_a is not None and geo_b is not None:
+        from herdcount.register import overlap_share
+
+        matrix = np.linalg.inv(geo_b) @ geo_a
+        share = overlap_share(matrix, shapes[0], shapes[1])
+        found = Registration(
+            REGISTERED if share > 0 else "no overlap", matrix if share > 0 else None, 0, 0, share
+        )
+    else:
+        found = register_frames(image_a, image_b, longest=longest)
+    matches = []
+    if found.ok:
+        matches = match_pair(task.sightings_a, task.sightings_b, found.matrix, radii, shape_b=shapes[1])
+    return PairResult(
+        task.a,
+        task.b,
+        OK,
+        registration=found.status,
+        inliers=found.inliers,
+        overlap=round(found.overlap, 4),
+        matrix=None if found.matrix is None else [float(v) for v in found.matrix.ravel()],
+        matches=matches,
+        shapes=shapes,
+        cpu_s=round(time.process_time() - cpu, 3),
+    )
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def finish_unique(job: UniqueJob, plan: UniquePlan, results: list[PairResult]) -> Outcome:
+    """Join the pairs' matches into animals and write the outputs (see the module)."""
+    frames = [plan.sightings[f] for f, _ in plan.frames]
+    index = {f: k for k, (f, _) in enumerate(plan.frames)}
+    by_pair = {(r.a, r.b): r for r in results}
+    matches = [(index[r.a], i, index[r.b], j, d) for r in results if r.status == OK for i, j, d in r.matches]
+    ids, refused = join_animals(frames, matches)
+    classes = np.concatenate([f.classes for f in frames]) if frames else np.array([], dtype=str)
+    xy = np.concatenate([f.xy for f in frames]) if frames else np.zeros((0, 2))
+    frame_of = [f for f, _ in plan.frames for _ in range(len(plan.sightings[f]))]
+    kinds = animal_classes(ids, classes)
+    shapes = {}
+    for r in results:
+        if r.shapes:
+            shapes[r.a], shapes[r.b] = r.shapes
+    # The sighting nearest its frame's centre shows the animal best.
+    best: dict[int, tuple[float, int]] = {}
+    for n, animal in enumerate(ids.tolist()):
+        h, w = shapes.get(frame_of[n], (0, 0))
+        off = math.hypot(xy[n, 0] - w / 2, xy[n, 1] - h / 2) / max(math.hypot(w, h), 1) if h else 1.0
+        if animal not in best or off < best[animal][0]:
+            best[animal] = (off, n)
+    seen = np.bincount(ids, minlength=len(kinds)) if len(ids) else np.zeros(0, int)
+    storage.write_text_atomic(
+        storage.join(job.out, "unique_points.csv"),
+        _table(
+            ["test_id", "class", "x", "y", "animal_id"],
+            [
+                [frame_of[n], classes[n], round(xy[n, 0], 1), round(xy[n, 1], 1), int(ids[n])]
+                for n in range(len(ids))
+            ],
+        ),
+    )
+    storage.write_text_atomic(
+        storage.join(job.out, "animals.csv"),
+        _table(
+            ["animal_id", "class", "sightings", "test_id", "x", "y"],
+            [
+                [
+                    a,
+                    kinds[a],
+                    int(seen[a]),
+                    frame_of[best[a][1]],
+                    round(xy[best[a][1], 0], 1),
+                    round(xy[best[a][1], 1], 1),
+                ]
+                for a in range(len(kinds))
+            ],
+        ),
+    )
+    totals = unique_totals(kinds, results, plan, job)
+    storage.write_text_atomic(
+        storage.join(job.out, "unique_totals.csv"),
+        _table(["class", "total", "low", "high", "sightings"], [[k, *v] for k, v in totals.items()]),
+    )
+    pair_rows = []
+    for task in plan.pairs:
+        r = by_pair[(task.a, task.b)]
+        status = (
+            r.registration
+            if r.status == OK
+            else f"error: {r.error.file}: {r.error.reason}"
+            if r.error
+            else "error"
+        )
+        pair_rows.append([r.a, r.b, status, r.inliers, r.overlap, len(r.matches), *(r.matrix or [""] * 9)])
+    storage.write_text_atomic(
+        storage.join(job.out, "pairs.csv"),
+        _table(
+            [
+                "a",
+                "b",
+                "status",
+                "inliers",
+                "overlap",
+                "matched",
+                *[f"h{i}{j}" for i in range(3) for j in range(3)],
+            ],
+            pair_rows,
+        ),
+    )
+    draw_flight(storage.join(job.out, "flight.png"), plan, results)
+    failed = [r for r in results if r.status == ERROR]
+    unregistered = [r for r in results if r.status == OK and r.registration != REGISTERED]
+    registered = len(results) - len(failed) - len(unregistered)
+    lines = [
+        f"unique: {len(kinds)} animals from {len(ids)} sightings in {len(frames)} frames "
+        f"({len(ids) / max(len(kinds), 1):.2f} sightings per animal)",
+        f"  pairs: {registered} registered, {len(unregistered)} not ({', '.join(sorted({r.registration for r in unregistered})) or 'none'}), "
+        f"{len(failed)} failed; {refused} matches refused (two sightings of one frame)",
+        *(f"  {k}: {v[0]} ({v[1]}-{v[2]}) from {v[3]} sightings" for k, v in totals.items()),
+        *(f"  failed {r.error.file}: {r.error.reason}" for r in failed if r.error),
+        f"  outputs in {job.out}",
+    ]
+    return Outcome(
+        config={
+            "order": job.order,
+            "neighbours": job.neighbours,
+            "radii": plan.radii,
+            "longest": job.longest,
+        },
+        inputs={"images": storage.absolute(job.images), "points": storage.absolute(job.points)},
+        totals={
+            "animals": len(kinds),
+            "sightings": len(ids),
+            "pairs_registered": registered,
+            "pairs_unregistered": len(unregistered),
+            "pairs_failed": len(failed),
+            "matches_refused": refused,
+            "per_class": {k: v[0] for k, v in totals.items()},
+        },
+        summary="\n".join(lines),
+        exit_code=SOME_FAILED if failed else 0,
+    )
+
+
+def unique_totals(
+    kinds: list[str], results: list[PairResult], plan: UniquePlan, job: UniqueJob
+) -> dict[str, list[int]]:
+    """``class: [total, low, high, sightings]``.
+
+    The interval is the count job's 90 % interval (its totals.csv beside the points: the
+    detection's own uncertainty) scaled to the unique total, widened by the linking's: the
+    matches of the class that lay in the outer half of the radius (each may be two animals
+    joined). Without a count's totals, the linking's alone. A pair
+    that could not be registered widens nothing: whether its frames overlap is unknown, and
+    the summary and pairs.csv say so.
+    """
+    names = sorted({*kinds, *(c for s in plan.sightings.values() for c in s.classes.tolist())})
+    sightings = {n: sum(int((s.classes == n).sum()) for s in plan.sightings.values()) for n in names}
+    doubtful = dict.fromkeys(names, 0)
+    tasks = {(t.a, t.b): t for t in plan.pairs}
+    for r in results:
+        task = tasks[(r.a, r.b)]
+        for i, _, d in r.matches:
+            name = task.sightings_a.classes[i]
+            if d > plan.radii.get(name, DEFAULT_RADIUS) / 2:
+                doubtful[name] += 1
+    detection = _count_intervals(job)
+    out = {}
+    for n in names:
+        total = kinds.count(n)
+        low, high = total, total
+        if n in detection:
+            counted, lo, hi = detection[n]
+            if counted > 0:
+                low, high = round(total * lo / counted), round(total * hi / counted)
+        out[n] = [total, max(0, low - doubtful[n]), high + doubtful[n], sightings[n]]
+    return out
+
+
+def _count_intervals(job: UniqueJob) -> dict[str, tuple[float, float, float]]:
+    path = storage.join(job.count or storage.parent(job.points), "totals.csv")
+    if not storage.exists(path):
+        return {}
+    out = {}
+    for row in csv.DictReader(io.StringIO(storage.read_text(path))):
+        try:
+            out[row["class"]] = (float(row["counted"]), float(row["low"]), float(row["high"]))
+        except (KeyError, ValueError):
+            continue
+    return out
+
+
+def draw_flight(path: str, plan: UniquePlan, results: list[PairResult]) -> None:
+    """The frames' footprints placed by chaining each frame's registration to an earlier one,
+    from the first frame; a frame no chain of registrations reaches is left out."""
+    from herdcount.plots import figure_png, plt
+
+    place: dict[str, np.ndarray] = {}
+    shapes: dict[str, tuple[int, int]] = {}
+    for r in results:
+        if r.shapes:
+            shapes[r.a], shapes[r.b] = r.shapes
+    links = {(r.a, r.b): np.array(r.matrix).reshape(3, 3) for r in results if r.matrix is not None}
+    for f, _ in plan.frames:
+        if f in place:
+            continue
+        place[f] = np.eye(3) if not place else None  # the first frame is the origin
+        for (a, b), m in links.items():
+            if b == f and place.get(a) is not None:
+                # b's points go to a's by the inverse, then on to the chain's origin.
+                place[f] = place[a] @ np.linalg.inv(m)
+                break
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for f, _ in plan.frames:
+        h, w = shapes.get(f, (0, 0))
+        if not h:
+            continue
+        corners = np.array([[0, 0], [w, 0], [w, h], [0, h], [0, 0]], float)
+        if place.get(f) is None:
+            continue
+        xy = map_points(place[f], corners)
+        ax.plot(xy[:, 0], xy[:, 1], lw=1)
+        centre = xy[:4].mean(axis=0)
+        ax.text(centre[0], centre[1], f, fontsize=7, ha="center", va="center")
+    ax.set_aspect("equal")
+    ax.invert_yaxis()
+    ax.set_title("frame footprints, chained from registrations")
+    figure_png(fig, path)

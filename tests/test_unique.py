@@ -1,0 +1,230 @@
+"""Each animal counted once across overlapping frames: registration, linking, the unique stage."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import shutil
+
+import numpy as np
+import pytest
+from conftest import spark_submit
+from skimage.transform import SimilarityTransform, warp
+
+from herdcount.config import DEFAULT_SCHEME, load_config
+from herdcount.imaging import encode_jpeg
+from herdcount.linking import Sightings, join_animals, match_pair
+from herdcount.register import REGISTERED, TOO_FEW, map_points, register_frames
+from herdcount.runner import SOME_FAILED, run_in_process
+from herdcount.synth_flight import FlightPlan, write_flight
+from herdcount.synth_scenes import make_test_scene
+from herdcount.unique import UniqueJob
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(DEFAULT_SCHEME)
+
+
+def rows(path):
+    return list(csv.DictReader(path.open()))
+
+
+def same_animal_pairs(ids):
+    members = collections.defaultdict(list)
+    for n, animal in enumerate(ids):
+        members[animal].append(n)
+    return {(i, j) for group in members.values() for i in group for j in group if i < j}
+
+
+def test_registration_recovers_a_known_rotation_scale_and_shift(config):
+    scene, _ = make_test_scene(np.random.default_rng(0), 1000, 1500, config, density=20)
+    a = scene[100:700, 0:800]
+    # b sees the scene shifted by 400 px, turned 4 degrees and 3 % larger.
+    to_b = SimilarityTransform(scale=1.03, rotation=np.deg2rad(4), translation=(-400, -60))
+    b = (warp(scene, to_b.inverse, output_shape=(600, 800)) * 255).astype(np.uint8)
+    found = register_frames(a, b)
+    assert found.status == REGISTERED and found.inliers >= 50
+    probe = np.array([[500.0, 300.0], [700.0, 100.0], [450.0, 550.0]])
+    expected = to_b(probe + [0, 100])
+    assert np.abs(map_points(found.matrix, probe) - expected).max() < 3.0
+    # About half of a lies in b (400 of 800 px across, a little more for the zoom and turn).
+    assert 0.35 < found.overlap < 0.65
+
+
+def test_featureless_water_is_not_registered_and_carries_no_transform():
+    rng = np.random.default_rng(1)
+    water = np.clip(rng.normal(60, 1.0, (600, 800, 3)) + [0, 40, 80], 0, 255).astype(np.uint8)
+    found = register_frames(water, water.copy())
+    assert found.status == TOO_FEW and found.matrix is None and found.overlap == 0.0
+
+
+def test_matching_keeps_to_the_class_and_the_radius():
+    a = Sightings("a", np.array([[10.0, 10.0], [50.0, 50.0], [90.0, 90.0]]), np.array(["cow", "cow", "pup"]))
+    b = Sightings("b", np.array([[13.0, 10.0], [50.0, 75.0], [91.0, 90.0]]), np.array(["cow", "cow", "cow"]))
+    shift = np.eye(3)
+    matches = match_pair(a, b, shift, {"cow": 10.0, "pup": 10.0})
+    # The first cow matches (3 px); the second is 25 px away; the pup finds no pup in b.
+    assert [(i, j) for i, j, _ in matches] == [(0, 0)]
+    assert matches[0][2] == pytest.approx(3.0)
+
+
+def test_an_animal_is_never_in_one_frame_twice():
+    frames = [
+        Sightings("a", np.zeros((2, 2)), np.array(["cow", "cow"])),
+        Sightings("b", np.zeros((1, 2)), np.array(["cow"])),
+        Sightings("c", np.zeros((1, 2)), np.array(["cow"])),
+    ]
+    # a0-b0 and b0-c0 are one animal; c0-a1 would put a0 and a1 (one frame) together.
+    ids, refused = join_animals(frames, [(0, 0, 1, 0, 1.0), (1, 0, 2, 0, 2.0), (2, 0, 0, 1, 3.0)])
+    assert refused == 1
+    assert ids.tolist() == [0, 1, 0, 0]
+
+
+@pytest.fixture(scope="module")
+def flight(tmp_path_factory, config):
+    root = tmp_path_factory.mktemp("flight")
+    plan = FlightPlan(lines=2, frames_per_line=4, height=600, width=800, rotation=5.0)
+    write_flight(root / "data", root / "truth", plan, config, seed=1, density=60)
+    return root
+
+
+def unique(flight, out, **options):
+    job = UniqueJob(
+        images=str(flight / "data" / "Flight"),
+        out=str(out),
+        points=str(flight / "truth" / "flight.csv"),
+        order=str(flight / "data" / "flight_order.csv"),
+        **options,
+    )
+    return run_in_process(job)
+
+
+def test_a_flight_counts_each_animal_once(flight, tmp_path):
+    outcome = unique(flight, tmp_path / "out", neighbours=7)
+    assert outcome.exit_code == 0
+    truth = rows(flight / "truth" / "flight.csv")
+    linked = rows(tmp_path / "out" / "unique_points.csv")
+    # Every sighting kept, in the truth's order (frames in flight order).
+    assert [(r["test_id"], r["class"]) for r in linked] == [(r["test_id"], r["class"]) for r in truth]
+    true_pairs = same_animal_pairs([r["animal_id"] for r in truth])
+    found_pairs = same_animal_pairs([r["animal_id"] for r in linked])
+    hits = len(true_pairs & found_pairs)
+    assert hits / len(found_pairs) >= 0.97 and hits / len(true_pairs) >= 0.97
+    animals = {r["animal_id"]: r["class"] for r in truth}
+    true_totals = collections.Counter(animals.values())
+    totals = {r["class"]: int(r["total"]) for r in rows(tmp_path / "out" / "unique_totals.csv")}
+    for name, n in true_totals.items():
+        assert abs(totals[name] - n) <= 0.03 * n, (name, totals[name], n)
+    summed = collections.Counter(r["class"] for r in truth)
+    assert sum(summed.values()) > 2 * len(animals)  # the flight does overlap: sums would overcount
+    assert len(rows(tmp_path / "out" / "animals.csv")) == sum(totals.values())
+    pairs = rows(tmp_path / "out" / "pairs.csv")
+    assert len(pairs) == 28 and {p["status"] for p in pairs} <= {"registered", "too few inliers"}
+    assert (tmp_path / "out" / "flight.png").stat().st_size > 10_000
+
+
+def test_a_small_window_misses_side_overlap_and_says_which_pairs_it_compared(flight, tmp_path):
+    unique(flight, tmp_path / "out", neighbours=1)
+    pairs = rows(tmp_path / "out" / "pairs.csv")
+    assert [(p["a"], p["b"]) for p in pairs] == [(f"f{k:03d}", f"f{k + 1:03d}") for k in range(7)]
+    animals = len({r["animal_id"] for r in rows(flight / "truth" / "flight.csv")})
+    # Lines' side overlap lies beyond the window: some animals are counted twice, never fewer.
+    found = len(rows(tmp_path / "out" / "animals.csv"))
+    assert found > animals
+
+
+def test_a_corrupt_frame_and_a_frame_over_water_cost_only_their_pairs(flight, tmp_path, config):
+    images = tmp_path / "Flight"
+    shutil.copytree(flight / "data" / "Flight", images)
+    (images / "f002.jpg").write_bytes((images / "f002.jpg").read_bytes()[:500])
+    water = np.clip(np.random.default_rng(2).normal(60, 1.0, (600, 800, 3)) + [0, 40, 80], 0, 255)
+    (images / "f006.jpg").write_bytes(encode_jpeg(water.astype(np.uint8), 92))
+    points = tmp_path / "points.csv"
+    kept = [r for r in rows(flight / "truth" / "flight.csv") if r["test_id"] not in ("f002", "f006")]
+    with points.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(kept[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+    job = UniqueJob(
+        images=str(images),
+        out=str(tmp_path / "out"),
+        points=str(points),
+        order=str(flight / "data" / "flight_order.csv"),
+        neighbours=7,
+    )
+    outcome = run_in_process(job)
+    assert outcome.exit_code == SOME_FAILED
+    pairs = {(p["a"], p["b"]): p["status"] for p in rows(tmp_path / "out" / "pairs.csv")}
+    assert all(s.startswith("error:") and "f002" in s for k, s in pairs.items() if "f002" in k)
+    assert all(s == "too few inliers" for k, s in pairs.items() if "f006" in k and "f002" not in k)
+    assert "failed" in outcome.summary and "f002.jpg" in outcome.summary
+    # The other frames still link: far fewer animals than sightings.
+    assert outcome.totals["animals"] < 0.6 * outcome.totals["sightings"]
+    assert outcome.totals["sightings"] == len(kept)
+
+
+def test_frames_that_do_not_overlap_keep_every_sighting_as_its_own_animal(tmp_path, config):
+    plan = FlightPlan(lines=1, frames_per_line=3, forward=0.0, side=0.0, height=400, width=600, jitter=0.0)
+    write_flight(tmp_path / "data", tmp_path / "truth", plan, config, seed=4, density=60)
+    job = UniqueJob(
+        images=str(tmp_path / "data" / "Flight"),
+        out=str(tmp_path / "out"),
+        points=str(tmp_path / "truth" / "flight.csv"),
+        neighbours=2,
+    )
+    outcome = run_in_process(job)
+    truth = rows(tmp_path / "truth" / "flight.csv")
+    assert outcome.totals["animals"] == len(truth) == len({r["animal_id"] for r in truth})
+    assert outcome.totals["pairs_registered"] == 0
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        ("stranger", "sightings of frames not in"),
+        ("order", "no order for frames ['f003']"),
+        ("columns", ":1: missing columns ['x']"),
+    ],
+)
+def test_bad_inputs_stop_before_any_work_naming_the_file(flight, tmp_path, broken, message):
+    points, order = flight / "truth" / "flight.csv", flight / "data" / "flight_order.csv"
+    if broken == "stranger":
+        points = tmp_path / "points.csv"
+        points.write_text((flight / "truth" / "flight.csv").read_text() + "f999,pups,1,1,7\n")
+    if broken == "order":
+        order = tmp_path / "order.csv"
+        order.write_text("".join(line for line in order_lines(flight) if not line.startswith("f003")))
+    if broken == "columns":
+        points = tmp_path / "points.csv"
+        points.write_text("test_id,class,y\nf000,pups,3\n")
+    job = UniqueJob(
+        images=str(flight / "data" / "Flight"), out=str(tmp_path / "o"), points=str(points), order=str(order)
+    )
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        job.plan()
+
+
+def order_lines(flight):
+    return (flight / "data" / "flight_order.csv").read_text().splitlines(keepends=True)
+
+
+@pytest.mark.slow
+def test_spark_submit_runs_the_stage(flight, tmp_path):
+    proc = spark_submit(
+        "jobs/unique.py",
+        "--images",
+        str(flight / "data" / "Flight"),
+        "--points",
+        str(flight / "truth" / "flight.csv"),
+        "--order",
+        str(flight / "data" / "flight_order.csv"),
+        "--neighbours",
+        "7",
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    animals = len({r["animal_id"] for r in rows(flight / "truth" / "flight.csv")})
+    assert abs(len(rows(tmp_path / "out" / "animals.csv")) - animals) <= 0.03 * animals
+    assert "pairs: " in proc.stdout and (tmp_path / "out" / "run.json").is_file()
