@@ -1,7 +1,8 @@
 """Two overlapping survey frames registered: the homography that maps one onto the other.
 
-Pure numpy and scikit-image. Frames are matched by ORB features and a projective transform
-fitted with RANSAC (:func:`register_frames`); the result says how many matches agree, how
+Pure numpy and scikit-image. Frames are matched by ORB features and a similarity (or, where
+it explains clearly more matches, a projective transform) fitted with RANSAC
+(:func:`register_frames`); the result says how many matches agree, how
 much of the first frame the second covers, and whether the pair can be trusted. A pair that
 cannot be registered (open water, too few inliers, no overlap) says so and carries no
 transform: the linking never guesses.
@@ -120,7 +121,7 @@ def register_frames(
     """
     from skimage.feature import ORB, match_descriptors
     from skimage.measure import ransac
-    from skimage.transform import ProjectiveTransform
+    from skimage.transform import ProjectiveTransform, SimilarityTransform
 
     grey_a, fa = grey_at(a, longest)
     grey_b, fb = grey_at(b, longest)
@@ -140,15 +141,21 @@ def register_frames(
         return Registration(TOO_FEW, None, 0, len(pairs), 0.0)
     # Keypoints are (row, col); transforms take (x, y) = (col, row).
     src, dst = ka[pairs[:, 0]][:, ::-1], kb[pairs[:, 1]][:, ::-1]
+    # A frame taken from about the same height is a similarity of its neighbour (4 degrees
+    # of freedom), which a small overlap pins down where a homography's 8 do not; the
+    # homography takes over only where it agrees with clearly more matches (a tilted
+    # camera's perspective).
+    rng = np.random.default_rng(seed)
     model, inliers = ransac(
-        (src, dst),
-        ProjectiveTransform,
-        min_samples=4,
-        residual_threshold=residual,
-        max_trials=2000,
-        rng=np.random.default_rng(seed),
+        (src, dst), SimilarityTransform, min_samples=3, residual_threshold=residual, max_trials=2000, rng=rng
     )
     count = int(inliers.sum()) if inliers is not None else 0
+    if model is not None and count >= min_inliers:
+        wider, more = ransac(
+            (src, dst), ProjectiveTransform, min_samples=4, residual_threshold=residual, max_trials=2000, rng=rng
+        )
+        if wider is not None and more is not None and more.sum() > 1.2 * count:
+            model, count = wider, int(more.sum())
     if model is None or count < min_inliers:
         return Registration(TOO_FEW, None, count, len(pairs), 0.0)
     # Back to full-size pixels: scale a's points down, map, scale b's up.

@@ -13,7 +13,7 @@ georeferenced rasters), map the first frame's sightings into the second and matc
   frames saw it, the frame that shows it most centrally and its position there;
 - ``unique_totals.csv``: ``class,total,low,high,sightings``;
 - ``pairs.csv``: every pair, its status (registered, or why not), inliers, overlap,
-  sightings matched and the transform;
+  sightings matched, the CPU-seconds it took and the transform;
 - ``flight.png``: the frames' footprints as the registrations place them;
 - ``run.json``.
 
@@ -39,12 +39,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from herdcount import storage
+from herdcount.config import config_from_dict, load_config
 from herdcount.imaging import PhotoError, decode_rgb
 from herdcount.kaggle import id_key
 from herdcount.linking import Sightings, animal_classes, join_animals, match_pair
+from herdcount.modelrun import ModelRun
 from herdcount.options import option
 from herdcount.records import Status, TaskError
 from herdcount.register import REGISTERED, Registration, map_points, register_frames
+from herdcount.runinfo import read_run
 from herdcount.runner import SOME_FAILED, Job, Outcome
 
 OK, ERROR = Status.OK, Status.ERROR
@@ -193,10 +196,15 @@ class UniqueJob(Job[UniquePlan, PairTask, PairResult]):
         0.0,
         metavar="PX",
         help="matching distance in pixels; 0: half of each class's length, from the count's model "
-        "(class_lengths_px), else 20 px (default: %(default)s)",
+        "(class_lengths_px) or the scheme's length_px, else 20 px (default: %(default)s)",
     )
     longest: int = option(
         800, help="frames are registered shrunk to this longest side (default: %(default)s)"
+    )
+    scheme: str | None = option(
+        None,
+        help="class scheme whose length_px sets the radii where the count's model measured no lengths "
+        "(default: the scheme the count recorded)",
     )
     count: str | None = None
 
@@ -234,23 +242,31 @@ class UniqueJob(Job[UniquePlan, PairTask, PairResult]):
         return UniquePlan(frames, sightings, pairs, self._radii(sightings))
 
     def _radii(self, sightings: dict[str, Sightings]) -> dict[str, float]:
+        """Each class's matching radius: ``--radius``; else half the class's length, as the
+        count's model measured it from boxes, else as the scheme gives it (``--scheme``, else
+        the one the count recorded); else :data:`DEFAULT_RADIUS`."""
         names = sorted({c for s in sightings.values() for c in s.classes.tolist()})
         if self.radius > 0:
             return dict.fromkeys(names, self.radius)
         lengths: dict[str, Any] = {}
-        count = self.count or storage.parent(self.points)
-        run = storage.join(count, "run.json")
-        if storage.exists(run):
-            import json
-
-            from herdcount.modelrun import ModelRun
-
-            model = (json.loads(storage.read_text(run)).get("model") or {}).get("run")
+        recorded = None
+        run = read_run(self.count or storage.parent(self.points))
+        if run is not None:
+            recorded = run.config.get("scheme")
+            model = (run.model or {}).get("run")
             if model:
                 try:
-                    lengths = ModelRun.read(model).class_lengths_px or {}
+                    lengths = dict(ModelRun.read(model).class_lengths_px or {})
                 except ValueError:
                     lengths = {}
+        scheme = None
+        if self.scheme:
+            scheme = load_config(self.scheme)
+        elif recorded:
+            scheme = config_from_dict(recorded)
+        if scheme is not None:
+            for spec in scheme.classes:
+                lengths.setdefault(spec.name, float(np.mean(spec.length_px)) if spec.length_px else None)
         return {n: RADIUS_SHARE * lengths[n] if lengths.get(n) else DEFAULT_RADIUS for n in names}
 
     def items(self, plan: UniquePlan) -> list[PairTask]:
@@ -399,7 +415,9 @@ def finish_unique(job: UniqueJob, plan: UniquePlan, results: list[PairResult]) -
             if r.error
             else "error"
         )
-        pair_rows.append([r.a, r.b, status, r.inliers, r.overlap, len(r.matches), *(r.matrix or [""] * 9)])
+        pair_rows.append(
+            [r.a, r.b, status, r.inliers, r.overlap, len(r.matches), r.cpu_s, *(r.matrix or [""] * 9)]
+        )
     storage.write_text_atomic(
         storage.join(job.out, "pairs.csv"),
         _table(
@@ -410,6 +428,7 @@ def finish_unique(job: UniqueJob, plan: UniquePlan, results: list[PairResult]) -
                 "inliers",
                 "overlap",
                 "matched",
+                "cpu_s",
                 *[f"h{i}{j}" for i in range(3) for j in range(3)],
             ],
             pair_rows,
