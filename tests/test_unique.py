@@ -228,3 +228,25 @@ def test_spark_submit_runs_the_stage(flight, tmp_path):
     animals = len({r["animal_id"] for r in rows(flight / "truth" / "flight.csv")})
     assert abs(len(rows(tmp_path / "out" / "animals.csv")) - animals) <= 0.03 * animals
     assert "pairs: " in proc.stdout and (tmp_path / "out" / "run.json").is_file()
+
+
+@pytest.mark.slow
+def test_the_count_job_chains_the_stage(flight, tmp_path, config):
+    from herdcount.commands import count as count_command
+    from herdcount.models.builders import write_untrained_runs
+
+    runs = write_untrained_runs(tmp_path / "runs", config)
+    out = tmp_path / "count"
+    args = ["--images", str(flight / "data" / "Flight"), "--model", str(runs["density"]), "--out", str(out)]
+    order = ["--order", str(flight / "data" / "flight_order.csv"), "--neighbours", "2"]
+    assert count_command.main([*args, "--unique", *order, "--master", "local[2]"]) == 0
+    sightings = rows(out / "points.csv")
+    linked = rows(out / "unique" / "unique_points.csv")
+    assert len(linked) == len(sightings) > 0
+    assert [(p["a"], p["b"]) for p in rows(out / "unique" / "pairs.csv")][:2] == [
+        ("f000", "f001"),
+        ("f000", "f002"),
+    ]
+    totals = rows(out / "unique" / "unique_totals.csv")
+    assert sum(int(t["sightings"]) for t in totals) == len(sightings)
+    assert sum(int(t["total"]) for t in totals) <= len(sightings)

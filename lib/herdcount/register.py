@@ -152,7 +152,12 @@ def register_frames(
     count = int(inliers.sum()) if inliers is not None else 0
     if model is not None and count >= min_inliers:
         wider, more = ransac(
-            (src, dst), ProjectiveTransform, min_samples=4, residual_threshold=residual, max_trials=2000, rng=rng
+            (src, dst),
+            ProjectiveTransform,
+            min_samples=4,
+            residual_threshold=residual,
+            max_trials=2000,
+            rng=rng,
         )
         if wider is not None and more is not None and more.sum() > 1.2 * count:
             model, count = wider, int(more.sum())

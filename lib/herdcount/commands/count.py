@@ -21,6 +21,7 @@ from herdcount.count import CountJob
 from herdcount.options import add_options, from_args
 from herdcount.runner import SOME_FAILED, SparkOptions, run_job
 from herdcount.spark import add_spark_conf_argument
+from herdcount.unique import UniqueJob
 
 __all__ = ["SOME_FAILED", "main", "parse_args"]
 
@@ -40,6 +41,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--scale-model (default: %(default)s)",
     )
     add_options(parser, CountJob)
+    chain = parser.add_argument_group("overlapping frames (herdcount unique, chained)")
+    chain.add_argument(
+        "--unique",
+        action="store_true",
+        help="then link the sightings across overlapping frames into OUT/unique (unique_totals.csv)",
+    )
+    chain.add_argument(
+        "--order",
+        default="name",
+        metavar="name|exif|CSV",
+        help="with --unique: the frames' flight order (default: %(default)s)",
+    )
+    chain.add_argument(
+        "--neighbours",
+        type=int,
+        default=3,
+        metavar="K",
+        help="with --unique: register each frame with the next K (default: %(default)s)",
+    )
     add_spark_conf_argument(parser)
     args = parser.parse_args(argv)
     if args.data is None and args.images is None:
@@ -68,7 +88,21 @@ def main(argv: list[str] | None = None) -> int:
         sample=storage.join(args.data, "sample_submission.csv") if args.data else None,
         scale=1.0 if args.scale == "auto" else args.scale,
     )
-    return run_job(job, SparkOptions(args.master, args.spark_conf))
+    spark = SparkOptions(args.master, args.spark_conf)
+    code = run_job(job, spark)
+    if not args.unique or code not in (0, SOME_FAILED):
+        return code
+    linked = UniqueJob(
+        images=images,
+        out=storage.join(args.out, "unique"),
+        points=storage.join(args.out, "points.csv"),
+        order=args.order,
+        neighbours=args.neighbours,
+        count=args.out,
+        scheme=args.scheme,
+    )
+    again = run_job(linked, spark)
+    return code if again == 0 else again
 
 
 if __name__ == "__main__":
