@@ -250,3 +250,40 @@ def test_the_count_job_chains_the_stage(flight, tmp_path, config):
     totals = rows(out / "unique" / "unique_totals.csv")
     assert sum(int(t["sightings"]) for t in totals) == len(sightings)
     assert sum(int(t["total"]) for t in totals) <= len(sightings)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("forward", "side", "rotation", "exposure"),
+    [(0.2, 0.2, 0.0, 0.0), (0.8, 0.5, 10.0, 0.2), (0.5, 0.3, 8.0, 0.3)],
+)
+def test_the_linking_holds_across_overlaps_turns_and_exposures(
+    tmp_path, config, forward, side, rotation, exposure
+):
+    plan = FlightPlan(
+        lines=2,
+        frames_per_line=3,
+        forward=forward,
+        side=side,
+        height=600,
+        width=800,
+        rotation=rotation,
+        exposure=exposure,
+    )
+    write_flight(tmp_path / "data", tmp_path / "truth", plan, config, seed=7, density=60)
+    job = UniqueJob(
+        images=str(tmp_path / "data" / "Flight"),
+        out=str(tmp_path / "out"),
+        points=str(tmp_path / "truth" / "flight.csv"),
+        order=str(tmp_path / "data" / "flight_order.csv"),
+        neighbours=5,
+        scheme=DEFAULT_SCHEME,
+    )
+    run_in_process(job)
+    truth, linked = rows(tmp_path / "truth" / "flight.csv"), rows(tmp_path / "out" / "unique_points.csv")
+    true_pairs = same_animal_pairs([r["animal_id"] for r in truth])
+    found_pairs = same_animal_pairs([r["animal_id"] for r in linked])
+    hits = len(true_pairs & found_pairs)
+    assert hits >= 0.97 * len(true_pairs) and hits >= 0.97 * len(found_pairs)
+    animals = len({r["animal_id"] for r in truth})
+    assert abs(len(rows(tmp_path / "out" / "animals.csv")) - animals) <= 0.03 * animals
