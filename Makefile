@@ -8,7 +8,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYSPARK_PYTHON := $(abspath $(BIN))/python
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast docs lint format demo train bench package clean
+.PHONY: help setup test test-fast test-accuracy docs lint format demo train bench package clean
 DEMO := demo
 # make train: what to train and from which extract output (defaults: the demo survey).
 # Keep the demo's intermediate files: they are its finished stages.
@@ -41,8 +41,11 @@ $(VENV)/.ready: setup.py
 test: setup ## run the whole test suite (slow tests included); CI runs this
 	$(BIN)/python -m pytest
 
-test-fast: setup ## the in-process tests only (no spark-submit, no training runs), for use while working
+test-fast: setup ## the tests not marked slow: pure and in-process, no spark-submit; for use while working
 	$(BIN)/python -m pytest -m "not slow"
+
+test-accuracy: setup ## the accuracy sweeps alone (part of make test)
+	$(BIN)/python -m pytest -m accuracy
 
 docs: setup ## regenerate docs/cli.md from the commands' parsers
 	$(BIN)/python -c "from herdcount.cli import reference; print(reference(), end='')" > docs/cli.md

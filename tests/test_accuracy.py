@@ -22,6 +22,7 @@ def match(found: np.ndarray, true: np.ndarray, tol: float = 3.0) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.accuracy
 def test_precision_and_recall_per_class_on_several_seeds(tmp_path, config):
     names = config.class_names
     tp, n_found, n_true = (np.zeros(len(names), int) for _ in range(3))

@@ -16,7 +16,7 @@ from herdcount.points import PointScores
 from herdcount.synth import truth_dir, write_survey
 from herdcount.synth_scenes import AnnotationStyle
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.accuracy]
 
 
 class Sweep(NamedTuple):

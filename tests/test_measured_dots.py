@@ -9,7 +9,8 @@ import pytest
 
 from herdcount.commands import dotstyle
 from herdcount.commands.synth import main as synth_main
-from herdcount.extract import ExtractJob, diagnose, likely_cause
+from herdcount.extract import ExtractJob
+from herdcount.extract_report import diagnose, likely_cause
 from herdcount.runner import run_in_process
 from herdcount.synth import write_survey
 from herdcount.synth_scenes import AnnotationStyle
