@@ -55,6 +55,8 @@ class Trained:
     epoch_chosen_on: list[str] | None = None
     #: A classifier's confusion matrix over the held-out patches.
     confusion: np.ndarray | None = None
+    #: More files of the run (the int8 export), written before model.json.
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
 def write_run(
@@ -131,6 +133,8 @@ def write_run(
         clock=clock,
         totals=metrics,
     )
+    for name, data in trained.files.items():
+        storage.write_bytes_atomic(run / name, data)
     save_model_run(run, model, described)
 
 

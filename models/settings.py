@@ -69,6 +69,8 @@ class DensitySettings:
     #: Resize factor the model works at (photos shrunk by it in training and counting);
     #: 0: from the animals' measured sizes (see :func:`herdcount.scale.working_scale`).
     input_scale: float = 0.0
+    #: Also export the model in int8 and check it against float on the held-out photos.
+    int8: bool = True
 
     def check(self) -> None:
         """Reject settings that cannot work.
@@ -303,6 +305,13 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
         default=density.input_scale,
         help="resize factor the model works at (0: shrink until the longest class, as the extract measured "
         "its boxes, spans half the receptive field; 1 where no sizes were measured)",
+    )
+    g.add_argument(
+        "--no-int8",
+        dest="int8",
+        action="store_false",
+        help="export no int8 model (by default one is written and checked against float on the held-out "
+        "photos; count --precision auto uses it where the check passed)",
     )
     g.add_argument(
         "--val-photos-per-epoch",

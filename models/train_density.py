@@ -25,6 +25,7 @@ from herdcount.models.builders import (
     DensityLoss,
     balance_weights,
     describe_density_model,
+    inference_model,
     make_density_model,
     tile_count_error,
 )
@@ -41,6 +42,8 @@ from herdcount.models.fitting import (
 from herdcount.models.run_writer import HeldOutCounts, Trained, extract_lengths
 from herdcount.models.settings import TrainSettings
 from herdcount.models.shard_reader import ShardIndex, window_dataset
+from herdcount.precision import compare_precisions
+from herdcount.predictors import INT8, lite_predictor, quantized_tflite
 from herdcount.scale import working_scale
 from herdcount.score import column_rmse
 from herdcount.tiling import density_map, masked_counts
@@ -183,6 +186,12 @@ class PhotoValidation(keras.callbacks.Callback):
             truth.append(np.bincount(dots.classes[seen], minlength=len(self.config.classes)))
         return np.array(truth).reshape(-1, len(self.config.classes)), np.array(counts)
 
+    def images(self, which: np.ndarray | None = None):
+        """The photos ``which`` (default all) as the model sees them, one at a time."""
+        for k in range(len(self.photos)) if which is None else which:
+            image = load_photo(self.data, self.photos[k], self.config).image
+            yield resize_rgb(image, self.input_scale) if self.input_scale != 1 else image
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None:
             truth, predicted = self.count(self.sample)
@@ -319,6 +328,36 @@ def train(settings: TrainSettings, config: Config, prep: dict[str, Any], loggers
             zip(config.class_names, predicted.sum(axis=0).round(1).tolist())
         ),
     }
+    files, int8 = {}, None
+    if settings.density.int8:
+        # Calibrated on training windows; checked on the held-out photos that chose no epoch
+        # where there are enough of them (else those that did).
+        samples = [x for x, _ in train_ds.take(4).as_numpy_iterator()]
+        quantized = quantized_tflite(inference_model(model), samples)
+        unchosen = np.setdiff1d(np.arange(len(val)), validation.sample)
+        which = (unchosen if len(unchosen) >= 8 else np.arange(len(val)))[
+            : settings.density.val_photos_per_epoch
+        ]
+
+        def exact(batch: np.ndarray) -> np.ndarray:
+            return model(batch, training=False).numpy()
+
+        int8 = compare_precisions(
+            validation.images(which),
+            exact,
+            lite_predictor(quantized),
+            list(config.class_names),
+            stride=stride,
+            margin=margin,
+            tile=settings.density.inference_tile,
+        )
+        files[INT8] = quantized
+        worst = max(int8["count_share"].values(), default=0.0)
+        print(
+            f"int8 export: counts within {100 * worst:.2f} % of float per class, "
+            f"{100 * int8['points_within_px']:.1f} % of points within {int8['thresholds']['point_px']:g} px "
+            f"on {int8['photos']} held-out photos: {'kept for counting' if int8['passed'] else 'float counts'}"
+        )
     described = {
         "tile_size": settings.density.tile_size,
         "input_scale": input_scale,
@@ -328,6 +367,7 @@ def train(settings: TrainSettings, config: Config, prep: dict[str, Any], loggers
         "margin": margin,
         "flops_per_megapixel": flops,
         **init_record(reused, settings),
+        **({"int8": int8} if int8 is not None else {}),
     }
     held_out = HeldOutCounts([p.train_id for p in val], truth, predicted)
     # The photos whose counts chose the epoch kept: their errors are a little optimistic.
@@ -345,6 +385,7 @@ def train(settings: TrainSettings, config: Config, prep: dict[str, Any], loggers
         held_out=held_out,
         held_out_unit=unit,
         epoch_chosen_on=chosen,
+        files=files,
     )
     return model, history, metrics, trained
 

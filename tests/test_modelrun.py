@@ -149,3 +149,20 @@ def test_kinds_are_named_only_in_the_registry():
         if path.name == "kinds.py":
             continue
         assert not switch.search(text), (path, switch.search(text))
+
+
+def test_int8_is_chosen_only_where_it_exists_and_its_check_passed(tmp_path):
+    from herdcount.count_inputs import resolve_precision
+    from herdcount.predictors import INT8
+
+    plain = ModelRun.read(_finished(tmp_path / "plain", DENSITY_RUN))
+    assert resolve_precision(plain, "auto") == "float" and resolve_precision(plain, "float") == "float"
+    with pytest.raises(ValueError, match="has no int8 export; count with --precision float"):
+        resolve_precision(plain, "int8")
+    for passed, chosen in ((True, "int8"), (False, "float")):
+        folder = _finished(tmp_path / str(passed), {**DENSITY_RUN, "int8": {"passed": passed}})
+        (folder / INT8).write_bytes(b"")
+        run = ModelRun.read(folder)
+        assert resolve_precision(run, "auto") == chosen and resolve_precision(run, "int8") == "int8"
+    with pytest.raises(ValueError, match="--precision must be one of auto, int8, float, got 'half'"):
+        resolve_precision(plain, "half")

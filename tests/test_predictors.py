@@ -175,3 +175,41 @@ def test_the_litert_export_predicts_what_keras_does_and_keras_is_the_fallback(
     fallback = load_model(tmp_path / "run")
     assert fallback.runtime == "keras"
     np.testing.assert_allclose(fallback.predict(batch), lite.predict(batch), atol=1e-5)
+
+
+def test_the_int8_export_counts_as_float_does_and_the_check_says_how_close(tmp_path):
+    from herdcount.precision import compare_precisions
+    from herdcount.predictors import INT8, lite_predictor, quantized_tflite
+
+    model = make_density_model(3, width=8, depth=2)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (200, 240, 3), dtype=np.uint8) for _ in range(3)]
+    samples = [rng.integers(0, 255, (4, 64, 64, 3)).astype(np.float32) for _ in range(8)]
+    quantized = quantized_tflite(model, samples)
+    geo = describe_density_model(model)
+
+    def exact(batch):
+        return np.asarray(model(batch, training=False))
+
+    same = compare_precisions(images, exact, exact, ["a", "b", "c"], stride=8, margin=geo["margin"])
+    assert same["passed"] and set(same["count_share"].values()) == {0.0} and same["points_within_px"] == 1.0
+    int8 = compare_precisions(
+        images, exact, lite_predictor(quantized), ["a", "b", "c"], stride=8, margin=geo["margin"]
+    )
+    assert int8["photos"] == 3 and max(int8["count_share"].values()) < 0.05
+
+    def louder(batch):
+        return exact(batch) * 1.05
+
+    assert not compare_precisions(images, exact, louder, ["a", "b", "c"], stride=8, margin=geo["margin"])[
+        "passed"
+    ]
+    run = tmp_path / "run"
+    save_model_run(run, model, {"kind": "density", "class_names": ["a", "b", "c"], **geo})
+    (run / INT8).write_bytes(quantized)
+    clear_cache()
+    loaded = load_model(run, precision="int8")
+    assert loaded.runtime == "litert-int8"
+    batch = images[0][None, :64, :64].astype(np.float32)
+    np.testing.assert_allclose(loaded.predict(batch).sum(), exact(batch).sum(), rtol=0.05)
+    assert load_model(run).runtime == "litert"

@@ -26,6 +26,10 @@ from herdcount.count_tasks import (
 )
 from herdcount.kaggle import id_key
 from herdcount.modelrun import ModelRun
+from herdcount.predictors import INT8
+
+#: ``count --precision``: ``auto`` is int8 where the run's check passed, else float.
+PRECISIONS = ("auto", "int8", "float")
 
 
 def check_model(run: str | Path, config: Config) -> ModelRun:
@@ -211,6 +215,27 @@ def read_groups(path: str | Path, ids: set[str], *, column: str = "group") -> di
     return {photo: row[at].strip() for _, photo, row in _photo_rows(path, header, rows, ids, key=key)}
 
 
+def resolve_precision(model: ModelRun, asked: str) -> str:
+    """The export the executors run: ``float``; ``int8`` where asked (it must exist), or with
+    ``auto`` where the run has it and its check on the held-out photos passed.
+
+    Raises
+    ------
+    ValueError
+        If ``int8`` is asked of a run without the export, or ``asked`` is unknown.
+    """
+    if asked not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {asked!r}")
+    present = storage.exists(model.file(INT8))
+    if asked == "int8" and not present:
+        raise ValueError(
+            f"{model.file(INT8)} does not exist: the run has no int8 export; count with --precision float"
+        )
+    if asked == "auto":
+        return "int8" if present and bool((model.int8 or {}).get("passed")) else "float"
+    return asked
+
+
 def settings_key(settings: CountSettings) -> dict[str, Any]:
     """What decides the counts of a photo: the model file and the options that change them."""
     model = storage.read_bytes(storage.join(settings.model, "model.keras"))
@@ -220,6 +245,7 @@ def settings_key(settings: CountSettings) -> dict[str, Any]:
         "kind": settings.kind,
         "scale": "auto" if settings.scale_model else settings.scale,
         "stride": settings.stride,
+        **({"precision": settings.precision} if settings.precision != "float" else {}),
         **(
             {
                 "scale_model": storage.absolute(settings.scale_model),

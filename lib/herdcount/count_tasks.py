@@ -41,6 +41,8 @@ class CountSettings:
     stride: int | None = None
     tile: int = 1024
     batch_size: int = 4
+    #: ``float`` or ``int8``: which export the executors run (the job resolves ``auto``).
+    precision: str = "float"
     threads: int = 1
     #: A scale run (``--scale auto``): each photo is resized by the inverse of the ground
     #: scale it reads there, instead of by ``scale``.

@@ -28,13 +28,12 @@ from herdcount.locate import (
     peak_points,
     points_geojson,
 )
-from herdcount.modelrun import MODEL_KERAS
 from herdcount.mosaic import (
     RasterError,
     read_window,
     window_density,
 )
-from herdcount.predictors import LOADS, LoadedModel, load_model
+from herdcount.predictors import LOADS, LoadedModel, load_model, model_key
 from herdcount.scale import estimate_scale, resize_for
 
 
@@ -55,7 +54,7 @@ def count_window(task: WindowTask, settings: CountSettings) -> PhotoResult:
     try:
         if storage.exists(result):
             return PhotoResult.from_dict(json.loads(storage.read_text(result)), resumed=True)
-        model = load_model(settings.model, threads=settings.threads)
+        model = load_model(settings.model, threads=settings.threads, precision=settings.precision)
         load_cpu = time.process_time() - cpu
         cpu = time.process_time()
         stride, margin = model.run.output_stride, model.run.margin
@@ -116,7 +115,7 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> PhotoResult:
     try:
         if storage.exists(result):  # a retried task whose first attempt finished
             return PhotoResult.from_dict(json.loads(storage.read_text(result)), resumed=True)
-        model = load_model(settings.model, threads=settings.threads)
+        model = load_model(settings.model, threads=settings.threads, precision=settings.precision)
         reader = load_model(settings.scale_model, threads=settings.threads) if settings.scale_model else None
         # The first photo of a worker pays for TensorFlow's start and the model load:
         # timed apart, so cpu_s is the steady cost per photo.
@@ -176,7 +175,7 @@ def _costs(
         "load_cpu_s": round(load_cpu, 3),
         "finished_at": round(time.time(), 3),
         "pid": os.getpid(),
-        "model_loads": LOADS[storage.absolute(storage.join(settings.model, MODEL_KERAS))],
+        "model_loads": LOADS[model_key(settings.model, settings.precision)],
         "threads": list(model.threads),
         "runtime": model.runtime,
     }

@@ -71,6 +71,9 @@ class ModelRun:
         Its final validation figures.
     epochs_run, seed : int or None
         How long it trained, and with what seed.
+    int8 : dict or None
+        The check of its int8 export against float on the held-out photos
+        (:func:`herdcount.precision.compare_precisions`); None without an int8 export.
     version : int
         model.json's version as read (:data:`VERSION` when written here).
     """
@@ -94,6 +97,7 @@ class ModelRun:
     metrics: dict[str, Any] = field(default_factory=dict)
     epochs_run: int | None = None
     seed: int | None = None
+    int8: dict[str, Any] | None = None
     version: int = VERSION
 
     def __post_init__(self) -> None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from herdcount import storage
 from herdcount.kinds import ModelKind
 from herdcount.modelrun import ModelRun
@@ -78,7 +80,7 @@ def set_threads(threads: int, inter: int | None = None) -> tuple[int, int]:
     )
 
 
-def load_model(run: str | Path, *, threads: int = 1) -> LoadedModel:
+def load_model(run: str | Path, *, threads: int = 1, precision: str = "float") -> LoadedModel:
     """The model of a training run, loaded on first use in this process and cached.
 
     Runs that hold the TensorFlow Lite export (``model.tflite``, and ``maps.tflite`` for
@@ -94,21 +96,27 @@ def load_model(run: str | Path, *, threads: int = 1) -> LoadedModel:
     threads : int, optional
         Threads of the interpreter (or TensorFlow's intra- and inter-op threads), set
         before its first operation.
+    precision : str, optional
+        ``float``, or ``int8`` for the full-integer export (:data:`INT8`), which must exist.
     """
     path = storage.join(run, "model.keras")
     # Keyed by path alone: this runs for every photo, and a stat (or an S3 HEAD request) per
     # photo buys nothing, since a job's model is fixed when it starts (OUT/settings.json).
-    key = storage.absolute(path)
+    key = model_key(run, precision)
     if key in _MODELS:
         return _MODELS[key]
     described = ModelRun.read(run)
     kind = described.model_kind
-    lite = [described.file(name) for name in kind.exports]
+    names = list(kind.exports)
+    if precision == "int8":
+        names[0] = INT8
+    lite = [described.file(name) for name in names]
     if all(storage.exists(name) for name in lite) and (
         not kind.takes_stride or described.map_stride is not None
     ):
         predictors = [_lite_predictor(storage.read_bytes(name), threads) for name in lite]
-        loaded = LoadedModel(described, None, predictors[0], threads=(threads, threads), runtime="litert")
+        runtime = "litert" if precision == "float" else f"litert-{precision}"
+        loaded = LoadedModel(described, None, predictors[0], threads=(threads, threads), runtime=runtime)
         if kind.takes_stride:
             loaded.predict_maps, loaded.map_stride = predictors[1], int(described.map_stride)
     else:
@@ -134,6 +142,12 @@ def load_model(run: str | Path, *, threads: int = 1) -> LoadedModel:
     # worker: move them out of the collector's sight.
     gc.freeze()
     return loaded
+
+
+def model_key(run: str | Path, precision: str = "float") -> str:
+    """The key of a run's loaded model in this process's cache (and in :data:`LOADS`)."""
+    key = storage.absolute(storage.join(run, "model.keras"))
+    return key if precision == "float" else f"{key}#{precision}"
 
 
 def _predictor(model: Any) -> Predict:
@@ -190,6 +204,30 @@ def tflite_files(model: Any, kind: ModelKind) -> tuple[dict[str, bytes], dict[st
         files["maps.tflite"] = export(fully_convolutional(model))
         extra["map_stride"] = native_stride(model)
     return files, extra
+
+
+#: The full-integer export beside model.tflite (density models).
+INT8 = "model.int8.tflite"
+
+
+def quantized_tflite(model: Any, samples: Any) -> bytes:
+    """The model's full-integer (int8) LiteRT export, calibrated on ``samples`` (an iterable
+    of float32 input batches, e.g. training tiles); inputs and outputs stay float32, and any
+    batch, height and width. Imports TensorFlow."""
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([np.asarray(batch, np.float32)] for batch in samples)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    with contextlib.nullcontext() if verbose() else contextlib.redirect_stdout(io.StringIO()):
+        return converter.convert()
+
+
+def lite_predictor(content: bytes, threads: int = 1) -> Predict:
+    """A LiteRT interpreter of ``content`` as a ``predict`` callable."""
+    return _lite_predictor(content, threads)
 
 
 def native_stride(classifier: Any) -> int:

@@ -1,0 +1,95 @@
+"""int8 against float: the same photos counted by a run's two LiteRT exports, in one process.
+
+    python bench/precision.py --run RUN --images DIR [--calibrate DIR] [--photos 48]
+
+Counts up to ``--photos`` photos of DIR (at the model's ``input_scale``) with the float export
+(model.tflite) and the int8 one (model.int8.tflite; for a run trained before int8 exports,
+made here from 256-px crops of ``--calibrate``'s photos) on one thread each, and prints the
+inference CPU-seconds per megapixel of each, their ratio, and the check training records
+(``herdcount.precision.compare_precisions``: per-class count difference, points within 2 px).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from herdcount.imaging import decode_rgb, resize_rgb
+from herdcount.modelrun import ModelRun
+from herdcount.precision import compare_precisions
+from herdcount.predictors import INT8, lite_predictor, quantized_tflite
+from herdcount.tiling import density_map
+
+PHOTOS = (".jpg", ".jpeg", ".png")
+
+
+def photos_in(folder: Path, n: int, scale: float) -> list[np.ndarray]:
+    names = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTOS)[:n]
+    images = [decode_rgb(p.read_bytes(), str(p)) for p in names]
+    return [resize_rgb(i, scale) if scale != 1 else i for i in images]
+
+
+def crops(images: list[np.ndarray], size: int, n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        image = images[k % len(images)]
+        top = rng.integers(0, max(1, image.shape[0] - size))
+        left = rng.integers(0, max(1, image.shape[1] - size))
+        out.append(image[top : top + size, left : left + size][None].astype(np.float32))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--images", type=Path, required=True)
+    p.add_argument("--calibrate", type=Path, help="photos to calibrate a run without an int8 export on")
+    p.add_argument("--photos", type=int, default=48)
+    args = p.parse_args(argv)
+    run = ModelRun.read(args.run)
+    images = photos_in(args.images, args.photos, run.input_scale)
+    exact = lite_predictor((args.run / "model.tflite").read_bytes())
+    if (args.run / INT8).is_file():
+        quantized = (args.run / INT8).read_bytes()
+        made = "the run's"
+    else:
+        if not args.calibrate:
+            print(f"{args.run} has no {INT8}: give --calibrate DIR to make one", file=sys.stderr)
+            return 2
+        import keras
+
+        model = keras.models.load_model(args.run / "model.keras", compile=False)
+        quantized = quantized_tflite(model, crops(photos_in(args.calibrate, 64, run.input_scale), 256, 64))
+        made = f"made here from 64 crops of {args.calibrate}"
+    fast = lite_predictor(quantized)
+    megapixels = sum(i.shape[0] * i.shape[1] for i in images) / 1e6
+    cost = {}
+    for name, predict in (("float", exact), ("int8", fast)):
+        density_map(images[0], predict, stride=run.output_stride, margin=run.margin)  # warm
+        started = time.process_time()
+        for image in images:
+            density_map(image, predict, stride=run.output_stride, margin=run.margin)
+        cost[name] = (time.process_time() - started) / megapixels
+    check = compare_precisions(
+        images, exact, fast, list(run.class_names), stride=run.output_stride, margin=run.margin
+    )
+    print(
+        f"{run.path}: {len(images)} photos of {args.images} ({megapixels:.1f} MP at scale {run.input_scale:g}); int8 {made}"
+    )
+    print(
+        f"inference CPU-s per megapixel (one thread): float {cost['float']:.4f}, int8 {cost['int8']:.4f} "
+        f"({cost['float'] / cost['int8']:.2f}x faster)"
+    )
+    shares = ", ".join(f"{k} {100 * v:.2f} %" for k, v in check["count_share"].items())
+    print(f"int8 counts against float: {shares}; points within 2 px: {100 * check['points_within_px']:.1f} %")
+    print(f"check {'passed' if check['passed'] else 'failed'} (counts within 1 % per class, 99 % of points)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

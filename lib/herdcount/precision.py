@@ -1,0 +1,66 @@
+"""int8 counting checked against float: the same photos counted by both exports.
+
+A model's full-integer (int8) export counts several times faster on CPUs with integer dot
+products, and loses a little precision. Training records how much on its held-out photos
+(:func:`compare_precisions`); the count job uses int8 only where that check passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from herdcount.locate import density_points
+from herdcount.points import match_points
+from herdcount.tiling import Predict, density_map
+
+#: The check: every class's int8 count within this share of float's, summed over the photos,
+#: and this share of float's points with an int8 point of their class within POINT_PX.
+COUNT_SHARE, POINT_PX, POINTS_KEPT = 0.01, 2.0, 0.99
+
+
+def compare_precisions(
+    images: Iterable[np.ndarray],
+    exact: Predict,
+    quantized: Predict,
+    class_names: list[str],
+    *,
+    stride: int,
+    margin: int,
+    tile: int = 1024,
+) -> dict:
+    """Count ``images`` with both predictors; how far int8 (``quantized``) lies from float
+    (``exact``).
+
+    Returns
+    -------
+    dict
+        ``passed``, ``photos``, ``count_share`` (per class: |int8 - float| / float, summed
+        over the photos), ``points_within_px`` (share of float's points with an int8 point of
+        their class within :data:`POINT_PX`) and the thresholds.
+    """
+    totals = np.zeros((2, len(class_names)))
+    kept = seen = 0
+    photos = 0
+    for image in images:
+        photos += 1
+        maps = [density_map(image, p, stride=stride, tile=tile, margin=margin) for p in (exact, quantized)]
+        counts = [m.sum(axis=(0, 1), dtype=np.float64) for m in maps]
+        totals += np.array(counts)
+        wanted = np.rint(np.maximum(counts[0], 0)).astype(np.int64)
+        found = [density_points(m, stride=stride, counts=wanted) for m in maps]
+        for k in range(len(class_names)):
+            a = found[0].coords[found[0].classes == k]
+            b = found[1].coords[found[1].classes == k]
+            seen += len(a)
+            kept += len(match_points(a, b, radius=POINT_PX))
+    share = np.abs(totals[1] - totals[0]) / np.maximum(totals[0], 1.0)
+    within = kept / seen if seen else 1.0
+    return {
+        "passed": bool((share <= COUNT_SHARE).all() and within >= POINTS_KEPT),
+        "photos": photos,
+        "count_share": {n: round(float(v), 5) for n, v in zip(class_names, share)},
+        "points_within_px": round(float(within), 4),
+        "thresholds": {"count_share": COUNT_SHARE, "point_px": POINT_PX, "points_kept": POINTS_KEPT},
+    }
