@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=Path, required=True)
     p.add_argument("--calibrate", type=Path, help="photos to calibrate a run without an int8 export on")
     p.add_argument("--photos", type=int, default=48)
+    p.add_argument("--crops", type=int, default=64, help="calibration crops where the bench makes the export")
     args = p.parse_args(argv)
     run = ModelRun.read(args.run)
     images = photos_in(args.images, args.photos, run.input_scale)
@@ -64,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         import keras
 
         model = keras.models.load_model(args.run / "model.keras", compile=False)
-        quantized = quantized_tflite(model, crops(photos_in(args.calibrate, 64, run.input_scale), 256, 64))
-        made = f"made here from 64 crops of {args.calibrate}"
+        quantized = quantized_tflite(
+            model, crops(photos_in(args.calibrate, args.crops, run.input_scale), 256, args.crops)
+        )
+        made = f"made here from {args.crops} crops of {args.calibrate}"
     fast = lite_predictor(quantized)
     megapixels = sum(i.shape[0] * i.shape[1] for i in images) / 1e6
     cost = {}
