@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from herdcount import storage
 from herdcount.config import Config
-from herdcount.extracted import PhotoDots
+from herdcount.extracted import PhotoDots, read_extract, split_photos
 from herdcount.models.settings import TrainSettings
 from herdcount.models.shard_reader import ShardIndex, read_index
 from herdcount.models.transfer import LayerRateAdam, Reused, init_from_run
@@ -60,6 +60,19 @@ def device_strategy() -> tf.distribute.Strategy:
 def fit_verbose() -> int:
     # A live bar on a terminal; one line per epoch in logs, where bars become noise.
     return 1 if sys.stdout.isatty() else 2
+
+
+def split_extract(settings: TrainSettings, config: Config) -> tuple[list[PhotoDots], list[str], list[str]]:
+    """The extract's photos and their split into training and held-out ids (whole groups
+    held out where ``--split group`` and the extract recorded groups)."""
+    photos = read_extract(settings.extract, config, settings.data)
+    train_ids, val_ids = split_photos(
+        [p.train_id for p in photos],
+        val_fraction=settings.val_fraction,
+        seed=settings.seed,
+        groups=photo_groups(photos, settings),
+    )
+    return photos, train_ids, val_ids
 
 
 def photo_groups(photos: list[PhotoDots], settings: TrainSettings) -> dict[str, str | None] | None:

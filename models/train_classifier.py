@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from herdcount.config import Config
 from herdcount.dots import masked_at
-from herdcount.extracted import PhotoDots, load_photo, read_extract, split_photos
+from herdcount.extracted import PhotoDots, load_photo
 from herdcount.models.builders import (
     make_classifier_model,
 )
@@ -27,7 +27,7 @@ from herdcount.models.fitting import (
     fit_verbose,
     init_from,
     init_record,
-    photo_groups,
+    split_extract,
     training_windows,
 )
 from herdcount.models.run_writer import HeldOutCounts, Trained
@@ -39,13 +39,7 @@ from herdcount.windows import GRID
 
 
 def prepare(settings: TrainSettings, config: Config) -> dict[str, Any]:
-    photos = read_extract(settings.extract, config, settings.data)
-    train_ids, val_ids = split_photos(
-        [p.train_id for p in photos],
-        val_fraction=settings.val_fraction,
-        seed=settings.seed,
-        groups=photo_groups(photos, settings),
-    )
+    photos, train_ids, val_ids = split_extract(settings, config)
     by_id = {p.train_id: p for p in photos}
     return {
         "names": [*config.class_names, config.background_class],

@@ -18,7 +18,7 @@ import tensorflow as tf
 from herdcount.annotations import resize_cells
 from herdcount.config import Config
 from herdcount.dots import grow_cells, masked_points
-from herdcount.extracted import PhotoDots, load_photo, read_extract, split_photos
+from herdcount.extracted import PhotoDots, load_photo
 from herdcount.imaging import resize_rgb
 from herdcount.intervals import group_errors
 from herdcount.models.builders import (
@@ -36,7 +36,7 @@ from herdcount.models.fitting import (
     fit_verbose,
     init_from,
     init_record,
-    photo_groups,
+    split_extract,
     training_windows,
 )
 from herdcount.models.run_writer import HeldOutCounts, Trained, extract_lengths
@@ -50,13 +50,7 @@ from herdcount.tiling import density_map, masked_counts
 
 
 def prepare(settings: TrainSettings, config: Config) -> dict[str, Any]:
-    photos = read_extract(settings.extract, config, settings.data)
-    train_ids, val_ids = split_photos(
-        [p.train_id for p in photos],
-        val_fraction=settings.val_fraction,
-        seed=settings.seed,
-        groups=photo_groups(photos, settings),
-    )
+    photos, train_ids, val_ids = split_extract(settings, config)
     data = Path(settings.data)
     missing = [
         name
