@@ -287,3 +287,55 @@ def test_the_linking_holds_across_overlaps_turns_and_exposures(
     assert hits >= 0.97 * len(true_pairs) and hits >= 0.97 * len(found_pairs)
     animals = len({r["animal_id"] for r in truth})
     assert abs(len(rows(tmp_path / "out" / "animals.csv")) - animals) <= 0.03 * animals
+
+
+def test_a_repeated_pass_is_linked_only_within_the_window(flight, tmp_path):
+    images = tmp_path / "Flight"
+    shutil.copytree(flight / "data" / "Flight", images)
+    # f003 (the first line's end) flown again after the last frame, five frames on; the
+    # frame before the repeat (f007, the far end of the second line) shares no ground with it.
+    shutil.copy(images / "f003.jpg", images / "f008.jpg")
+    truth = rows(flight / "truth" / "flight.csv")
+    again = [{**r, "test_id": "f008"} for r in truth if r["test_id"] == "f003"]
+    points = tmp_path / "points.csv"
+    with points.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(truth[0]))
+        writer.writeheader()
+        writer.writerows(truth + again)
+    animals = len({r["animal_id"] for r in truth})
+    found = {}
+    for k in (1, 5):
+        job = UniqueJob(images=str(images), out=str(tmp_path / f"k{k}"), points=str(points), neighbours=k)
+        found[k] = run_in_process(job).totals["animals"]
+    # Outside the window the pass's animals count again; inside it they are linked.
+    assert found[1] >= animals + 0.9 * len(again)
+    assert abs(found[5] - animals) <= 0.03 * animals
+
+
+def test_a_line_turn_without_overlap_breaks_the_chain_but_not_the_lines(tmp_path, config):
+    plan = FlightPlan(lines=2, frames_per_line=3, forward=0.6, side=0.0, height=600, width=800, jitter=0.0)
+    write_flight(tmp_path / "data", tmp_path / "truth", plan, config, seed=9, density=60)
+    truth = rows(tmp_path / "truth" / "flight.csv")
+    # Both lines flown left to right: the last frame of the first line and the first of the
+    # second lie a line apart and do not overlap.
+    order = tmp_path / "order.csv"
+    order.write_text("test_id,order\nf000,0\nf001,1\nf002,2\nf005,3\nf004,4\nf003,5\n")
+    job = UniqueJob(
+        images=str(tmp_path / "data" / "Flight"),
+        out=str(tmp_path / "out"),
+        points=str(tmp_path / "truth" / "flight.csv"),
+        order=str(order),
+        neighbours=1,
+        scheme=DEFAULT_SCHEME,
+    )
+    outcome = run_in_process(job)
+    pairs = {(p["a"], p["b"]): p["status"] for p in rows(tmp_path / "out" / "pairs.csv")}
+    assert pairs[("f002", "f005")] != "registered"
+    assert all(s == "registered" for k, s in pairs.items() if k != ("f002", "f005"))
+    # Within each line every animal is linked; the few that a frame's turn and zoom put in
+    # both lines are counted once per line, as no registered pair joins the lines.
+    lines = collections.defaultdict(set)
+    for r in truth:
+        lines[r["animal_id"]].add(int(r["test_id"][1:]) // 3)
+    both = sum(len(v) == 2 for v in lines.values())
+    assert outcome.totals["animals"] == len(lines) + both
