@@ -37,7 +37,7 @@ from herdcount.score import column_rmse, interval_coverage, read_points_csv, sco
 
 ROOT = Path(__file__).resolve().parents[1]
 #: README's recipe for real surveys (docs/results.md, run r5), used when no options follow ``--``.
-RECIPE = ["--width", "40", "--epochs", "24", "--steps-per-epoch", "300", "--weight-average", "0.99"]
+RECIPE = ["--width", "40", "--epochs", "48", "--steps-per-epoch", "300", "--weight-average", "0.99"]
 RECIPE += ["--val-photos-per-epoch", "48"]
 GROUPS = r"^([^-]+)-"
 RADIUS = 40.0
