@@ -101,13 +101,14 @@ $(DEMO)/report.html: $(DEMO)/count-density/run.json $(DEMO)/count-classifier/run
 train: setup ## train a model: make train KIND=density|classifier [EXTRACT=.. DATA=.. RUN=.. TRAIN_ARGS=..]
 	$(HERDCOUNT) train --kind $(KIND) --extract $(EXTRACT) --data $(DATA) --out $(RUN) $(TRAIN_ARGS)
 
-bench: setup ## run the benchmarks (minutes each): extract and count speed, training, accuracy, points and intervals, scaling, manifest
+bench: setup ## run the benchmarks (minutes each): extract and count speed, training, accuracy, points and intervals, scaling, manifest, unique
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/count.py
 	$(BIN)/python bench/accuracy.py
 	$(BIN)/python bench/points.py
 	$(BIN)/python bench/scaling.py
 	$(BIN)/python bench/manifest.py
+	$(BIN)/python bench/unique.py
 
 package: setup ## build dist/herdcount.zip, the package to ship with spark-submit --py-files
 	@rm -rf build/package dist/herdcount.zip && mkdir -p dist
