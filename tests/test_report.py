@@ -2,13 +2,12 @@
 
 import csv
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import ROOT, spark_submit
+from conftest import ROOT, find_chromium, spark_submit
 
 from herdcount import report
 from herdcount.commands import lineage as lineage_command
@@ -18,24 +17,6 @@ from herdcount.synth import truth_dir
 
 pytestmark = pytest.mark.slow
 ARTEFACTS = ROOT / "test-artefacts"
-
-
-def find_chromium() -> str:
-    """Debian's chromium, installed with apt-get when missing and possible; else skip."""
-    for name in ("chromium", "chromium-browser"):
-        if shutil.which(name):
-            return shutil.which(name)
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip(
-            "chromium is not installed and cannot be: not root or no apt-get (apt-get install chromium)"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    done = subprocess.run(
-        ["apt-get", "install", "-y", "-q", "chromium"], env=env, capture_output=True, text=True, timeout=900
-    )
-    if done.returncode or not shutil.which("chromium"):
-        pytest.skip(f"chromium could not be installed with apt-get: {done.stderr[-500:]}")
-    return shutil.which("chromium")
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +200,24 @@ def test_photos_that_cannot_be_read_are_said_loudly(pipeline, extracted, tmp_pat
 def test_the_extract_run_records_data_as_an_absolute_path(extracted, survey):
     run = json.loads((extracted / "run.json").read_text())
     assert run["inputs"]["data"] == str(survey.resolve())
+
+
+def test_the_report_lists_photos_to_review_and_review_opens_a_real_count(rendered, pipeline):
+    from herdcount.review import make_review
+    from herdcount.score import read_points_csv
+
+    text = rendered.read_text()
+    count = pipeline["counts"]["density"]
+    assert text.count("<h3>Review these: ") == 2 and f"herdcount review --count {count}" in text
+    store = make_review(str(count), sample=1, seed=0)
+    counted = {r["test_id"] for r in csv.DictReader(open(count / "counts.csv"))}
+    assert set(store.photo_ids()) == counted and sum(p["sampled"] for p in store.photos()) == 1
+    found = read_points_csv(count / "points.csv", store.classes)
+    for photo in counted:
+        coords, _ = found.get(photo, (np.zeros((0, 2)), np.zeros(0, int)))
+        state = store.state(photo)
+        assert len(state.points) == len(coords)
+        assert sorted((round(p.row, 1), round(p.col, 1)) for p in state.points) == sorted(
+            map(tuple, np.round(coords, 1))
+        )
+        assert f"<code>/photo/{photo}</code>" in text

@@ -49,6 +49,10 @@ VERBS = {
         "herdcount.commands.unique",
         "count each animal once across overlapping frames: register, link sightings (Spark)",
     ),
+    "review": (
+        "herdcount.commands.review",
+        "check and correct a count's animals in the browser; export the corrections",
+    ),
     "score": ("herdcount.commands.score", "score a submission against the truth: RMSE per class"),
     "report": ("herdcount.commands.report", "one HTML page of a survey's extraction, training and counts"),
     "manifest": ("herdcount.commands.manifest", "list and fingerprint an image collection (Spark)"),

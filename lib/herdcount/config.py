@@ -44,7 +44,7 @@ def packaged_text(name: str) -> str | None:
 
 
 #: Class colours of pictures where a scheme has no dot colours (Tableau's first six).
-_PALETTE: tuple[RGB, ...] = (
+PALETTE: tuple[RGB, ...] = (
     (31, 119, 180),
     (255, 127, 14),
     (44, 160, 44),
@@ -144,7 +144,7 @@ class Config:
     @property
     def colours(self) -> list[RGB]:
         """A colour per class for pictures: its dots' colour, else one of a fixed palette."""
-        return [c.dot_rgb or _PALETTE[k % len(_PALETTE)] for k, c in enumerate(self.classes)]
+        return [c.dot_rgb or PALETTE[k % len(PALETTE)] for k, c in enumerate(self.classes)]
 
     @property
     def dot_colours(self) -> list[RGB]:

@@ -346,8 +346,30 @@ def counting_section(inp: Inputs, scored: list[dict[str, Any]]) -> str:
         header = ["model", *(f"RMSE {n}" for n in names), "mean RMSE", "CPU-s per photo"]
     else:
         header = ["model", *(f"total {n}" for n in names), "", "CPU-s per photo"]
-    extra = [points_html(inp, s) + totals_html(inp, s) for s in scored]
+    extra = [points_html(inp, s) + totals_html(inp, s) + review_html(s) for s in scored]
     return table(header, table_rows) + "".join(parts) + "".join(extra)
+
+
+def review_html(s: dict[str, Any], *, first: int = 10) -> str:
+    """The photos of a count most in need of a look (:func:`herdcount.review.order_photos`),
+    as the review server that ``herdcount review`` starts names them (``/photo/<id>``: the
+    report itself links to nothing outside the file)."""
+    from herdcount.review import order_photos, read_count
+
+    try:
+        found = read_count(s["path"])
+    except ValueError as exc:
+        return f"<p>Review: {html.escape(str(exc))}</p>"
+    ranked = order_photos(sorted(found.counts), found, sample=0)[:first]
+    items = "".join(
+        f"<li><code>/photo/{html.escape(p)}</code>: {html.escape(why)}</li>" for p, _, why in ranked
+    )
+    command = html.escape(f"herdcount review --count {s['path']}")
+    return (
+        f"<h3>Review these: {html.escape(s['label'])}</h3><p>Start the review with <code>{command}</code>; "
+        "it asks for a random calibration sample first, then these, the photos most in need of a look "
+        f"(most animals counted, most unsure points):</p><ol class='review'>{items}</ol>"
+    )
 
 
 def counted_ids(count: str) -> set[str]:

@@ -25,6 +25,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -135,16 +136,38 @@ def read_points_csv(path: str | Path, class_names: list[str], *, ids: set[str] |
     Raises
     ------
     ValueError
+        As :func:`iter_points_csv`.
+    """
+    lists: dict[str, tuple[list, list]] = {}
+    for photo, row, col, k, _ in iter_points_csv(path, class_names, ids=ids):
+        coords, classes = lists.setdefault(photo, ([], []))
+        coords.append((row, col))
+        classes.append(k)
+    return {
+        photo: (np.array(c, np.float64).reshape(-1, 2), np.array(k, np.int64))
+        for photo, (c, k) in lists.items()
+    }
+
+
+def iter_points_csv(
+    path: str | Path, class_names: list[str], *, ids: set[str] | None = None
+) -> Iterator[tuple[str, float, float, int, float | None]]:
+    """``(photo, row, col, class index, score or None)`` of each row of a CSV with
+    ``test_id,class,x,y`` columns and an optional ``score``.
+
+    Raises
+    ------
+    ValueError
         If a column is missing, or a row names a class not in ``class_names``, an id not in
-        ``ids`` (when given) or a coordinate that is not a number; the message names the
-        file and line.
+        ``ids`` (when given) or a coordinate or score that is not a number; the message names
+        the file and line.
     """
     rows = list(csv.reader(io.StringIO(storage.read_text(path), newline="")))
     header = [c.strip() for c in rows[0]] if rows else []
     if not {"test_id", "class", "x", "y"} <= set(header):
         raise ValueError(f"{path}: columns {header}; expected test_id, class, x, y")
     at = {name: header.index(name) for name in ("test_id", "class", "x", "y")}
-    lists: dict[str, tuple[list, list]] = {}
+    score_at = header.index("score") if "score" in header else None
     for line, row in enumerate(rows[1:], start=2):
         if not row:
             continue
@@ -157,17 +180,13 @@ def read_points_csv(path: str | Path, class_names: list[str], *, ids: set[str] |
             raise ValueError(f"{path}, line {line}: unknown class {klass!r}; expected one of {class_names}")
         try:
             x, y = float(row[at["x"]]), float(row[at["y"]])
+            score = float(row[score_at]) if score_at is not None and row[score_at].strip() else None
         except ValueError:
             raise ValueError(
-                f"{path}, line {line}: x and y must be numbers, got {row[at['x']]!r}, {row[at['y']]!r}"
+                f"{path}, line {line}: x, y and score must be numbers, got {row[at['x']]!r}, {row[at['y']]!r}"
+                + (f", {row[score_at]!r}" if score_at is not None else "")
             ) from None
-        coords, classes = lists.setdefault(photo, ([], []))
-        coords.append((y, x))
-        classes.append(class_names.index(klass))
-    return {
-        photo: (np.array(c, np.float64).reshape(-1, 2), np.array(k, np.int64))
-        for photo, (c, k) in lists.items()
-    }
+        yield photo, y, x, class_names.index(klass), score
 
 
 def read_points_truth(path: str | Path, class_names: list[str], *, ids: set[str]) -> PhotoPoints:
