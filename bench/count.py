@@ -59,7 +59,7 @@ def _peak_mb() -> float:
     return int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024
 
 
-def _count_child(run, kind, scale, photos, out, num_classes, queue):
+def _count_child(run, kind, scale, photos, out, num_classes, queue, precision="float"):
     from herdcount.count_tasks import CountSettings, PhotoTask
     from herdcount.count_worker import count_photo
 
@@ -67,7 +67,13 @@ def _count_child(run, kind, scale, photos, out, num_classes, queue):
     if isinstance(scale, Path):  # --scale auto with this scale run
         reader, scale = str(scale), 1.0
     settings = CountSettings(
-        out=str(out), model=str(run), kind=kind, num_classes=num_classes, scale=scale, scale_model=reader
+        out=str(out),
+        model=str(run),
+        kind=kind,
+        num_classes=num_classes,
+        scale=scale,
+        scale_model=reader,
+        precision=precision,
     )
     seconds = []
     for path in photos:
@@ -176,6 +182,40 @@ def write_test_mosaic(path: Path, photos: list[str], side: int, *, strip: int = 
     temp.replace(path)
 
 
+def write_int8(run: Path, photo: str) -> None:
+    """An int8 export of RUN's model beside its float one, calibrated on crops of a photo
+    (the cost of int8 inference does not depend on what it was calibrated on)."""
+    import keras
+    import numpy as np
+
+    from herdcount.imaging import decode_rgb
+    from herdcount.predictors import quantized_tflite
+
+    image = decode_rgb(Path(photo).read_bytes(), photo).astype(np.float32)
+    crops = [image[None, r : r + 256, c : c + 256] for r in (0, 1000, 2000) for c in (0, 2000)]
+    (run / "model.int8.tflite").write_bytes(
+        quantized_tflite(keras.models.load_model(run / "model.keras", compile=False), crops)
+    )
+
+
+def projection(
+    results: dict[str, dict], photos: int, vcpus: int, instance: str, price: float | None, seed: str
+) -> str:
+    """Wall hours and dollars of counting ``photos`` on ``instance`` at each method's measured
+    CPU-s per photo (one task per vCPU; the job's parallel efficiency on many cores is in
+    docs/results.md#scaling, not applied here)."""
+    lines = [
+        f"\n{photos:,} photos on {instance} ({vcpus} vCPUs)"
+        + (f" at ${price:g} per vCPU-hour" if price else " (give --price-per-vcpu-hour for dollars)")
+    ]
+    lines.append(f"{'method':<62} {'vCPU-h':>8} {'wall h':>8}" + (f" {'dollars':>9}" if price else ""))
+    for name, r in results.items():
+        vcpu_hours = photos * sum(r["cpu_s"]) / len(r["cpu_s"]) / 3600
+        row = f"{name:<62} {vcpu_hours:>8.2f} {vcpu_hours / vcpus:>8.2f}"
+        lines.append(row + (f" {vcpu_hours * price:>9.2f}" if price else ""))
+    return "\n".join(lines)
+
+
 def run_child(target, *args) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -193,6 +233,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--classifier", help="a classifier run of herdcount train (default: untrained weights)")
     p.add_argument("--seed-tiles", type=int, default=40, help="tiles timed for the seed's per-tile method")
     p.add_argument("--keep", help="folder for the photos and runs (default: a temporary one)")
+    p.add_argument("--project", type=int, default=KAGGLE_TEST_PHOTOS, help="photos to project the cost of")
+    p.add_argument("--vcpus", type=int, default=HOST_VCPUS, help="vCPUs of the host the projection runs on")
+    p.add_argument("--instance", default="a 32-vCPU host", help="the host's name, for the printout")
+    p.add_argument(
+        "--price-per-vcpu-hour",
+        type=float,
+        help="dollars per vCPU-hour of that host (e.g. an on-demand price over its vCPUs); prints the cost",
+    )
     p.add_argument(
         "--mosaic-side",
         type=int,
@@ -218,9 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     runs.update({k: Path(v) for k, v in (("density", args.density), ("classifier", args.classifier)) if v})
     print(f"{len(photos)} photos of 4992x3328 (16.6 MP) in {data}; one core per method", flush=True)
 
+    if not (runs["density"] / "model.int8.tflite").is_file():
+        write_int8(runs["density"], photos[0])
     methods = [
         ("density, scale 1.0", _count_child, (runs["density"], "density", 1.0)),
+        ("density, scale 1.0, int8", _count_child, (runs["density"], "density", 1.0, "int8")),
         ("density, scale 0.5", _count_child, (runs["density"], "density", 0.5)),
+        ("density, scale 0.5, int8", _count_child, (runs["density"], "density", 0.5, "int8")),
         (
             "density, --scale auto (reading scale 1)",
             _count_child,
@@ -229,10 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         ("classifier, 64x64 tiles in batches", _count_child, (runs["classifier"], "classifier", 1.0)),
     ]
     results = {}
-    for name, target, (run, kind, scale) in methods:
-        out = work / f"out-{kind}-{scale if not isinstance(scale, Path) else 'auto'}"
+    for name, target, (run, kind, scale, *precision) in methods:
+        out = work / f"out-{kind}-{scale if not isinstance(scale, Path) else 'auto'}-{''.join(precision)}"
         shutil.rmtree(out, ignore_errors=True)  # a kept folder's records would be read back, not counted
-        results[name] = run_child(target, run, kind, scale, photos, out, len(config.classes))
+        results[name] = run_child(target, run, kind, scale, photos, out, len(config.classes), *precision)
         print(f"  {name}: done", flush=True)
     seed = run_child(_seed_child, runs["classifier"], photos, args.seed_tiles)
     seed_name = f"seed: one predict per tile ({args.seed_tiles} of {seed['tiles']} timed, extrapolated)"
@@ -247,7 +299,12 @@ def main(argv: list[str] | None = None) -> int:
         f"\nseed per tile: {seed['per_tile_s'] * 1000:.0f} ms; hours: {KAGGLE_TEST_PHOTOS:,} photos on a "
         f"{HOST_VCPUS}-vCPU host at the measured per-core rate"
     )
+    print(projection(results, args.project, args.vcpus, args.instance, args.price_per_vcpu_hour, seed_name))
+    int8 = sum(results["density, scale 1.0, int8"]["cpu_s"]) / args.photos
     density = sum(results["density, scale 1.0"]["cpu_s"]) / args.photos
+    print(
+        f"int8 / float at scale 1.0: {int8 / density:.2f} ({int8:.2f} CPU-s per photo; issue 35's goal <= 0.25)"
+    )
     auto = sum(results["density, --scale auto (reading scale 1)"]["cpu_s"]) / args.photos
     print(f"--scale auto / scale 1.0: {auto / density:.2f} (goal <= 2: the estimate is the extra)")
     print(

@@ -17,7 +17,7 @@ import pytest
 import requests
 from conftest import find_chromium, free_port
 
-from herdcount.annotations import read_annotations
+from herdcount.annotations import read_annotations, read_class_list
 from herdcount.count_inputs import read_calibration
 from herdcount.imaging import decode_rgb, encode_jpeg
 from herdcount.review import export_review, make_review, order_photos, read_count
@@ -213,6 +213,7 @@ def test_export_writes_done_photos_as_annotations_and_the_samples_counts_as_cali
     for file, animals in read.animals.items():
         shown = sorted((p.cls, p.col, p.row) for p in states[file].points)
         assert sorted((a.klass, round(a.col, 1), round(a.row, 1)) for a in animals) == shown
+    assert read_class_list(str(Path(done.points).with_name("classes.csv"))) == CLASSES
     truth = read_calibration(done.calibration, set(store.photo_ids()), CLASSES)
     assert set(truth) == set(sampled[:2])
     for photo, counts in truth.items():

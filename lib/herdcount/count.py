@@ -289,7 +289,8 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
             errors_source=context.errors_source,
             survey_shift=self.survey_shift,
         )
-        totals = {**written, "count_s": round(work_s, 3)}
+        precision = {"used": context.settings.precision, "check": context.model.int8}
+        totals = {**written, "precision": precision, "count_s": round(work_s, 3)}
         inputs = {
             "images": storage.absolute(self.images),
             "sample_submission": plan.sample,

@@ -97,18 +97,9 @@ def write_outputs(
         [[e.item, e.file, e.reason] for e in (r.error for r in errors)],
     )
     matrix = np.array([r.counts for r in ok], np.float64).reshape(len(ok), len(names))
-    # One held-out photo measures no spread: such a model's totals go without an interval.
-    usable = errors_measured if errors_measured is not None and len(errors_measured.ids) >= 2 else None
-    known = None
-    annotated = [i for i, r in enumerate(ok) if calibration and r.test_id in calibration]
-    if len(annotated) >= 2:
-        known = np.full(matrix.shape, np.nan)
-        for i in annotated:
-            known[i] = calibration[ok[i].test_id]
-        usable = annotated_errors(
-            [ok[i].test_id for i in annotated], known[annotated], matrix[annotated], names
-        )
-    survey = survey_totals(matrix, usable, known=known, level=level, shift=survey_shift)
+    survey, usable, known = estimate_totals(
+        [r.test_id for r in ok], matrix, names, errors_measured, calibration, level=level, shift=survey_shift
+    )
     # What the intervals were measured on (or would have been, with enough held-out photos).
     measured = usable if known is not None else errors_measured
     storage.write_csv_atomic(storage.join(out, "totals.csv"), TOTALS_HEADER, totals_rows(survey, names))
@@ -146,6 +137,7 @@ def write_outputs(
         if ok
         else dict.fromkeys(names, 0.0),
         "cpu_s_per_photo": round(float(np.mean([r.cpu_s for r in fresh])), 3) if fresh else None,
+        "cpu_s_per_megapixel": _per_megapixel(fresh),
         "workers": len({r.pid for r in fresh}),
         "model_loads_per_worker": max((r.model_loads for r in fresh), default=0),
         "points": int(sum(len(r.points) for r in ok if r.points is not None)),
@@ -163,6 +155,33 @@ def write_outputs(
         **({"group_totals": {g: _totals_record(t, names) for g, t in by_group.items()}} if by_group else {}),
     }
     return totals
+
+
+def estimate_totals(
+    ids: list[str],
+    matrix: np.ndarray,
+    names: list[str],
+    errors_measured: ValidationCounts | None,
+    calibration: dict[str, np.ndarray] | None,
+    *,
+    level: float = 0.9,
+    shift: float = DEFAULT_SURVEY_SHIFT,
+) -> tuple[SurveyTotals, ValidationCounts | None, np.ndarray | None]:
+    """The survey's totals from the photos' counts (``matrix``, a row per id of ``ids``):
+    with the true counts of at least 2 annotated photos (``calibration``), their truth and
+    their errors; else with the model's held-out ``errors_measured`` widened by ``shift``.
+    Returns the totals, the errors their intervals rest on and the known counts (NaN where
+    not annotated; None without a calibration)."""
+    # One held-out photo measures no spread: such a model's totals go without an interval.
+    usable = errors_measured if errors_measured is not None and len(errors_measured.ids) >= 2 else None
+    known = None
+    annotated = [i for i, photo in enumerate(ids) if calibration and photo in calibration]
+    if len(annotated) >= 2:
+        known = np.full(matrix.shape, np.nan)
+        for i in annotated:
+            known[i] = calibration[ids[i]]
+        usable = annotated_errors([ids[i] for i in annotated], known[annotated], matrix[annotated], names)
+    return survey_totals(matrix, usable, known=known, level=level, shift=shift), usable, known
 
 
 #: Columns of totals.csv.
@@ -220,6 +239,29 @@ def _point_columns(points: Points | None) -> tuple[list, list, list, list]:
     return data["x"], data["y"], data["class"], data["score"]
 
 
+def _per_megapixel(fresh: list[PhotoResult]) -> float | None:
+    """CPU-s per megapixel of the photos as stored (before ``--scale``)."""
+    pixels = sum(r.width * r.height / max(r.scale, 1e-6) ** 2 for r in fresh if r.width and r.windows is None)
+    seconds = sum(r.cpu_s for r in fresh if r.width and r.windows is None)
+    return round(seconds / (pixels / 1e6), 4) if pixels else None
+
+
+def precision_line(precision: dict[str, Any]) -> str:
+    """The summary's line on the export that counted and the int8 check behind the choice."""
+    check = precision.get("check")
+    used = precision["used"]
+    if not check:
+        return f"precision: {used} (the run has no int8 export)"
+    shares = ", ".join(f"{k} {100 * v:.2f} %" for k, v in check["count_share"].items())
+    verdict = "passed" if check["passed"] else "failed"
+    limit = 100 * check["thresholds"]["count_share"]
+    return (
+        f"precision: {used}; int8 check {verdict} on {check['photos']} held-out photos (counts off float: "
+        f"{shares}, limit {limit:g} %; points within {check['thresholds']['point_px']:g} px: "
+        f"{100 * check['points_within_px']:.1f} %)"
+    )
+
+
 def format_summary(totals: dict[str, Any], errors: list[TaskError]) -> str:
     """The lines the job prints at the end."""
     lines = [
@@ -228,9 +270,14 @@ def format_summary(totals: dict[str, Any], errors: list[TaskError]) -> str:
         "counts: " + ", ".join(f"{k} {v:g}" for k, v in totals["counts"].items()),
     ]
     if totals["cpu_s_per_photo"] is not None:
+        per_mp = totals.get("cpu_s_per_megapixel")
         lines.append(
-            f"{totals['cpu_s_per_photo']:.2f} CPU-s per photo (decoding and inference) in {totals['workers']} worker processes"
+            f"{totals['cpu_s_per_photo']:.2f} CPU-s per photo"
+            + (f", {per_mp:.3f} per megapixel of photo" if per_mp else "")
+            + f" (decoding and inference) in {totals['workers']} worker processes"
         )
+    if totals.get("precision"):
+        lines.append(precision_line(totals["precision"]))
     if totals["not_in_submission"]:
         lines.append(
             f"{len(totals['not_in_submission'])} counted photos are not in sample_submission.csv and were left "

@@ -214,10 +214,11 @@ class Exported:
 
 
 def export_review(store: ReviewStore, out: str | Path | None = None) -> Exported:
-    """Write the photos reviewers marked done as a points CSV (``image,x,y,class``; a photo
-    without animals as one row with an empty class) and the done photos of the calibration
-    sample as true counts (``test_id`` and a column per class, for ``count --calibration``;
-    written where at least 2 are done).
+    """Write the photos reviewers marked done as a points CSV (``corrections.csv``:
+    ``image,x,y,class``; a photo without animals as one row with an empty class), the count's
+    classes in their order (``classes.csv``, for ``extract --classes``) and the done photos of
+    the calibration sample as true counts (``calibration.csv``: ``test_id`` and a column per
+    class, for ``count --calibration``; written where at least 2 are done).
     """
     out = Path(out) if out is not None else store.path.parent
     rows: list[list] = []
@@ -237,6 +238,8 @@ def export_review(store: ReviewStore, out: str | Path | None = None) -> Exported
             calibration.append([state.id, *state.counts(store.classes).values()])
     points_path = out / "corrections.csv"
     storage.write_csv_atomic(points_path, ["image", "x", "y", "class"], rows)
+    # The count's class order: an annotation file alone orders classes by first appearance.
+    storage.write_text_atomic(out / "classes.csv", "".join(f"{c},{k}\n" for k, c in enumerate(store.classes)))
     calibration_path = None
     if len(calibration) >= 2:
         calibration_path = out / "calibration.csv"
