@@ -42,6 +42,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import argparse  # noqa: E402
 import atexit  # noqa: E402
 import multiprocessing as mp  # noqa: E402
+import queue as queue_module  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -59,7 +60,7 @@ def _peak_mb() -> float:
     return int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024
 
 
-def _count_child(run, kind, scale, photos, out, num_classes, queue, precision="float"):
+def _count_child(run, kind, scale, photos, out, num_classes, precision, queue):
     from herdcount.count_tasks import CountSettings, PhotoTask
     from herdcount.count_worker import count_photo
 
@@ -221,7 +222,13 @@ def run_child(target, *args) -> dict:
     queue = ctx.Queue()
     proc = ctx.Process(target=target, args=(*args, queue))
     proc.start()
-    result = queue.get()
+    while True:
+        try:
+            result = queue.get(timeout=5)
+            break
+        except queue_module.Empty:
+            if not proc.is_alive():
+                raise SystemExit(f"{target.__name__} died with exit code {proc.exitcode}") from None
     proc.join()
     return result
 
@@ -284,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, target, (run, kind, scale, *precision) in methods:
         out = work / f"out-{kind}-{scale if not isinstance(scale, Path) else 'auto'}-{''.join(precision)}"
         shutil.rmtree(out, ignore_errors=True)  # a kept folder's records would be read back, not counted
-        results[name] = run_child(target, run, kind, scale, photos, out, len(config.classes), *precision)
+        results[name] = run_child(
+            target, run, kind, scale, photos, out, len(config.classes), *(precision or ["float"])
+        )
         print(f"  {name}: done", flush=True)
     seed = run_child(_seed_child, runs["classifier"], photos, args.seed_tiles)
     seed_name = f"seed: one predict per tile ({args.seed_tiles} of {seed['tiles']} timed, extrapolated)"

@@ -207,8 +207,19 @@ def main(argv: list[str] | None = None) -> int:
             sampled = set(ReviewStore(folder / "review" / "review.sqlite").photo_ids()[:n])
             ex, tuned, again = work / f"extract-{n}", work / f"run-{n}", work / f"count-{n}"
             corrections = str(folder / "review" / "corrections.csv")
+            classes = str(folder / "review" / "classes.csv")
+            for old in (ex, tuned, again):
+                shutil.rmtree(old, ignore_errors=True)
             herdcount(
-                "extract", "--images", str(survey / "Test"), "--annotations", corrections, "--out", str(ex)
+                "extract",
+                "--images",
+                str(survey / "Test"),
+                "--annotations",
+                corrections,
+                "--classes",
+                classes,
+                "--out",
+                str(ex),
             )
             herdcount(
                 "train",
@@ -224,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(tuned),
                 "--epochs",
                 str(args.retrain_epochs),
+                "--overwrite",
             )
             herdcount("count", "--model", str(tuned), "--images", str(survey / "Test"), "--out", str(again))
             after = read_counts(again / "counts.csv", names)

@@ -1,9 +1,10 @@
 """How well the unique stage links sightings, and what a pair costs.
 
-    python bench/unique.py [--flights 3] [--lines 2 --frames 5] [--full]
+    python bench/unique.py [--flights 3] [--lines 2 --frames 5] [--movement 0.2] [--full]
 
 Flies the generator's flights (``herdcount synth --flight``: frames of 1600 x 1100, forward
-overlap 0.6, side 0.3, rotations up to 5 degrees, exposure +-10 %) and links their true
+overlap 0.6, side 0.3, rotations up to 5 degrees, exposure +-10 %, animals stepping up to
+``--movement`` body lengths between shots) and links their true
 sightings (the linking alone is judged, as the owners' held-out flights give points) with
 ``--neighbours`` reaching the next line. Prints per flight the sightings, the animals, the
 unique totals against the truth per class, the precision and recall of "these two sightings
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lines", type=int, default=2)
     p.add_argument("--frames", type=int, default=5)
     p.add_argument("--density", type=float, default=30.0)
+    p.add_argument("--movement", type=float, default=0.0, help="largest step of an animal between shots")
     p.add_argument("--full", action="store_true", help="also time one pair of full-size frames")
     args = p.parse_args(argv)
     config = load_config(DEFAULT_SCHEME)
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     print("flight  sightings  animals  found  worst class error  pair precision  recall  CPU-s per pair")
     for seed in range(1, args.flights + 1):
         root = work / f"flight-{seed}"
-        plan = FlightPlan(args.lines, args.frames, height=1100, width=1600)
+        plan = FlightPlan(args.lines, args.frames, height=1100, width=1600, movement=args.movement)
         write_flight(root / "data", root / "truth", plan, config, seed=seed, density=args.density)
         job = UniqueJob(
             images=str(root / "data" / "Flight"),

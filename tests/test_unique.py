@@ -120,7 +120,15 @@ def test_a_flight_counts_each_animal_once(flight, tmp_path):
     assert sum(summed.values()) > 2 * len(animals)  # the flight does overlap: sums would overcount
     assert len(rows(tmp_path / "out" / "animals.csv")) == sum(totals.values())
     pairs = rows(tmp_path / "out" / "pairs.csv")
-    assert len(pairs) == 28 and {p["status"] for p in pairs} <= {"registered", "too few inliers"}
+    statuses = {p["status"] if not p["status"].startswith("chained via f") else "chained" for p in pairs}
+    assert len(pairs) == 28 and statuses <= {"registered", "chained", "too few inliers"}
+    for p in pairs:
+        if p["status"].startswith("chained via"):
+            # A chain names the frames between the pair's, each a registered step.
+            via = p["status"].split()[2:]
+            steps = list(zip([p["a"], *via], [*via, p["b"]]))
+            placed = {(q["a"], q["b"]) for q in pairs if q["status"] == "registered"}
+            assert all(step in placed or step[::-1] in placed for step in steps), p
     assert (tmp_path / "out" / "flight.png").stat().st_size > 10_000
 
 
@@ -254,11 +262,16 @@ def test_the_count_job_chains_the_stage(flight, tmp_path, config):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("forward", "side", "rotation", "exposure"),
-    [(0.2, 0.2, 0.0, 0.0), (0.8, 0.5, 10.0, 0.2), (0.5, 0.3, 8.0, 0.3)],
+    ("forward", "side", "rotation", "exposure", "movement"),
+    [
+        (0.2, 0.2, 0.0, 0.0, 0.0),
+        (0.8, 0.5, 10.0, 0.2, 0.0),
+        (0.5, 0.3, 8.0, 0.3, 0.0),
+        (0.6, 0.3, 5.0, 0.1, 0.2),
+    ],
 )
-def test_the_linking_holds_across_overlaps_turns_and_exposures(
-    tmp_path, config, forward, side, rotation, exposure
+def test_the_linking_holds_across_overlaps_turns_exposures_and_movement(
+    tmp_path, config, forward, side, rotation, exposure, movement
 ):
     plan = FlightPlan(
         lines=2,
@@ -269,6 +282,7 @@ def test_the_linking_holds_across_overlaps_turns_and_exposures(
         width=800,
         rotation=rotation,
         exposure=exposure,
+        movement=movement,
     )
     write_flight(tmp_path / "data", tmp_path / "truth", plan, config, seed=7, density=60)
     job = UniqueJob(
@@ -339,3 +353,31 @@ def test_a_line_turn_without_overlap_breaks_the_chain_but_not_the_lines(tmp_path
         lines[r["animal_id"]].add(int(r["test_id"][1:]) // 3)
     both = sum(len(v) == 2 for v in lines.values())
     assert outcome.totals["animals"] == len(lines) + both
+
+
+def test_animals_walk_between_the_frames_of_a_flight(tmp_path, config):
+    def residual_steps(movement: float) -> np.ndarray:
+        """How far each animal seen in the first two frames is from where the frames' step
+        alone (160 px along the line, no rotation) would put it."""
+        plan = FlightPlan(
+            lines=1, frames_per_line=2, forward=0.8, side=0.0, height=600, width=800, jitter=0.0,
+            rotation=0.0, movement=movement,
+        )  # fmt: skip
+        root = tmp_path / str(movement)
+        write_flight(root / "data", root / "truth", plan, config, seed=2, density=120)
+        where: dict[str, dict[str, tuple[float, float]]] = {}
+        for r in rows(root / "truth" / "flight.csv"):
+            where.setdefault(r["animal_id"], {})[r["test_id"]] = (float(r["x"]), float(r["y"]))
+        both = [seen for seen in where.values() if len(seen) == 2]
+        return np.array(
+            [np.hypot(s["f001"][0] - s["f000"][0] + 80, s["f001"][1] - s["f000"][1]) for s in both]
+        )
+
+    still, walking = residual_steps(0.0), residual_steps(0.5)
+    longest = max(c.length_px[1] for c in config.classes)
+    # Still animals move only by the frames' own scale (0.97-1.03 about their centres).
+    assert len(still) > 20 and len(walking) > 20
+    assert np.median(walking) > np.median(still) + 5
+    assert walking.max() <= 0.5 * longest * 1.03 + still.max() + 1
+    with pytest.raises(ValueError, match=r"movement must be in 0\.\.2"):
+        FlightPlan(movement=3)

@@ -9,12 +9,15 @@ sighting, so the unique stage's linking can be judged pair by pair.
 Written under OUT: ``Flight/<id>.jpg`` (ids in flight order) and ``flight_order.csv``
 (``test_id,order``); beside OUT in ``OUT_truth/``: ``flight.csv`` (``test_id,class,x,y,animal_id``:
 every animal in every frame, ``(x, y)`` in the frame's pixels) and ``flight_animals.csv``
-(``animal_id,class,frames``). Animals do not move between frames here.
+(``animal_id,class,frames``). With ``movement`` the animals walk between shots: each takes a
+step in a random direction of up to that share of its body length before every frame, and
+every frame is painted anew from the bare ground with the animals where they are then.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +27,7 @@ import numpy as np
 from herdcount.config import Config
 from herdcount.imaging import encode_jpeg
 from herdcount.storage import write_bytes_atomic, write_text_atomic
-from herdcount.synth_scenes import make_test_scene
+from herdcount.synth_scenes import Animal, make_background, make_test_scene, paint_animals, place_animals
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,9 @@ class FlightPlan:
         Largest change of a frame's brightness, as a share (0.1: 0.9-1.1 times).
     jitter : float
         Largest position error of a frame, as a share of its size.
+    movement : float
+        Largest step of an animal between consecutive frames, as a share of its body length
+        (0: the animals keep still and one scene is painted once).
     """
 
     lines: int = 2
@@ -56,8 +62,11 @@ class FlightPlan:
     rotation: float = 5.0
     exposure: float = 0.1
     jitter: float = 0.03
+    movement: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.movement <= 2:
+            raise ValueError(f"movement must be in 0..2 body lengths per frame, got {self.movement}")
         if self.lines < 1 or self.frames_per_line < 1:
             raise ValueError(f"a flight needs lines and frames, got {self.lines}x{self.frames_per_line}")
         for name in ("forward", "side"):
@@ -75,9 +84,14 @@ def fly(
     pad = int(0.15 * max(plan.height, plan.width))
     ground_w = int(plan.width + (plan.frames_per_line - 1) * dx + 2 * pad)
     ground_h = int(plan.height + (plan.lines - 1) * dy + 2 * pad)
-    scene, animals = make_test_scene(rng, ground_h, ground_w, config, density=density)
-    ground_xy = np.array([(c, r) for r, c, _ in animals], np.float64).reshape(-1, 2)
-    classes = [k for _, _, k in animals]
+    if plan.movement:
+        ground, water = make_background(rng, ground_h, ground_w)
+        walkers = place_animals(rng, water, config, density)
+        classes = [a.klass for a in walkers]
+    else:
+        scene, still = make_test_scene(rng, ground_h, ground_w, config, density=density)
+        ground_xy = np.array([(c, r) for r, c, _ in still], np.float64).reshape(-1, 2)
+        classes = [k for _, _, k in still]
     frames = []
     for line in range(plan.lines):
         steps = range(plan.frames_per_line)
@@ -92,6 +106,12 @@ def fly(
                 + SimilarityTransform(rotation=angle, scale=scale)
                 + SimilarityTransform(translation=(plan.width / 2, plan.height / 2))
             )
+            if plan.movement:
+                walkers = [_step(rng, a, plan.movement, ground_h, ground_w) for a in walkers]
+                scene = ground.copy()
+                paint_animals(scene, walkers, config, rng)
+                scene = np.clip(scene, 0, 255).astype(np.uint8)
+                ground_xy = np.array([(a.col, a.row) for a in walkers], np.float64).reshape(-1, 2)
             image = warp(
                 scene, to_frame.inverse, output_shape=(plan.height, plan.width), order=1, preserve_range=True
             )
@@ -103,6 +123,15 @@ def fly(
             seen = [(float(xy[n, 0]), float(xy[n, 1]), classes[n], n) for n in np.flatnonzero(inside)]
             frames.append((image, seen))
     return frames
+
+
+def _step(rng: np.random.Generator, a: Animal, movement: float, height: int, width: int) -> Animal:
+    """The animal after one step of up to ``movement`` body lengths, kept on the ground."""
+    heading = rng.uniform(0, 2 * np.pi)
+    reach = rng.uniform(0, movement) * a.length
+    row = float(np.clip(a.row + reach * np.sin(heading), 0, height - 1))
+    col = float(np.clip(a.col + reach * np.cos(heading), 0, width - 1))
+    return dataclasses.replace(a, row=row, col=col, angle=a.angle + rng.uniform(-0.3, 0.3))
 
 
 def write_flight(

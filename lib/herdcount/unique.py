@@ -19,8 +19,10 @@ georeferenced rasters), map the first frame's sightings into the second and matc
 
 What it assumes: the ground is near-planar (one homography per pair) and animals move less
 than the matching radius (half an animal's length) between the frames of a pair. A pair
-that cannot be registered (open water, too few features, no overlap) is reported, and its
-frames are treated as not overlapping: their animals may then be counted twice, never
+that cannot be registered directly but is joined by a chain of registered pairs (moving
+animals leave a small overlap too few agreeing features) is placed through that chain
+(:func:`chain_pairs`, at most ``neighbours`` steps). A pair that neither places (open water,
+too few features, no overlap) is reported, and its frames are treated as not overlapping: their animals may then be counted twice, never
 guessed away. Frames further apart in the order than ``neighbours`` are never compared: a
 line flown again much later, or a side overlap with a line more than ``neighbours`` frames
 away, is not caught.
@@ -29,6 +31,7 @@ away, is not caught.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import time
@@ -46,7 +49,7 @@ from herdcount.linking import Sightings, animal_classes, join_animals, match_pai
 from herdcount.modelrun import ModelRun
 from herdcount.options import option
 from herdcount.records import Status, TaskError
-from herdcount.register import REGISTERED, Registration, map_points, register_frames
+from herdcount.register import REGISTERED, Registration, map_points, overlap_share, register_frames
 from herdcount.runinfo import read_run
 from herdcount.runner import SOME_FAILED, Job, Outcome
 
@@ -342,6 +345,84 @@ def link_pair(task: PairTask, radii: dict[str, float], *, longest: int = 800) ->
     )
 
 
+CHAINED = "chained"
+
+
+def _placed(r: PairResult) -> bool:
+    return r.registration == REGISTERED or r.registration.startswith(CHAINED)
+
+
+def chain_pairs(plan: UniquePlan, results: list[PairResult], *, hops: int) -> list[PairResult]:
+    """Pairs that could not be registered directly, placed through a chain of pairs that were.
+
+    Where animals move between shots, features on them disagree, and a pair overlapping by
+    a small share may keep too few inliers while each step of the flight between its frames
+    registers well. Such a pair gets the product of the shortest chain (at most ``hops``
+    registrations, each used forward or inverted) between its frames, and its sightings are
+    matched through it; its status names the chain. A pair that no chain of registrations
+    reaches (open water, another line without overlap) stays as it was: never guessed.
+    """
+    edges: dict[str, list[tuple[str, np.ndarray]]] = {}
+    shapes: dict[str, tuple[int, int]] = {}
+    for r in results:
+        if r.shapes:
+            shapes[r.a], shapes[r.b] = r.shapes
+        if r.status == OK and r.registration == REGISTERED and r.matrix is not None:
+            m = np.array(r.matrix, np.float64).reshape(3, 3)
+            edges.setdefault(r.a, []).append((r.b, m))
+            edges.setdefault(r.b, []).append((r.a, np.linalg.inv(m)))
+    out = []
+    tasks = {(t.a, t.b): t for t in plan.pairs}
+    for r in results:
+        if r.status != OK or r.registration == REGISTERED or r.a not in shapes or r.b not in shapes:
+            out.append(r)
+            continue
+        found = _shortest_chain(edges, r.a, r.b, hops)
+        if found is None:
+            out.append(r)
+            continue
+        path, matrix = found
+        share = overlap_share(matrix, shapes[r.a], shapes[r.b])
+        if share <= 0:
+            out.append(r)
+            continue
+        task = tasks[(r.a, r.b)]
+        matches = match_pair(task.sightings_a, task.sightings_b, matrix, plan.radii, shape_b=shapes[r.b])
+        out.append(
+            dataclasses.replace(
+                r,
+                registration=f"{CHAINED} via {' '.join(path[1:-1])}",
+                overlap=round(share, 4),
+                matrix=[float(v) for v in matrix.ravel()],
+                matches=matches,
+            )
+        )
+    return out
+
+
+def _shortest_chain(
+    edges: dict[str, list[tuple[str, np.ndarray]]], a: str, b: str, hops: int
+) -> tuple[list[str], np.ndarray] | None:
+    """The shortest chain of registrations from frame ``a`` to ``b`` (breadth first) and its
+    transform, a's pixels to b's; None beyond ``hops`` or where none joins them."""
+    reached = {a: ([a], np.eye(3))}
+    frontier = [a]
+    for _ in range(hops):
+        following = []
+        for frame in frontier:
+            path, matrix = reached[frame]
+            for nxt, step in edges.get(frame, []):
+                if nxt in reached:
+                    continue
+                reached[nxt] = ([*path, nxt], step @ matrix)
+                if nxt == b:
+                    m = reached[b][1]
+                    return reached[b][0], m / m[2, 2]
+                following.append(nxt)
+        frontier = following
+    return None
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -352,6 +433,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 def finish_unique(job: UniqueJob, plan: UniquePlan, results: list[PairResult]) -> Outcome:
     """Join the pairs' matches into animals and write the outputs (see the module)."""
+    results = chain_pairs(plan, results, hops=job.neighbours)
     frames = [plan.sightings[f] for f, _ in plan.frames]
     index = {f: k for k, (f, _) in enumerate(plan.frames)}
     by_pair = {(r.a, r.b): r for r in results}
@@ -436,12 +518,13 @@ def finish_unique(job: UniqueJob, plan: UniquePlan, results: list[PairResult]) -
     )
     draw_flight(storage.join(job.out, "flight.png"), plan, results)
     failed = [r for r in results if r.status == ERROR]
-    unregistered = [r for r in results if r.status == OK and r.registration != REGISTERED]
-    registered = len(results) - len(failed) - len(unregistered)
+    unregistered = [r for r in results if r.status == OK and not _placed(r)]
+    chained = sum(1 for r in results if r.status == OK and r.registration.startswith(CHAINED))
+    registered = len(results) - len(failed) - len(unregistered) - chained
     lines = [
         f"unique: {len(kinds)} animals from {len(ids)} sightings in {len(frames)} frames "
         f"({len(ids) / max(len(kinds), 1):.2f} sightings per animal)",
-        f"  pairs: {registered} registered, {len(unregistered)} not ({', '.join(sorted({r.registration for r in unregistered})) or 'none'}), "
+        f"  pairs: {registered} registered, {chained} through a chain of registered ones, {len(unregistered)} not ({', '.join(sorted({r.registration for r in unregistered})) or 'none'}), "
         f"{len(failed)} failed; {refused} matches refused (two sightings of one frame)",
         *(f"  {k}: {v[0]} ({v[1]}-{v[2]}) from {v[3]} sightings" for k, v in totals.items()),
         *(f"  failed {r.error.file}: {r.error.reason}" for r in failed if r.error),
@@ -459,6 +542,7 @@ def finish_unique(job: UniqueJob, plan: UniquePlan, results: list[PairResult]) -
             "animals": len(kinds),
             "sightings": len(ids),
             "pairs_registered": registered,
+            "pairs_chained": chained,
             "pairs_unregistered": len(unregistered),
             "pairs_failed": len(failed),
             "matches_refused": refused,

@@ -83,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     flight.add_argument(
         "--rotation", type=float, default=5.0, help="largest rotation of a frame, degrees (default 5)"
     )
+    flight.add_argument(
+        "--movement",
+        type=float,
+        default=0.0,
+        help="largest step of an animal between frames, in body lengths (default 0: they keep still)",
+    )
     style = parser.add_argument_group("annotation style (how the annotators drew, how photos were saved)")
     style.add_argument(
         "--dot-radius",
@@ -146,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                 height=args.height or 1100,
                 width=args.width or 1600,
                 rotation=args.rotation,
+                movement=args.movement,
             )
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
