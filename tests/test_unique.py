@@ -258,6 +258,13 @@ def test_the_count_job_chains_the_stage(flight, tmp_path, config):
     totals = rows(out / "unique" / "unique_totals.csv")
     assert sum(int(t["sightings"]) for t in totals) == len(sightings)
     assert sum(int(t["total"]) for t in totals) <= len(sightings)
+    # The report shows the chained stage: its totals and the flight's footprints.
+    from herdcount.report import unique_html
+
+    shown = unique_html({"path": str(out), "label": "flight"})
+    assert "<h3>Each animal once: flight</h3>" in shown and 'alt="frame footprints of the flight"' in shown
+    for t in totals:
+        assert f"<td>{t['class']}</td><td>{t['total']}</td>" in shown
 
 
 @pytest.mark.slow
@@ -381,3 +388,52 @@ def test_animals_walk_between_the_frames_of_a_flight(tmp_path, config):
     assert walking.max() <= 0.5 * longest * 1.03 + still.max() + 1
     with pytest.raises(ValueError, match=r"movement must be in 0\.\.2"):
         FlightPlan(movement=3)
+
+
+def test_georeferenced_frames_are_placed_by_their_map_transforms(tmp_path):
+    """Featureless GeoTIFF frames (nothing for ORB to match): only their transforms can place them."""
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.transform import Affine
+
+    rng = np.random.default_rng(3)
+    frames, size, step, metres = tmp_path / "frames", (300, 400), 200, 0.05
+    frames.mkdir()
+    ground = rng.uniform([10, 10], [size[0] - 10, 3 * step + size[1] - 10], (40, 2))  # (row, col)
+    rows_out = [["test_id", "class", "x", "y"]]
+    for k in range(4):
+        name = f"g{k}"
+        pixels = np.full((3, *size), 120, np.uint8)
+        transform = Affine(metres, 0, 500_000 + k * step * metres, 0, -metres, 4_100_000)
+        with rasterio.open(
+            frames / f"{name}.tif", "w", driver="GTiff", height=size[0], width=size[1], count=3,
+            dtype="uint8", crs="EPSG:32610", transform=transform,
+        ) as ds:  # fmt: skip
+            ds.write(pixels)
+        for r, c in ground:
+            col = c - k * step
+            if 0 <= col < size[1]:
+                rows_out.append([name, "cows", round(col, 2), round(r, 2)])
+    points = tmp_path / "points.csv"
+    with points.open("w", newline="") as f:
+        csv.writer(f).writerows(rows_out)
+    job = UniqueJob(images=str(frames), out=str(tmp_path / "out"), points=str(points), neighbours=2)
+    run_in_process(job)
+    pairs = rows(tmp_path / "out" / "pairs.csv")
+    assert [(p["a"], p["b"], p["status"], p["inliers"]) for p in pairs] == [
+        ("g0", "g1", "registered", "0"),
+        ("g0", "g2", "no overlap", "0"),
+        ("g1", "g2", "registered", "0"),
+        ("g1", "g3", "no overlap", "0"),
+        ("g2", "g3", "registered", "0"),
+    ]
+    assert float(pairs[0]["overlap"]) == pytest.approx(0.5, abs=0.01)
+    assert len(rows(tmp_path / "out" / "animals.csv")) == len(ground)
+    # Without georeferencing the same frames cannot be registered: nothing is linked.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for k in range(4):
+        (plain / f"g{k}.jpg").write_bytes(encode_jpeg(np.full((*size, 3), 120, np.uint8)))
+    job = UniqueJob(images=str(plain), out=str(tmp_path / "out2"), points=str(points), neighbours=2)
+    run_in_process(job)
+    assert {p["status"] for p in rows(tmp_path / "out2" / "pairs.csv")} <= {"too few inliers", "no overlap"}
+    assert len(rows(tmp_path / "out2" / "animals.csv")) == len(rows_out) - 1

@@ -346,8 +346,29 @@ def counting_section(inp: Inputs, scored: list[dict[str, Any]]) -> str:
         header = ["model", *(f"RMSE {n}" for n in names), "mean RMSE", "CPU-s per photo"]
     else:
         header = ["model", *(f"total {n}" for n in names), "", "CPU-s per photo"]
-    extra = [points_html(inp, s) + totals_html(inp, s) + review_html(s) for s in scored]
+    extra = [points_html(inp, s) + totals_html(inp, s) + unique_html(s) + review_html(s) for s in scored]
     return table(header, table_rows) + "".join(parts) + "".join(extra)
+
+
+def unique_html(s: dict[str, Any]) -> str:
+    """Where the count chained the unique stage (``count --unique``): its totals beside the
+    summed ones, and the flight's footprints."""
+    folder = storage.join(s["path"], "unique")
+    if not storage.exists(storage.join(folder, "unique_totals.csv")):
+        return ""
+    rows = read_rows(storage.join(folder, "unique_totals.csv"))
+    body = table(
+        ["class", "animals", "low", "high", "sightings"],
+        [[r["class"], r["total"], r["low"], r["high"], r["sightings"]] for r in rows],
+    )
+    picture = storage.join(folder, "flight.png")
+    shown = (
+        img(storage.read_bytes(picture), "frame footprints of the flight") if storage.exists(picture) else ""
+    )
+    return (
+        f"<h3>Each animal once: {html.escape(s['label'])}</h3><p>Sightings linked across overlapping "
+        "frames (herdcount unique): each animal counted once.</p>" + body + shown
+    )
 
 
 def review_html(s: dict[str, Any], *, first: int = 10) -> str:
