@@ -171,6 +171,11 @@ class TrainSettings:
     #: learning rate its copied layers train at.
     init: str | None = None
     init_rate: float = 0.1
+    #: An annotation file over the images of ``data`` (``--extract`` left out): extracted
+    #: into RUN/extract first, its classes ordered by ``classes`` (a file), else the init
+    #: run's, else the file's own.
+    annotations: str | None = None
+    classes: str | None = None
     density: DensitySettings = DensitySettings()
     scale: ScaleSettings = ScaleSettings()
 
@@ -202,7 +207,11 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     defaults, density, scale = TrainSettings("", "", None, ""), DensitySettings(), ScaleSettings()
     p = argparse.ArgumentParser(prog="herdcount train", description=_DESCRIPTION, formatter_class=_Formatter)
     p.add_argument("--kind", required=True, choices=list(KINDS), help="what to train")
-    p.add_argument("--extract", required=True, metavar="OUT", help="output folder of herdcount extract")
+    p.add_argument(
+        "--extract",
+        metavar="OUT",
+        help="output folder of herdcount extract (or give --annotations: extracted into RUN/extract)",
+    )
     p.add_argument(
         "--data",
         metavar="DATA",
@@ -252,6 +261,18 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
         type=float,
         default=defaults.init_rate,
         help="share of the learning rate the copied layers train at",
+    )
+    g.add_argument(
+        "--annotations",
+        metavar="FILE",
+        help="train on an annotation file over the images of --data (e.g. herdcount review --export's "
+        "corrections.csv) instead of an extract: extracted into RUN/extract first",
+    )
+    g.add_argument(
+        "--classes",
+        metavar="FILE",
+        help="class order of --annotations: a classes CSV (name,id) or a name a line (default: the --init "
+        "run's, else the file's)",
     )
     g = p.add_argument_group("density model")
     g.add_argument("--tile-size", type=int, default=density.tile_size, help="training tile side in pixels")
@@ -350,6 +371,16 @@ def _pair(text: str) -> tuple[float, float]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LO,HI (two numbers), got {text!r}") from None
     return low, high
+
+
+def check_sources(s: TrainSettings) -> None:
+    """Reject a run without its one source of labels: an extract, or an annotation file."""
+    if bool(s.extract) == bool(s.annotations):
+        raise ValueError("give either --extract OUT or --annotations FILE (with --data, the images' folder)")
+    if s.annotations and not s.data:
+        raise ValueError("--annotations needs --data DIR: the folder of the annotated images")
+    if s.classes and not s.annotations:
+        raise ValueError("--classes orders the classes of --annotations; give --annotations FILE")
 
 
 def check_settings(s: TrainSettings) -> None:

@@ -36,8 +36,9 @@ from herdcount import storage
 from herdcount.annotated import labelled_run
 from herdcount.config import Config, resolve_scheme
 from herdcount.kinds import kind_of
+from herdcount.modelrun import ModelRun
 from herdcount.models.run_writer import flat_metrics, write_run
-from herdcount.models.settings import TrainSettings, check_settings, parse_args
+from herdcount.models.settings import TrainSettings, check_settings, check_sources, parse_args
 from herdcount.runinfo import RunClock, read_run
 
 
@@ -68,6 +69,34 @@ def local_inputs(s: TrainSettings) -> TrainSettings:
     return dataclasses.replace(s, **changes)
 
 
+def extract_annotations(s: TrainSettings) -> TrainSettings:
+    """With ``--annotations``: the file extracted (in this process: a review's corrections
+    are tens of photos) with its training windows into RUN/extract, which the run then
+    trains from. Classes in the order of ``--classes``, else of the ``--init`` run (so that
+    its output columns carry over), else of the file."""
+    if not s.annotations:
+        return s
+    from herdcount.annotated import LabelSource
+    from herdcount.extract import ExtractJob
+    from herdcount.runner import run_in_process
+    from herdcount.shards import WindowsJob
+    from herdcount.windows import WindowSettings
+
+    extract = storage.join(s.out, "extract")
+    classes = s.classes
+    if classes is None and s.init:
+        classes = storage.join(extract, "classes.txt")
+        storage.write_text_atomic(classes, "".join(f"{c}\n" for c in ModelRun.read(s.init).class_names))
+    source = LabelSource(s.data, s.annotations, classes=classes)
+    print(f"extracting {s.annotations} over {s.data} into {extract}", flush=True)
+    done = run_in_process(ExtractJob(s.data, extract, scheme=s.scheme, windows=WindowSettings(), source=source))
+    print(done.summary, flush=True)
+    if done.exit_code not in (0, 3):
+        raise ValueError(f"extracting {s.annotations} failed (exit code {done.exit_code}); see above")
+    run_in_process(WindowsJob(extract, s.data, storage.join(extract, "windows")))
+    return dataclasses.replace(s, extract=extract)
+
+
 def with_extract_data(settings: TrainSettings) -> TrainSettings:
     """The settings with ``--data`` found through the extract's record where it was left
     out: the images folder of an annotated extract, the survey root of a dotted one."""
@@ -94,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     clock = RunClock()
     given = parse_args(argv)
     try:
+        check_sources(given)
+        given = extract_annotations(given)
         given = with_extract_data(given)
         check_settings(given)
         settings = local_inputs(given)

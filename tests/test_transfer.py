@@ -6,7 +6,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from test_train import density_args
+from test_train import TINY_DENSITY, density_args
 
 from herdcount.models import train
 from herdcount.models.builders import make_density_model, save_model_run
@@ -119,3 +119,42 @@ def test_a_run_started_from_another_keeps_its_weights_close_and_says_so(
     for name in ("stem4_bn", "conv8_1_bn"):
         for mine, theirs in zip(tuned.get_layer(name).get_weights(), source.get_layer(name).get_weights()):
             np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.slow
+def test_a_run_fine_tunes_on_an_annotation_file_in_the_init_runs_class_order(
+    tmp_path, survey, extracted, config
+):
+    """The review loop's last step: corrections (a points CSV) straight into train --init."""
+    first = tmp_path / "first"
+    assert train.main(density_args(extracted, survey, first)) == 0
+    names = config.class_names
+    # A points CSV of the extracted dots, classes in reverse order of first appearance.
+    rows = ["image,x,y,class"]
+    for meta in sorted((extracted / "metadata").glob("*.json")):
+        record = json.loads(meta.read_text())
+        dots = [
+            f"{record['filename']},{x},{y},{name}"
+            for name in reversed(names)
+            for x, y in record[config.annotation_key][name]
+        ]
+        rows += dots or [f"{record['filename']},,,"]  # a photo without animals
+    corrections = tmp_path / "corrections.csv"
+    corrections.write_text("\n".join(rows) + "\n")
+    tuned = tmp_path / "tuned"
+    args = ["--kind", "density", "--init", str(first), "--annotations", str(corrections)]
+    args += ["--data", str(survey / "Train"), "--out", str(tuned), *TINY_DENSITY, "--epochs", "1"]
+    assert train.main(args) == 0
+    described = json.loads((tuned / "model.json").read_text())
+    assert described["class_names"] == names and described["init"]["classes_copied"] == names
+    extract_run = json.loads((tuned / "extract" / "run.json").read_text())
+    assert extract_run["inputs"]["annotations"] == str(corrections.resolve())
+    assert sum(1 for _ in (tuned / "extract" / "metadata").glob("*.json")) == len(
+        list((extracted / "metadata").glob("*.json"))
+    )
+    # Sources: exactly one of --extract and --annotations; --annotations needs the images.
+    assert train.main(["--kind", "density", "--out", str(tmp_path / "x")]) == 2
+    assert (
+        train.main(["--kind", "density", "--annotations", str(corrections), "--out", str(tmp_path / "x")])
+        == 2
+    )
