@@ -259,7 +259,7 @@ def test_the_count_job_chains_the_stage(flight, tmp_path, config):
     assert sum(int(t["sightings"]) for t in totals) == len(sightings)
     assert sum(int(t["total"]) for t in totals) <= len(sightings)
     # The report shows the chained stage: its totals and the flight's footprints.
-    from herdcount.report import unique_html
+    from herdcount.report_counts import unique_html
 
     shown = unique_html({"path": str(out), "label": "flight"})
     assert "<h3>Each animal once: flight</h3>" in shown and 'alt="frame footprints of the flight"' in shown
