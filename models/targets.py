@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from PIL import Image
 
-from herdcount.dots import masked_at
+from herdcount.dot_cells import masked_at
 
 
 def density_target(

@@ -89,7 +89,9 @@ def extract_annotations(s: TrainSettings) -> TrainSettings:
         storage.write_text_atomic(classes, "".join(f"{c}\n" for c in ModelRun.read(s.init).class_names))
     source = LabelSource(s.data, s.annotations, classes=classes)
     print(f"extracting {s.annotations} over {s.data} into {extract}", flush=True)
-    done = run_in_process(ExtractJob(s.data, extract, scheme=s.scheme, windows=WindowSettings(), source=source))
+    done = run_in_process(
+        ExtractJob(s.data, extract, scheme=s.scheme, windows=WindowSettings(), source=source)
+    )
     print(done.summary, flush=True)
     if done.exit_code not in (0, 3):
         raise ValueError(f"extracting {s.annotations} failed (exit code {done.exit_code}); see above")

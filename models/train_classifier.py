@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from herdcount.config import Config
-from herdcount.dots import masked_at
+from herdcount.dot_cells import masked_at
 from herdcount.extracted import PhotoDots, load_photo
 from herdcount.models.builders import (
     make_classifier_model,

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from herdcount.annotations import resize_cells
 from herdcount.config import Config
-from herdcount.dots import grow_cells, masked_points
+from herdcount.dot_cells import grow_cells, masked_points
 from herdcount.extracted import PhotoDots, load_photo
 from herdcount.imaging import resize_rgb
 from herdcount.intervals import group_errors

@@ -6,15 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from herdcount.dots import (
-    black_blocks,
-    classify_pixels,
-    find_dots,
-    grow_cells,
-    masked_at,
-    masked_points,
-    noise_threshold,
-)
+from herdcount.dot_cells import black_blocks, grow_cells, masked_at, masked_points, noise_threshold
+from herdcount.dot_colours import classify_pixels
+from herdcount.dots import find_dots
 
 COLOURS = [(243, 8, 5), (244, 8, 242), (87, 46, 10), (25, 56, 176), (38, 174, 21)]
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from herdcount.dots import black_blocks
+from herdcount.dot_cells import black_blocks
 from herdcount.extracted import load_photo, read_extract
 from herdcount.imaging import decode_rgb
 from herdcount.intervals import read_validation_counts

@@ -18,7 +18,8 @@ import numpy as np
 
 from herdcount import storage
 from herdcount.config import Config
-from herdcount.dots import ColourStats, find_dots
+from herdcount.dot_colours import ColourStats
+from herdcount.dots import find_dots
 from herdcount.imaging import PhotoError, decode_rgb
 from herdcount.points import PointScores, score_points
 

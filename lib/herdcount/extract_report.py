@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from herdcount.config import Config
-from herdcount.dots import ColourStats
+from herdcount.dot_colours import ColourStats
 from herdcount.kaggle import id_key
 from herdcount.records import Status
 

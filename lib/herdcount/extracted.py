@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 from herdcount import storage
 from herdcount.annotated import load_labelled
 from herdcount.config import Config
-from herdcount.dots import black_blocks
+from herdcount.dot_cells import black_blocks
 from herdcount.imaging import decode_rgb
 from herdcount.kaggle import id_key, read_mismatched
 

@@ -43,7 +43,7 @@ import numpy as np
 from herdcount import storage
 from herdcount.annotated import labelled_run, load_labelled
 from herdcount.config import Config, resolve_scheme
-from herdcount.dots import black_blocks
+from herdcount.dot_cells import black_blocks
 from herdcount.extracted import PhotoDots, read_extract
 from herdcount.imaging import PhotoError, decode_rgb, encode_jpeg
 from herdcount.kaggle import id_key

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from herdcount.dots import masked_at
+from herdcount.dot_cells import masked_at
 from herdcount.patches import tile_grid
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -86,7 +86,7 @@ def masked_counts(
 ) -> NDArray[np.float64]:
     """Counts per class: sums of ``density`` over the cells outside a block ``masked`` grid.
 
-    ``masked`` is a grid of ``block``-pixel cells (as from :func:`herdcount.dots.black_blocks`);
+    ``masked`` is a grid of ``block``-pixel cells (as from :func:`herdcount.dot_cells.black_blocks`);
     each density cell takes the value of the block under its centre.
     """
     if masked is None:
