@@ -128,3 +128,16 @@ def plot_totals(
         ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
     return figure_png(fig, path)
+
+
+def plot_footprints(outlines: dict[str, np.ndarray], path: str | Path | None = None) -> bytes:
+    """Frames' footprints (closed outlines of ``(x, y)`` points, one per frame) with their names."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for name, xy in outlines.items():
+        ax.plot(xy[:, 0], xy[:, 1], lw=1)
+        centre = xy[:4].mean(axis=0)
+        ax.text(centre[0], centre[1], name, fontsize=7, ha="center", va="center")
+    ax.set_aspect("equal")
+    ax.invert_yaxis()
+    ax.set_title("frame footprints, chained from registrations")
+    return figure_png(fig, path)

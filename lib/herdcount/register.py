@@ -169,3 +169,45 @@ def register_frames(
     if share <= 0:
         return Registration(NO_OVERLAP, None, count, len(pairs), 0.0)
     return Registration(REGISTERED, matrix / matrix[2, 2], count, len(pairs), share)
+
+
+def shortest_chain(
+    edges: dict[str, list[tuple[str, np.ndarray]]], a: str, b: str, hops: int
+) -> tuple[list[str], np.ndarray] | None:
+    """The shortest chain of registrations from frame ``a`` to ``b`` (breadth first) and its
+    transform, a's pixels to b's; None beyond ``hops`` or where none joins them."""
+    reached = {a: ([a], np.eye(3))}
+    frontier = [a]
+    for _ in range(hops):
+        following = []
+        for frame in frontier:
+            path, matrix = reached[frame]
+            for nxt, step in edges.get(frame, []):
+                if nxt in reached:
+                    continue
+                reached[nxt] = ([*path, nxt], step @ matrix)
+                if nxt == b:
+                    m = reached[b][1]
+                    return reached[b][0], m / m[2, 2]
+                following.append(nxt)
+        frontier = following
+    return None
+
+
+def frame_places(
+    frames: list[str], links: dict[tuple[str, str], NDArray[np.float64]]
+) -> dict[str, NDArray | None]:
+    """Each frame's transform into the first frame's pixels, by chaining each frame's
+    registration (``links[(a, b)]``: a's pixels to b's) to an earlier placed frame; None for
+    a frame no chain reaches."""
+    place: dict[str, NDArray | None] = {}
+    for f in frames:
+        if f in place:
+            continue
+        place[f] = np.eye(3) if not place else None  # the first frame is the origin
+        for (a, b), m in links.items():
+            if b == f and place.get(a) is not None:
+                # b's points go to a's by the inverse, then on to the chain's origin.
+                place[f] = place[a] @ np.linalg.inv(m)
+                break
+    return place

@@ -49,7 +49,15 @@ from herdcount.linking import Sightings, animal_classes, join_animals, match_pai
 from herdcount.modelrun import ModelRun
 from herdcount.options import option
 from herdcount.records import Status, TaskError
-from herdcount.register import REGISTERED, Registration, map_points, overlap_share, register_frames
+from herdcount.register import (
+    REGISTERED,
+    Registration,
+    frame_places,
+    map_points,
+    overlap_share,
+    register_frames,
+    shortest_chain,
+)
 from herdcount.runinfo import read_run
 from herdcount.runner import SOME_FAILED, Job, Outcome
 
@@ -377,7 +385,7 @@ def chain_pairs(plan: UniquePlan, results: list[PairResult], *, hops: int) -> li
         if r.status != OK or r.registration == REGISTERED or r.a not in shapes or r.b not in shapes:
             out.append(r)
             continue
-        found = _shortest_chain(edges, r.a, r.b, hops)
+        found = shortest_chain(edges, r.a, r.b, hops)
         if found is None:
             out.append(r)
             continue
@@ -398,29 +406,6 @@ def chain_pairs(plan: UniquePlan, results: list[PairResult], *, hops: int) -> li
             )
         )
     return out
-
-
-def _shortest_chain(
-    edges: dict[str, list[tuple[str, np.ndarray]]], a: str, b: str, hops: int
-) -> tuple[list[str], np.ndarray] | None:
-    """The shortest chain of registrations from frame ``a`` to ``b`` (breadth first) and its
-    transform, a's pixels to b's; None beyond ``hops`` or where none joins them."""
-    reached = {a: ([a], np.eye(3))}
-    frontier = [a]
-    for _ in range(hops):
-        following = []
-        for frame in frontier:
-            path, matrix = reached[frame]
-            for nxt, step in edges.get(frame, []):
-                if nxt in reached:
-                    continue
-                reached[nxt] = ([*path, nxt], step @ matrix)
-                if nxt == b:
-                    m = reached[b][1]
-                    return reached[b][0], m / m[2, 2]
-                following.append(nxt)
-        frontier = following
-    return None
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -604,36 +589,17 @@ def _count_intervals(job: UniqueJob) -> dict[str, tuple[float, float, float]]:
 def draw_flight(path: str, plan: UniquePlan, results: list[PairResult]) -> None:
     """The frames' footprints placed by chaining each frame's registration to an earlier one,
     from the first frame; a frame no chain of registrations reaches is left out."""
-    from herdcount.plots import figure_png, plt
+    from herdcount.plots import plot_footprints
 
-    place: dict[str, np.ndarray] = {}
     shapes: dict[str, tuple[int, int]] = {}
     for r in results:
         if r.shapes:
             shapes[r.a], shapes[r.b] = r.shapes
     links = {(r.a, r.b): np.array(r.matrix).reshape(3, 3) for r in results if r.matrix is not None}
-    for f, _ in plan.frames:
-        if f in place:
-            continue
-        place[f] = np.eye(3) if not place else None  # the first frame is the origin
-        for (a, b), m in links.items():
-            if b == f and place.get(a) is not None:
-                # b's points go to a's by the inverse, then on to the chain's origin.
-                place[f] = place[a] @ np.linalg.inv(m)
-                break
-    fig, ax = plt.subplots(figsize=(7, 5))
+    places = frame_places([f for f, _ in plan.frames], links)
+    outlines = {}
     for f, _ in plan.frames:
         h, w = shapes.get(f, (0, 0))
-        if not h:
-            continue
-        corners = np.array([[0, 0], [w, 0], [w, h], [0, h], [0, 0]], float)
-        if place.get(f) is None:
-            continue
-        xy = map_points(place[f], corners)
-        ax.plot(xy[:, 0], xy[:, 1], lw=1)
-        centre = xy[:4].mean(axis=0)
-        ax.text(centre[0], centre[1], f, fontsize=7, ha="center", va="center")
-    ax.set_aspect("equal")
-    ax.invert_yaxis()
-    ax.set_title("frame footprints, chained from registrations")
-    figure_png(fig, path)
+        if h and places.get(f) is not None:
+            outlines[f] = map_points(places[f], np.array([[0, 0], [w, 0], [w, h], [0, h], [0, 0]], float))
+    plot_footprints(outlines, path)
