@@ -1,6 +1,7 @@
 """Benchmark: CPU-seconds and peak memory per full-size photo for the count job, against the seed's method.
 
     python bench/count.py [--photos 4] [--density RUN] [--classifier RUN] [--seed-tiles 40]
+                           [--project 18636] [--vcpus 32] [--instance NAME] [--price-per-vcpu-hour P]
 
 Makes full-size 4992x3328 test photos with the synthetic survey generator, then counts
 them on one core (one TensorFlow thread, as one Spark task with spark.task.cpus=1 has)
