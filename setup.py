@@ -18,7 +18,10 @@ setup(
     # installed package or a --py-files zip finds them without the checkout.
     package_dir={"": "lib", "herdcount.models": "models", "herdcount.conf": "conf"},
     packages=[*find_packages("lib"), "herdcount.models", "herdcount.conf"],
-    package_data={"herdcount": ["py.typed", "review_static/*"], "herdcount.conf": ["*.yaml", "*.conf", "*.properties"]},
+    package_data={
+        "herdcount": ["py.typed", "review_static/*"],
+        "herdcount.conf": ["*.yaml", "*.conf", "*.properties"],
+    },
     entry_points={"console_scripts": ["herdcount = herdcount.cli:main"]},
     install_requires=[
         "pyspark>=4.0,<5",
