@@ -568,3 +568,19 @@ def test_the_export_holds_exactly_what_the_browser_shows(full_size):
     assert list(read.animals) == ["big.jpg"]
     assert sorted((a.klass, round(a.col, 1), round(a.row, 1)) for a in read.animals["big.jpg"]) == shown
     assert len(shown) == 5 - 1 + 3
+
+
+def test_the_command_refuses_what_it_cannot_review_naming_it(small_count, tmp_path, capsys):
+    from herdcount.commands import review as review_command
+
+    assert review_command.main(["--export", str(tmp_path)]) == 2
+    assert f"no review database at {tmp_path / 'review' / 'review.sqlite'}" in capsys.readouterr().err
+    assert review_command.main(["--count", "s3://bucket/count"]) == 2
+    assert "needs a local folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        review_command.main(["--count", str(small_count), "--export", str(small_count)])
+    make_review(str(small_count), sample=2)
+    assert review_command.main(["--export", str(small_count)]) == 0
+    printed = capsys.readouterr().out
+    assert "0 photos done, 0 animals" in printed and "a calibration needs 2" in printed
+    assert (small_count / "review" / "corrections.csv").read_text() == "image,x,y,class\n"
