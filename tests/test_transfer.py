@@ -81,12 +81,19 @@ def test_copied_layers_step_at_the_reduced_rate():
     assert config["slow_layers"] == ["slow"] and config["slow_factor"] == 0.1
 
 
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, survey, extracted):
+    """A tiny density run of the shared survey: what the runs below start from."""
+    first = tmp_path_factory.mktemp("transfer") / "first"
+    assert train.main(density_args(extracted, survey, first)) == 0
+    return first
+
+
 @pytest.mark.slow
 def test_a_run_started_from_another_keeps_its_weights_close_and_says_so(
-    tmp_path, survey, extracted, config, capsys
+    tmp_path, survey, extracted, config, capsys, first_run
 ):
-    first = tmp_path / "first"
-    assert train.main(density_args(extracted, survey, first)) == 0
+    first = first_run
     source = keras.models.load_model(first / "model.keras", compile=False)
     second = tmp_path / "second"
     args = density_args(
@@ -123,11 +130,10 @@ def test_a_run_started_from_another_keeps_its_weights_close_and_says_so(
 
 @pytest.mark.slow
 def test_a_run_fine_tunes_on_an_annotation_file_in_the_init_runs_class_order(
-    tmp_path, survey, extracted, config
+    tmp_path, survey, extracted, config, first_run
 ):
     """The review loop's last step: corrections (a points CSV) straight into train --init."""
-    first = tmp_path / "first"
-    assert train.main(density_args(extracted, survey, first)) == 0
+    first = first_run
     names = config.class_names
     # A points CSV of the extracted dots, classes in reverse order of first appearance.
     rows = ["image,x,y,class"]
