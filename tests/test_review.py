@@ -584,3 +584,42 @@ def test_the_command_refuses_what_it_cannot_review_naming_it(small_count, tmp_pa
     printed = capsys.readouterr().out
     assert "0 photos done, 0 animals" in printed and "a calibration needs 2" in printed
     assert (small_count / "review" / "corrections.csv").read_text() == "image,x,y,class\n"
+
+
+@pytest.mark.slow
+def test_chromium_without_the_token_is_refused_and_a_bad_edit_from_the_page_writes_nothing(tmp_path):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    count = write_count(tmp_path, {"big": FULL}, {"big": [("cow", 1000.0, 1500.0, 0.9)]})
+    server = Server(count, host="127.0.0.2", sample=1).start()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=find_chromium(), args=["--no-sandbox"])
+            page = browser.new_context(viewport=VIEW).new_page()
+            assert page.goto(f"{server.url}/photo/big").status == 401
+            assert page.goto(f"{server.url}/photo/big?token=wrong").status == 401
+            assert page.goto(f"{server.url}/photo/big?token={server.token}").status == 200
+            page.wait_for_selector(".leaflet-marker-icon")
+            page.wait_for_function("document.querySelectorAll('.leaflet-tile-loaded').length > 0")
+            # The page's own requests carry the cookie; a forged bad edit from it is refused.
+            refused = page.evaluate(
+                """async () => {
+                    const post = (body) => fetch('/api/photos/big/edits', {method: 'POST',
+                        headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)});
+                    const answers = [
+                        await post({reviewer: 'eve', action: 'add', class: 'walrus', row: 5, col: 5}),
+                        await post({reviewer: 'eve', action: 'add', class: 'cow', row: 5, col: 99999}),
+                        await post({reviewer: 'eve', action: 'delete', point: 0,
+                                    seen: {class: 'cow', row: 1, col: 1}}),
+                        await fetch('/api/photos/nope/edits', {method: 'POST',
+                            headers: {'Content-Type': 'application/json'},
+                            body: JSON.stringify({reviewer: 'eve', action: 'done'})}),
+                    ];
+                    return answers.map((a) => a.status);
+                }"""
+            )
+            assert refused == [400, 400, 409, 404]
+            state = page.evaluate("fetch('/api/photos/big').then((a) => a.json())")
+            assert state["events"] == 0 and [p["id"] for p in state["points"]] == [0]
+            browser.close()
+    finally:
+        server.kill()
