@@ -451,6 +451,16 @@ def test_chromium_adds_moves_relabels_and_deletes_points_on_a_full_size_photo(fu
             (3, "cow"),
             (4, "pup"),
         ]
+        # Scores are drawn beside the points once the view is close enough to read them.
+        score = page.locator(".leaflet-marker-icon[data-id='0'] .score")
+        assert score.inner_text() == "0.90" and not score.is_visible()
+        for _ in range(3):
+            page.locator(".leaflet-control-zoom-in").click()
+            page.wait_for_timeout(300)
+        assert page.locator(".leaflet-marker-icon .score").first.is_visible()
+        for _ in range(3):
+            page.locator(".leaflet-control-zoom-out").click()
+            page.wait_for_timeout(300)
         # Add: choose pup with its key, click the map.
         box = page.locator("#map").bounding_box()
         at = (box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.6)

@@ -50,6 +50,10 @@
   map.fitBounds(bounds, { padding: [8, 8] });
   map.setMaxBounds(bounds.pad(0.25));
   const layer = L.layerGroup().addTo(map);
+  // Scores are written beside the points once the view is close enough to read them.
+  const near = () => map.getContainer().classList.toggle("near", map.getZoom() >= top - 1);
+  map.on("zoomend", near);
+  near();
 
   function say(text, ok) {
     message.textContent = text;
@@ -84,7 +88,9 @@
         icon: L.divIcon({
           className: "point " + p.source + (selected === p.id ? " selected" : ""),
           iconSize: [16, 16],
-          html: `<div style="width:100%;height:100%;border-radius:50%;background:${colour(p.class)}"></div>`,
+          html:
+            `<div style="width:100%;height:100%;border-radius:50%;background:${colour(p.class)}"></div>` +
+            (p.score === null ? "" : `<span class="score">${p.score.toFixed(2)}</span>`),
         }),
       });
       marker.on("click", () => select(p.id));
