@@ -18,7 +18,7 @@ from herdcount.register import REGISTERED, TOO_FEW, map_points, register_frames
 from herdcount.runner import SOME_FAILED, run_in_process
 from herdcount.synth_flight import FlightPlan, write_flight
 from herdcount.synth_scenes import make_test_scene
-from herdcount.unique import UniqueJob
+from herdcount.unique import UniqueJob, world_transform
 
 
 @pytest.fixture(scope="module")
@@ -428,6 +428,27 @@ def test_georeferenced_frames_are_placed_by_their_map_transforms(tmp_path):
     ]
     assert float(pairs[0]["overlap"]) == pytest.approx(0.5, abs=0.01)
     assert len(rows(tmp_path / "out" / "animals.csv")) == len(ground)
+    # The same frames as JPEGs with world files (centre of the top-left pixel) beside them.
+    worlds = tmp_path / "worlds"
+    worlds.mkdir()
+    for k in range(4):
+        (worlds / f"g{k}.jpg").write_bytes(encode_jpeg(np.full((*size, 3), 120, np.uint8)))
+        left = 500_000 + k * step * metres + metres / 2
+        (worlds / f"g{k}.jgw").write_text(f"{metres}\n0\n0\n{-metres}\n{left}\n{4_100_000 - metres / 2}\n")
+    job = UniqueJob(images=str(worlds), out=str(tmp_path / "out-w"), points=str(points), neighbours=2)
+    run_in_process(job)
+    placed = rows(tmp_path / "out-w" / "pairs.csv")
+    assert [p["status"] for p in placed] == [p["status"] for p in pairs]
+    shifts = [float(p["h02"]) for p in placed if p["status"] == "registered"]
+    assert shifts == pytest.approx([float(p["h02"]) for p in pairs if p["status"] == "registered"], abs=1e-6)
+    assert shifts == pytest.approx([-step] * 3, abs=1e-6)
+    assert len(rows(tmp_path / "out-w" / "animals.csv")) == len(ground)
+    (worlds / "g1.jgw").write_text("0.05\n0\nzero\n")
+    with pytest.raises(ValueError, match=r"g1\.jgw: a world file has 6 lines"):
+        world_transform(str(worlds / "g1.jpg"))
+    (worlds / "g1.jgw").write_text("0.05\n0\nzero\n-0.05\n1\n2\n")
+    with pytest.raises(ValueError, match=r"g1\.jgw, line 3: expected a number, got 'zero'"):
+        world_transform(str(worlds / "g1.jpg"))
     # Without georeferencing the same frames cannot be registered: nothing is linked.
     plain = tmp_path / "plain"
     plain.mkdir()

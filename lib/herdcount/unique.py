@@ -300,7 +300,8 @@ class UniqueJob(Job[UniquePlan, PairTask, PairResult]):
 
 
 def _frame(path: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """A frame's pixels, and its pixel-to-map transform where it is a georeferenced raster."""
+    """A frame's pixels, and its pixel-to-map transform where it is a georeferenced raster or
+    has a world file beside it."""
     if path.lower().endswith((".tif", ".tiff")):
         from herdcount.mosaic import raster_info
 
@@ -311,7 +312,41 @@ def _frame(path: str) -> tuple[np.ndarray, np.ndarray | None]:
         if info is not None and info.georeferenced:
             a, b, c, d, e, f = list(info.transform)[:6]
             return decode_rgb(storage.read_bytes(path), path), np.array([[a, b, c], [d, e, f], [0, 0, 1.0]])
-    return decode_rgb(storage.read_bytes(path), path), None
+    return decode_rgb(storage.read_bytes(path), path), world_transform(path)
+
+
+#: World files beside a frame, by the frame's extension (ESRI's names, then the generic one).
+WORLD_SUFFIXES = {".jpg": ".jgw", ".jpeg": ".jgw", ".png": ".pgw", ".tif": ".tfw", ".tiff": ".tfw"}
+
+
+def world_transform(path: str) -> np.ndarray | None:
+    """The pixel-to-map transform of a frame's world file (``frame.jgw``, ``.pgw``, ``.tfw``,
+    ``frame.jpgw`` or ``frame.wld``) as a 3x3 matrix on pixel corners; None without one.
+
+    Raises
+    ------
+    ValueError
+        Naming the world file and line that is not a number, or a file of fewer than 6 lines.
+    """
+    stem, _, ext = path.rpartition(".")
+    ext = "." + ext.lower()
+    candidates = [stem + WORLD_SUFFIXES[ext]] if ext in WORLD_SUFFIXES else []
+    candidates += [path + "w", stem + ".wld"]
+    found = next((c for c in candidates if storage.exists(c)), None)
+    if found is None:
+        return None
+    lines = [line.strip() for line in storage.read_text(found).splitlines() if line.strip()]
+    if len(lines) < 6:
+        raise ValueError(f"{found}: a world file has 6 lines (A, D, B, E, C, F); this one has {len(lines)}")
+    values = []
+    for n, line in enumerate(lines[:6], start=1):
+        try:
+            values.append(float(line))
+        except ValueError:
+            raise ValueError(f"{found}, line {n}: expected a number, got {line!r}") from None
+    a, d, b, e, c, f = values
+    # A world file places the centre of the top-left pixel; the transform here, its corner.
+    return np.array([[a, b, c - (a + b) / 2], [d, e, f - (d + e) / 2], [0, 0, 1.0]])
 
 
 def link_pair(task: PairTask, radii: dict[str, float], *, longest: int = 800) -> PairResult:
