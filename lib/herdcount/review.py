@@ -26,11 +26,23 @@ from herdcount import storage
 from herdcount.annotations import IMAGE_SUFFIXES, image_id
 from herdcount.config import PALETTE, config_from_dict
 from herdcount.modelrun import ModelRun
+from herdcount.options import option
 from herdcount.review_store import PhotoEntry, Point, ReviewStore
 from herdcount.score import iter_points_csv
 
 #: A point the model scored below this is counted as unsure when photos are ordered.
 UNSURE_SCORE = 0.5
+
+
+@dataclass(frozen=True)
+class ReviewSettings:
+    """How a review is made and served: the options of ``herdcount review``."""
+
+    images: str | None = option(None, help="the photos (default: the folder the count read)", metavar="DIR")
+    host: str = option("127.0.0.1", help="address to serve on; any but loopback needs a token")
+    port: int = option(8765, help="port to serve on")
+    sample: int = option(20, help="photos in the calibration sample, drawn at random when the review is made")
+    seed: int = option(0, help="seed of the sample's draw")
 
 
 @dataclass(frozen=True)

@@ -14,36 +14,30 @@ import argparse
 import sys
 
 from herdcount.cli import HelpFormatter
+from herdcount.options import add_options, from_args
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from herdcount.review import ReviewSettings
+
     parser = argparse.ArgumentParser(
         prog="herdcount review", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--count", metavar="OUT", help="serve the review of this count job's output")
     what.add_argument("--export", metavar="OUT", help="write the review's corrections and calibration counts")
-    parser.add_argument("--images", metavar="DIR", help="the photos (default: the folder the count read)")
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to serve on; any but loopback needs a token"
-    )
-    parser.add_argument("--port", type=int, default=8765, help="port to serve on")
-    parser.add_argument(
-        "--sample",
-        type=int,
-        default=20,
-        help="photos in the calibration sample, drawn at random when the review is made",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sample's draw")
+    add_options(parser, ReviewSettings)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from herdcount.review import export_review, make_review, review_dir
+    from herdcount.review import ReviewSettings, export_review, make_review, review_dir
     from herdcount.review_store import ReviewStore
+
+    settings = from_args(ReviewSettings, args)
 
     try:
         if args.export:
@@ -59,11 +53,11 @@ def main(argv: list[str] | None = None) -> int:
                     "(no calibration.csv written)"
                 )
             return 0
-        store = make_review(args.count, args.images, sample=args.sample, seed=args.seed)
+        store = make_review(args.count, settings.images, sample=settings.sample, seed=settings.seed)
     except (ValueError, FileNotFoundError) as exc:
         print(f"review: {exc}", file=sys.stderr)
         return 2
-    return serve(store, args.host, args.port, images=args.images)
+    return serve(store, settings.host, settings.port, images=settings.images)
 
 
 def serve(store, host: str, port: int, *, images: str | None = None) -> int:
