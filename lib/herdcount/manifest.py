@@ -26,6 +26,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 from scipy import fft, ndimage
 
 from herdcount import storage
+from herdcount.options import option
 from herdcount.records import Status, TaskError
 from herdcount.runner import Job, Outcome
 
@@ -362,10 +363,13 @@ class ManifestJob(Job[ManifestPlan, FileTask, FileRecord]):
     """
 
     name: ClassVar[str] = "manifest"
-    data: str
-    out: str
-    layout: str | None = None
-    files_per_task: int = 8
+    data: str = option(help="the collection's root folder (local or s3://)")
+    out: str = option(help="output folder; a rerun reads only new or changed files")
+    layout: str | None = option(
+        None,
+        help='folder layout whose {fields} become columns, e.g. "{location}/{contributor}_{date}/{label}/{file}"',
+    )
+    files_per_task: int = option(8, help="files per Spark task", metavar="N")
 
     def __post_init__(self) -> None:
         self.items_per_task = self.files_per_task

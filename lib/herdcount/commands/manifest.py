@@ -15,6 +15,7 @@ import sys
 
 from herdcount.cli import HelpFormatter
 from herdcount.manifest import ManifestJob
+from herdcount.options import add_options, from_args
 from herdcount.runner import SparkOptions, run_job
 from herdcount.spark import add_spark_conf_argument
 
@@ -23,23 +24,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="herdcount manifest", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
-    parser.add_argument("--data", required=True, help="the collection's root folder (local or s3://)")
-    parser.add_argument("--out", required=True, help="output folder; a rerun reads only new or changed files")
-    parser.add_argument(
-        "--layout",
-        default=None,
-        help='folder layout whose {fields} become columns, e.g. "{location}/{contributor}_{date}/{label}/{file}"',
-    )
-    parser.add_argument(
-        "--files-per-task", type=int, default=8, help="files per Spark task (default: %(default)s)"
-    )
+    add_options(parser, ManifestJob)
     add_spark_conf_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    job = ManifestJob(args.data, args.out, layout=args.layout, files_per_task=args.files_per_task)
+    job = from_args(ManifestJob, args)
     return run_job(job, SparkOptions(args.master, args.spark_conf))
 
 
