@@ -153,7 +153,8 @@ def order_photos(
     out = [
         (ordered[i], True, f"calibration sample, draw {n + 1} of {len(drawn)}") for n, i in enumerate(drawn)
     ]
-    rest = [p for k, p in enumerate(ordered) if k not in set(drawn)]
+    taken = set(drawn)
+    rest = [p for k, p in enumerate(ordered) if k not in taken]
 
     def need(photo: str) -> tuple[int, float, str]:
         total = float(sum(count.counts.get(photo, [])))

@@ -90,14 +90,14 @@ def make_app(store: ReviewStore, *, token: str | None = None, images: str | None
     colours = json.loads(store.meta.get("colours", "[]"))
 
     def config(photo: str) -> dict:
-        state = store.state(photo)
+        _, width, height = store.photo(photo)
         order = store.photo_ids()
         at = order.index(photo)
         return {
             "photo": photo,
-            "width": state.width,
-            "height": state.height,
-            "max_zoom": max_zoom(state.width, state.height),
+            "width": width,
+            "height": height,
+            "max_zoom": max_zoom(width, height),
             "classes": classes,
             "colours": ["#{:02x}{:02x}{:02x}".format(*c) for c in colours],
             "next": order[at + 1] if at + 1 < len(order) else None,
@@ -153,7 +153,7 @@ def make_app(store: ReviewStore, *, token: str | None = None, images: str | None
     def tile(request: Request) -> Response:
         p = request.path_params
         try:
-            state = store.state(p["photo"])
+            file, width, height = store.photo(p["photo"])
         except KeyError as exc:
             return _error(404, str(exc.args[0]))
         cached = tiles / _safe(p["photo"]) / str(p["z"]) / f"{p['x']}_{p['y']}.jpg"
@@ -161,8 +161,7 @@ def make_app(store: ReviewStore, *, token: str | None = None, images: str | None
             return Response(
                 cached.read_bytes(), media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"}
             )
-        top = max_zoom(state.width, state.height)
-        cut = cut_tile(photos.get(state.file), p["z"], p["x"], p["y"], top=top)
+        cut = cut_tile(photos.get(file), p["z"], p["x"], p["y"], top=max_zoom(width, height))
         if cut is None:
             return _error(404, f"no tile {p['z']}/{p['x']}/{p['y']} of photo {p['photo']!r}")
         data = encode_jpeg(cut, quality=85)

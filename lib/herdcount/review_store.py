@@ -202,9 +202,27 @@ class ReviewStore:
         calibration sample, who reviewed it and whether it is done."""
         with self._connect() as db:
             rows = db.execute("SELECT id, rank, sampled, reason, counts FROM photos ORDER BY rank").fetchall()
+            # Events are replayed only where there are any: a survey's other photos are their
+            # model points as they are, counted in one query.
+            edited = {r[0] for r in db.execute("SELECT DISTINCT photo FROM events")}
+            model: dict[str, dict[str, int]] = {}
+            for pid, cls, n in db.execute(
+                "SELECT photo, class, COUNT(*) FROM model_points GROUP BY photo, class"
+            ):
+                model.setdefault(pid, {})[cls] = n
             out = []
             for pid, rank, sampled, reason, counts in rows:
-                state = self._state(db, pid)
+                if pid in edited:
+                    state = self._state(db, pid)
+                    now, done_by, reviewers, events = (
+                        state.counts(self.classes),
+                        state.done_by,
+                        state.reviewers,
+                        state.events,
+                    )
+                else:
+                    now = {c: model.get(pid, {}).get(c, 0) for c in self.classes}
+                    done_by, reviewers, events = None, [], 0
                 out.append(
                     {
                         "id": pid,
@@ -212,13 +230,22 @@ class ReviewStore:
                         "sampled": bool(sampled),
                         "reason": reason,
                         "model_counts": json.loads(counts),
-                        "counts": state.counts(self.classes),
-                        "done_by": state.done_by,
-                        "reviewers": state.reviewers,
-                        "events": state.events,
+                        "counts": now,
+                        "done_by": done_by,
+                        "reviewers": reviewers,
+                        "events": events,
                     }
                 )
         return out
+
+    def photo(self, photo: str) -> tuple[str, int, int]:
+        """The photo's file, width and height, without its points. Raises ``KeyError`` naming
+        an unknown photo."""
+        with self._connect() as db:
+            row = db.execute("SELECT file, width, height FROM photos WHERE id = ?", (photo,)).fetchone()
+        if row is None:
+            raise KeyError(f"unknown photo {photo!r}")
+        return row
 
     def state(self, photo: str) -> PhotoState:
         """The photo's current state. Raises ``KeyError`` naming an unknown photo."""
