@@ -110,6 +110,11 @@ def test_events_replay_into_the_photos_points_with_who_and_before_after(small_co
     ]
     assert history[1]["before"]["col"] == 120.0 and history[1]["after"]["col"] == 125.0
     assert history[3]["after"] is None and history[4]["after"] == {"done": True}
+    # The list's counts, with and without events, are the replayed states' counts.
+    for listed in store.photos():
+        state = store.state(listed["id"])
+        assert listed["counts"] == state.counts(CLASSES) and listed["events"] == state.events
+        assert (listed["done_by"], listed["reviewers"]) == (state.done_by, state.reviewers)
     # A reopened store (another process) derives the same state from the file.
     assert ReviewStore(store.path).state("p0") == store.state("p0")
 
@@ -401,6 +406,24 @@ def full_size(tmp_path):
     s.kill()
 
 
+@pytest.fixture
+def browser():
+    """Debian's chromium driven by Playwright, closed after the test."""
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=find_chromium(), args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def drag(page, start: tuple[float, float], dx: float, dy: float, steps: int = 6) -> None:
+    """Press at ``start``, move by ``(dx, dy)`` screen pixels and release."""
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(start[0] + dx, start[1] + dy, steps=steps)
+    page.mouse.up()
+
+
 def markers(page) -> list[tuple[int, str, float, float]]:
     return [
         tuple(m)
@@ -439,139 +462,121 @@ def wait_events(page, n: int) -> None:
 
 
 @pytest.mark.slow
-def test_chromium_adds_moves_relabels_and_deletes_points_on_a_full_size_photo(full_size):
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=find_chromium(), args=["--no-sandbox"])
-        page, errors = open_photo(browser.new_context(viewport=VIEW), full_size, "ann")
-        assert sorted(m[:2] for m in markers(page)) == [
-            (0, "cow"),
-            (1, "pup"),
-            (2, "bull"),
-            (3, "cow"),
-            (4, "pup"),
-        ]
-        # Scores are drawn beside the points once the view is close enough to read them.
-        score = page.locator(".leaflet-marker-icon[data-id='0'] .score")
-        assert score.inner_text() == "0.90" and not score.is_visible()
-        for _ in range(3):
-            page.locator(".leaflet-control-zoom-in").click()
-            page.wait_for_timeout(300)
-        assert page.locator(".leaflet-marker-icon .score").first.is_visible()
-        for _ in range(3):
-            page.locator(".leaflet-control-zoom-out").click()
-            page.wait_for_timeout(300)
-        # Add: choose pup with its key, click the map.
-        box = page.locator("#map").bounding_box()
-        at = (box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.6)
-        page.keyboard.press("3")
-        page.mouse.click(*at)
-        wait_events(page, 1)
-        added = [m for m in markers(page) if m[0] == 5]
-        assert added and added[0][1] == "pup"
-        assert np.allclose(centre(page, 5), at, atol=2)
-        # Move: drag point 2.
-        start = centre(page, 2)
-        page.mouse.move(*start)
-        page.mouse.down()
-        page.mouse.move(start[0] + 40, start[1] + 25, steps=8)
-        page.mouse.up()
-        wait_events(page, 2)
-        moved = {m[0]: m for m in markers(page)}[2]
-        assert (
-            moved[2] > 2000
-            and moved[3] > 3000
-            and np.allclose(centre(page, 2), (start[0] + 40, start[1] + 25), atol=3)
-        )
-        # Relabel point 0 (select, key), delete point 4 (select, Delete), nudge point 3 with an arrow.
-        page.locator(".leaflet-marker-icon[data-id='0']").click()
-        page.keyboard.press("3")
-        wait_events(page, 3)
-        page.locator(".leaflet-marker-icon[data-id='4']").click()
-        page.keyboard.press("Delete")
-        wait_events(page, 4)
-        page.locator(".leaflet-marker-icon[data-id='3']").click()
-        page.keyboard.press("Shift+ArrowRight")
-        wait_events(page, 5)
-        assert page.locator("button.cls[data-class='pup'] .n").inner_text() == "3"
-        shown = sorted(markers(page))
-        assert [(i, c) for i, c, *_ in shown] == [(0, "pup"), (1, "pup"), (2, "bull"), (3, "cow"), (5, "pup")]
-        assert {i: col for i, _, _, col in shown}[3] == 4010.0
-        # Undo the nudge with its key; then reload: the browser shows what the database holds.
-        page.keyboard.press("z")
-        wait_events(page, 6)
-        page.reload()
-        page.wait_for_selector(".leaflet-marker-icon[data-id='5']")
-        assert sorted(markers(page)) == sorted(api_points(full_size, "big"))
-        assert {i: col for i, _, _, col in markers(page)}[3] == 4000.0
-        assert np.allclose(centre(page, 5), at, atol=2)  # same view after reload: the same place
-        browser.close()
+def test_chromium_adds_moves_relabels_and_deletes_points_on_a_full_size_photo(full_size, browser):
+    page, errors = open_photo(browser.new_context(viewport=VIEW), full_size, "ann")
+    assert sorted(m[:2] for m in markers(page)) == [
+        (0, "cow"),
+        (1, "pup"),
+        (2, "bull"),
+        (3, "cow"),
+        (4, "pup"),
+    ]
+    # Scores are drawn beside the points once the view is close enough to read them.
+    score = page.locator(".leaflet-marker-icon[data-id='0'] .score")
+    assert score.inner_text() == "0.90" and not score.is_visible()
+    for _ in range(3):
+        page.locator(".leaflet-control-zoom-in").click()
+        page.wait_for_timeout(300)
+    assert page.locator(".leaflet-marker-icon .score").first.is_visible()
+    for _ in range(3):
+        page.locator(".leaflet-control-zoom-out").click()
+        page.wait_for_timeout(300)
+    # Add: choose pup with its key, click the map.
+    box = page.locator("#map").bounding_box()
+    at = (box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.6)
+    page.keyboard.press("3")
+    page.mouse.click(*at)
+    wait_events(page, 1)
+    added = [m for m in markers(page) if m[0] == 5]
+    assert added and added[0][1] == "pup"
+    assert np.allclose(centre(page, 5), at, atol=2)
+    # Move: drag point 2.
+    start = centre(page, 2)
+    drag(page, start, 40, 25, steps=8)
+    wait_events(page, 2)
+    moved = {m[0]: m for m in markers(page)}[2]
+    assert (
+        moved[2] > 2000
+        and moved[3] > 3000
+        and np.allclose(centre(page, 2), (start[0] + 40, start[1] + 25), atol=3)
+    )
+    # Relabel point 0 (select, key), delete point 4 (select, Delete), nudge point 3 with an arrow.
+    page.locator(".leaflet-marker-icon[data-id='0']").click()
+    page.keyboard.press("3")
+    wait_events(page, 3)
+    page.locator(".leaflet-marker-icon[data-id='4']").click()
+    page.keyboard.press("Delete")
+    wait_events(page, 4)
+    page.locator(".leaflet-marker-icon[data-id='3']").click()
+    page.keyboard.press("Shift+ArrowRight")
+    wait_events(page, 5)
+    assert page.locator("button.cls[data-class='pup'] .n").inner_text() == "3"
+    shown = sorted(markers(page))
+    assert [(i, c) for i, c, *_ in shown] == [(0, "pup"), (1, "pup"), (2, "bull"), (3, "cow"), (5, "pup")]
+    assert {i: col for i, _, _, col in shown}[3] == 4010.0
+    # Undo the nudge with its key; then reload: the browser shows what the database holds.
+    page.keyboard.press("z")
+    wait_events(page, 6)
+    page.reload()
+    page.wait_for_selector(".leaflet-marker-icon[data-id='5']")
+    assert sorted(markers(page)) == sorted(api_points(full_size, "big"))
+    assert {i: col for i, _, _, col in markers(page)}[3] == 4000.0
+    assert np.allclose(centre(page, 5), at, atol=2)  # same view after reload: the same place
     assert errors == []
 
 
 @pytest.mark.slow
-def test_two_reviewers_on_one_photo_lose_nothing_and_the_stale_one_is_told(full_size):
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=find_chromium(), args=["--no-sandbox"])
-        ann, _ = open_photo(browser.new_context(viewport=VIEW), full_size, "ann")
-        bob, _ = open_photo(browser.new_context(viewport=VIEW), full_size, "bob")
-        start = centre(ann, 0)
-        ann.mouse.move(*start)
-        ann.mouse.down()
-        ann.mouse.move(start[0] + 30, start[1], steps=6)
-        ann.mouse.up()
-        wait_events(ann, 1)
-        moved = {m[0]: m for m in markers(ann)}[0]
-        # Bob still sees point 0 where it was; his relabel is refused and he is shown ann's move.
-        bob.locator(".leaflet-marker-icon[data-id='0']").click()
-        bob.keyboard.press("1")
-        bob.wait_for_function(
-            "document.getElementById('message').textContent.includes('changed since you saw it')"
-        )
-        assert {m[0]: m for m in markers(bob)}[0] == moved
-        bob.keyboard.press("1")  # again, on the fresh state
-        wait_events(bob, 2)
-        # Meanwhile ann adds; bob's next add lands beside it, neither lost.
-        box = ann.locator("#map").bounding_box()
-        ann.mouse.click(box["x"] + 100, box["y"] + 100)
-        wait_events(ann, 3)
-        bob.mouse.click(box["x"] + 200, box["y"] + 120)
-        wait_events(bob, 4)
-        final = api_points(full_size, "big")
-        assert {i: (c, r, col) for i, c, r, col in final}[0] == ("bull", moved[2], moved[3])
-        assert sorted(i for i, *_ in final) == [0, 1, 2, 3, 4, 5, 6]
-        ann.reload()
-        ann.wait_for_selector(".leaflet-marker-icon[data-id='6']")
-        assert sorted(markers(ann)) == sorted(final)
-        listed = requests.get(f"{full_size.url}/api/photos", timeout=5).json()["photos"]
-        assert {p["id"]: p["reviewers"] for p in listed}["big"] == ["ann", "bob"]
-        browser.close()
+def test_two_reviewers_on_one_photo_lose_nothing_and_the_stale_one_is_told(full_size, browser):
+    ann, _ = open_photo(browser.new_context(viewport=VIEW), full_size, "ann")
+    bob, _ = open_photo(browser.new_context(viewport=VIEW), full_size, "bob")
+    start = centre(ann, 0)
+    drag(ann, start, 30, 0)
+    wait_events(ann, 1)
+    moved = {m[0]: m for m in markers(ann)}[0]
+    # Bob still sees point 0 where it was; his relabel is refused and he is shown ann's move.
+    bob.locator(".leaflet-marker-icon[data-id='0']").click()
+    bob.keyboard.press("1")
+    bob.wait_for_function(
+        "document.getElementById('message').textContent.includes('changed since you saw it')"
+    )
+    assert {m[0]: m for m in markers(bob)}[0] == moved
+    bob.keyboard.press("1")  # again, on the fresh state
+    wait_events(bob, 2)
+    # Meanwhile ann adds; bob's next add lands beside it, neither lost.
+    box = ann.locator("#map").bounding_box()
+    ann.mouse.click(box["x"] + 100, box["y"] + 100)
+    wait_events(ann, 3)
+    bob.mouse.click(box["x"] + 200, box["y"] + 120)
+    wait_events(bob, 4)
+    final = api_points(full_size, "big")
+    assert {i: (c, r, col) for i, c, r, col in final}[0] == ("bull", moved[2], moved[3])
+    assert sorted(i for i, *_ in final) == [0, 1, 2, 3, 4, 5, 6]
+    ann.reload()
+    ann.wait_for_selector(".leaflet-marker-icon[data-id='6']")
+    assert sorted(markers(ann)) == sorted(final)
+    listed = requests.get(f"{full_size.url}/api/photos", timeout=5).json()["photos"]
+    assert {p["id"]: p["reviewers"] for p in listed}["big"] == ["ann", "bob"]
 
 
 @pytest.mark.slow
-def test_the_export_holds_exactly_what_the_browser_shows(full_size):
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=find_chromium(), args=["--no-sandbox"])
-        page, errors = open_photo(browser.new_context(viewport=VIEW), full_size, "ann")
-        box = page.locator("#map").bounding_box()
-        for k, key in enumerate(["1", "2", "3"]):
-            page.keyboard.press(key)
-            page.mouse.click(box["x"] + 300 + 90 * k, box["y"] + 200 + 40 * k)
-        wait_events(page, 3)
-        page.locator(".leaflet-marker-icon[data-id='1']").click()
-        page.keyboard.press("x")
-        page.keyboard.press("d")
-        wait_events(page, 5)
-        assert "done by ann" in page.locator("#state").inner_text()
-        page.goto(f"{full_size.url}/")
-        row = page.locator("tr[data-photo='big']")
-        assert "done by ann" in row.inner_text() and "ann" in row.locator("td").nth(-2).inner_text()
-        page.goto(f"{full_size.url}/photo/big")
-        page.wait_for_selector(".leaflet-marker-icon[data-id='7']")
-        shown = sorted((c, round(col, 1), round(r, 1)) for _, c, r, col in markers(page))
-        browser.close()
+def test_the_export_holds_exactly_what_the_browser_shows(full_size, browser):
+    page, errors = open_photo(browser.new_context(viewport=VIEW), full_size, "ann")
+    box = page.locator("#map").bounding_box()
+    for k, key in enumerate(["1", "2", "3"]):
+        page.keyboard.press(key)
+        page.mouse.click(box["x"] + 300 + 90 * k, box["y"] + 200 + 40 * k)
+    wait_events(page, 3)
+    page.locator(".leaflet-marker-icon[data-id='1']").click()
+    page.keyboard.press("x")
+    page.keyboard.press("d")
+    wait_events(page, 5)
+    assert "done by ann" in page.locator("#state").inner_text()
+    page.goto(f"{full_size.url}/")
+    row = page.locator("tr[data-photo='big']")
+    assert "done by ann" in row.inner_text() and "ann" in row.locator("td").nth(-2).inner_text()
+    page.goto(f"{full_size.url}/photo/big")
+    page.wait_for_selector(".leaflet-marker-icon[data-id='7']")
+    shown = sorted((c, round(col, 1), round(r, 1)) for _, c, r, col in markers(page))
     assert errors == []
     done = export_review(ReviewStore(full_size.count / "review" / "review.sqlite"))
     read = read_annotations(done.points, "points")
@@ -597,39 +602,35 @@ def test_the_command_refuses_what_it_cannot_review_naming_it(small_count, tmp_pa
 
 
 @pytest.mark.slow
-def test_chromium_without_the_token_is_refused_and_a_bad_edit_from_the_page_writes_nothing(tmp_path):
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+def test_chromium_without_the_token_is_refused_and_a_bad_edit_from_the_page_writes_nothing(tmp_path, browser):
     count = write_count(tmp_path, {"big": FULL}, {"big": [("cow", 1000.0, 1500.0, 0.9)]})
     server = Server(count, host="127.0.0.2", sample=1).start()
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=find_chromium(), args=["--no-sandbox"])
-            page = browser.new_context(viewport=VIEW).new_page()
-            assert page.goto(f"{server.url}/photo/big").status == 401
-            assert page.goto(f"{server.url}/photo/big?token=wrong").status == 401
-            assert page.goto(f"{server.url}/photo/big?token={server.token}").status == 200
-            page.wait_for_selector(".leaflet-marker-icon")
-            page.wait_for_function("document.querySelectorAll('.leaflet-tile-loaded').length > 0")
-            # The page's own requests carry the cookie; a forged bad edit from it is refused.
-            refused = page.evaluate(
-                """async () => {
-                    const post = (body) => fetch('/api/photos/big/edits', {method: 'POST',
-                        headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)});
-                    const answers = [
-                        await post({reviewer: 'eve', action: 'add', class: 'walrus', row: 5, col: 5}),
-                        await post({reviewer: 'eve', action: 'add', class: 'cow', row: 5, col: 99999}),
-                        await post({reviewer: 'eve', action: 'delete', point: 0,
-                                    seen: {class: 'cow', row: 1, col: 1}}),
-                        await fetch('/api/photos/nope/edits', {method: 'POST',
-                            headers: {'Content-Type': 'application/json'},
-                            body: JSON.stringify({reviewer: 'eve', action: 'done'})}),
-                    ];
-                    return answers.map((a) => a.status);
-                }"""
-            )
-            assert refused == [400, 400, 409, 404]
-            state = page.evaluate("fetch('/api/photos/big').then((a) => a.json())")
-            assert state["events"] == 0 and [p["id"] for p in state["points"]] == [0]
-            browser.close()
+        page = browser.new_context(viewport=VIEW).new_page()
+        assert page.goto(f"{server.url}/photo/big").status == 401
+        assert page.goto(f"{server.url}/photo/big?token=wrong").status == 401
+        assert page.goto(f"{server.url}/photo/big?token={server.token}").status == 200
+        page.wait_for_selector(".leaflet-marker-icon")
+        page.wait_for_function("document.querySelectorAll('.leaflet-tile-loaded').length > 0")
+        # The page's own requests carry the cookie; a forged bad edit from it is refused.
+        refused = page.evaluate(
+            """async () => {
+                const post = (body) => fetch('/api/photos/big/edits', {method: 'POST',
+                    headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)});
+                const answers = [
+                    await post({reviewer: 'eve', action: 'add', class: 'walrus', row: 5, col: 5}),
+                    await post({reviewer: 'eve', action: 'add', class: 'cow', row: 5, col: 99999}),
+                    await post({reviewer: 'eve', action: 'delete', point: 0,
+                                seen: {class: 'cow', row: 1, col: 1}}),
+                    await fetch('/api/photos/nope/edits', {method: 'POST',
+                        headers: {'Content-Type': 'application/json'},
+                        body: JSON.stringify({reviewer: 'eve', action: 'done'})}),
+                ];
+                return answers.map((a) => a.status);
+            }"""
+        )
+        assert refused == [400, 400, 409, 404]
+        state = page.evaluate("fetch('/api/photos/big').then((a) => a.json())")
+        assert state["events"] == 0 and [p["id"] for p in state["points"]] == [0]
     finally:
         server.kill()
