@@ -391,6 +391,15 @@ def link_pair(task: PairTask, radii: dict[str, float], *, longest: int = 800) ->
 CHAINED = "chained"
 
 
+def frame_shapes(results: list[PairResult]) -> dict[str, tuple[int, int]]:
+    """Each frame's ``(rows, cols)``, as the pairs that decoded it found it."""
+    shapes: dict[str, tuple[int, int]] = {}
+    for r in results:
+        if r.shapes:
+            shapes[r.a], shapes[r.b] = r.shapes
+    return shapes
+
+
 def _placed(r: PairResult) -> bool:
     return r.registration == REGISTERED or r.registration.startswith(CHAINED)
 
@@ -406,10 +415,8 @@ def chain_pairs(plan: UniquePlan, results: list[PairResult], *, hops: int) -> li
     reaches (open water, another line without overlap) stays as it was: never guessed.
     """
     edges: dict[str, list[tuple[str, np.ndarray]]] = {}
-    shapes: dict[str, tuple[int, int]] = {}
+    shapes = frame_shapes(results)
     for r in results:
-        if r.shapes:
-            shapes[r.a], shapes[r.b] = r.shapes
         if r.status == OK and r.registration == REGISTERED and r.matrix is not None:
             m = np.array(r.matrix, np.float64).reshape(3, 3)
             edges.setdefault(r.a, []).append((r.b, m))
@@ -463,10 +470,7 @@ def finish_unique(job: UniqueJob, plan: UniquePlan, results: list[PairResult]) -
     xy = np.concatenate([f.xy for f in frames]) if frames else np.zeros((0, 2))
     frame_of = [f for f, _ in plan.frames for _ in range(len(plan.sightings[f]))]
     kinds = animal_classes(ids, classes)
-    shapes = {}
-    for r in results:
-        if r.shapes:
-            shapes[r.a], shapes[r.b] = r.shapes
+    shapes = frame_shapes(results)
     # The sighting nearest its frame's centre shows the animal best.
     best: dict[int, tuple[float, int]] = {}
     for n, animal in enumerate(ids.tolist()):
@@ -626,10 +630,7 @@ def draw_flight(path: str, plan: UniquePlan, results: list[PairResult]) -> None:
     from the first frame; a frame no chain of registrations reaches is left out."""
     from herdcount.plots import plot_footprints
 
-    shapes: dict[str, tuple[int, int]] = {}
-    for r in results:
-        if r.shapes:
-            shapes[r.a], shapes[r.b] = r.shapes
+    shapes = frame_shapes(results)
     links = {(r.a, r.b): np.array(r.matrix).reshape(3, 3) for r in results if r.matrix is not None}
     places = frame_places([f for f, _ in plan.frames], links)
     outlines = {}
