@@ -29,3 +29,18 @@ def train_density(extract: Path, data: Path, run: Path, *options: str) -> float:
         print(done.stdout[-2000:], done.stderr[-4000:], sep="\n")
         raise SystemExit(done.returncode)
     return (time.monotonic() - started) / 60
+
+
+def herdcount(*args: str, quiet: bool = False) -> float:
+    """Run a herdcount verb of this venv; the wall minutes it took. Exits with its code when
+    it fails (0 and 3, some photos failed, pass). ``quiet`` keeps its output unless it fails,
+    and then prints the output's tail."""
+    started = time.monotonic()
+    cmd = [str(Path(sys.executable).with_name("herdcount")), *args]
+    print("$", " ".join(cmd), flush=True)
+    done = subprocess.run(cmd, capture_output=quiet, text=True)
+    if done.returncode not in (0, 3):
+        if quiet:
+            print(done.stdout[-2000:], done.stderr[-3000:], sep="\n")
+        raise SystemExit(done.returncode)
+    return (time.monotonic() - started) / 60

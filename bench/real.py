@@ -24,12 +24,11 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from common import herdcount
 
 from herdcount.annotations import group_of, image_id, read_annotations, read_class_list
 from herdcount.intervals import group_errors
@@ -41,17 +40,6 @@ RECIPE = ["--width", "40", "--epochs", "48", "--steps-per-epoch", "300", "--weig
 RECIPE += ["--val-photos-per-epoch", "48"]
 GROUPS = r"^([^-]+)-"
 RADIUS = 40.0
-
-
-def herdcount(*args: str) -> float:
-    """Run a herdcount verb; the wall minutes it took. Exits with its code when it fails."""
-    started = time.monotonic()
-    cmd = [str(Path(sys.executable).with_name("herdcount")), *args]
-    print("$", " ".join(cmd), flush=True)
-    done = subprocess.run(cmd, check=False)
-    if done.returncode not in (0, 3):
-        raise SystemExit(done.returncode)
-    return (time.monotonic() - started) / 60
 
 
 def extract(split: Path, classes: Path, out: Path, *, windows: bool, other: str) -> float:

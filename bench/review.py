@@ -32,14 +32,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from common import herdcount
 
 from herdcount.config import DEFAULT_SCHEME, load_config
 from herdcount.count_inputs import read_calibration
@@ -53,20 +54,9 @@ from herdcount.score import column_rmse, read_points_truth
 from herdcount.synth import truth_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+#: A herdcount verb run with its output kept back unless it fails.
+quietly = functools.partial(herdcount, quiet=True)
 RADIUS = 20.0
-
-
-def herdcount(*args: str) -> float:
-    """Run a herdcount verb quietly; the wall minutes it took. Exits with its code (and its
-    output's tail) when it fails."""
-    started = time.monotonic()
-    cmd = [str(Path(sys.executable).with_name("herdcount")), *args]
-    print("$", " ".join(cmd), flush=True)
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode not in (0, 3):
-        print(done.stdout[-2000:], done.stderr[-3000:], sep="\n")
-        raise SystemExit(done.returncode)
-    return (time.monotonic() - started) / 60
 
 
 def read_counts(path: Path, names: list[str]) -> dict[str, np.ndarray]:
@@ -132,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         size = ["--width", "1000", "--height", "750", "--seed", "11"]
-        herdcount(
+        quietly(
             "synth",
             str(survey),
             "--train",
@@ -143,11 +133,11 @@ def main(argv: list[str] | None = None) -> int:
             "--test-scale",
             args.test_scale,
         )
-        herdcount("extract", "--data", str(survey), "--out", str(extract))
-        herdcount(
+        quietly("extract", "--data", str(survey), "--out", str(extract))
+        quietly(
             "train", "--kind", "density", "--extract", str(extract), "--data", str(survey), "--out", str(run)
         )
-        herdcount("count", "--model", str(run), "--images", str(survey / "Test"), "--out", str(count))
+        quietly("count", "--model", str(run), "--images", str(survey / "Test"), "--out", str(count))
     true_counts = read_counts(truth_dir(survey) / "test_counts.csv", names)
     counted = read_counts(count / "counts.csv", names)
     ids = sorted(counted)
@@ -210,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             classes = str(folder / "review" / "classes.csv")
             for old in (ex, tuned, again):
                 shutil.rmtree(old, ignore_errors=True)
-            herdcount(
+            quietly(
                 "extract",
                 "--images",
                 str(survey / "Test"),
@@ -221,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--out",
                 str(ex),
             )
-            herdcount(
+            quietly(
                 "train",
                 "--kind",
                 "density",
@@ -237,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(args.retrain_epochs),
                 "--overwrite",
             )
-            herdcount("count", "--model", str(tuned), "--images", str(survey / "Test"), "--out", str(again))
+            quietly("count", "--model", str(tuned), "--images", str(survey / "Test"), "--out", str(again))
             after = read_counts(again / "counts.csv", names)
             rest = [i for i in ids if i not in sampled]
             t = np.array([true_counts[i] for i in rest])
