@@ -28,6 +28,7 @@ from herdcount.config import PALETTE, config_from_dict
 from herdcount.modelrun import ModelRun
 from herdcount.options import option
 from herdcount.review_store import PhotoEntry, Point, ReviewStore
+from herdcount.runinfo import read_run
 from herdcount.score import iter_points_csv
 
 #: A point the model scored below this is counted as unsure when photos are ordered.
@@ -77,20 +78,20 @@ def read_count(count: str, images: str | None = None) -> CountOutput:
         Naming the file and line of a missing or malformed run.json, counts.csv or points.csv.
     """
     run_json = storage.join(count, "run.json")
-    if not storage.exists(run_json):
+    run = read_run(count)
+    if run is None:
         raise ValueError(f"{run_json} does not exist: --count names the output folder of herdcount count")
     try:
-        run = json.loads(storage.read_text(run_json))
-        settings = run["config"]["settings"]
+        settings = run.config["settings"]
         class_names = list(settings["class_names"])
-        folder = images or run["inputs"]["images"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        folder = images or run.inputs["images"]
+    except (KeyError, TypeError) as exc:
         raise ValueError(f"{run_json}: not a count job's record ({exc!r})") from None
     if not folder:
         raise ValueError(
             f"{run_json} names no image folder (a count of a sample submission?): give --images DIR"
         )
-    scheme = run["config"].get("scheme")
+    scheme = run.config.get("scheme")
     colours = (
         config_from_dict(scheme).colours
         if scheme
