@@ -45,7 +45,7 @@ def train(settings: TrainSettings, config: Config, prep: dict[str, Any], loggers
     whole-photo estimate the count job makes)."""
     reader = settings.scale
     shards: ShardIndex = prep["shards"]
-    zooms = (reader.min_zoom, reader.max_zoom)
+    zooms = reader.zoom_range
     strategy = device_strategy()
     with strategy.scope():
         model = make_scale_model(width=reader.width)

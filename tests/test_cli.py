@@ -178,6 +178,54 @@ def test_options_are_declared_once_on_the_dataclass(capsys):
     assert "--name" in capsys.readouterr().err
 
 
+@dataclasses.dataclass(frozen=True)
+class _Pair:
+    source: str | None = option(required=False, help="one of two sources")
+    width: int = option(8, flag="--pair-width", help="width")
+    colour: bool = option(True, flag="--no-colour", help="turn colour off")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Second:
+    width: int = option(5, flag="--second-width", help="its own width")
+    colour: bool = option(False, help="not offered here")
+
+
+def test_options_shared_by_two_settings_keep_apart_and_a_true_flag_turns_off():
+    parser = argparse.ArgumentParser(prog="pairs")
+    add_options(parser, _Pair)
+    add_options(parser.add_argument_group("second"), _Second, prefix="second_", only=["width"])
+    args = parser.parse_args(["--pair-width", "3", "--no-colour", "--second-width", "4"])
+    assert from_args(_Pair, args) == _Pair(source=None, width=3, colour=False)
+    assert from_args(_Second, args, prefix="second_", colour=True) == _Second(width=4, colour=True)
+    assert "--colour" not in parser.format_help()
+    assert from_args(_Pair, parser.parse_args([])) == _Pair(source=None, width=8, colour=True)
+
+    @dataclasses.dataclass
+    class _Wrong:
+        on: bool = option(True, help="no way to turn it off")
+
+    with pytest.raises(ValueError, match="'on' defaults to True"):
+        add_options(argparse.ArgumentParser(), _Wrong)
+
+
+def test_each_training_option_is_a_field_of_the_settings_it_sets():
+    from herdcount.models.settings import DensitySettings, ScaleSettings, TrainSettings
+
+    text = cli.verb_help("train", columns=200)
+    for cls in (TrainSettings, DensitySettings, ScaleSettings):
+        for f in dataclasses.fields(cls):
+            if "option" in f.metadata:
+                flag = f.metadata["option"]["flag"] or "--" + f.name.replace("_", "-")
+                assert len(re.findall(rf"^\s+{flag}\s", text, flags=re.M)) == 1, flag
+    given = parse_args(
+        ["--kind", "scale", "--extract", "E", "--out", "R", "--scale-width", "4", "--width", "40"]
+        + ["--zoom-range", "0.4,3", "--no-int8", "--init", "R0"]
+    )
+    assert (given.scale.width, given.density.width, given.scale.zoom_range) == (4, 40, (0.4, 3.0))
+    assert (given.density.int8, given.init, given.data, given.scale.tile_size) == (False, "R0", None, 256)
+
+
 def test_the_count_command_offers_each_option_of_the_job_once():
     text = cli.verb_help("count", columns=200)
     for f in dataclasses.fields(CountJob):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -27,6 +27,7 @@ def option(
     metavar: str | None = None,
     choices: list[Any] | None = None,
     flag: str | None = None,
+    required: bool | None = None,
 ) -> Any:
     """A dataclass field that is also a command-line option.
 
@@ -42,9 +43,15 @@ def option(
     metavar, choices : optional
         As argparse has them.
     flag : str, optional
-        The option's name where it is not ``--`` and the field's name with dashes.
+        The option's name where it is not ``--`` and the field's name with dashes. A bool
+        field that defaults to True needs one (``--no-...``): the flag turns it off.
+    required : bool, optional
+        Whether the command line must give it; by default, whether the field has no
+        default. ``False`` on a field without a default: the option defaults to None, and
+        the settings' own check decides (one of two sources given, say).
     """
     meta = {"help": help, "type": type, "metavar": metavar, "choices": choices, "flag": flag}
+    meta["required"] = default is _MISSING if required is None else required
     return dataclasses.field(default=default, metadata={"option": meta})
 
 
@@ -52,20 +59,26 @@ def _flag(f: dataclasses.Field) -> str:
     return f.metadata["option"]["flag"] or "--" + f.name.replace("_", "-")
 
 
-def add_options(parser: argparse.ArgumentParser | Any, cls: type) -> None:
+def add_options(
+    parser: argparse.ArgumentParser | Any, cls: type, *, prefix: str = "", only: Collection[str] | None = None
+) -> None:
     """Add an argument to ``parser`` (or an argument group) for each :func:`option` field of
-    ``cls``, in the order the fields are declared."""
+    ``cls``, in the order the fields are declared. ``prefix`` goes before each field's name
+    in the parsed namespace, where two settings classes of one command share field names;
+    ``only`` names the fields to add, where the help shows them in several groups."""
     for f in dataclasses.fields(cls):
         meta = f.metadata.get("option")
-        if meta is None:
+        if meta is None or (only is not None and f.name not in only):
             continue
-        kwargs: dict[str, Any] = {"help": meta["help"], "dest": f.name}
-        if f.default is _MISSING:
+        kwargs: dict[str, Any] = {"help": meta["help"], "dest": prefix + f.name}
+        if meta["required"]:
             kwargs["required"] = True
         else:
-            kwargs["default"] = f.default
+            kwargs["default"] = None if f.default is _MISSING else f.default
         if isinstance(f.default, bool):
-            kwargs["action"] = "store_true"
+            if f.default and not meta["flag"]:
+                raise ValueError(f"option {f.name!r} defaults to True: give it a flag that turns it off")
+            kwargs["action"] = "store_false" if f.default else "store_true"
         else:
             kind = meta["type"] or (type(f.default) if isinstance(f.default, (int, float)) else None)
             if kind is not None:
@@ -76,11 +89,12 @@ def add_options(parser: argparse.ArgumentParser | Any, cls: type) -> None:
         parser.add_argument(_flag(f), **kwargs)
 
 
-def from_args(cls: type[T], args: argparse.Namespace, **values: Any) -> T:
-    """``cls`` made from the parsed options of its :func:`option` fields, and ``values`` for
-    the fields the command line does not give as they are."""
+def from_args(cls: type[T], args: argparse.Namespace, *, prefix: str = "", **values: Any) -> T:
+    """``cls`` made from the parsed options of its :func:`option` fields (named with
+    ``prefix`` in ``args``, as :func:`add_options` put them), and ``values`` for the fields
+    the command line does not give as they are."""
     given = {
-        f.name: getattr(args, f.name)
+        f.name: getattr(args, prefix + f.name)
         for f in dataclasses.fields(cls)
         if "option" in f.metadata and f.name not in values
     }
