@@ -47,6 +47,7 @@ from herdcount.dot_cells import black_blocks
 from herdcount.extracted import PhotoDots, read_extract
 from herdcount.imaging import PhotoError, decode_rgb, encode_jpeg
 from herdcount.kaggle import id_key
+from herdcount.options import option
 from herdcount.records import Status, TaskError
 from herdcount.runinfo import read_run
 from herdcount.runner import SOME_FAILED, Job, Outcome
@@ -373,11 +374,11 @@ class WindowsJob(Job[WindowsPlan, ShardTask, ShardResult]):
     """
 
     name: ClassVar[str] = "windows"
-    extract: str
-    data: str
-    out: str
+    extract: str = option(metavar="OUT", help="output folder of herdcount extract")
+    data: str = option(help="the survey OUT was extracted from")
+    out: str = option(required=False, help="output folder (default: OUT/windows, where training looks)")
     settings: WindowSettings = field(default_factory=WindowSettings)
-    seed: int = 0
+    seed: int = option(0, help="seed of the choice of dot windows")
     config: Config | None = None
     items_per_task: int = 1
 

@@ -12,11 +12,28 @@ aside as a hold-out set of unknowns. Deterministic for a seed.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from herdcount.options import option
+
 SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplitSettings:
+    """What ``herdcount split`` is asked to do; its run.json records them as they are."""
+
+    manifest: str = option(help="output folder of herdcount manifest")
+    keep: str | None = option(None, type=str, help="keep.csv of herdcount clean: only these photos are split")
+    out: str = option(help="output folder")
+    by: str = option("label", help="the layout field to stratify by (default: %(default)s)")
+    group: str = option("", help="comma-separated layout fields whose photos stay together")
+    seed: int = option(0, help="seed of the split")
+    fractions: str = option("0.7,0.15,0.15", help="train,val,test (default: %(default)s)")
+    min_photos: int = option(5, help="labels with fewer photos are held out as unknowns")
 
 
 def assign_groups(

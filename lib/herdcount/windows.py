@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from herdcount.options import option
+
 GRID = "grid"
 
 
@@ -47,12 +49,14 @@ class WindowSettings:
         about 10-15 MB of grid windows each.
     """
 
-    size: int = 512
-    step: int = 384
-    dots_per_class: int = 4000
+    size: int = option(512, help="window side in pixels")
+    step: int = option(384, help="offset between grid windows")
+    dots_per_class: int = option(
+        4000, help="about how many dot-centred windows each class gets (all its dots when fewer)"
+    )
     margin: int = 32
-    quality: int = 95
-    photos_per_shard: int = 10
+    quality: int = option(95, help="JPEG quality of the windows")
+    photos_per_shard: int = option(10, help="photos per shard and task")
 
     def check(self, block: int) -> None:
         """Reject settings that cannot work.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import sys
 
@@ -11,25 +12,17 @@ from herdcount import split as _library
 from herdcount import storage
 from herdcount.cli import HelpFormatter
 from herdcount.manifest import OK, read_manifest
+from herdcount.options import add_options, from_args
 from herdcount.runinfo import RunClock, read_run, write_run_json
-from herdcount.split import proportions, split_rows
+from herdcount.split import SplitSettings, proportions, split_rows
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="herdcount split", description=_library.__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
-    p.add_argument("--manifest", required=True, help="output folder of herdcount manifest")
-    p.add_argument("--keep", help="keep.csv of herdcount clean: only these photos are split")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--by", default="label", help="the layout field to stratify by (default: %(default)s)")
-    p.add_argument("--group", default="", help="comma-separated layout fields whose photos stay together")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split")
-    p.add_argument("--fractions", default="0.7,0.15,0.15", help="train,val,test (default: %(default)s)")
-    p.add_argument(
-        "--min-photos", type=int, default=5, help="labels with fewer photos are held out as unknowns"
-    )
-    args = p.parse_args(argv)
+    add_options(p, SplitSettings)
+    args = from_args(SplitSettings, p.parse_args(argv))
     clock = RunClock()
     try:
         fractions = tuple(float(f) for f in args.fractions.split(","))
@@ -57,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     write_run_json(
         args.out,
         job="split",
-        config=vars(args),
+        config=dataclasses.asdict(args),
         inputs={
             "manifest": storage.absolute(args.manifest),
             "fingerprint": manifest_run.inputs["fingerprint"] if manifest_run else None,
