@@ -209,6 +209,23 @@ def test_options_shared_by_two_settings_keep_apart_and_a_true_flag_turns_off():
         add_options(argparse.ArgumentParser(), _Wrong)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Listed:
+    photo: str = option(flag="photo", help="a positional argument")
+    run: tuple[str, ...] = option((), repeat=True, help="repeatable")
+
+
+def test_a_positional_and_a_repeated_option_fill_their_fields():
+    parser = argparse.ArgumentParser(prog="listed")
+    add_options(parser, _Listed)
+    assert from_args(_Listed, parser.parse_args(["p.jpg", "--run", "a", "--run", "b"])) == _Listed(
+        "p.jpg", ("a", "b")
+    )
+    assert from_args(_Listed, parser.parse_args(["p.jpg"])) == _Listed("p.jpg", ())
+    with pytest.raises(ValueError, match="positional option 'photo'"):
+        add_options(argparse.ArgumentParser(), _Listed, prefix="x_")
+
+
 def test_each_training_option_is_a_field_of_the_settings_it_sets():
     from herdcount.models.settings import DensitySettings, ScaleSettings, TrainSettings
 

@@ -28,6 +28,7 @@ def option(
     choices: list[Any] | None = None,
     flag: str | None = None,
     required: bool | None = None,
+    repeat: bool = False,
 ) -> Any:
     """A dataclass field that is also a command-line option.
 
@@ -49,9 +50,15 @@ def option(
         Whether the command line must give it; by default, whether the field has no
         default. ``False`` on a field without a default: the option defaults to None, and
         the settings' own check decides (one of two sources given, say).
+    repeat : bool, optional
+        The option may be given several times; the field holds a tuple of the values (its
+        default should be ``()``).
+
+    A ``flag`` without leading dashes is a positional argument.
     """
     meta = {"help": help, "type": type, "metavar": metavar, "choices": choices, "flag": flag}
     meta["required"] = default is _MISSING if required is None else required
+    meta["repeat"] = repeat
     return dataclasses.field(default=default, metadata={"option": meta})
 
 
@@ -70,11 +77,20 @@ def add_options(
         meta = f.metadata.get("option")
         if meta is None or (only is not None and f.name not in only):
             continue
-        kwargs: dict[str, Any] = {"help": meta["help"], "dest": prefix + f.name}
-        if meta["required"]:
-            kwargs["required"] = True
+        flag = _flag(f)
+        kwargs: dict[str, Any] = {"help": meta["help"]}
+        if not flag.startswith("-"):
+            # argparse names a positional argument's value by its flag.
+            if prefix or flag != f.name:
+                raise ValueError(f"positional option {f.name!r} must be named as its field, without a prefix")
         else:
-            kwargs["default"] = None if f.default is _MISSING else f.default
+            kwargs["dest"] = prefix + f.name
+            if meta["repeat"]:
+                kwargs["action"], kwargs["default"] = "append", None
+            elif meta["required"]:
+                kwargs["required"] = True
+            else:
+                kwargs["default"] = None if f.default is _MISSING else f.default
         if isinstance(f.default, bool):
             if f.default and not meta["flag"]:
                 raise ValueError(f"option {f.name!r} defaults to True: give it a flag that turns it off")
@@ -94,8 +110,14 @@ def from_args(cls: type[T], args: argparse.Namespace, *, prefix: str = "", **val
     ``prefix`` in ``args``, as :func:`add_options` put them), and ``values`` for the fields
     the command line does not give as they are."""
     given = {
-        f.name: getattr(args, prefix + f.name)
+        f.name: _value(f, getattr(args, prefix + f.name))
         for f in dataclasses.fields(cls)
         if "option" in f.metadata and f.name not in values
     }
     return cls(**given, **values)
+
+
+def _value(f: dataclasses.Field, parsed: Any) -> Any:
+    if f.metadata["option"]["repeat"]:
+        return tuple(parsed or ())
+    return parsed

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from herdcount.config import Config, config_from_dict
 from herdcount.imaging import decode_rgb
 from herdcount.kaggle import id_key
 from herdcount.modelrun import ModelRun
+from herdcount.options import option
 from herdcount.records import RunRecord
 from herdcount.report_counts import counting_section, diagnosis_section, score_counts
 from herdcount.report_page import Inputs, draw_dots, img, png_of, read_json, read_rows, table
@@ -37,6 +39,24 @@ SECTIONS = (
     ("diagnosis", "Failure diagnosis"),
     ("lineage", "Lineage"),
 )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportSettings:
+    """What ``herdcount report`` is asked to show."""
+
+    extract: str = option(help="output folder of the extract job")
+    run: tuple[str, ...] = option((), repeat=True, help="a training run (repeatable)")
+    count: tuple[str, ...] = option((), repeat=True, help="output folder of the count job (repeatable)")
+    truth: str | None = option(None, type=str, help="true counts CSV (test_id and the class columns)")
+    points: str | None = option(
+        None,
+        type=str,
+        metavar="TRUTH_POINTS",
+        help="true points (the generator's truth folder or a CSV of test_id,class,x,y): score the count "
+        "runs' points and draw them beside the truth",
+    )
+    out: str = option(help="the HTML file to write")
 
 
 def load_inputs(

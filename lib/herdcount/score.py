@@ -21,18 +21,54 @@ the interval is against the total.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from herdcount import storage
+from herdcount.options import option
 from herdcount.points import PointScores, score_points
+
+
+def _radius(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels or 'auto', got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"the radius must be positive, got {value:g}")
+    return value
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """What ``herdcount score`` is asked to score."""
+
+    submission: str = option(flag="submission", help="submission CSV: test_id and the class columns")
+    truth: str = option(flag="truth", help="true counts CSV with the same header")
+    points: str | None = option(
+        None,
+        type=str,
+        metavar="TRUTH_POINTS",
+        help="also match points.csv beside SUBMISSION to the true points: the generator's truth folder "
+        "or a CSV of test_id,class,x,y",
+    )
+    radius: float | str = option(
+        20.0,
+        type=_radius,
+        help="largest distance of a matched pair of points, in pixels, or 'auto': half of each class's body "
+        "length as the model's training data measured it (default: %(default)s)",
+    )
 
 
 def read_counts(path: str | Path, *, header: list[str] | None = None) -> tuple[list[str], list[str], NDArray]:

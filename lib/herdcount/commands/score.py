@@ -7,7 +7,9 @@ import sys
 
 from herdcount import score as _library
 from herdcount import storage
+from herdcount.options import add_options, from_args
 from herdcount.score import (
+    ScoreSettings,
     class_radii,
     counted_ids,
     format_coverage,
@@ -22,40 +24,14 @@ from herdcount.score import (
 )
 
 
-def _radius(text: str) -> float | str:
-    if text == "auto":
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of pixels or 'auto', got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"the radius must be positive, got {value:g}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="herdcount score",
         description=_library.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("submission", help="submission CSV: test_id and the class columns")
-    parser.add_argument("truth", help="true counts CSV with the same header")
-    parser.add_argument(
-        "--points",
-        metavar="TRUTH_POINTS",
-        help="also match points.csv beside SUBMISSION to the true points: the generator's truth folder "
-        "or a CSV of test_id,class,x,y",
-    )
-    parser.add_argument(
-        "--radius",
-        type=_radius,
-        default=20.0,
-        help="largest distance of a matched pair of points, in pixels, or 'auto': half of each class's body "
-        "length as the model's training data measured it (default: %(default)s)",
-    )
-    args = parser.parse_args(argv)
+    add_options(parser, ScoreSettings)
+    args = from_args(ScoreSettings, parser.parse_args(argv))
     try:
         print(format_score(score(args.submission, args.truth)))
         header, ids, true = read_counts(args.truth)
