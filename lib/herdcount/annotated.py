@@ -25,6 +25,7 @@ import numpy as np
 
 from herdcount import storage
 from herdcount.annotations import (
+    FORMATS,
     IMAGE_SUFFIXES,
     Animal,
     AnnotationError,
@@ -39,6 +40,7 @@ from herdcount.annotations import (
 )
 from herdcount.config import ClassSpec, Config
 from herdcount.imaging import PhotoError, decode_rgb
+from herdcount.options import option
 from herdcount.runinfo import read_run
 
 #: Where a scheme is made from an annotation file's classes: its annotation key.
@@ -61,13 +63,30 @@ class ImageTask:
 class LabelSource:
     """An annotation file over a folder of images, as the extract job reads it."""
 
-    images: str
-    annotations: str
-    format: str = "auto"
-    #: A keras-retinanet classes CSV (or a list of names) giving the classes' order.
-    classes: str | None = None
-    ignore: tuple[str, ...] = ()
-    group_pattern: str | None = None
+    images: str = option(required=False, metavar="DIR", help="folder of the annotated images")
+    annotations: str = option(required=False, metavar="FILE", help="annotation file (or YOLO folder)")
+    format: str = option("auto", choices=["auto", *FORMATS], help="the annotation file's format")
+    classes: str | None = option(
+        None,
+        type=str,
+        metavar="FILE",
+        help="class order: a keras-retinanet classes CSV (name,id) or one name a line (default: the "
+        "scheme's, else the file's own list, else first appearance)",
+    )
+    ignore: tuple[str, ...] = option(
+        (),
+        repeat=True,
+        flag="--ignore-class",
+        metavar="NAME",
+        help="a class that is neither background nor counted (masked in training); repeatable",
+    )
+    group_pattern: str | None = option(
+        None,
+        type=str,
+        metavar="REGEX",
+        help="each image's group (e.g. its source photo) is the regex's first capture group in its "
+        "file name; training holds out whole groups",
+    )
 
 
 @dataclass

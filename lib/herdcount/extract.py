@@ -43,6 +43,7 @@ from herdcount.dots import find_dots
 from herdcount.extract_report import diagnoses, format_summary, report_csv, summarise
 from herdcount.imaging import PhotoError, decode_rgb, encode_jpeg, jpeg_shape
 from herdcount.kaggle import id_key, read_data_scheme, read_mismatched, read_train_csv, thumbnail_name
+from herdcount.options import option
 from herdcount.patches import sample_background, thumbnail_origins
 from herdcount.records import Status, TaskError
 from herdcount.runinfo import fingerprint_files
@@ -384,9 +385,14 @@ class ExtractJob(Job[ExtractPlan, PairTask, PairResult]):
     """
 
     name: ClassVar[str] = "extract"
-    data: str
-    out: str
-    scheme: str | None = None
+    data: str = option(required=False, help="dataset root in the Kaggle layout (dotted pairs)")
+    out: str = option(help="output folder (created; reruns resume)")
+    scheme: str | None = option(
+        None,
+        type=str,
+        help="class scheme: a YAML file or a packaged scheme (default: DATA/scheme.yaml when the survey "
+        f"records one, else {DEFAULT_SCHEME})",
+    )
     config: Config | None = None
     #: Cut training windows into ``OUT/windows/parts`` while each pair is decoded (for the
     #: windows stage to shard), with these settings; only where train.csv gives the counts.
