@@ -29,6 +29,7 @@ def option(
     flag: str | None = None,
     required: bool | None = None,
     repeat: bool = False,
+    const: Any = None,
 ) -> Any:
     """A dataclass field that is also a command-line option.
 
@@ -54,11 +55,14 @@ def option(
         The option may be given several times; the field holds a tuple of the values (its
         default should be ``()``).
 
+    const : optional
+        The value of the option given without one (argparse's ``nargs="?"``).
+
     A ``flag`` without leading dashes is a positional argument.
     """
     meta = {"help": help, "type": type, "metavar": metavar, "choices": choices, "flag": flag}
     meta["required"] = default is _MISSING if required is None else required
-    meta["repeat"] = repeat
+    meta["repeat"], meta["const"] = repeat, const
     return dataclasses.field(default=default, metadata={"option": meta})
 
 
@@ -99,9 +103,11 @@ def add_options(
             kind = meta["type"] or (type(f.default) if isinstance(f.default, (int, float)) else None)
             if kind is not None:
                 kwargs["type"] = kind
-            for key in ("metavar", "choices"):
+            for key in ("metavar", "choices", "const"):
                 if meta[key] is not None:
                     kwargs[key] = meta[key]
+            if meta["const"] is not None:
+                kwargs["nargs"] = "?"
         parser.add_argument(_flag(f), **kwargs)
 
 

@@ -25,21 +25,25 @@ The scenes themselves are drawn by :mod:`herdcount.synth_scenes`.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from herdcount import annotation_writers as writers
 from herdcount import annotations as labels
-from herdcount.config import Config, scheme_yaml
+from herdcount.config import DEFAULT_SCHEME, Config, scheme_yaml
 from herdcount.imaging import encode_jpeg
+from herdcount.options import option
 from herdcount.storage import write_bytes_atomic, write_csv_atomic
 from herdcount.synth_scenes import (
     AnnotationStyle,
     make_pair,
     make_test_scene,
+    value_range,
 )
 
 KAGGLE_SIZES = ((4992, 3328), (5616, 3744))
@@ -368,3 +372,76 @@ def export_annotations(out: Path, truth: Path, config: Config, formats: tuple[st
         images.append(writers.LabelledImage(f"{path.stem}.jpg", height, width, tuple(animals)))
     for fmt in formats:
         writers.write_annotations(images, config.class_names, fmt, str(out / "annotations" / EXPORTS[fmt]))
+
+
+def _grid(text: str) -> tuple[int, int]:
+    try:
+        lines, frames = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LINESxFRAMES such as 2x5, got {text!r}") from None
+    return lines, frames
+
+
+@dataclass(frozen=True, kw_only=True)
+class SynthSettings:
+    """What ``herdcount synth`` is asked to write (its annotation style apart)."""
+
+    out: str = option(flag="out", help="dataset root to write (Kaggle layout)")
+    train: int = option(8, help="training pairs (default 8)")
+    test: int = option(4, help="test photos (default 4)")
+    seed: int = option(0, help="random seed (default 0)")
+    width: int | None = option(None, type=int, help="photo width; default: Kaggle's 4992 or 5616")
+    height: int | None = option(None, type=int, help="photo height; default: Kaggle's 3328 or 3744")
+    density: float = option(10.0, help="animals per megapixel (default 10)")
+    mismatched: int | None = option(None, type=int, help="mismatched pairs (default: one in 12)")
+    scheme: str = option(
+        DEFAULT_SCHEME, help="class scheme: a YAML file or a packaged scheme (default: %(default)s)"
+    )
+    test_scale: tuple[float, float] | None = option(
+        None,
+        type=value_range(float),
+        metavar="S|LO,HI",
+        help="ground scale of each test photo against the training photos, log-uniform per photo "
+        "(0.5: flown twice as high; default 1)",
+    )
+    realism: int = option(
+        0,
+        choices=[0, 1],
+        help="1: scenes of rock with cracks, wet patches, sand and surf, animals with heads and "
+        "flippers, wet or dry, one sun per photo, gulls, kelp and pup-sized rocks (default 0)",
+    )
+    mosaic: str | None = option(
+        None,
+        type=str,
+        const="ground",
+        choices=["ground", "laid"],
+        help="also write the test photos as one georeferenced orthomosaic, OUT/Mosaic/survey.tif (a tiled "
+        "GeoTIFF in UTM 10N, 3 cm pixels), its truth in map coordinates in <out>_truth/mosaic_points.csv: "
+        "'ground' (the default) cuts the photos from one continuous stretch of ground, 'laid' lays "
+        "independent scenes edge to edge",
+    )
+    export: tuple[str, ...] = option(
+        (),
+        repeat=True,
+        choices=sorted(EXPORTS),
+        help="also write the training photos' animals as an annotation file of this format in "
+        "OUT/annotations (repeatable), for herdcount extract --images OUT/Train --annotations FILE",
+    )
+    #: A survey flight of overlapping frames (for herdcount unique).
+    flight: tuple[int, int] | None = option(
+        None,
+        type=_grid,
+        metavar="LINESxFRAMES",
+        help="also fly serpentine lines over one continuous ground: OUT/Flight/<id>.jpg, "
+        "OUT/flight_order.csv, and the sightings with their animals in the truth's flight.csv",
+    )
+    overlap: tuple[float, float] = option(
+        (0.6, 0.3),
+        type=value_range(float),
+        metavar="FORWARD,SIDE",
+        help="overlap of consecutive frames and of neighbouring lines (default 0.6,0.3)",
+    )
+    rotation: float = option(5.0, help="largest rotation of a frame, degrees (default 5)")
+    movement: float = option(
+        0.0, help="largest step of an animal between frames, in body lengths (default 0: they keep still)"
+    )

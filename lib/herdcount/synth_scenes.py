@@ -9,7 +9,9 @@ its mother so that their two dots touch.
 
 from __future__ import annotations
 
+import argparse
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,11 +20,26 @@ from PIL import Image, ImageDraw
 from herdcount import realism as realistic
 from herdcount.config import Config
 from herdcount.imaging import encode_jpeg
+from herdcount.options import option
 
 MASK_MARGIN = 24
 
 
 SUN = np.array([0.55, 0.35])  # shadow offset per unit of body length, (row, col)
+
+
+def value_range(kind: type) -> Callable[[str], tuple]:
+    """argparse type of ``V`` (a range of one value) or ``LO,HI``."""
+
+    def parse(text: str) -> tuple:
+        parts = [kind(p) for p in text.split(",")]
+        if len(parts) == 1:
+            parts *= 2
+        if len(parts) != 2 or parts[0] > parts[1]:
+            raise argparse.ArgumentTypeError(f"expected V or LO,HI with LO <= HI, got {text!r}")
+        return tuple(parts)
+
+    return parse
 
 
 @dataclass(frozen=True)
@@ -41,10 +58,22 @@ class AnnotationStyle:
         Share of animals that are dark (wet or in a shadow), 0.4-0.6 times their body colour.
     """
 
-    radius: tuple[float, float] = (2.7, 3.3)
-    drift: int = 8
-    quality: tuple[int, int] = (85, 95)
-    dark_share: float = 0.0
+    radius: tuple[float, float] = option(
+        (2.7, 3.3),
+        flag="--dot-radius",
+        type=value_range(float),
+        metavar="R|LO,HI",
+        help="dot radius in px, drawn per dot (default 2.7,3.3)",
+    )
+    drift: int = option(8, flag="--dot-drift", metavar="N", help="per-dot colour drift, +-N per channel")
+    quality: tuple[int, int] = option(
+        (85, 95),
+        flag="--jpeg-quality",
+        type=value_range(int),
+        metavar="Q|LO,HI",
+        help="JPEG quality, drawn per copy (default 85,95)",
+    )
+    dark_share: float = option(0.0, metavar="P", help="share of dark (wet or shadowed) animals")
 
     def __post_init__(self) -> None:
         lo, hi = self.radius
