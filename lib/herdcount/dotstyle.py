@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from herdcount import storage
-from herdcount.config import Config
+from herdcount.config import DEFAULT_SCHEME, Config
 from herdcount.dot_colours import ColourStats
 from herdcount.dots import find_dots
 from herdcount.imaging import PhotoError, decode_rgb
+from herdcount.options import option
 from herdcount.points import PointScores, score_points
 
 
@@ -57,6 +58,17 @@ class DotStyle:
     def radius(self) -> float | None:
         """Radius of a disc of the median footprint."""
         return None if self.footprint is None else float(np.sqrt(self.footprint / np.pi))
+
+
+@dataclass(frozen=True)
+class DotstyleSettings:
+    """What ``herdcount dotstyle`` is asked to measure."""
+
+    data: str = option(flag="data", help="dataset root in the Kaggle layout (Train/, TrainDotted/)")
+    pairs: int = option(4, help="pairs to measure (default 4)")
+    scheme: str = option(
+        DEFAULT_SCHEME, help="class scheme: a YAML file or a packaged scheme (default: %(default)s)"
+    )
 
 
 def measure_pairs(data: str, config: Config, *, pairs: int = 4) -> DotStyle:

@@ -7,8 +7,9 @@ import sys
 
 from herdcount import dotstyle as _library
 from herdcount.cli import HelpFormatter
-from herdcount.config import DEFAULT_SCHEME, load_config
-from herdcount.dotstyle import format_style, measure_pairs
+from herdcount.config import load_config
+from herdcount.dotstyle import DotstyleSettings, format_style, measure_pairs
+from herdcount.options import add_options, from_args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,14 +19,8 @@ def main(argv: list[str] | None = None) -> int:
         description=_library.__doc__.split("\n\n")[0],
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("data", help="dataset root in the Kaggle layout (Train/, TrainDotted/)")
-    parser.add_argument("--pairs", type=int, default=4, help="pairs to measure (default 4)")
-    parser.add_argument(
-        "--scheme",
-        default=DEFAULT_SCHEME,
-        help="class scheme: a YAML file or a packaged scheme (default: %(default)s)",
-    )
-    args = parser.parse_args(argv)
+    add_options(parser, DotstyleSettings)
+    args = from_args(DotstyleSettings, parser.parse_args(argv))
     try:
         config = load_config(args.scheme)
         style = measure_pairs(args.data, config, pairs=args.pairs)
