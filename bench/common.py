@@ -21,14 +21,8 @@ def train_density(extract: Path, data: Path, run: Path, *options: str) -> float:
     """Train a density model with herdcount train from EXTRACT and DATA into RUN, with
     ``options``; the wall minutes it took. Exits with training's code (and its output's
     tail) when it fails."""
-    started = time.monotonic()
-    cmd = [sys.executable, str(ROOT / "models" / "train.py"), "--kind", "density"]
-    cmd += ["--extract", str(extract), "--data", str(data), "--out", str(run), "--overwrite", *options]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        print(done.stdout[-2000:], done.stderr[-4000:], sep="\n")
-        raise SystemExit(done.returncode)
-    return (time.monotonic() - started) / 60
+    args = ["--kind", "density", "--extract", str(extract), "--data", str(data), "--out", str(run)]
+    return herdcount("train", *args, "--overwrite", *options, quiet=True)
 
 
 def herdcount(*args: str, quiet: bool = False) -> float:

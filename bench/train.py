@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         started = time.monotonic()
         cmd = [
-            sys.executable,
-            str(ROOT / "models" / "train.py"),
+            str(Path(sys.executable).with_name("herdcount")),
+            "train",
             "--kind",
             kind,
             "--extract",

@@ -1,7 +1,5 @@
-"""Train a patch classifier or a density count model from an extract job's output.
-
-    herdcount train --kind density --extract OUT --data DATA --out RUN [--epochs N] [--seed S]
-    herdcount train --kind classifier --extract OUT --data DATA --out RUN
+"""Train a patch classifier or a density count model from an extract job's output
+(``herdcount train``, whose command line is :mod:`herdcount.commands.train`).
 
 A plain Keras 3 / TensorFlow program on one machine (not a Spark job); it uses a GPU
 when TensorFlow sees one. RUN receives model.keras, model.json, history.csv, curves.png,
@@ -38,7 +36,7 @@ from herdcount.config import Config, resolve_scheme
 from herdcount.kinds import kind_of
 from herdcount.modelrun import ModelRun
 from herdcount.models.run_writer import flat_metrics, write_run
-from herdcount.models.settings import TrainSettings, check_settings, check_sources, parse_args
+from herdcount.models.settings import TrainSettings, check_settings, check_sources
 from herdcount.runinfo import RunClock, read_run
 
 
@@ -121,9 +119,9 @@ def _slug(uri: str) -> str:
     return hashlib.sha256(uri.encode()).hexdigest()[:16]
 
 
-def main(argv: list[str] | None = None) -> int:
-    clock = RunClock()
-    given = parse_args(argv)
+def run_training(given: TrainSettings, clock: RunClock) -> int:
+    """Train as ``given`` asks (``herdcount train``, :mod:`herdcount.commands.train`); the
+    command's exit code: 0, or 2 for settings or inputs that cannot work."""
     try:
         check_sources(given)
         given = extract_annotations(given)
@@ -179,7 +177,3 @@ def _tracker(settings: TrainSettings):
 def format_summary(kind: str, metrics: dict[str, Any]) -> str:
     """The lines printed at the end of a run, as the kind's trainer words them."""
     return importlib.import_module(kind_of(kind).trainer).summary(metrics)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

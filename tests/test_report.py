@@ -12,7 +12,7 @@ from conftest import ROOT, find_chromium, spark_submit
 from herdcount import report
 from herdcount.commands import lineage as lineage_command
 from herdcount.commands import report as report_command
-from herdcount.models import train
+from herdcount.commands import train
 from herdcount.synth import truth_dir
 
 pytestmark = pytest.mark.slow

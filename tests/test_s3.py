@@ -18,13 +18,13 @@ from test_count_mosaic import counted, mosaic  # noqa: F401 (a fixture)
 from herdcount import mosaic as rasters
 from herdcount import storage
 from herdcount.commands import report as report_command
+from herdcount.commands import train
 from herdcount.count import CountJob
 from herdcount.count_inputs import plan_count
 from herdcount.count_outputs import write_outputs
 from herdcount.count_tasks import CountSettings
 from herdcount.count_worker import count_photo
 from herdcount.manifest import read_manifest
-from herdcount.models import train
 from herdcount.models.builders import save_model_run
 from herdcount.runner import run_in_process
 from herdcount.spark import build_session, run_tasks

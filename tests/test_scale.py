@@ -129,12 +129,12 @@ def test_a_trained_scale_model_reads_photos_flown_at_known_altitudes(tmp_path, c
     import csv
     import statistics
 
+    from herdcount.commands import train
     from herdcount.extract import ExtractJob
     from herdcount.imaging import decode_rgb
     from herdcount.predictors import load_model
     from herdcount.runner import run_in_process
     from herdcount.synth import truth_dir, write_survey
-    from models import train
 
     size = {"width": 900, "height": 700, "density": 60}
     data, out, run = tmp_path / "data", tmp_path / "out", tmp_path / "run"

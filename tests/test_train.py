@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from herdcount.commands import train
 from herdcount.dot_cells import black_blocks
 from herdcount.extracted import load_photo, read_extract
 from herdcount.imaging import decode_rgb
 from herdcount.intervals import read_validation_counts
-from herdcount.models import train
 from herdcount.models.builders import make_density_model
 from herdcount.models.training_data import tile_stream
 from herdcount.runner import run_in_process
@@ -59,7 +59,7 @@ def density_args(extracted: Path, survey: Path, run: Path, *extra: str) -> list[
 
 def run_train(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(ROOT / "models" / "train.py"), *args],
+        [str(Path(sys.executable).with_name("herdcount")), "train", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -144,7 +144,7 @@ def test_classifier_run_reports_accuracy_and_confusion_without_importing_mlflow(
     run = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     code = (
-        "import sys; from herdcount.models import train; "
+        "import sys; from herdcount.commands import train; "
         f"rc = train.main(['--kind', 'classifier', '--extract', {str(extracted)!r}, '--data', {str(survey)!r}, "
         f"'--out', {str(run)!r}, '--epochs', '2', '--threads', '2']); "
         "print('mlflow imported:', 'mlflow' in sys.modules); sys.exit(rc)"
@@ -304,7 +304,9 @@ def test_the_summary_tables_each_class_and_warns_of_one_counted_no_better_than_z
         "val_total_per_class": dict(zip(names, [5, 4, 30])),
         "val_predicted_total_per_class": dict(zip(names, [4.6, 0.0, 29.0])),
     }
-    text = train.format_summary("density", metrics)
+    from herdcount.models.train import format_summary
+
+    text = format_summary("density", metrics)
     rows = {
         line.split()[0]: line.split()[1:] for line in text.splitlines()[2:] if not line.startswith("warning")
     }

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from herdcount.annotated import LabelSource
+from herdcount.commands import train
 from herdcount.config import load_config
 from herdcount.count import CountJob
 from herdcount.extract import ExtractJob
 from herdcount.intervals import group_errors, read_validation_counts
-from herdcount.models import train
 from herdcount.runner import run_in_process
 from herdcount.score import class_radii
 from herdcount.synth import write_survey

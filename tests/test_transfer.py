@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_train import TINY_DENSITY, density_args
 
-from herdcount.models import train
+from herdcount.commands import train
 from herdcount.models.builders import make_density_model, save_model_run
 from herdcount.models.transfer import LayerRateAdam, init_from_run
 

@@ -43,7 +43,7 @@ VERBS = {
         "herdcount.commands.windows",
         "cut training windows of the extracted photos into shards (Spark)",
     ),
-    "train": ("herdcount.models.train", "train a density model or a patch classifier (TensorFlow)"),
+    "train": ("herdcount.commands.train", "train a density model or a patch classifier (TensorFlow)"),
     "count": ("herdcount.commands.count", "count the animals of every test photo into a submission (Spark)"),
     "unique": (
         "herdcount.commands.unique",
@@ -91,18 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in VERBS:
         print(f"herdcount: unknown verb {verb!r}; expected one of {', '.join(VERBS)}", file=sys.stderr)
         return 2
-    if verb == "train":
-        # Parse before the trainer imports TensorFlow: --help and bad options answer at once.
-        from herdcount.models.settings import parse_args
-
-        parse_args(rest)
-        # Looked up, not imported: the trainer sets TensorFlow's log level before importing it.
-        if importlib.util.find_spec("tensorflow") is None:
-            print(
-                "herdcount train: TensorFlow is not installed: pip install 'herdcount[train]'",
-                file=sys.stderr,
-            )
-            return 2
     module = importlib.import_module(VERBS[verb][0])
     sys.argv[0] = f"herdcount {verb}"
     return int(module.main(rest) or 0)
