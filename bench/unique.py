@@ -1,9 +1,9 @@
 """How well the unique stage links sightings, and what a pair costs.
 
-    python bench/unique.py [--flights 3] [--lines 2 --frames 5] [--movement 0.2] [--full]
+    python bench/unique.py [--flights 3] [--lines 2 --frames 5] [--movement 0.2] [--exposure 0.1] [--full]
 
 Flies the generator's flights (``herdcount synth --flight``: frames of 1600 x 1100, forward
-overlap 0.6, side 0.3, rotations up to 5 degrees, exposure +-10 %, animals stepping up to
+overlap 0.6, side 0.3, rotations up to 5 degrees, exposure +-10 % (``--exposure``), animals stepping up to
 ``--movement`` body lengths between shots) and links their true
 sightings (the linking alone is judged, as the owners' held-out flights give points) with
 ``--neighbours`` reaching the next line. Prints per flight the sightings, the animals, the
@@ -50,14 +50,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=5)
     p.add_argument("--density", type=float, default=30.0)
     p.add_argument("--movement", type=float, default=0.0, help="largest step of an animal between shots")
+    p.add_argument(
+        "--exposure",
+        type=float,
+        default=0.1,
+        help="largest change of a frame's brightness (0.1: 0.9-1.1 times)",
+    )
     p.add_argument("--full", action="store_true", help="also time one pair of full-size frames")
     args = p.parse_args(argv)
     config = load_config(DEFAULT_SCHEME)
     work = Path(tempfile.mkdtemp(prefix="herdcount-bench-unique-"))
-    print("flight  sightings  animals  found  worst class error  pair precision  recall  CPU-s per pair")
+    print(
+        "flight  sightings  animals  found  worst class error  pair precision  recall  registered  CPU-s per pair"
+    )
     for seed in range(1, args.flights + 1):
         root = work / f"flight-{seed}"
-        plan = FlightPlan(args.lines, args.frames, height=1100, width=1600, movement=args.movement)
+        plan = FlightPlan(
+            args.lines, args.frames, height=1100, width=1600, movement=args.movement, exposure=args.exposure
+        )
         write_flight(root / "data", root / "truth", plan, config, seed=seed, density=args.density)
         job = UniqueJob(
             images=str(root / "data" / "Flight"),
@@ -78,13 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         true_totals = collections.Counter(animals.values())
         totals = {r["class"]: int(r["total"]) for r in rows(root / "unique" / "unique_totals.csv")}
         worst = max(abs(totals.get(k, 0) - n) / n for k, n in true_totals.items())
-        registered = [
-            float(r["cpu_s"]) for r in rows(root / "unique" / "pairs.csv") if r["status"] == "registered"
-        ]
+        tried = rows(root / "unique" / "pairs.csv")
+        registered = [float(r["cpu_s"]) for r in tried if r["status"] == "registered"]
         print(
             f"{seed:>6}  {len(truth):>9}  {len(animals):>7}  {sum(totals.values()):>5}  {100 * worst:>16.1f} %"
             f"  {hits / max(len(found_pairs), 1):>14.4f}  {hits / max(len(true_pairs), 1):>6.4f}"
-            f"  {np.mean(registered):>14.2f}"
+            f"  {len(registered):>4} of {len(tried):<3}  {np.mean(registered):>14.2f}"
         )
     if args.full:
         scene, _ = make_test_scene(np.random.default_rng(0), 3328, 7000, config, density=10)

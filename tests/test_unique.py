@@ -52,6 +52,43 @@ def test_registration_recovers_a_known_rotation_scale_and_shift(config):
     assert 0.35 < found.overlap < 0.65
 
 
+@pytest.mark.parametrize("seed", [1, 3])
+def test_animals_that_moved_are_left_out_and_the_ground_registers_the_frames(config, seed):
+    import dataclasses
+
+    from herdcount.synth_scenes import make_background, paint_animals, place_animals
+
+    rng = np.random.default_rng(seed)
+    ground, water = make_background(rng, 700, 1300)
+    still = place_animals(rng, np.zeros_like(water), config, 60)
+    # Each animal steps 0.4 of its length between the shots; the ground keeps still.
+    headings = rng.uniform(0, 2 * np.pi, len(still))
+    moved = [
+        dataclasses.replace(
+            a,
+            row=a.row + 0.4 * a.length * np.sin(h),
+            col=a.col + 0.4 * a.length * np.cos(h),
+            angle=a.angle + 0.2,
+        )
+        for a, h in zip(still, headings)
+    ]
+    shots = []
+    for animals in (still, moved):
+        scene = ground.copy()
+        paint_animals(scene, animals, config, rng)
+        shots.append(np.clip(scene, 0, 255).astype(np.uint8))
+    a, b = shots[0][:, :800], shots[1][:, 500:1300]  # b sees the ground 500 px further on
+
+    def known(animals, shift):
+        return np.array([(x.col - shift, x.row) for x in animals]), np.array([x.length for x in animals])
+
+    blind = register_frames(a, b)
+    found = register_frames(a, b, animals_a=known(still, 0), animals_b=known(moved, 500))
+    assert found.status == REGISTERED and found.inliers > max(100, 2 * blind.inliers)
+    probe = np.array([[600.0, 100.0], [700.0, 600.0], [550.0, 350.0]])
+    assert np.abs(map_points(found.matrix, probe) - (probe - [500, 0])).max() < 2.0
+
+
 def test_featureless_water_is_not_registered_and_carries_no_transform():
     rng = np.random.default_rng(1)
     water = np.clip(rng.normal(60, 1.0, (600, 800, 3)) + [0, 40, 80], 0, 255).astype(np.uint8)

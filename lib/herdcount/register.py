@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 #: Registration outcomes.
 REGISTERED, TOO_FEW, NO_OVERLAP = "registered", "too few inliers", "no overlap"
@@ -65,6 +65,25 @@ def grey_at(image: NDArray[np.uint8], longest: int) -> tuple[NDArray[np.float64]
     return grey, factor
 
 
+def off_animals(points: ArrayLike, xy: ArrayLike, radius: ArrayLike) -> NDArray[np.bool_]:
+    """Which of ``points`` (``(row, col)``) lie farther than its ``radius`` from every animal
+    at ``xy`` (``(x, y)``)."""
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    if not len(xy) or not len(points):
+        return np.ones(len(points), bool)
+    reach = np.broadcast_to(np.asarray(radius, dtype=np.float64), (len(xy),))
+    tree = cKDTree(xy[:, ::-1])
+    # Every animal within the largest reach, then each held to its own.
+    near = tree.query_ball_point(points, r=float(reach.max()))
+    return np.array(
+        [not any(np.hypot(*(p - xy[j, ::-1])) <= reach[j] for j in hits) for p, hits in zip(points, near)],
+        dtype=bool,
+    )
+
+
 def map_points(matrix: NDArray[np.float64], xy: NDArray[np.float64]) -> NDArray[np.float64]:
     """``(x, y)`` points mapped through a homography."""
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
@@ -96,8 +115,15 @@ def register_frames(
     min_inliers: int = 25,
     residual: float = 2.0,
     seed: int = 0,
+    animals_a: tuple[ArrayLike, ArrayLike] | None = None,
+    animals_b: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> Registration:
     """Register frame ``a`` onto frame ``b`` (both RGB or grey, any sizes).
+
+    Animals move between shots and the ground does not: where the frames' animals are known
+    (``animals_a``, ``animals_b``), features on them are left out and the frames are matched
+    by the ground around them (by every feature where the ground has fewer than
+    ``min_inliers``, as over a packed colony of animals that keep still).
 
     Parameters
     ----------
@@ -114,6 +140,9 @@ def register_frames(
         RANSAC's inlier distance, in pixels of the shrunk frames.
     seed : int, optional
         RANSAC's random state: the same frames give the same transform.
+    animals_a, animals_b : (xy, radius), optional
+        Each frame's animals: ``(N, 2)`` positions ``(x, y)`` in its full-size pixels, and
+        how far each reaches, in pixels (one number or one per animal).
 
     Returns
     -------
@@ -126,13 +155,21 @@ def register_frames(
     grey_a, fa = grey_at(a, longest)
     grey_b, fb = grey_at(b, longest)
     found = []
-    for grey in (grey_a, grey_b):
-        orb = ORB(n_keypoints=keypoints, fast_threshold=0.05)
+    for grey, factor, animals in ((grey_a, fa, animals_a), (grey_b, fb, animals_b)):
+        # Three times the features where some may lie on animals, the best of the rest kept.
+        orb = ORB(n_keypoints=keypoints if animals is None else 3 * keypoints, fast_threshold=0.05)
         try:
             orb.detect_and_extract(grey)
         except RuntimeError:  # no keypoints at all: flat water or sky
             return Registration(TOO_FEW, None, 0, 0, 0.0)
-        found.append((orb.keypoints, orb.descriptors))
+        points, descriptors = orb.keypoints, orb.descriptors
+        if animals is not None:
+            ground = off_animals(points / factor, *animals)
+            best = np.argsort(-orb.responses, kind="stable")
+            pick = best[ground[best]] if ground.sum() >= min_inliers else best
+            pick = np.sort(pick[:keypoints])
+            points, descriptors = points[pick], descriptors[pick]
+        found.append((points, descriptors))
     (ka, da), (kb, db) = found
     if len(ka) < min_inliers or len(kb) < min_inliers:
         return Registration(TOO_FEW, None, 0, 0, 0.0)

@@ -349,6 +349,13 @@ def world_transform(path: str) -> np.ndarray | None:
     return np.array([[a, b, c - (a + b) / 2], [d, e, f - (d + e) / 2], [0, 0, 1.0]])
 
 
+def _reach(sightings: Sightings, radii: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Where a frame's animals are and how far each reaches: a body length (twice the
+    matching radius, half a length) from its point, so its features are not taken for ground."""
+    reach = np.array([2 * radii.get(str(c), DEFAULT_RADIUS) for c in sightings.classes], np.float64)
+    return sightings.xy, reach
+
+
 def link_pair(task: PairTask, radii: dict[str, float], *, longest: int = 800) -> PairResult:
     """Register one pair and match its sightings; never raises for a bad frame."""
     cpu = time.process_time()
@@ -370,7 +377,13 @@ def link_pair(task: PairTask, radii: dict[str, float], *, longest: int = 800) ->
             REGISTERED if share > 0 else "no overlap", matrix if share > 0 else None, 0, 0, share
         )
     else:
-        found = register_frames(image_a, image_b, longest=longest)
+        found = register_frames(
+            image_a,
+            image_b,
+            longest=longest,
+            animals_a=_reach(task.sightings_a, radii),
+            animals_b=_reach(task.sightings_b, radii),
+        )
     matches = []
     if found.ok:
         matches = match_pair(task.sightings_a, task.sightings_b, found.matrix, radii, shape_b=shapes[1])
