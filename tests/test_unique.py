@@ -96,6 +96,16 @@ def test_featureless_water_is_not_registered_and_carries_no_transform():
     assert found.status == TOO_FEW and found.matrix is None and found.overlap == 0.0
 
 
+def test_an_animal_at_the_edge_that_maps_just_outside_is_still_matched():
+    # b is 100 x 200 (rows x cols). The first cow maps 4 px above b's top edge, where b sees
+    # it 3 px inside: one animal. The second maps 30 px outside, beyond its radius: not in b.
+    a = Sightings("a", np.array([[60.0, -4.0], [150.0, -30.0]]), np.array(["cow", "cow"]))
+    b = Sightings("b", np.array([[61.0, 3.0], [150.0, 2.0]]), np.array(["cow", "cow"]))
+    matches = match_pair(a, b, np.eye(3), {"cow": 10.0}, shape_b=(100, 200))
+    assert [(i, j) for i, j, _ in matches] == [(0, 0)]
+    assert matches[0][2] == pytest.approx(np.hypot(1, 7))
+
+
 def test_matching_keeps_to_the_class_and_the_radius():
     a = Sightings("a", np.array([[10.0, 10.0], [50.0, 50.0], [90.0, 90.0]]), np.array(["cow", "cow", "pup"]))
     b = Sightings("b", np.array([[13.0, 10.0], [50.0, 75.0], [91.0, 90.0]]), np.array(["cow", "cow", "cow"]))

@@ -56,15 +56,18 @@ def match_pair(
 
     ``a``'s sightings are mapped into ``b`` by ``matrix`` and matched one to one, class by
     class, within ``radii[class]`` pixels (of ``b``). With ``shape_b`` (``(rows, cols)``),
-    sightings that map outside ``b`` are left unmatched at once.
+    sightings that map farther than their radius outside ``b`` are left unmatched at once.
     """
     if not len(a) or not len(b):
         return []
     mapped = map_points(matrix, a.xy)
     inside = np.ones(len(a), bool)
     if shape_b is not None:
-        inside = (mapped[:, 0] >= -1) & (mapped[:, 0] <= shape_b[1]) & (mapped[:, 1] >= -1)
-        inside &= mapped[:, 1] <= shape_b[0]
+        # An animal at b's edge may map a little outside it (the transform's error, its own
+        # step): within its matching radius of the frame it may still be the one b sees.
+        reach = np.array([radii.get(str(c), 20.0) for c in a.classes], np.float64)
+        inside = (mapped[:, 0] >= -reach) & (mapped[:, 0] <= shape_b[1] + reach)
+        inside &= (mapped[:, 1] >= -reach) & (mapped[:, 1] <= shape_b[0] + reach)
     out = []
     for name in sorted(set(a.classes.tolist()) & set(b.classes.tolist())):
         ia = np.flatnonzero((a.classes == name) & inside)
