@@ -28,7 +28,7 @@ setup(
         # The count job's executors run the TensorFlow Lite export of a model with LiteRT:
         # it starts in 0.2 s (TensorFlow: seconds) and its XNNPACK kernels are ~3x faster.
         "ai-edge-litert>=1.2",
-        "scikit-image>=0.22",
+        "scikit-image>=0.26",
         "scipy>=1.10",
         "numpy>=1.26",
         "pillow>=10.0",

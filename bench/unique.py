@@ -1,6 +1,6 @@
 """How well the unique stage links sightings, and what a pair costs.
 
-    python bench/unique.py [--flights 3] [--lines 2 --frames 5] [--movement 0.2] [--exposure 0.1] [--full]
+    python bench/unique.py [--flights 3] [--lines 2 --frames 5] [--movement 0.2] [--exposure 0.1] [--perspective 0.04] [--full]
 
 Flies the generator's flights (``herdcount synth --flight``: frames of 1600 x 1100, forward
 overlap 0.6, side 0.3, rotations up to 5 degrees, exposure +-10 % (``--exposure``), animals stepping up to
@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         default=0.1,
         help="largest change of a frame's brightness (0.1: 0.9-1.1 times)",
     )
+    p.add_argument(
+        "--perspective", type=float, default=0.0, help="largest shift of a frame's corner (a tilted camera)"
+    )
     p.add_argument("--full", action="store_true", help="also time one pair of full-size frames")
     args = p.parse_args(argv)
     config = load_config(DEFAULT_SCHEME)
@@ -66,7 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(1, args.flights + 1):
         root = work / f"flight-{seed}"
         plan = FlightPlan(
-            args.lines, args.frames, height=1100, width=1600, movement=args.movement, exposure=args.exposure
+            args.lines,
+            args.frames,
+            height=1100,
+            width=1600,
+            movement=args.movement,
+            exposure=args.exposure,
+            perspective=args.perspective,
         )
         write_flight(root / "data", root / "truth", plan, config, seed=seed, density=args.density)
         job = UniqueJob(

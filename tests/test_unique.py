@@ -316,16 +316,18 @@ def test_the_count_job_chains_the_stage(flight, tmp_path, config):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("forward", "side", "rotation", "exposure", "movement"),
+    ("forward", "side", "rotation", "exposure", "movement", "perspective"),
     [
-        (0.2, 0.2, 0.0, 0.0, 0.0),
-        (0.8, 0.5, 10.0, 0.2, 0.0),
-        (0.5, 0.3, 8.0, 0.3, 0.0),
-        (0.6, 0.3, 5.0, 0.1, 0.2),
+        (0.2, 0.2, 0.0, 0.0, 0.0, 0.0),
+        (0.8, 0.5, 10.0, 0.2, 0.0, 0.0),
+        (0.5, 0.3, 8.0, 0.3, 0.0, 0.0),
+        (0.6, 0.3, 5.0, 0.1, 0.2, 0.0),
+        (0.5, 0.3, 8.0, 0.3, 0.2, 0.0),
+        (0.6, 0.3, 5.0, 0.1, 0.0, 0.04),
     ],
 )
-def test_the_linking_holds_across_overlaps_turns_exposures_and_movement(
-    tmp_path, config, forward, side, rotation, exposure, movement
+def test_the_linking_holds_across_overlaps_turns_exposures_movement_and_tilt(
+    tmp_path, config, forward, side, rotation, exposure, movement, perspective
 ):
     plan = FlightPlan(
         lines=2,
@@ -337,6 +339,7 @@ def test_the_linking_holds_across_overlaps_turns_exposures_and_movement(
         rotation=rotation,
         exposure=exposure,
         movement=movement,
+        perspective=perspective,
     )
     write_flight(tmp_path / "data", tmp_path / "truth", plan, config, seed=7, density=60)
     job = UniqueJob(

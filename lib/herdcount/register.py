@@ -180,24 +180,18 @@ def register_frames(
     src, dst = ka[pairs[:, 0]][:, ::-1], kb[pairs[:, 1]][:, ::-1]
     # A frame taken from about the same height is a similarity of its neighbour (4 degrees
     # of freedom), which a small overlap pins down where a homography's 8 do not; the
-    # homography takes over only where it agrees with clearly more matches (a tilted
-    # camera's perspective).
+    # homography takes over only where it agrees with clearly more matches, or alone with
+    # enough (a tilted camera's perspective, which no similarity fits within the residual).
     rng = np.random.default_rng(seed)
     model, inliers = ransac(
         (src, dst), SimilarityTransform, min_samples=3, residual_threshold=residual, max_trials=2000, rng=rng
     )
     count = int(inliers.sum()) if inliers is not None else 0
-    if model is not None and count >= min_inliers:
-        wider, more = ransac(
-            (src, dst),
-            ProjectiveTransform,
-            min_samples=4,
-            residual_threshold=residual,
-            max_trials=2000,
-            rng=rng,
-        )
-        if wider is not None and more is not None and more.sum() > 1.2 * count:
-            model, count = wider, int(more.sum())
+    wider, more = ransac(
+        (src, dst), ProjectiveTransform, min_samples=4, residual_threshold=residual, max_trials=2000, rng=rng
+    )
+    if wider is not None and more is not None and more.sum() >= max(min_inliers, 1.2 * count):
+        model, count = wider, int(more.sum())
     if model is None or count < min_inliers:
         return Registration(TOO_FEW, None, count, len(pairs), 0.0)
     # Back to full-size pixels: scale a's points down, map, scale b's up.

@@ -445,3 +445,8 @@ class SynthSettings:
     movement: float = option(
         0.0, help="largest step of an animal between frames, in body lengths (default 0: they keep still)"
     )
+    perspective: float = option(
+        0.0,
+        help="largest shift of a frame's corner, as a share of its size: a tilted camera (default 0: "
+        "straight down)",
+    )

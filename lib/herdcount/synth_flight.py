@@ -51,6 +51,9 @@ class FlightPlan:
     movement : float
         Largest step of an animal between consecutive frames, as a share of its body length
         (0: the animals keep still and one scene is painted once).
+    perspective : float
+        Largest shift of a frame's corner off its place, as a share of the frame's size: a
+        camera tilted off the vertical (0: straight down).
     """
 
     lines: int = 2
@@ -63,8 +66,11 @@ class FlightPlan:
     exposure: float = 0.1
     jitter: float = 0.03
     movement: float = 0.0
+    perspective: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.perspective <= 0.1:
+            raise ValueError(f"perspective must be in 0..0.1 of the frame's size, got {self.perspective}")
         if not 0 <= self.movement <= 2:
             raise ValueError(f"movement must be in 0..2 body lengths per frame, got {self.movement}")
         if self.lines < 1 or self.frames_per_line < 1:
@@ -78,7 +84,7 @@ def fly(
     rng: np.random.Generator, plan: FlightPlan, config: Config, *, density: float
 ) -> list[tuple[np.ndarray, list[tuple[float, float, int, int]]]]:
     """The frames of a flight in order, each with its animals ``(x, y, class, animal_id)``."""
-    from skimage.transform import SimilarityTransform, warp
+    from skimage.transform import ProjectiveTransform, SimilarityTransform, warp
 
     dx, dy = plan.width * (1 - plan.forward), plan.height * (1 - plan.side)
     pad = int(0.15 * max(plan.height, plan.width))
@@ -106,6 +112,13 @@ def fly(
                 + SimilarityTransform(rotation=angle, scale=scale)
                 + SimilarityTransform(translation=(plan.width / 2, plan.height / 2))
             )
+            if plan.perspective:
+                corners = np.array(
+                    [[0, 0], [plan.width, 0], [plan.width, plan.height], [0, plan.height]], float
+                )
+                shift = rng.uniform(-plan.perspective, plan.perspective, (4, 2)) * [plan.width, plan.height]
+                tilt = ProjectiveTransform.from_estimate(corners, corners + shift)
+                to_frame = ProjectiveTransform(tilt.params @ to_frame.params)
             if plan.movement:
                 walkers = [_step(rng, a, plan.movement, ground_h, ground_w) for a in walkers]
                 scene = ground.copy()

@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                 width=settings.width or 1600,
                 rotation=settings.rotation,
                 movement=settings.movement,
+                perspective=settings.perspective,
             )
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
