@@ -12,13 +12,14 @@ from conftest import spark_submit
 from skimage.transform import SimilarityTransform, warp
 
 from herdcount.config import DEFAULT_SCHEME, load_config
+from herdcount.frames import world_transform
 from herdcount.imaging import encode_jpeg
 from herdcount.linking import Sightings, join_animals, match_pair
 from herdcount.register import REGISTERED, TOO_FEW, map_points, register_frames
 from herdcount.runner import SOME_FAILED, run_in_process
 from herdcount.synth_flight import FlightPlan, write_flight
 from herdcount.synth_scenes import make_test_scene
-from herdcount.unique import UniqueJob, world_transform
+from herdcount.unique import UniqueJob
 
 
 @pytest.fixture(scope="module")
