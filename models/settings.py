@@ -182,7 +182,6 @@ class TrainSettings:
     out: str = option(metavar="RUN", help="folder for the model and its reports")
     scheme: str | None = option(
         None,
-        type=str,
         help="class scheme: a YAML file or a packaged scheme (default: the one the extract run recorded)",
     )
     epochs: int = option(0, help="most epochs (default 30 density, 15 classifier)")
@@ -202,12 +201,10 @@ class TrainSettings:
     overwrite: bool = option(False, help="replace a finished run in RUN")
     windows: str | None = option(
         None,
-        type=str,
         help="windows to stream (a herdcount windows output; default EXTRACT/windows, else cut into RUN/windows)",
     )
     init: str | None = option(
         None,
-        type=str,
         metavar="RUN",
         help="start from RUN's weights (a finished run of the same kind and size): every layer copied, the "
         "output columns of classes both have copied and the others fresh",
@@ -215,14 +212,12 @@ class TrainSettings:
     init_rate: float = option(0.1, help="share of the learning rate the copied layers train at")
     annotations: str | None = option(
         None,
-        type=str,
         metavar="FILE",
         help="train on an annotation file over the images of --data (e.g. herdcount review --export's "
         "corrections.csv) instead of an extract: extracted into RUN/extract first",
     )
     classes: str | None = option(
         None,
-        type=str,
         metavar="FILE",
         help="class order of --annotations: a classes CSV (name,id) or a name a line (default: the --init "
         "run's, else the file's)",

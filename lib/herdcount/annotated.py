@@ -68,7 +68,6 @@ class LabelSource:
     format: str = option("auto", choices=["auto", *FORMATS], help="the annotation file's format")
     classes: str | None = option(
         None,
-        type=str,
         metavar="FILE",
         help="class order: a keras-retinanet classes CSV (name,id) or one name a line (default: the "
         "scheme's, else the file's own list, else first appearance)",
@@ -82,7 +81,6 @@ class LabelSource:
     )
     group_pattern: str | None = option(
         None,
-        type=str,
         metavar="REGEX",
         help="each image's group (e.g. its source photo) is the regex's first capture group in its "
         "file name; training holds out whole groups",

@@ -389,7 +389,6 @@ class ExtractJob(Job[ExtractPlan, PairTask, PairResult]):
     out: str = option(help="output folder (created; reruns resume)")
     scheme: str | None = option(
         None,
-        type=str,
         help="class scheme: a YAML file or a packaged scheme (default: DATA/scheme.yaml when the survey "
         f"records one, else {DEFAULT_SCHEME})",
     )

@@ -48,10 +48,9 @@ class ReportSettings:
     extract: str = option(help="output folder of the extract job")
     run: tuple[str, ...] = option((), repeat=True, help="a training run (repeatable)")
     count: tuple[str, ...] = option((), repeat=True, help="output folder of the count job (repeatable)")
-    truth: str | None = option(None, type=str, help="true counts CSV (test_id and the class columns)")
+    truth: str | None = option(None, help="true counts CSV (test_id and the class columns)")
     points: str | None = option(
         None,
-        type=str,
         metavar="TRUTH_POINTS",
         help="true points (the generator's truth folder or a CSV of test_id,class,x,y): score the count "
         "runs' points and draw them beside the truth",

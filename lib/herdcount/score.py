@@ -58,7 +58,6 @@ class ScoreSettings:
     truth: str = option(flag="truth", help="true counts CSV with the same header")
     points: str | None = option(
         None,
-        type=str,
         metavar="TRUTH_POINTS",
         help="also match points.csv beside SUBMISSION to the true points: the generator's truth folder "
         "or a CSV of test_id,class,x,y",

@@ -27,7 +27,7 @@ class SplitSettings:
     """What ``herdcount split`` is asked to do; its run.json records them as they are."""
 
     manifest: str = option(help="output folder of herdcount manifest")
-    keep: str | None = option(None, type=str, help="keep.csv of herdcount clean: only these photos are split")
+    keep: str | None = option(None, help="keep.csv of herdcount clean: only these photos are split")
     out: str = option(help="output folder")
     by: str = option("label", help="the layout field to stratify by (default: %(default)s)")
     group: str = option("", help="comma-separated layout fields whose photos stay together")

@@ -412,7 +412,6 @@ class SynthSettings:
     )
     mosaic: str | None = option(
         None,
-        type=str,
         const="ground",
         choices=["ground", "laid"],
         help="also write the test photos as one georeferenced orthomosaic, OUT/Mosaic/survey.tif (a tiled "
