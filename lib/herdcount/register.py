@@ -66,22 +66,20 @@ def grey_at(image: NDArray[np.uint8], longest: int) -> tuple[NDArray[np.float64]
 
 
 def off_animals(points: ArrayLike, xy: ArrayLike, radius: ArrayLike) -> NDArray[np.bool_]:
-    """Which of ``points`` (``(row, col)``) lie farther than its ``radius`` from every animal
-    at ``xy`` (``(x, y)``)."""
+    """Which of ``points`` (``(row, col)``) lie farther from every animal at ``xy``
+    (``(x, y)``) than that animal's ``radius``."""
     from scipy.spatial import cKDTree
 
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    off = np.ones(len(points), bool)
     if not len(xy) or not len(points):
-        return np.ones(len(points), bool)
+        return off
     reach = np.broadcast_to(np.asarray(radius, dtype=np.float64), (len(xy),))
-    tree = cKDTree(xy[:, ::-1])
-    # Every animal within the largest reach, then each held to its own.
-    near = tree.query_ball_point(points, r=float(reach.max()))
-    return np.array(
-        [not any(np.hypot(*(p - xy[j, ::-1])) <= reach[j] for j in hits) for p, hits in zip(points, near)],
-        dtype=bool,
-    )
+    # One query per animal, each with its own radius, over a tree of the points.
+    for hits in cKDTree(points).query_ball_point(xy[:, ::-1], r=reach):
+        off[hits] = False
+    return off
 
 
 def map_points(matrix: NDArray[np.float64], xy: NDArray[np.float64]) -> NDArray[np.float64]:
