@@ -21,6 +21,9 @@ from numpy.typing import NDArray
 from herdcount.points import match_points
 from herdcount.register import map_points
 
+#: Matching radius, in pixels, of a class whose animals' size is unknown.
+DEFAULT_RADIUS = 20.0
+
 
 @dataclass(frozen=True)
 class Sightings:
@@ -44,6 +47,11 @@ class Sightings:
         return len(self.xy)
 
 
+def sighting_radii(sightings: Sightings, radii: dict[str, float]) -> NDArray[np.float64]:
+    """Each sighting's matching radius: its class's in ``radii``, else :data:`DEFAULT_RADIUS`."""
+    return np.array([radii.get(str(c), DEFAULT_RADIUS) for c in sightings.classes], np.float64)
+
+
 def match_pair(
     a: Sightings,
     b: Sightings,
@@ -65,7 +73,7 @@ def match_pair(
     if shape_b is not None:
         # An animal at b's edge may map a little outside it (the transform's error, its own
         # step): within its matching radius of the frame it may still be the one b sees.
-        reach = np.array([radii.get(str(c), 20.0) for c in a.classes], np.float64)
+        reach = sighting_radii(a, radii)
         inside = (mapped[:, 0] >= -reach) & (mapped[:, 0] <= shape_b[1] + reach)
         inside &= (mapped[:, 1] >= -reach) & (mapped[:, 1] <= shape_b[0] + reach)
     out = []
@@ -75,7 +83,7 @@ def match_pair(
         if not len(ia) or not len(ib):
             continue
         # match_points takes (row, col); the distance is the same either way round.
-        pairs = match_points(mapped[ia][:, ::-1], b.xy[ib][:, ::-1], radius=radii.get(name, 20.0))
+        pairs = match_points(mapped[ia][:, ::-1], b.xy[ib][:, ::-1], radius=radii.get(name, DEFAULT_RADIUS))
         for i, j in pairs:
             out.append((int(ia[i]), int(ib[j]), float(np.hypot(*(mapped[ia[i]] - b.xy[ib[j]])))))
     return out

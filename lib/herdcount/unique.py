@@ -45,7 +45,14 @@ from herdcount.config import config_from_dict, load_config
 from herdcount.frames import flight_order, read_frame, read_sightings
 from herdcount.imaging import PhotoError
 from herdcount.kaggle import id_key
-from herdcount.linking import Sightings, animal_classes, join_animals, match_pair
+from herdcount.linking import (
+    DEFAULT_RADIUS,
+    Sightings,
+    animal_classes,
+    join_animals,
+    match_pair,
+    sighting_radii,
+)
 from herdcount.modelrun import ModelRun
 from herdcount.options import option
 from herdcount.records import Status, TaskError
@@ -62,8 +69,8 @@ from herdcount.runinfo import read_run
 from herdcount.runner import SOME_FAILED, Job, Outcome
 
 OK, ERROR = Status.OK, Status.ERROR
-#: Matching radius as a share of an animal's length, and the radius for a class of unknown size.
-RADIUS_SHARE, DEFAULT_RADIUS = 0.5, 20.0
+#: Matching radius as a share of an animal's length (linking.DEFAULT_RADIUS where it is unknown).
+RADIUS_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -223,8 +230,7 @@ class UniqueJob(Job[UniquePlan, PairTask, PairResult]):
 def _reach(sightings: Sightings, radii: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
     """Where a frame's animals are and how far each reaches: a body length (twice the
     matching radius, half a length) from its point, so its features are not taken for ground."""
-    reach = np.array([2 * radii.get(str(c), DEFAULT_RADIUS) for c in sightings.classes], np.float64)
-    return sightings.xy, reach
+    return sightings.xy, 2 * sighting_radii(sightings, radii)
 
 
 def link_pair(task: PairTask, radii: dict[str, float], *, longest: int = 800) -> PairResult:
