@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from herdcount import storage
 from herdcount.annotated import labelled_run
 from herdcount.kinds import KINDS, kind_of
-from herdcount.options import add_options, from_args, option
+from herdcount.options import add_options, from_args, option, option_names
 
 #: The density model's output heads (see :func:`herdcount.models.builders.make_density_model`).
 HEADS = ("joint", "split")
@@ -252,7 +252,7 @@ class TrainSettings:
 def parse_args(argv: list[str] | None = None) -> TrainSettings:
     """The settings of ``herdcount train ARGS``; the options are the settings' fields."""
     p = argparse.ArgumentParser(prog="herdcount train", description=_DESCRIPTION, formatter_class=_Formatter)
-    names = [f.name for f in dataclasses.fields(TrainSettings) if "option" in f.metadata]
+    names = option_names(TrainSettings)
     transfer = names.index("init")
     add_options(p, TrainSettings, only=names[:transfer])
     add_options(

@@ -70,6 +70,12 @@ def _flag(f: dataclasses.Field) -> str:
     return f.metadata["option"]["flag"] or "--" + f.name.replace("_", "-")
 
 
+def option_names(cls: type) -> list[str]:
+    """The names of ``cls``'s :func:`option` fields, in declared order (to split them into
+    help groups with ``add_options(..., only=...)``)."""
+    return [f.name for f in dataclasses.fields(cls) if "option" in f.metadata]
+
+
 def add_options(
     parser: argparse.ArgumentParser | Any, cls: type, *, prefix: str = "", only: Collection[str] | None = None
 ) -> None:

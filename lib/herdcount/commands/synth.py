@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 from herdcount import synth as _library
 from herdcount.cli import HelpFormatter
 from herdcount.config import load_config
-from herdcount.options import add_options, from_args
+from herdcount.options import add_options, from_args, option_names
 from herdcount.synth import SynthSettings, write_survey
 from herdcount.synth_flight import FlightPlan, write_flight
 from herdcount.synth_scenes import AnnotationStyle
@@ -23,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="herdcount synth", description=_library.__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
-    names = [f.name for f in dataclasses.fields(SynthSettings) if "option" in f.metadata]
+    names = option_names(SynthSettings)
     flight = names.index(_FLIGHT)
     add_options(parser, SynthSettings, only=names[:flight])
     add_options(
