@@ -320,11 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results.items():
         cpu = sum(r["cpu_s"]) / len(r["cpu_s"])
         hours = KAGGLE_TEST_PHOTOS * cpu / HOST_VCPUS / 3600
-        parts = (
-            f"{sum(r['decode_s']) / len(r['decode_s']):>7.2f} {cpu - sum(r['decode_s']) / len(r['decode_s']):>7.2f}"
-            if "decode_s" in r
-            else f"{'':>7} {'':>7}"
-        )
+        decode = sum(r["decode_s"]) / len(r["decode_s"]) if "decode_s" in r else None
+        parts = f"{'':>7} {'':>7}" if decode is None else f"{decode:>7.2f} {cpu - decode:>7.2f}"
         print(f"{name:<62} {cpu:>11.2f} {parts} {reference / cpu:>8.1f} {r['peak_mb']:>8.0f} {hours:>15.2f}")
     print(
         f"\nseed per tile: {seed['per_tile_s'] * 1000:.0f} ms; hours: {KAGGLE_TEST_PHOTOS:,} photos on a "
