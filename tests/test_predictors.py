@@ -3,6 +3,8 @@ form against window-by-window evaluation, tiling invariance, reduced-size decodi
 
 import io
 import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -213,3 +215,23 @@ def test_the_int8_export_counts_as_float_does_and_the_check_says_how_close(tmp_p
     batch = images[0][None, :64, :64].astype(np.float32)
     np.testing.assert_allclose(loaded.predict(batch).sum(), exact(batch).sum(), rtol=0.05)
     assert load_model(run).runtime == "litert"
+
+
+def test_tensorflow_start_up_notices_are_held_back_and_everything_else_kept():
+    # A fresh interpreter: TensorFlow prints its notices once, at its first import.
+    code = (
+        "import os, sys\n"
+        "from herdcount.predictors import tensorflow_notices_filtered\n"
+        "with tensorflow_notices_filtered():\n"
+        "    import herdcount.models.train\n"
+        "    os.write(2, b'a line from C\\n')\n"
+        "    print('a line from Python', file=sys.stderr)\n"
+        "with tensorflow_notices_filtered():\n"
+        "    raise ValueError('an import that fails')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "oneDNN" not in done.stderr and "absl::InitializeLog" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[:2] == ["a line from C", "a line from Python"]
+    assert lines[-1] == "ValueError: an import that fails"

@@ -13,6 +13,8 @@ import contextlib
 import gc
 import io
 import os
+import sys
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +61,39 @@ QUIET_TENSORFLOW = ("TF_CPP_MIN_LOG_LEVEL", "2")
 def quiet_tensorflow() -> None:
     """Apply :data:`QUIET_TENSORFLOW`; call before TensorFlow is imported."""
     os.environ.setdefault(*QUIET_TENSORFLOW)
+
+
+#: The C++ notices TensorFlow writes to the process's stderr as it is imported, past its log
+#: level (absl logging is not set up yet then): two lines, twice, before training's first
+#: word. Kept from the user's log by :func:`tensorflow_notices_filtered`.
+START_UP_NOTICES = (
+    "All log messages before absl::InitializeLog() is called",
+    "oneDNN custom operations are on",
+)
+
+
+@contextlib.contextmanager
+def tensorflow_notices_filtered(notices: tuple[str, ...] = START_UP_NOTICES):
+    """Hold back the lines of ``notices`` that anything in the block writes to stderr.
+
+    TensorFlow's C++ code writes to file descriptor 2 itself, so the descriptor is pointed
+    at a temporary file for the block; on leaving, every other line is written to stderr
+    as it came (a warning or an error while importing stays in the log).
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if not any(n in line for n in notices)))
+            sys.stderr.flush()
 
 
 def set_threads(threads: int, inter: int | None = None) -> tuple[int, int]:

@@ -18,7 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     if importlib.util.find_spec("tensorflow") is None:
         print("herdcount train: TensorFlow is not installed: pip install 'herdcount[train]'", file=sys.stderr)
         return 2
-    from herdcount.models.train import run_training
+    from herdcount.predictors import tensorflow_notices_filtered
+
+    with tensorflow_notices_filtered():
+        from herdcount.models.train import run_training
 
     return run_training(given, clock)
 
