@@ -9,9 +9,19 @@ the run that produced them; this follows those links upstream.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from herdcount import storage
+from herdcount.options import option
 from herdcount.records import RunRecord
 from herdcount.runinfo import read_run
+
+
+@dataclass(frozen=True)
+class LineageSettings:
+    """The options of ``herdcount lineage``."""
+
+    path: str = option(flag="path", help="an output folder, or a file in one")
 
 
 def upstream(run: RunRecord) -> str | None:

@@ -7,15 +7,16 @@ import sys
 
 from herdcount import lineage as _library
 from herdcount.cli import HelpFormatter
-from herdcount.lineage import chain, describe
+from herdcount.lineage import LineageSettings, chain, describe
+from herdcount.options import add_options, from_args
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="herdcount lineage", description=_library.__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
-    p.add_argument("path", help="an output folder, or a file in one")
-    args = p.parse_args(argv)
+    add_options(p, LineageSettings)
+    args = from_args(LineageSettings, p.parse_args(argv))
     try:
         stages = chain(args.path)
     except ValueError as exc:
