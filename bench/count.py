@@ -18,10 +18,10 @@ table prints it apart from the rest, inference):
 
 With ``--mosaic-side N`` (default 32768: a 1.07-gigapixel raster) it also lays the photos,
 repeated, into one tiled GeoTIFF of N x N pixels (RGB and alpha, deflate; nodata outside an
-inscribed ellipse, as a flight's footprint leaves it), then counts it window by window at
-``--window`` 8192 and 2048 in a fresh process each: every window of the raster, one after
+inscribed ellipse, as a flight's footprint leaves it), then counts it chunk by chunk at
+``--chunk`` 8192 and 2048 in a fresh process each: every chunk of the raster, one after
 another, as one Spark task counts one. It prints the peak memory of each (goal: <= 1.5 GB at
-8192, bounded by the window, not the raster) and CPU-s per megapixel against the photos'
+8192, bounded by the chunk, not the raster) and CPU-s per megapixel against the photos'
 (goal: within 1.2x).
 
 Without RUN options the models are freshly built with untrained weights: the cost of
@@ -130,27 +130,27 @@ def _seed_child(run, photos, n_tiles, queue):
     )
 
 
-def _window_child(run, raster, window, out, num_classes, queue):
-    from herdcount.count_rasters import raster_windows
-    from herdcount.count_tasks import CountSettings, WindowTask
-    from herdcount.count_worker import count_window
+def _chunk_child(run, raster, side, out, num_classes, queue):
+    from herdcount.count_rasters import raster_chunks
+    from herdcount.count_tasks import ChunkTask, CountSettings
+    from herdcount.count_worker import count_chunk
     from herdcount.modelrun import ModelRun
     from herdcount.mosaic import raster_info
 
     info = raster_info(raster)
-    # The job's windows: the model's margin and the peaks' context.
+    # The job's chunks: the model's margin and the peaks' context.
     model = ModelRun.read(run)
-    wins = raster_windows(model, info, window)
+    chunks = raster_chunks(model, info, side)
     settings = CountSettings(out=str(out), model=str(run), kind=model.kind, num_classes=num_classes)
     seconds, counted = [], 0.0
-    for win in wins:
-        task = WindowTask(Path(raster).stem, str(raster), Path(raster).name, info, win, len(wins))
-        record = count_window(task, settings)
+    for chunk in chunks:
+        task = ChunkTask(Path(raster).stem, str(raster), Path(raster).name, info, chunk, len(chunks))
+        record = count_chunk(task, settings)
         if record.status != "ok":
             raise RuntimeError(str(record.error))
         seconds.append(record.cpu_s)
         counted += sum(record.counts)
-    queue.put({"cpu_s": seconds, "windows": len(wins), "peak_mb": _peak_mb(), "counted": counted})
+    queue.put({"cpu_s": seconds, "chunks": len(chunks), "peak_mb": _peak_mb(), "counted": counted})
 
 
 def write_test_mosaic(path: Path, photos: list[str], side: int, *, strip: int = 512) -> None:
@@ -357,24 +357,24 @@ def mosaic_section(side: int, work: Path, photos: list[str], run: Path, num_clas
         )
     photo_rate = photo_cpu / (4992 * 3328 / 1e6)
     print(
-        f"\n{'mosaic, window':<20} {'windows':>8} {'CPU-s':>8} {'CPU-s/MP':>9} {'x photos':>9} {'peak MB':>8}"
+        f"\n{'mosaic, chunk':<20} {'chunks':>8} {'CPU-s':>8} {'CPU-s/MP':>9} {'x photos':>9} {'peak MB':>8}"
     )
     peaks = {}
-    for window in (8192, 2048):
-        out = work / f"out-mosaic-{window}"
+    for chunk in (8192, 2048):
+        out = work / f"out-mosaic-{chunk}"
         shutil.rmtree(out, ignore_errors=True)
-        r = run_child(_window_child, run, str(raster), window, out, num_classes)
+        r = run_child(_chunk_child, run, str(raster), chunk, out, num_classes)
         cpu = sum(r["cpu_s"])
         rate = cpu / (side * side / 1e6)
-        peaks[window] = r["peak_mb"]
+        peaks[chunk] = r["peak_mb"]
         print(
-            f"{'--window ' + str(window):<20} {r['windows']:>8} {cpu:>8.1f} {rate:>9.4f} "
+            f"{'--chunk ' + str(chunk):<20} {r['chunks']:>8} {cpu:>8.1f} {rate:>9.4f} "
             f"{rate / photo_rate:>9.2f} {r['peak_mb']:>8.0f}",
             flush=True,
         )
     print(
         f"photos: {photo_rate:.4f} CPU-s/MP (density, scale 1.0). goals: <= 1536 MB per task at "
-        f"--window 8192 (got {peaks[8192]:.0f}), CPU-s/MP within 1.2x of the photos'"
+        f"--chunk 8192 (got {peaks[8192]:.0f}), CPU-s/MP within 1.2x of the photos'"
     )
 
 

@@ -1,6 +1,6 @@
 """Benchmark: a trained density model on an orthomosaic against the same scenes as photos.
 
-    python bench/mosaic.py [--work DIR] [--seed 400] [--test 16] [--window 2048] [--radius 20]
+    python bench/mosaic.py [--work DIR] [--seed 400] [--test 16] [--chunk 2048] [--radius 20]
 
 Trains a density model with its default settings on bench/train.py's 40-photo survey (seed
 5; reused when WORK already holds ``run-density``, as bench/points.py leaves it), makes a
@@ -8,7 +8,7 @@ test survey of an unseen seed with ``synth --mosaic`` (by default its test photo
 continuous stretch of ground, as a drone photographs a colony; ``--mosaic laid``: independent
 scenes laid edge to edge; either way one georeferenced GeoTIFF, UTM 10N, 3 cm pixels), and
 counts it twice with the count job:
-the photos one by one, and the mosaic in windows of ``--window`` pixels. It prints
+the photos one by one, and the mosaic in chunks of ``--chunk`` pixels. It prints
 
 - per class, the mosaic's total against the photos' (goal of issue 18: within 3 %; any
   difference comes from context across the photos' borders, which the mosaic has and the
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test", type=int, default=16, help="test photos laid into the mosaic")
     p.add_argument("--width", type=int, default=1600)
     p.add_argument("--height", type=int, default=1100)
-    p.add_argument("--window", type=int, default=2048, help="window of the mosaic's count, px")
+    p.add_argument("--chunk", type=int, default=2048, help="chunk of the mosaic's count, px")
     p.add_argument(
         "--mosaic",
         choices=("ground", "laid"),
@@ -85,9 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         ("photos", CountJob(images=str(data / "Test"), out=str(outs["photos"]), model=str(run))),
         (
             "mosaic",
-            CountJob(
-                images=str(data / "Mosaic"), out=str(outs["mosaic"]), model=str(run), window=args.window
-            ),
+            CountJob(images=str(data / "Mosaic"), out=str(outs["mosaic"]), model=str(run), chunk=args.chunk),
         ),
     ):
         outcome = run_in_process(job)
@@ -106,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = json.loads((truth / "mosaic.json").read_text())
     record = json.loads((outs["mosaic"] / "photos" / "survey.json").read_text())
     print(
-        f"\nmosaic {record['width']}x{record['height']} in {record['windows']} windows of {args.window} px, "
+        f"\nmosaic {record['width']}x{record['height']} in {record['chunks']} chunks of {args.chunk} px, "
         f"{len(photos)} photos of {args.width}x{args.height} ({args.mosaic}); seed {args.seed}"
     )
     print(f"{'class':<16}{'photos':>9}{'mosaic':>9}{'diff':>8}{'truth':>7}")

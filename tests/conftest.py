@@ -102,7 +102,7 @@ def spark_submit(*args: str, timeout: float = 600) -> subprocess.CompletedProces
 
 
 def patches_at(image, stride: int, patch: int = 64):
-    """Every ``patch``-sided window at ``stride`` offsets covering an image (edge-padded),
+    """Every ``patch``-sided patch at ``stride`` offsets covering an image (edge-padded),
     one by one, as ``(rows, cols, patch, patch, 3)``: what the seed classified."""
     n = [-(-(side - patch) // stride) + 1 for side in image.shape[:2]]
     pad = [(0, (k - 1) * stride + patch - side) for k, side in zip(n, image.shape[:2])]

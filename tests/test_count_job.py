@@ -47,11 +47,11 @@ def expected_density_counts(image: np.ndarray) -> np.ndarray:
     return COLOUR_WEIGHTS @ sums
 
 
-def expected_window_counts(model: keras.Model, image: np.ndarray, stride: int) -> np.ndarray:
-    """Window by window, as the seed did, but all in one call: windows at ``stride``
+def expected_patch_counts(model: keras.Model, image: np.ndarray, stride: int) -> np.ndarray:
+    """Patch by patch, as the seed did, but all in one call: patches at ``stride``
     offsets covering the photo (edge-padded), each counting (stride / 64) ** 2."""
-    windows = patches_at(image, stride).reshape(-1, 64, 64, 3)
-    winners = np.argmax(np.asarray(model(windows, training=False)), axis=-1)
+    patches = patches_at(image, stride).reshape(-1, 64, 64, 3)
+    winners = np.argmax(np.asarray(model(patches, training=False)), axis=-1)
     return np.bincount(winners, minlength=6)[:5] * (stride / 64) ** 2
 
 
@@ -256,10 +256,10 @@ def test_sliding_classifier_at_half_scale_with_two_cpus_per_task(counting, tmp_p
     for i, row in rows.items():
         image = decode_rgb_scaled((counting["data"] / "Test" / f"{i}.jpg").read_bytes(), scale=0.5)
         assert (int(row[6]), int(row[7])) == (210, 150)
-        expected = expected_window_counts(counting["classifier_model"], image, 32)
+        expected = expected_patch_counts(counting["classifier_model"], image, 32)
         np.testing.assert_allclose([float(v) for v in row[1:6]], expected)
         seen.update(np.flatnonzero(expected).tolist())
-    assert len(seen) >= 2, "the fixed weights should tell windows apart"
+    assert len(seen) >= 2, "the fixed weights should tell patches apart"
     # Without sample_submission.csv (--images only), rows follow the numeric ids.
     assert [r[0] for r in read_csv(out / "submission.csv")[1:]] == ["0", "1", "2", "3", "4", "5", "9"]
     records = [json.loads(p.read_text()) for p in (out / "photos").glob("*.json")]

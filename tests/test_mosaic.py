@@ -1,4 +1,4 @@
-"""Orthomosaics read window by window: real GeoTIFFs written with rasterio, windows whose
+"""Orthomosaics read chunk by chunk: real GeoTIFFs written with rasterio, chunks whose
 densities add up exactly to the whole raster's, nodata excluded, map coordinates, and the
 generator's georeferenced mosaic."""
 
@@ -14,13 +14,13 @@ from herdcount.imaging import decode_rgb
 from herdcount.locate import PEAK_CONTEXT, Peaks, density_peaks, density_points, peak_points
 from herdcount.mosaic import (
     RasterError,
+    chunk_density,
     map_to_pixel,
     pixel_to_map,
-    plan_windows,
+    plan_chunks,
     raster_info,
-    read_window,
+    read_chunk,
     valid_cells,
-    window_density,
     write_geotiff,
 )
 from herdcount.synth import MOSAIC_CRS, cut_ground, write_survey
@@ -33,8 +33,8 @@ TRANSFORM = (0.05, 0.0, 400_000.0, 0.0, -0.05, 5_200_000.0)
 
 def box_model(batch: np.ndarray) -> np.ndarray:
     """A stand-in density model with context: each 8x8 cell's mean colour, then the mean of
-    its 3x3 cells with zeros outside the window (receptive field 24 px: margin 16 is enough,
-    and a window's edge changes what it sees there)."""
+    its 3x3 cells with zeros outside the chunk (receptive field 24 px: margin 16 is enough,
+    and a chunk's edge changes what it sees there)."""
     n, h, w, _ = batch.shape
     cells = batch.reshape(n, h // 8, 8, w // 8, 8, 3).mean(axis=(2, 4), dtype=np.float64) / 255
     padded = np.pad(cells, ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -54,10 +54,10 @@ def raster(tmp_path_factory):
     return path, np.where(valid[..., None], rgb, 0).astype(np.uint8), valid
 
 
-def test_windows_partition_the_raster_and_read_their_margin():
-    windows = plan_windows(690, 1003, window=256, margin=MARGIN, stride=STRIDE)
+def test_chunks_partition_the_raster_and_read_their_margin():
+    chunks = plan_chunks(690, 1003, chunk=256, margin=MARGIN, stride=STRIDE)
     cover = np.zeros((696, 1008), int)
-    for w in windows:
+    for w in chunks:
         kt, kl, kb, kr = w.keep
         cover[kt:kb, kl:kr] += 1
         rt, rl, rb, rr = w.read
@@ -65,15 +65,15 @@ def test_windows_partition_the_raster_and_read_their_margin():
         assert rb >= min(kb + MARGIN, 696) and rr >= min(kr + MARGIN, 1008)
         assert all(v % STRIDE == 0 for v in (*w.keep, *w.read))
     assert (cover == 1).all()
-    assert [w.index for w in windows] == list(range(3 * 4))
-    # A window larger than the raster is the raster, read once.
-    assert len(plan_windows(690, 1003, window=2048, margin=MARGIN, stride=STRIDE)) == 1
+    assert [w.index for w in chunks] == list(range(3 * 4))
+    # A chunk larger than the raster is the raster, read once.
+    assert len(plan_chunks(690, 1003, chunk=2048, margin=MARGIN, stride=STRIDE)) == 1
     with pytest.raises(ValueError, match="multiple of stride 8"):
-        plan_windows(690, 1003, window=250, margin=MARGIN, stride=STRIDE)
+        plan_chunks(690, 1003, chunk=250, margin=MARGIN, stride=STRIDE)
 
 
-@pytest.mark.parametrize("window", [128, 256, 512, 1024])
-def test_window_densities_add_up_to_the_whole_rasters_whatever_the_window(raster, window):
+@pytest.mark.parametrize("side", [128, 256, 512, 1024])
+def test_chunk_densities_add_up_to_the_whole_rasters_whatever_the_chunk_size(raster, side):
     path, pixels, valid = raster
     info = raster_info(path)
     assert (info.height, info.width, info.bands) == (690, 1003, 4) and info.georeferenced
@@ -81,14 +81,14 @@ def test_window_densities_add_up_to_the_whole_rasters_whatever_the_window(raster
     padded_valid = np.pad(valid, ((0, 6), (0, 5)), mode="edge")
     whole *= valid_cells(padded_valid, STRIDE)[..., None]
     laid = np.full_like(whole, np.nan)
-    for win in plan_windows(info.height, info.width, window=window, margin=MARGIN, stride=STRIDE):
-        rgb, ok = read_window(path, win, info)
-        assert rgb.shape[:2] == (win.read[2] - win.read[0], win.read[3] - win.read[1])
-        part, (top, left, bottom, right), origin = window_density(
-            rgb, ok, win, box_model, stride=STRIDE, margin=MARGIN, tile=128
+    for chunk in plan_chunks(info.height, info.width, chunk=side, margin=MARGIN, stride=STRIDE):
+        rgb, ok = read_chunk(path, chunk, info)
+        assert rgb.shape[:2] == (chunk.read[2] - chunk.read[0], chunk.read[3] - chunk.read[1])
+        part, (top, left, bottom, right), origin = chunk_density(
+            rgb, ok, chunk, box_model, stride=STRIDE, margin=MARGIN, tile=128
         )
-        kt, kl, kb, kr = (v // STRIDE for v in win.keep)
-        assert origin == (win.keep[0], win.keep[1])
+        kt, kl, kb, kr = (v // STRIDE for v in chunk.keep)
+        assert origin == (chunk.keep[0], chunk.keep[1])
         assert (bottom - top, right - left) == (kb - kt, kr - kl)
         laid[kt:kb, kl:kr] = part[top:bottom, left:right]
     np.testing.assert_allclose(laid, whole, rtol=1e-6, atol=1e-7)
@@ -96,12 +96,12 @@ def test_window_densities_add_up_to_the_whole_rasters_whatever_the_window(raster
     assert laid[63:, 88:].sum() == 0 and laid[:60, :80].sum() > 0
 
 
-@pytest.mark.parametrize("window", [128, 256, 512])
-def test_points_shared_over_the_windows_peaks_are_the_whole_rasters_points(raster, window):
-    # Random blobs of density, some on window seams: the windows' peaks (each window reading
+@pytest.mark.parametrize("side", [128, 256, 512])
+def test_points_shared_over_the_chunks_peaks_are_the_whole_rasters_points(raster, side):
+    # Random blobs of density, some on chunk seams: the chunks' peaks (each chunk reading
     # PEAK_CONTEXT cells more) give the points one map of the whole raster gives.
     info = raster_info(raster[0])
-    rng = np.random.default_rng(window)
+    rng = np.random.default_rng(side)
     shape = (-(-info.height // STRIDE), -(-info.width // STRIDE))
     truth = np.zeros((*shape, 2), np.float32)
     for k in range(2):
@@ -113,8 +113,8 @@ def test_points_shared_over_the_windows_peaks_are_the_whole_rasters_points(raste
     whole = density_points(truth, stride=STRIDE, counts=counts)
     margin = MARGIN + PEAK_CONTEXT * STRIDE
     parts = []
-    for win in plan_windows(info.height, info.width, window=window, margin=margin, stride=STRIDE):
-        rt, rl, rb, rr = win.read
+    for chunk in plan_chunks(info.height, info.width, chunk=side, margin=margin, stride=STRIDE):
+        rt, rl, rb, rr = chunk.read
         region = truth[rt // 8 : rb // 8, rl // 8 : rr // 8]
         padded = np.zeros(((rb - rt) // 8, (rr - rl) // 8, 2), np.float32)
         padded[: region.shape[0], : region.shape[1]] = region
@@ -123,10 +123,10 @@ def test_points_shared_over_the_windows_peaks_are_the_whole_rasters_points(raste
             return np.repeat(padded[None], len(batch), axis=0)
 
         rgb = np.zeros((rb - rt, rr - rl, 3), np.uint8)
-        part, box, origin = window_density(
+        part, box, origin = chunk_density(
             rgb,
             np.ones(rgb.shape[:2], bool),
-            win,
+            chunk,
             model,
             stride=STRIDE,
             margin=margin,
@@ -147,10 +147,10 @@ def test_bad_rasters_are_errors_naming_the_file_and_what_is_wrong(raster, tmp_pa
     data = path.read_bytes()
     (tmp_path / "cut.tif").write_bytes(data[: len(data) // 2])
     info = raster_info(tmp_path / "cut.tif", "Mosaic/cut.tif")
-    windows = plan_windows(info.height, info.width, window=256, margin=MARGIN, stride=STRIDE)
+    chunks = plan_chunks(info.height, info.width, chunk=256, margin=MARGIN, stride=STRIDE)
     with pytest.raises(RasterError, match="could not be read"):
-        for win in windows:
-            read_window(tmp_path / "cut.tif", win, info)
+        for chunk in chunks:
+            read_chunk(tmp_path / "cut.tif", chunk, info)
     (tmp_path / "junk.tif").write_bytes(b"II*\x00 not a tiff at all")
     with pytest.raises(RasterError, match=r"Mosaic/junk\.tif: not a readable raster"):
         raster_info(tmp_path / "junk.tif", "Mosaic/junk.tif")
@@ -183,8 +183,8 @@ def test_the_generator_lays_its_test_photos_into_a_georeferenced_mosaic(tmp_path
     summary = json.loads((truth / "mosaic.json").read_text())
     assert (info.height, info.width) == (2 * 300, 3 * 420) and info.crs == MOSAIC_CRS
     assert tuple(summary["transform"]) == info.transform
-    win = plan_windows(info.height, info.width, window=2048, margin=0, stride=STRIDE)[0]
-    rgb, ok = read_window(path, win, info)
+    chunk = plan_chunks(info.height, info.width, chunk=2048, margin=0, stride=STRIDE)[0]
+    rgb, ok = read_chunk(path, chunk, info)
     for photo, (top, left, h, w) in summary["photos"].items():
         expected = decode_rgb((data / "Test" / f"{photo}.jpg").read_bytes())
         np.testing.assert_array_equal(rgb[top : top + h, left : left + w], expected)
@@ -217,8 +217,8 @@ def test_a_ground_mosaic_cuts_its_photos_from_one_continuous_stretch_of_ground(t
             data, n_train=0, n_test=4, seed=3, config=config, width=420, height=300, density=40, mosaic=how
         )
         info = raster_info(data / "Mosaic" / "survey.tif")
-        win = plan_windows(info.height, info.width, window=2048, margin=0, stride=STRIDE)[0]
-        rgb, ok = read_window(data / "Mosaic" / "survey.tif", win, info)
+        chunk = plan_chunks(info.height, info.width, chunk=2048, margin=0, stride=STRIDE)[0]
+        rgb, ok = read_chunk(data / "Mosaic" / "survey.tif", chunk, info)
         assert ok.all() and rgb.shape[:2] == (600, 840)
         jumps[how] = (_seam_jump(rgb, 420), _seam_jump(rgb.transpose(1, 0, 2), 300))
         assert json.loads((truth / "survey.json").read_text())["mosaic"] == how

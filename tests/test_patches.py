@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from herdcount.patches import crop_centred, sample_background, thumbnails, window_origin
+from herdcount.patches import crop_centred, patch_origin, sample_background, thumbnails
 
 
 def ramp(shape=(100, 120)):
@@ -10,7 +10,7 @@ def ramp(shape=(100, 120)):
 
 
 def test_window_is_centred_away_from_the_border():
-    assert window_origin((50, 60), 64, (200, 200)) == (18, 28)
+    assert patch_origin((50, 60), 64, (200, 200)) == (18, 28)
 
 
 @pytest.mark.parametrize(
@@ -18,7 +18,7 @@ def test_window_is_centred_away_from_the_border():
     [((2, 2), (0, 0)), ((99, 119), (36, 56)), ((2, 119), (0, 56)), ((50, 0), (18, 0))],
 )
 def test_window_near_the_border_is_shifted_inside(centre, expected):
-    assert window_origin(centre, 64, (100, 120)) == expected
+    assert patch_origin(centre, 64, (100, 120)) == expected
 
 
 def test_crop_has_full_size_and_the_right_pixels_at_the_border():
@@ -36,7 +36,7 @@ def test_thumbnails_shift_diagonally_by_each_offset():
 
 def test_window_larger_than_the_photo_is_an_error():
     with pytest.raises(ValueError, match="does not fit"):
-        window_origin((5, 5), 64, (32, 200))
+        patch_origin((5, 5), 64, (32, 200))
 
 
 def test_background_patches_keep_away_from_dots_and_from_each_other():

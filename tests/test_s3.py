@@ -311,8 +311,8 @@ def test_windows_cut_from_and_into_s3_are_the_local_ones(s3, survey, extracted, 
     assert sorted(shards.windows["grid"]) == sorted(read_index(str(tmp_path / "out"), config).windows["grid"])
 
 
-def test_a_mosaic_on_s3_counts_window_by_window_from_ranged_reads(s3, mosaic, config, monkeypatch):  # noqa: F811
-    """The raster's windows read through ranged GETs: the same counts as from the local file."""
+def test_a_mosaic_on_s3_counts_chunk_by_chunk_from_ranged_reads(s3, mosaic, config, monkeypatch):  # noqa: F811
+    """The raster's chunks read through ranged GETs: the same counts as from the local file."""
     upload(mosaic["mixed"], "s3://herd/mosaic/images")
     upload(mosaic["run"], "s3://herd/mosaic/run")
     readers = []
@@ -329,7 +329,7 @@ def test_a_mosaic_on_s3_counts_window_by_window_from_ranged_reads(s3, mosaic, co
         ("local", str(mosaic["mixed"]), str(mosaic["run"]), str(mosaic["root"] / "s3-ref")),
         ("s3", "s3://herd/mosaic/images", "s3://herd/mosaic/run", "s3://herd/mosaic/out"),
     ):
-        outcome = run_in_process(CountJob(images=images, out=out, model=run, window=256))
+        outcome = run_in_process(CountJob(images=images, out=out, model=run, chunk=256))
         assert outcome.exit_code == 0, outcome.summary
         outs[where] = out
     remote = csv.DictReader(io.StringIO(storage.read_text("s3://herd/mosaic/out/counts.csv")))
@@ -339,15 +339,15 @@ def test_a_mosaic_on_s3_counts_window_by_window_from_ranged_reads(s3, mosaic, co
             [float(row[n]) for n in config.class_names], local[row["test_id"]], atol=1e-4
         )
     assert "survey" in local
-    # The header, then one reader per window of 256 px.
+    # The header, then one reader per chunk of 256 px.
     assert len([r for r in readers if r.fetched > 0]) >= 1 + 15
     record = json.loads(storage.read_text("s3://herd/mosaic/out/photos/survey.json"))
-    assert record["windows"] == 15 and record["crs"] == "EPSG:32610"
+    assert record["chunks"] == 15 and record["crs"] == "EPSG:32610"
     info = rasters.raster_info("s3://herd/mosaic/images/survey.tif")
     assert (info.height, info.width, info.crs) == (600, 1260, "EPSG:32610")
 
 
-def test_a_window_of_an_s3_raster_fetches_only_its_blocks(s3, tmp_path, monkeypatch):
+def test_a_chunk_of_an_s3_raster_fetches_only_its_blocks(s3, tmp_path, monkeypatch):
     rng = np.random.default_rng(4)
     rgb = rng.integers(0, 256, (2048, 2048, 3), dtype=np.uint8)
     valid = np.ones((2048, 2048), bool)
@@ -362,9 +362,9 @@ def test_a_window_of_an_s3_raster_fetches_only_its_blocks(s3, tmp_path, monkeypa
     )
     info = rasters.raster_info("s3://herd/rasters/big.tif")
     assert info == rasters.raster_info(tmp_path / "big.tif")
-    win = rasters.plan_windows(2048, 2048, window=256, margin=16, stride=8)[9]  # rows and columns 256-512
-    got, mask = rasters.read_window("s3://herd/rasters/big.tif", win, info)
-    want, want_mask = rasters.read_window(tmp_path / "big.tif", win, info)
+    chunk = rasters.plan_chunks(2048, 2048, chunk=256, margin=16, stride=8)[9]  # rows and columns 256-512
+    got, mask = rasters.read_chunk("s3://herd/rasters/big.tif", chunk, info)
+    want, want_mask = rasters.read_chunk(tmp_path / "big.tif", chunk, info)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(mask, want_mask)
     assert not mask[:60, :60].any() and mask[60:].all() and mask[:, 60:].all()  # nodata to 300

@@ -12,12 +12,12 @@ from herdcount.tiling import density_map, masked_counts, pad_to_stride
 def test_kept_parts_of_the_tiles_cover_the_photo_exactly_once(shape, tile, margin):
     cover = np.zeros(shape, int)
     tiles = tile_grid(shape, tile, margin, stride=8)
-    sizes = {(t.window[2] - t.window[0], t.window[3] - t.window[1]) for t in tiles}
+    sizes = {(t.read[2] - t.read[0], t.read[3] - t.read[1]) for t in tiles}
     assert sizes == {(min(tile + 2 * margin, shape[0]), min(tile + 2 * margin, shape[1]))}
     for t in tiles:
         top, left, bottom, right = t.keep
         cover[top:bottom, left:right] += 1
-        wt, wl, wb, wr = t.window
+        wt, wl, wb, wr = t.read
         assert 0 <= wt <= top and bottom <= wb <= shape[0] and 0 <= wl <= left and right <= wr <= shape[1]
         # Context: the margin on every side, or the photo's own border.
         assert top - wt >= margin or wt == 0

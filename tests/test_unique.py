@@ -180,12 +180,12 @@ def test_a_flight_counts_each_animal_once(flight, tmp_path):
     assert (tmp_path / "out" / "flight.png").stat().st_size > 10_000
 
 
-def test_a_small_window_misses_side_overlap_and_says_which_pairs_it_compared(flight, tmp_path):
+def test_one_neighbour_misses_side_overlap_and_says_which_pairs_it_compared(flight, tmp_path):
     unique(flight, tmp_path / "out", neighbours=1)
     pairs = rows(tmp_path / "out" / "pairs.csv")
     assert [(p["a"], p["b"]) for p in pairs] == [(f"f{k:03d}", f"f{k + 1:03d}") for k in range(7)]
     animals = len({r["animal_id"] for r in rows(flight / "truth" / "flight.csv")})
-    # Lines' side overlap lies beyond the window: some animals are counted twice, never fewer.
+    # Lines' side overlap lies beyond the next frame: some animals are counted twice, never fewer.
     found = len(rows(tmp_path / "out" / "animals.csv"))
     assert found > animals
 
@@ -361,7 +361,7 @@ def test_the_linking_holds_across_overlaps_turns_exposures_movement_and_tilt(
     assert abs(len(rows(tmp_path / "out" / "animals.csv")) - animals) <= 0.03 * animals
 
 
-def test_a_repeated_pass_is_linked_only_within_the_window(flight, tmp_path):
+def test_a_repeated_pass_is_linked_only_within_the_neighbours(flight, tmp_path):
     images = tmp_path / "Flight"
     shutil.copytree(flight / "data" / "Flight", images)
     # f003 (the first line's end) flown again after the last frame, five frames on; the
@@ -379,7 +379,7 @@ def test_a_repeated_pass_is_linked_only_within_the_window(flight, tmp_path):
     for k in (1, 5):
         job = UniqueJob(images=str(images), out=str(tmp_path / f"k{k}"), points=str(points), neighbours=k)
         found[k] = run_in_process(job).totals["animals"]
-    # Outside the window the pass's animals count again; inside it they are linked.
+    # Beyond the neighbours compared the pass's animals count again; within them they are linked.
     assert found[1] >= animals + 0.9 * len(again)
     assert abs(found[5] - animals) <= 0.03 * animals
 

@@ -38,12 +38,12 @@ from herdcount.count_outputs import format_summary, write_outputs
 from herdcount.count_rasters import merge_rasters, plan_rasters
 from herdcount.count_tasks import (
     ERROR,
+    ChunkTask,
     CountContext,
     CountPlan,
     CountSettings,
     PhotoResult,
     PhotoTask,
-    WindowTask,
     is_raster,
 )
 from herdcount.count_worker import count_item
@@ -83,8 +83,8 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
         A CSV naming each photo's group (column ``group_by``): totals per group too.
     interval : float
         Share of the truth's distribution the totals' intervals hold.
-    window : int
-        Side of the windows rasters are counted in, pixels.
+    chunk : int
+        Side of the chunks rasters are counted in, pixels.
     map_coordinates : bool
         A raster without georeferencing is an error row rather than counted in pixels.
     calibration : str, optional
@@ -119,11 +119,11 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
     )
     batch_size: int = option(4, help="tiles per model call (default: %(default)s)")
     photos_per_task: int = option(1, help="photos per Spark task (default: %(default)s)")
-    window: int = option(
+    chunk: int = option(
         8192,
         metavar="N",
-        help="rasters (GeoTIFF) larger than N pixels a side are counted in windows of N, each a Spark task "
-        "reading only its window and the model's margin (default: %(default)s)",
+        help="rasters (GeoTIFF) larger than N pixels a side are counted in chunks of N, each a Spark task "
+        "reading only its chunk and the model's margin (default: %(default)s)",
     )
     map_coordinates: bool = option(
         False,
@@ -193,8 +193,8 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
             raise ValueError(f"--interval must be in (0, 1), got {self.interval}")
         if not 0 <= self.survey_shift <= 1:
             raise ValueError(f"--survey-shift must be in [0, 1], got {self.survey_shift}")
-        if self.window < 256 or self.window % 64:
-            raise ValueError(f"--window must be a multiple of 64 of at least 256, got {self.window}")
+        if self.chunk < 256 or self.chunk % 64:
+            raise ValueError(f"--chunk must be a multiple of 64 of at least 256, got {self.chunk}")
         if self.tile < 8 or self.batch_size < 1 or self.photos_per_task < 1:
             raise ValueError(
                 f"--tile must be >= 8 and --batch-size, --photos-per-task >= 1, got "
@@ -243,7 +243,7 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
         )
         claim_out(settings)
         if any(is_raster(t.name) for t in plan.tasks):
-            plan_rasters(plan, settings, model, window=self.window, map_coordinates=self.map_coordinates)
+            plan_rasters(plan, settings, model, chunk=self.chunk, map_coordinates=self.map_coordinates)
         plan.job = CountContext(
             settings,
             config,
@@ -256,14 +256,14 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
         )
         return plan
 
-    def items(self, plan: CountPlan) -> list[PhotoTask | WindowTask]:
+    def items(self, plan: CountPlan) -> list[PhotoTask | ChunkTask]:
         return plan.tasks
 
     def announce(self, plan: CountPlan) -> str:
-        windows = sum(isinstance(t, WindowTask) for t in plan.tasks)
-        rasters = f" and {windows} windows of {len(plan.rasters)} rasters" if plan.rasters else ""
+        chunks = sum(isinstance(t, ChunkTask) for t in plan.tasks)
+        rasters = f" and {chunks} chunks of {len(plan.rasters)} rasters" if plan.rasters else ""
         return (
-            f"{len(plan.tasks) - windows} photos{rasters} to count with the {plan.job.model.kind} model{' (int8)' if plan.job.settings.precision == 'int8' else ''}, "
+            f"{len(plan.tasks) - chunks} photos{rasters} to count with the {plan.job.model.kind} model{' (int8)' if plan.job.settings.precision == 'int8' else ''}, "
             f"{len(plan.done)} done by an earlier run"
         )
 

@@ -142,9 +142,9 @@ def write_outputs(
         "model_loads_per_worker": max((r.model_loads for r in fresh), default=0),
         "points": int(sum(len(r.points) for r in ok if r.points is not None)),
         "rasters": {
-            r.test_id: {"width": r.width, "height": r.height, "windows": r.windows, "crs": r.crs}
+            r.test_id: {"width": r.width, "height": r.height, "chunks": r.chunks, "crs": r.crs}
             for r in ok
-            if r.windows is not None
+            if r.chunks is not None
         },
         "survey_totals": _totals_record(survey, names),
         "interval_from_photos": None if measured is None else len(measured.ids),
@@ -241,8 +241,8 @@ def _point_columns(points: Points | None) -> tuple[list, list, list, list]:
 
 def _per_megapixel(fresh: list[PhotoResult]) -> float | None:
     """CPU-s per megapixel of the photos as stored (before ``--scale``)."""
-    pixels = sum(r.width * r.height / max(r.scale, 1e-6) ** 2 for r in fresh if r.width and r.windows is None)
-    seconds = sum(r.cpu_s for r in fresh if r.width and r.windows is None)
+    pixels = sum(r.width * r.height / max(r.scale, 1e-6) ** 2 for r in fresh if r.width and r.chunks is None)
+    seconds = sum(r.cpu_s for r in fresh if r.width and r.chunks is None)
     return round(seconds / (pixels / 1e6), 4) if pixels else None
 
 

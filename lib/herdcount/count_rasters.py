@@ -1,4 +1,4 @@
-"""Georeferenced rasters in the count job: cut into windows that run as Spark tasks, merged
+"""Georeferenced rasters in the count job: cut into chunks that run as Spark tasks, merged
 back into one record per raster on the driver."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from herdcount import storage
 from herdcount.count_tasks import (
     ERROR,
     OK,
+    ChunkTask,
     CountPlan,
     CountSettings,
     PhotoResult,
     PhotoTask,
     RasterPlan,
-    WindowTask,
     error_result,
     finished_records,
     inside_raster,
@@ -33,21 +33,21 @@ from herdcount.locate import (
 )
 from herdcount.modelrun import ModelRun
 from herdcount.mosaic import (
+    RasterChunk,
     RasterError,
     RasterInfo,
-    RasterWindow,
-    plan_windows,
+    plan_chunks,
     raster_info,
 )
 
 
-def raster_windows(model: ModelRun, info: RasterInfo, window: int) -> list[RasterWindow]:
-    """The windows a raster is counted in by a density model: each reads the model's margin
+def raster_chunks(model: ModelRun, info: RasterInfo, chunk: int) -> list[RasterChunk]:
+    """The chunks a raster is counted in by a density model: each reads the model's margin
     and the :data:`~herdcount.locate.PEAK_CONTEXT` cells its peaks need to gather what they
     gather in the whole raster's map."""
     stride = model.output_stride or 8
     margin = (model.margin or 0) + PEAK_CONTEXT * stride
-    return plan_windows(info.height, info.width, window=window, margin=margin, stride=stride)
+    return plan_chunks(info.height, info.width, chunk=chunk, margin=margin, stride=stride)
 
 
 def plan_rasters(
@@ -55,16 +55,16 @@ def plan_rasters(
     settings: CountSettings,
     model: ModelRun,
     *,
-    window: int,
+    chunk: int,
     map_coordinates: bool = False,
 ) -> None:
-    """Replace each raster among the plan's photos by one task per window of ``window``
-    pixels (:func:`raster_windows`); windows an earlier run counted
-    (``OUT/windows/<id>/<n>.json``) are not planned again. A raster that cannot be counted
+    """Replace each raster among the plan's photos by one task per chunk of ``chunk``
+    pixels (:func:`raster_chunks`); chunks an earlier run counted
+    (``OUT/chunks/<id>/<n>.json``) are not planned again. A raster that cannot be counted
     becomes an error row naming it and why; every other file is still counted. With
     ``map_coordinates`` a raster without georeferencing is such a raster: its points could
     not be put on the map."""
-    tasks: list[PhotoTask | WindowTask] = []
+    tasks: list[PhotoTask | ChunkTask] = []
     for task in plan.tasks:
         if not is_raster(task.name):
             tasks.append(task)
@@ -88,39 +88,39 @@ def plan_rasters(
         except RasterError as exc:
             plan.rows.append(error_result(task.photo_id, task.name, str(exc).removeprefix(f"{task.name}: ")))
             continue
-        wins = raster_windows(model, info, window)
-        done = finished_records(storage.join(settings.out, "windows", task.photo_id), key="window")
-        plan.rasters[task.photo_id] = RasterPlan(task, info, len(wins), done)
+        chunks = raster_chunks(model, info, chunk)
+        done = finished_records(storage.join(settings.out, "chunks", task.photo_id), key="chunk")
+        plan.rasters[task.photo_id] = RasterPlan(task, info, len(chunks), done)
         tasks += [
-            WindowTask(task.photo_id, task.path, task.name, info, w, len(wins))
-            for w in wins
+            ChunkTask(task.photo_id, task.path, task.name, info, w, len(chunks))
+            for w in chunks
             if w.index not in done
         ]
     plan.tasks = tasks
 
 
 def merge_rasters(plan: CountPlan, results: list[PhotoResult], settings: CountSettings) -> list[PhotoResult]:
-    """The results with each raster's windows merged into one record per raster (counts
+    """The results with each raster's chunks merged into one record per raster (counts
     summed, points gathered), written as ``OUT/photos/<id>.json`` and its points'
     GeoJSON (WGS84 longitude and latitude when georeferenced); a raster with a failed
-    window is an error naming the window."""
-    merged = [r for r in results if r.window is None]
+    chunk is an error naming the chunk."""
+    merged = [r for r in results if r.chunk is None]
     for photo_id, raster in plan.rasters.items():
         mine = dict(raster.done)
-        mine.update({r.window: r for r in results if r.window is not None and r.test_id == photo_id})
+        mine.update({r.chunk: r for r in results if r.chunk is not None and r.test_id == photo_id})
         failed = [r for _, r in sorted(mine.items()) if r.status == ERROR]
-        if failed or len(mine) < raster.windows:
+        if failed or len(mine) < raster.chunks:
             reason = (
-                f"{len(failed)} of {raster.windows} windows failed; {failed[0].error.reason}"
+                f"{len(failed)} of {raster.chunks} chunks failed; {failed[0].error.reason}"
                 if failed
-                else f"{raster.windows - len(mine)} of {raster.windows} windows were not counted"
+                else f"{raster.chunks - len(mine)} of {raster.chunks} chunks were not counted"
             )
             merged.append(error_result(photo_id, raster.task.name, reason))
             continue
-        parts = [mine[i] for i in range(raster.windows)]
+        parts = [mine[i] for i in range(raster.chunks)]
         info = raster.info
         counts = np.sum([p.counts for p in parts], axis=0)
-        # The raster's points shared out over all its windows' peaks at once, as over one map
+        # The raster's points shared out over all its chunks' peaks at once, as over one map
         # of the whole raster: points per class are its rounded counts, and a peak on a seam
         # is one peak.
         found = peak_points(Peaks.concat([p.peaks for p in parts]), rounded(counts))
@@ -141,7 +141,7 @@ def merge_rasters(plan: CountPlan, results: list[PhotoResult], settings: CountSe
             model_loads=max(p.model_loads for p in parts),
             threads=parts[-1].threads,
             runtime=parts[-1].runtime,
-            windows=raster.windows,
+            chunks=raster.chunks,
             crs=info.crs if info.georeferenced else None,
             transform=list(info.transform) if info.georeferenced else None,
             resumed=all(p.resumed for p in parts),

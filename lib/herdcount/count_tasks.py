@@ -1,4 +1,4 @@
-"""The count job's typed records: its settings, its tasks (a photo, a raster's window), a
+"""The count job's typed records: its settings, its tasks (a photo, a raster's chunk), a
 photo's result and the plan."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from herdcount.locate import (
 from herdcount.modelrun import ModelRun
 from herdcount.mosaic import (
     RASTER_EXTENSIONS,
+    RasterChunk,
     RasterInfo,
-    RasterWindow,
 )
 from herdcount.records import Status, TaskError
 
@@ -65,20 +65,20 @@ class PhotoTask:
 
 
 @dataclass(frozen=True)
-class WindowTask:
-    """One window of a raster to count (see :mod:`herdcount.mosaic`)."""
+class ChunkTask:
+    """One chunk of a raster to count (see :mod:`herdcount.mosaic`)."""
 
     photo_id: str
     path: str
     name: str
     info: RasterInfo
-    window: RasterWindow
-    #: Windows of the raster in all.
-    windows: int
+    chunk: RasterChunk
+    #: Chunks of the raster in all.
+    chunks: int
 
 
 def is_raster(name: str) -> bool:
-    """Whether a file is read as a raster, window by window (GeoTIFF and TIFF)."""
+    """Whether a file is read as a raster, chunk by chunk (GeoTIFF and TIFF)."""
     return "." in name and name.rsplit(".", 1)[-1].lower() in RASTER_EXTENSIONS
 
 
@@ -118,13 +118,13 @@ class PhotoResult:
     model_loads: int = 0
     threads: list[int] = field(default_factory=list)
     runtime: str = ""
-    #: A raster window's peaks, over which the raster's points are shared out when its
-    #: windows are merged (window records only).
+    #: A raster chunk's peaks, over which the raster's points are shared out when its
+    #: chunks are merged (chunk records only).
     peaks: Peaks | None = None
-    #: A raster's window (its index in the raster's plan), for a window's record; a
-    #: raster's record has the windows it was counted in.
-    window: int | None = None
-    windows: int | None = None
+    #: A raster's chunk (its index in the raster's plan), for a chunk's record; a
+    #: raster's record has the chunks it was counted in.
+    chunk: int | None = None
+    chunks: int | None = None
     #: A georeferenced raster's CRS and affine transform (map coordinates of its points).
     crs: str | None = None
     transform: list[float] | None = None
@@ -154,6 +154,8 @@ class PhotoResult:
         ValueError
             If the record has keys this version does not know.
         """
+        # Records written before a raster's parts were called chunks (they were windows).
+        data = {_RENAMED.get(key, key): value for key, value in data.items()}
         known = {f.name for f in fields(cls)} - set(cls._TRANSIENT)
         unknown = sorted(set(data) - known)
         if unknown:
@@ -187,18 +189,18 @@ class CountPlan:
     listing: list[tuple[str, int]] = field(default_factory=list)
     #: The count job's settings, scheme and model, when the job made the plan.
     job: CountContext | None = None
-    #: Rasters counted in windows: id to the raster's task, header, windows and the windows
+    #: Rasters counted in chunks: id to the raster's task, header, chunks and the chunks
     #: an earlier run finished.
     rasters: dict[str, RasterPlan] = field(default_factory=dict)
 
 
 @dataclass
 class RasterPlan:
-    """One raster of a plan: its header and windows, and what an earlier run counted."""
+    """One raster of a plan: its header and chunks, and what an earlier run counted."""
 
     task: PhotoTask
     info: RasterInfo
-    windows: int
+    chunks: int
     done: dict[int, PhotoResult] = field(default_factory=dict)
 
 
@@ -206,9 +208,13 @@ def error_result(photo_id: str, name: str, reason: str) -> PhotoResult:
     return PhotoResult(photo_id, ERROR, name, error=TaskError(photo_id, name, reason))
 
 
+#: Keys of photo records under their names before the current ones.
+_RENAMED = {"window": "chunk", "windows": "chunks"}
+
+
 def finished_records(folder: str, *, key: str = "test_id") -> dict:
     """The records an earlier run wrote into ``folder``, by ``key`` (test_id, or a raster's
-    window index)."""
+    chunk index)."""
     done = {}
     for name in storage.list_files(folder):
         if name.endswith(".json"):

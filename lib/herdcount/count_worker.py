@@ -1,4 +1,4 @@
-"""The count job's executor side: count one photo, or one raster window, and write its record."""
+"""The count job's executor side: count one photo, or one raster chunk, and write its record."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import numpy as np
 from herdcount import storage
 from herdcount.count_tasks import (
     OK,
+    ChunkTask,
     CountSettings,
     PhotoResult,
     PhotoTask,
-    WindowTask,
     error_result,
     inside_raster,
 )
@@ -30,27 +30,27 @@ from herdcount.locate import (
 )
 from herdcount.mosaic import (
     RasterError,
-    read_window,
-    window_density,
+    chunk_density,
+    read_chunk,
 )
 from herdcount.predictors import LOADS, LoadedModel, load_model, model_key
 from herdcount.scale import estimate_scale, resize_for
 
 
-def count_item(task: PhotoTask | WindowTask, settings: CountSettings) -> PhotoResult:
-    """Count a photo or a raster's window (what one Spark task item is)."""
-    if isinstance(task, WindowTask):
-        return count_window(task, settings)
+def count_item(task: PhotoTask | ChunkTask, settings: CountSettings) -> PhotoResult:
+    """Count a photo or a raster's chunk (what one Spark task item is)."""
+    if isinstance(task, ChunkTask):
+        return count_chunk(task, settings)
     return count_photo(task, settings)
 
 
-def count_window(task: WindowTask, settings: CountSettings) -> PhotoResult:
-    """Count one window of a raster on an executor and write
-    ``OUT/windows/<id>/<n>.json``; never raises for bad input. Its points are in the
+def count_chunk(task: ChunkTask, settings: CountSettings) -> PhotoResult:
+    """Count one chunk of a raster on an executor and write
+    ``OUT/chunks/<id>/<n>.json``; never raises for bad input. Its points are in the
     raster's pixels."""
     cpu, wall = time.process_time(), time.monotonic()
-    index = task.window.index
-    result = storage.join(settings.out, "windows", task.photo_id, f"{index}.json")
+    index = task.chunk.index
+    result = storage.join(settings.out, "chunks", task.photo_id, f"{index}.json")
     try:
         if storage.exists(result):
             return PhotoResult.from_dict(json.loads(storage.read_text(result)), resumed=True)
@@ -58,11 +58,11 @@ def count_window(task: WindowTask, settings: CountSettings) -> PhotoResult:
         load_cpu = time.process_time() - cpu
         cpu = time.process_time()
         stride, margin = model.run.output_stride, model.run.margin
-        rgb, valid = read_window(task.path, task.window, task.info)
-        density, (ct, cl, cb, cr), (ot, ol) = window_density(
+        rgb, valid = read_chunk(task.path, task.chunk, task.info)
+        density, (ct, cl, cb, cr), (ot, ol) = chunk_density(
             rgb,
             valid,
-            task.window,
+            task.chunk,
             model.predict,
             stride=stride,
             margin=margin,
@@ -73,18 +73,18 @@ def count_window(task: WindowTask, settings: CountSettings) -> PhotoResult:
         counts = density[ct:cb, cl:cr].sum(axis=(0, 1), dtype=np.float64)
         peaks = density_peaks(density, stride=stride, keep=(ct, cl, cb, cr)).shifted([ot, ol])
         found = peak_points(peaks, rounded(counts))
-        top, left, bottom, right = task.window.keep
+        top, left, bottom, right = task.chunk.keep
         points = Points(inside_raster(found.coords, task.info), found.classes, found.scores)
     except Exception as exc:
-        keep = task.window.keep
-        where = f"window {index} of {task.windows} (rows {keep[0]}-{keep[2]}, columns {keep[1]}-{keep[3]})"
+        keep = task.chunk.keep
+        where = f"chunk {index} of {task.chunks} (rows {keep[0]}-{keep[2]}, columns {keep[1]}-{keep[3]})"
         reason = (
             str(exc).removeprefix(f"{task.path}: ")
             if isinstance(exc, RasterError)
             else f"{type(exc).__name__}: {exc}"
         )
         failed = error_result(task.photo_id, task.name, f"{where}: {reason}")
-        failed.window = index
+        failed.chunk = index
         return failed
     record = PhotoResult(
         test_id=task.photo_id,
@@ -96,8 +96,8 @@ def count_window(task: WindowTask, settings: CountSettings) -> PhotoResult:
         points=points,
         **_costs(cpu, wall, load_cpu, model, settings),
         peaks=peaks,
-        window=index,
-        windows=task.windows,
+        chunk=index,
+        chunks=task.chunks,
     )
     storage.write_text_atomic(result, json.dumps(record.to_dict()))
     return record
@@ -167,7 +167,7 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> PhotoResult:
 def _costs(
     cpu: float, wall: float, load_cpu: float, model: LoadedModel, settings: CountSettings
 ) -> dict[str, Any]:
-    """What a photo's or window's record says of its cost and of the worker that counted it,
+    """What a photo's or chunk's record says of its cost and of the worker that counted it,
     from the CPU and wall clocks read when its work began."""
     return {
         "cpu_s": round(time.process_time() - cpu, 3),

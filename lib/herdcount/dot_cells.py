@@ -1,5 +1,5 @@
 """The coarse pass of dot finding (:mod:`herdcount.dots`, steps 1-3): the pair's JPEG noise,
-the cells that changed or were painted black, and the windows cut around the changes; and
+the cells that changed or were painted black, and the crops cut around the changes; and
 the masks of black cells that training and counting share.
 """
 
@@ -78,39 +78,39 @@ def noise_threshold(
     return int(np.clip(2 * p99, lowest, highest))
 
 
-def _windows(labels: np.ndarray, block: int, shape: tuple[int, ...]) -> list[tuple[int, int, np.ndarray]]:
-    """``(top, left, keep)`` in pixels of the window around each changed component of cells.
+def _crops(labels: np.ndarray, block: int, shape: tuple[int, ...]) -> list[tuple[int, int, np.ndarray]]:
+    """``(top, left, keep)`` in pixels of the crop around each changed component of cells.
 
-    Windows of neighbouring components may overlap: each keeps the pixels of its own
+    Crops of neighbouring components may overlap: each keeps the pixels of its own
     cells and of the unchanged cells around them, so no dot is found twice.
     """
-    windows = []
-    for lab, window in enumerate(ndi.find_objects(labels), start=1):
-        window = tuple(slice(max(w.start - 1, 0), w.stop + 1) for w in window)
-        cells = labels[window]
+    crops = []
+    for lab, crop in enumerate(ndi.find_objects(labels), start=1):
+        crop = tuple(slice(max(w.start - 1, 0), w.stop + 1) for w in crop)
+        cells = labels[crop]
         own = cells == lab
         own |= (cells == 0) & _grow(own)
-        top, left = window[0].start * block, window[1].start * block
+        top, left = crop[0].start * block, crop[1].start * block
         keep = own.repeat(block, axis=0).repeat(block, axis=1)[: shape[0] - top, : shape[1] - left]
-        windows.append((top, left, keep))
-    return windows
+        crops.append((top, left, keep))
+    return crops
 
 
 def _pack(
-    plain: np.ndarray, dotted: np.ndarray, windows: list[tuple[int, int, np.ndarray]], width: int = 1024
+    plain: np.ndarray, dotted: np.ndarray, crops: list[tuple[int, int, np.ndarray]], width: int = 1024
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Copy the windows onto one canvas in shelves, a pixel apart so none touch.
+    """Copy the crops onto one canvas in shelves, a pixel apart so none touch.
 
-    Returns the canvas of ``plain`` (``dotted`` where a window does not keep the pixel),
+    Returns the canvas of ``plain`` (``dotted`` where a crop does not keep the pixel),
     the canvas of ``dotted``, and per canvas pixel the offset from canvas to photo
     coordinates.
     """
-    sizes = [keep.shape for _, _, keep in windows]
+    sizes = [keep.shape for _, _, keep in crops]
     width = max([width, *(w for _, w in sizes)])
     places, x, y, shelf = [], 0, 0, 0
-    # Windows start at even photo coordinates (cell corners) and are placed at even canvas
+    # Crops start at even photo coordinates (cell corners) and are placed at even canvas
     # ones, so the canvas's 2x2 blocks are the photo's: JPEG's chroma blocks.
-    for i in sorted(range(len(windows)), key=lambda i: -sizes[i][0]):
+    for i in sorted(range(len(crops)), key=lambda i: -sizes[i][0]):
         h, w = sizes[i]
         if x + w > width:
             x, y, shelf = 0, _even(y + shelf + 1), 0
@@ -121,7 +121,7 @@ def _pack(
     keep_all = np.zeros(canvas_a.shape[:2], dtype=bool)
     origin = np.zeros((*canvas_a.shape[:2], 2), dtype=np.int32)
     for i, y, x in places:
-        top, left, keep = windows[i]
+        top, left, keep = crops[i]
         h, w = keep.shape
         canvas_a[y : y + h, x : x + w] = plain[top : top + h, left : left + w]
         canvas_b[y : y + h, x : x + w] = dotted[top : top + h, left : left + w]
@@ -157,7 +157,7 @@ def _coarse_maps(
     buffer = np.empty((step // 2, width, 3), dtype=np.uint8)
     for top in range(0, height, step):
         # Every second row: a dot is at least 5 rows tall, so it keeps 2 or more rows here;
-        # the windows of step 3 look at every pixel again.
+        # the crops of step 3 look at every pixel again.
         a = plain[top : top + step : 2]
         b = dotted[top : top + step : 2]
         # |a - b| > t in some channel exactly when (a - b + t) mod 256 > 2t (t < 128): two

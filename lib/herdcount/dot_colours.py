@@ -86,7 +86,7 @@ def classify_pixels(
     Parameters
     ----------
     plain, dotted : (H, W, 3) uint8 arrays
-        A (small) window of the photo and of its dotted copy.
+        A (small) crop of the photo and of its dotted copy.
     colours : (K, 3) array_like
         Dot colours.
     diff_threshold : int, optional

@@ -143,7 +143,7 @@ def count_dots(components: Components, footprint: float | None) -> NDArray[np.in
 WEAK = 1.6
 
 
-def _dots_in_window(
+def _dots_in_crop(
     plain: np.ndarray,
     dotted: np.ndarray,
     colours: np.ndarray,
@@ -153,7 +153,7 @@ def _dots_in_window(
     dot_area: float | None,
     black_level: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float | None, ColourStats]:
-    """Dots of a window (or a canvas of windows): (N, 2) centres relative to it, (N,) classes,
+    """Dots of a crop (or a canvas of crops): (N, 2) centres relative to it, (N,) classes,
     the (M, 2) centres of specks (components holding no dot, to be judged by their summed
     change: :func:`_judge_sums`), the footprint used (``dot_area``, or the one measured here) and the dots' colours."""
     cover, klass, strong = _classify(

@@ -13,8 +13,8 @@ docs/results.md has the figures):
    reduce it to a coarse grid of ``block`` x ``block`` cells. The same pass marks the
    cells painted black in the dotted copy (masks: dark there, not in the plain copy).
 3. Label the coarse cells that changed, outside the (slightly grown) masked cells.
-   Each coarse component is a small window holding one or a few dots.
-4. Copy the windows, at full resolution, side by side onto one small canvas (at even
+   Each coarse component is a small crop holding one or a few dots.
+4. Copy the crops, at full resolution, side by side onto one small canvas (at even
    coordinates, so its 2x2 blocks are JPEG's chroma blocks) and, in one pass over it,
    explain every changed pixel as the plain colour partly covered by one dot colour
    (``dotted = plain + a * (dot - plain)``): the class is the colour with the smallest
@@ -44,15 +44,15 @@ from herdcount.dot_cells import (
     _blackened,
     _check_pair,
     _coarse_maps,
+    _crops,
     _grow,
     _pack,
     _squares,
     _squares_at,
-    _windows,
     noise_threshold,
 )
 from herdcount.dot_colours import ColourStats
-from herdcount.dot_components import _SPECK_AREA, _dots_in_window
+from herdcount.dot_components import _SPECK_AREA, _dots_in_crop
 
 
 @dataclass(frozen=True)
@@ -176,11 +176,11 @@ def find_dots(
     masked = _grow(masked)
     labels, _ = ndi.label(changed & ~masked, structure=_EIGHT)
     dot_area = None if dot_radius is None else float(np.pi * dot_radius**2)
-    windows = _windows(labels, block, plain.shape)
-    # One pass over all windows packed side by side, rather than a pass per window: a
-    # photo has hundreds of small windows and numpy's per-call cost would dominate.
-    canvas_plain, canvas_dotted, origin = _pack(plain, dotted, windows)
-    coords, classes, specks, footprint, stats = _dots_in_window(
+    crops = _crops(labels, block, plain.shape)
+    # One pass over all crops packed side by side, rather than a pass per crop: a
+    # photo has hundreds of small crops and numpy's per-call cost would dominate.
+    canvas_plain, canvas_dotted, origin = _pack(plain, dotted, crops)
+    coords, classes, specks, footprint, stats = _dots_in_crop(
         canvas_plain,
         canvas_dotted,
         colours,

@@ -33,10 +33,10 @@ class ModelKind:
     exports: ClassVar[tuple[str, ...]] = ("model.tflite",)
     #: Whether the count job counts animals with it (else it is a helper, as the scale model).
     counts_animals: ClassVar[bool] = False
-    #: Whether georeferenced rasters can be counted with it, window by window.
+    #: Whether georeferenced rasters can be counted with it, chunk by chunk.
     counts_rasters: ClassVar[bool] = False
     #: Whether ``count --stride`` applies: the model also has a fully convolutional form
-    #: (``maps.tflite``) that scores windows at any stride.
+    #: (``maps.tflite``) that scores patches at any stride.
     takes_stride: ClassVar[bool] = False
     #: Whether training reads the photos themselves (``--data``), not thumbnails alone.
     trains_on_photos: ClassVar[bool] = True
@@ -130,7 +130,7 @@ class DensityKind(ModelKind):
 
 
 class ClassifierKind(ModelKind):
-    """A patch classifier: each window's class, the background class last."""
+    """A patch classifier: each patch's class, the background class last."""
 
     name = "classifier"
     needs = ("patch_size",)
@@ -148,7 +148,7 @@ class ClassifierKind(ModelKind):
         return [*config.class_names, config.background_class]
 
     def check_stride(self, run, stride):
-        """The window stride: the patch size, or a multiple of 8 below it (8 is the
+        """The patch stride: the patch size, or a multiple of 8 below it (8 is the
         classifier's native stride: three 2x2 poolings).
 
         Raises
@@ -165,9 +165,9 @@ class ClassifierKind(ModelKind):
         return stride
 
     def count_image(self, image, model, *, num_classes, tile, batch_size, stride):
-        """Windows per class (:func:`herdcount.tiling.class_counts`): at the patch stride the
-        seed's non-overlapping tiles, below it every window from the fully convolutional
-        form; points at the centres of windows won by an animal class
+        """Patches per class (:func:`herdcount.tiling.class_counts`): at the patch stride the
+        seed's non-overlapping tiles, below it every patch from the fully convolutional
+        form; points at the centres of patches won by an animal class
         (:func:`herdcount.locate.patch_points`)."""
         from herdcount.locate import patch_points
         from herdcount.tiling import class_counts, patch_scores, tile_scores

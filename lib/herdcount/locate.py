@@ -1,4 +1,4 @@
-"""Where the animals are: one point per counted animal, from density maps or classified windows.
+"""Where the animals are: one point per counted animal, from density maps or classified patches.
 
 Pure numpy/scipy. Points are ``(row, col)`` inside arrays; the count job writes them as
 ``x, y`` (column, row) where its file formats ask.
@@ -20,9 +20,9 @@ From a density map, per class (:func:`density_points`):
    points: the two centres of a weighted 2-means over its cells), and scores its peak's mass
    per point, at most 1.
 
-From classified windows (:func:`patch_points`): each window whose highest score is an
-animal class is a point at the window's centre, scored by that score; windows that overlap
-(a stride below the patch size) keep, per class, the best-scored windows at least half a
+From classified patches (:func:`patch_points`): each patch whose highest score is an
+animal class is a point at the patch's centre, scored by that score; patches that overlap
+(a stride below the patch size) keep, per class, the best-scored patches at least half a
 patch apart, as many as the rounded count.
 """
 
@@ -102,12 +102,12 @@ class Points:
         return cls(coords, np.asarray(data["class"], np.int64), np.asarray(data["score"], np.float64))
 
 
-#: Cells of density a window's peaks need around it: ``2 * reach + 1`` for the default reach
+#: Cells of density a chunk's peaks need around it: ``2 * reach + 1`` for the default reach
 #: of 3 (see :func:`density_peaks`).
 PEAK_CONTEXT = 7
 
 #: Peaks gathering less density than this never become points (a point needs a share of an
-#: animal); leaving them out keeps a raster's windows' records small.
+#: animal); leaving them out keeps a raster's chunks' records small.
 MIN_PEAK_MASS = 0.02
 
 
@@ -115,8 +115,8 @@ MIN_PEAK_MASS = 0.02
 class Peaks:
     """A density map's peaks, before the points are shared out over them.
 
-    What a raster's window records, so that the raster's points can be shared out over all
-    its windows' peaks at once (:func:`peak_points`), exactly as over one map of the whole.
+    What a raster's chunk records, so that the raster's points can be shared out over all
+    its chunks' peaks at once (:func:`peak_points`), exactly as over one map of the whole.
 
     Attributes
     ----------
@@ -136,7 +136,7 @@ class Peaks:
 
     @classmethod
     def concat(cls, parts: list[Peaks]) -> Peaks:
-        """The peaks of several maps (a raster's windows) as one set."""
+        """The peaks of several maps (a raster's chunks) as one set."""
         return cls(
             np.concatenate([np.zeros(0, np.int64), *(p.classes for p in parts)]),
             np.concatenate([np.zeros(0), *(p.mass for p in parts)]),
@@ -229,7 +229,7 @@ def density_peaks(
     reach : float, optional
         Cells farther than this from every peak give no peak their mass.
     keep : (top, left, bottom, right) of ints, optional
-        Only the peaks in these cells. A window of a raster passes its own cells and a map
+        Only the peaks in these cells. A chunk of a raster passes its own cells and a map
         ``2 * reach + 1`` cells larger on every side: its peaks then gather exactly what they
         gather in the map of the whole raster (every cell within ``reach`` of them, and every
         peak that could be nearer to such a cell, with its neighbours).
@@ -401,21 +401,21 @@ def patch_points(
     counts: ArrayLike | None = None,
     shape: tuple[int, int] | None = None,
 ) -> Points:
-    """One point per window classified as an animal (see the module's docstring).
+    """One point per patch classified as an animal (see the module's docstring).
 
     Parameters
     ----------
     scores : (R, C, K + 1) array_like
-        Class scores of the windows at ``stride`` offsets (the background class last).
+        Class scores of the patches at ``stride`` offsets (the background class last).
     num_classes : int
         The animal classes, the first ``num_classes`` scores.
     patch, stride : int
-        Window side and offset in pixels.
+        Patch side and offset in pixels.
     counts : (K,) array_like, optional
-        With overlapping windows, points per class (the rounded counts); by default every
-        window won by the class, at most one per half patch.
+        With overlapping patches, points per class (the rounded counts); by default every
+        patch won by the class, at most one per half patch.
     shape : (int, int), optional
-        The photo's ``(height, width)``: centres of windows that hang over its edge are
+        The photo's ``(height, width)``: centres of patches that hang over its edge are
         kept inside it.
 
     Returns
@@ -440,7 +440,7 @@ def patch_points(
             continue
         mine = mine[np.argsort(-score[mine], kind="stable")]
         tree = cKDTree(centres[mine])
-        # Greedy non-maximum suppression: the best window of a class stands for the ones
+        # Greedy non-maximum suppression: the best patch of a class stands for the ones
         # within half a patch of it.
         free = np.ones(len(mine), dtype=bool)
         chosen = 0

@@ -56,7 +56,7 @@ class ModelRun:
     flops_per_megapixel : float or None
         Its cost.
     patch_size, map_stride : int or None
-        A classifier's window and the stride of its fully convolutional export.
+        A classifier's patch and the stride of its fully convolutional export.
     tile_size : int or None
         A scale model's tile.
     zoom_range : tuple or None

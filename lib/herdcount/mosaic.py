@@ -1,12 +1,12 @@
-"""Orthomosaics: rasters of any size read and counted window by window, with map coordinates.
+"""Orthomosaics: rasters of any size read and counted chunk by chunk, with map coordinates.
 
 A drone survey stitched into one GeoTIFF of 40,000 x 40,000 pixels is 4.8 GB decoded: no
-task reads it whole. The raster is cut into windows of ``window`` pixels on the model's
-output grid (:func:`plan_windows`, the same :func:`herdcount.patches.tile_grid` rule the
-tiled inference follows), and each window is read with the model's margin around it
-(:func:`read_window`, a rasterio windowed read: only the blocks it covers are decoded). The
-density of a window's kept part is then exactly the whole raster's there, so counts summed
-over windows equal the count of the whole raster, whatever the window size.
+task reads it whole. The raster is cut into chunks of ``chunk`` pixels on the model's
+output grid (:func:`plan_chunks`, the same :func:`herdcount.patches.tile_grid` rule the
+tiled inference follows), and each chunk is read with the model's margin around it
+(:func:`read_chunk`, a rasterio windowed read: only the blocks it covers are decoded). The
+density of a chunk's kept part is then exactly the whole raster's there, so counts summed
+over chunks equal the count of the whole raster, whatever the chunk size.
 
 Nodata -- an alpha band, an internal mask or the nodata value, as GDAL's dataset mask gives
 them -- is excluded like the dotted photos' black masks: its cells count nothing.
@@ -39,7 +39,7 @@ class RasterError(ValueError):
 
 @dataclass(frozen=True)
 class RasterInfo:
-    """What the driver reads of a raster's header to plan its windows.
+    """What the driver reads of a raster's header to plan its chunks.
 
     Attributes
     ----------
@@ -109,15 +109,15 @@ def raster_info(path: str | Path, name: str | None = None) -> RasterInfo:
 
 
 @dataclass(frozen=True)
-class RasterWindow:
-    """One window of a raster: the part it counts and the part it reads.
+class RasterChunk:
+    """One chunk of a raster: the part it counts and the part it reads.
 
     Attributes
     ----------
     index : int
         Its place in the raster's plan (row-major).
     keep : tuple of 4 ints
-        ``(top, left, bottom, right)`` of the pixels it counts; the windows' kept parts
+        ``(top, left, bottom, right)`` of the pixels it counts; the chunks' kept parts
         partition the raster (padded to the model's stride).
     read : tuple of 4 ints
         ``(top, left, bottom, right)`` it reads: ``keep`` with the margin of context, shifted
@@ -129,15 +129,15 @@ class RasterWindow:
     read: tuple[int, int, int, int]
 
 
-def plan_windows(height: int, width: int, *, window: int, margin: int, stride: int) -> list[RasterWindow]:
-    """Windows of ``window`` pixels (with ``margin`` of context) covering a raster.
+def plan_chunks(height: int, width: int, *, chunk: int, margin: int, stride: int) -> list[RasterChunk]:
+    """Chunks of ``chunk`` pixels (with ``margin`` of context) covering a raster.
 
     Parameters
     ----------
     height, width : int
         The raster's size in pixels.
-    window : int
-        Side of the kept part of each window; a multiple of ``stride``.
+    chunk : int
+        Side of the kept part of each chunk; a multiple of ``stride``.
     margin : int
         Context read around it: the model's margin (half its receptive field).
     stride : int
@@ -145,24 +145,24 @@ def plan_windows(height: int, width: int, *, window: int, margin: int, stride: i
 
     Returns
     -------
-    list of RasterWindow
+    list of RasterChunk
 
     Raises
     ------
     ValueError
-        If ``window`` or ``margin`` is not a multiple of ``stride``.
+        If ``chunk`` or ``margin`` is not a multiple of ``stride``.
     """
     if height < 1 or width < 1:
         raise ValueError(f"a raster must have pixels, got {height}x{width}")
     padded = (height + -height % stride, width + -width % stride)
-    tiles = tile_grid(padded, window, margin, stride=stride)
-    return [RasterWindow(i, tuple(t.keep), tuple(t.window)) for i, t in enumerate(tiles)]
+    tiles = tile_grid(padded, chunk, margin, stride=stride)
+    return [RasterChunk(i, tuple(t.keep), tuple(t.read)) for i, t in enumerate(tiles)]
 
 
-def read_window(path: str | Path, win: RasterWindow, info: RasterInfo) -> tuple[np.ndarray, np.ndarray]:
-    """The pixels a window reads, and where they hold data.
+def read_chunk(path: str | Path, chunk: RasterChunk, info: RasterInfo) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels a chunk reads, and where they hold data.
 
-    Only the blocks under ``win.read`` are decoded (a rasterio windowed read). Rows and
+    Only the blocks under ``chunk.read`` are decoded (a rasterio windowed read). Rows and
     columns past the raster's end (its padding to the model's stride) repeat its last ones,
     as :func:`herdcount.tiling.pad_to_stride` pads a photo.
 
@@ -176,12 +176,12 @@ def read_window(path: str | Path, win: RasterWindow, info: RasterInfo) -> tuple[
     Raises
     ------
     RasterError
-        If the window cannot be read (a truncated or corrupt file).
+        If the chunk cannot be read (a truncated or corrupt file).
     """
     from rasterio.errors import RasterioError
     from rasterio.windows import Window
 
-    top, left, bottom, right = win.read
+    top, left, bottom, right = chunk.read
     rows, cols = min(bottom, info.height) - top, min(right, info.width) - left
     try:
         with _open(path) as ds:
@@ -189,8 +189,8 @@ def read_window(path: str | Path, win: RasterWindow, info: RasterInfo) -> tuple[
             rgb = ds.read((1, 2, 3), window=region)
             valid = ds.dataset_mask(window=region) > 0
     except RasterioError as exc:
-        raise RasterError(f"{path}: window {win.read} could not be read ({exc})") from None
-    # In place, then one copy to (rows, cols, 3): a window of 8192 is 200 MB per copy.
+        raise RasterError(f"{path}: chunk {chunk.read} could not be read ({exc})") from None
+    # In place, then one copy to (rows, cols, 3): a chunk of 8192 is 200 MB per copy.
     rgb *= valid
     rgb = np.ascontiguousarray(rgb.transpose(1, 2, 0))
     pad = ((0, bottom - top - rows), (0, right - left - cols))
@@ -206,10 +206,10 @@ def valid_cells(valid: NDArray[np.bool_], stride: int) -> NDArray[np.bool_]:
     return valid[centre::stride, centre::stride]
 
 
-def window_density(
+def chunk_density(
     rgb: np.ndarray,
     valid: NDArray[np.bool_],
-    win: RasterWindow,
+    chunk: RasterChunk,
     predict: Predict,
     *,
     stride: int,
@@ -218,12 +218,12 @@ def window_density(
     batch_size: int = 4,
     context: int = 0,
 ) -> tuple[NDArray[np.float32], tuple[int, int, int, int], tuple[int, int]]:
-    """The density of a window's kept part and ``context`` cells around it, from the pixels
-    it read (:func:`read_window`).
+    """The density of a chunk's kept part and ``context`` cells around it, from the pixels
+    it read (:func:`read_chunk`).
 
     The read region is inferred in tiles like a photo (:func:`herdcount.tiling.density_map`)
     and cropped to the kept cells and their context (within the read region), which have
-    their full context when the window was planned with ``context * stride`` pixels more
+    their full context when the chunk was planned with ``context * stride`` pixels more
     margin than the model's; cells over nodata are 0.
 
     Returns
@@ -237,8 +237,8 @@ def window_density(
     """
     density = density_map(rgb, predict, stride=stride, tile=tile, margin=margin, batch_size=batch_size)
     density *= valid_cells(valid, stride)[..., None]
-    kt, kl, kb, kr = win.keep
-    rt, rl = win.read[:2]
+    kt, kl, kb, kr = chunk.keep
+    rt, rl = chunk.read[:2]
     top, left = (kt - rt) // stride, (kl - rl) // stride
     bottom, right = (kb - rt) // stride, (kr - rl) // stride
     first_row, first_col = max(top - context, 0), max(left - context, 0)

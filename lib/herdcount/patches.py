@@ -8,19 +8,19 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 
-def window_origins(centres: ArrayLike, size: int, shape: tuple[int, ...]) -> NDArray[np.int64]:
-    """Top-left ``(row, col)`` of the ``size`` x ``size`` window centred on each of ``centres``.
+def patch_origins(centres: ArrayLike, size: int, shape: tuple[int, ...]) -> NDArray[np.int64]:
+    """Top-left ``(row, col)`` of the ``size`` x ``size`` patch centred on each of ``centres``.
 
-    A window that would cross the photo's border is shifted inside it, so every window
-    has the full size; the centre then sits off the window's middle. This is what happens
+    A patch that would cross the photo's border is shifted inside it, so every patch
+    has the full size; the centre then sits off the patch's middle. This is what happens
     to thumbnails of dots near the border.
 
     Parameters
     ----------
     centres : (N, 2) array_like
-        Window centres ``(row, col)``, rounded to the nearest pixel.
+        Patch centres ``(row, col)``, rounded to the nearest pixel.
     size : int
-        Window side in pixels.
+        Patch side in pixels.
     shape : tuple
         Shape of the photo.
 
@@ -31,31 +31,31 @@ def window_origins(centres: ArrayLike, size: int, shape: tuple[int, ...]) -> NDA
     Raises
     ------
     ValueError
-        If the photo is smaller than the window.
+        If the photo is smaller than the patch.
     """
     height, width = shape[:2]
     if height < size or width < size:
-        raise ValueError(f"a {size}x{size} window does not fit in a {height}x{width} photo")
+        raise ValueError(f"a {size}x{size} patch does not fit in a {height}x{width} photo")
     corners = np.rint(np.asarray(centres, dtype=float).reshape(-1, 2)).astype(np.int64) - size // 2
     return np.clip(corners, 0, [height - size, width - size])
 
 
-def window_origin(centre: ArrayLike, size: int, shape: tuple[int, ...]) -> tuple[int, int]:
-    """Top-left ``(row, col)`` of the window centred on one ``centre`` (see :func:`window_origins`)."""
-    top, left = window_origins([centre], size, shape)[0]
+def patch_origin(centre: ArrayLike, size: int, shape: tuple[int, ...]) -> tuple[int, int]:
+    """Top-left ``(row, col)`` of the patch centred on one ``centre`` (see :func:`patch_origins`)."""
+    top, left = patch_origins([centre], size, shape)[0]
     return int(top), int(left)
 
 
 def crop_centred(image: np.ndarray, centre: ArrayLike, size: int = 64) -> np.ndarray:
     """The ``size`` x ``size`` crop of ``image`` around ``centre``, shifted inside at borders."""
-    top, left = window_origin(centre, size, image.shape)
+    top, left = patch_origin(centre, size, image.shape)
     return image[top : top + size, left : left + size]
 
 
 def thumbnail_origins(
     centres: ArrayLike, size: int, shape: tuple[int, ...], offsets: ArrayLike = (-1, 0, 1)
 ) -> NDArray[np.int64]:
-    """Top-left ``(row, col)`` of the windows around each of ``centres`` shifted diagonally
+    """Top-left ``(row, col)`` of the patches around each of ``centres`` shifted diagonally
     by each offset (``(d, d)`` pixels), shifted inside the photo at its borders.
 
     Returns
@@ -65,7 +65,7 @@ def thumbnail_origins(
     centres = np.asarray(centres, dtype=float).reshape(-1, 2)
     offsets = np.asarray(offsets, dtype=float)
     shifted = centres[:, None, :] + offsets[None, :, None]
-    return window_origins(shifted.reshape(-1, 2), size, shape).reshape(len(centres), len(offsets), 2)
+    return patch_origins(shifted.reshape(-1, 2), size, shape).reshape(len(centres), len(offsets), 2)
 
 
 def thumbnails(
@@ -141,7 +141,7 @@ def sample_background(
         )
         ok &= (np.hypot(dr, dc) >= min_distance).all(axis=1)
     if masked is not None and masked.any():
-        ok &= _window_clear(masked, cand, size, block)
+        ok &= _patch_clear(masked, cand, size, block)
     chosen: list[np.ndarray] = []
     for top_left in cand[ok]:
         if all(np.abs(top_left - c).max() >= size for c in chosen):
@@ -151,8 +151,8 @@ def sample_background(
     return np.asarray(chosen, dtype=np.int64).reshape(-1, 2)
 
 
-def _window_clear(masked: np.ndarray, corners: np.ndarray, size: int, block: int) -> np.ndarray:
-    """Whether each window misses every masked cell, via a summed-area table."""
+def _patch_clear(masked: np.ndarray, corners: np.ndarray, size: int, block: int) -> np.ndarray:
+    """Whether each patch misses every masked cell, via a summed-area table."""
     table = np.pad(masked.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     r0, c0 = corners[:, 0] // block, corners[:, 1] // block
     r1 = np.minimum((corners[:, 0] + size - 1) // block + 1, masked.shape[0])
@@ -164,21 +164,21 @@ def _window_clear(masked: np.ndarray, corners: np.ndarray, size: int, block: int
 class Tile:
     """One tile of a photo for fully convolutional inference, in pixels, ``(row, col)``.
 
-    The model sees ``window`` (the tile grown by a margin on each side, shifted inside the
+    The model reads ``read`` (the tile grown by a margin on each side, shifted inside the
     photo at its borders); of the model's output only ``keep`` is used. Both are
     ``(top, left, bottom, right)`` with exclusive ends.
     """
 
-    window: tuple[int, int, int, int]
+    read: tuple[int, int, int, int]
     keep: tuple[int, int, int, int]
 
 
 def tile_grid(shape: tuple[int, ...], tile: int, margin: int, *, stride: int = 1) -> list[Tile]:
     """Tiles that cover a photo of ``shape`` exactly once, each with ``margin`` pixels of context.
 
-    The kept parts partition the photo. Every window has the same size, ``tile + 2 * margin``
-    (or the photo's side where that is shorter), so windows can be stacked into a batch.
-    A window is shifted inside the photo rather than cut at its border, so each kept pixel
+    The kept parts partition the photo. Every read part has the same size, ``tile + 2 * margin``
+    (or the photo's side where that is shorter), so they can be stacked into a batch.
+    A read part is shifted inside the photo rather than cut at its border, so each kept pixel
     has at least ``margin`` pixels of context on every side or lies that close to the photo's
     own border, where a model run on the whole photo would see its edge too. With a
     margin of at least half the model's receptive field, tiled inference therefore equals

@@ -41,9 +41,9 @@ class LoadedModel:
     run: ModelRun
     #: The Keras model itself (None when the LiteRT interpreter runs the export).
     model: Any
-    #: Batch of windows to class scores (classifier) or density maps (density model).
+    #: Batch of patches to class scores (classifier) or density maps (density model).
     predict: Predict
-    #: The classifier applied fully convolutionally: windows to score maps (None otherwise).
+    #: The classifier applied fully convolutionally: patches to score maps (None otherwise).
     predict_maps: Predict | None = None
     #: Output stride of ``predict_maps``.
     map_stride: int = 0
@@ -267,7 +267,7 @@ def lite_predictor(content: bytes, threads: int = 1) -> Predict:
 
 def native_stride(classifier: Any) -> int:
     """The product of the strides of a classifier's convolutions and poolings: the step
-    between windows that its fully convolutional form evaluates."""
+    between patches that its fully convolutional form evaluates."""
     step = 1
     for layer in classifier.layers:
         strides = getattr(layer, "strides", None)
@@ -284,9 +284,9 @@ def fully_convolutional(classifier: Any) -> Any:
     The first Dense layer after ``Flatten`` becomes a convolution whose kernel covers the
     whole flattened feature map (same weights, reshaped); later Dense layers become 1x1
     convolutions; Dropout is dropped (it is the identity at inference). On a larger input
-    the result scores every window of the original size at steps of
-    :func:`native_stride`, sharing the convolution work between overlapping windows:
-    output cell ``(i, j)`` is the class scores of the window whose top-left pixel is
+    the result scores every patch of the original size at steps of
+    :func:`native_stride`, sharing the convolution work between overlapping patches:
+    output cell ``(i, j)`` is the class scores of the patch whose top-left pixel is
     ``(i * step, j * step)``.
 
     Parameters
@@ -299,7 +299,7 @@ def fully_convolutional(classifier: Any) -> Any:
     -------
     keras.Model
         Input ``(N, H, W, 3)``; output ``(N, (H - p) // step + 1, (W - p) // step + 1, C)``
-        for windows of side ``p``.
+        for patches of side ``p``.
 
     Raises
     ------

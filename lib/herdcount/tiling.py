@@ -1,7 +1,7 @@
 """Model-agnostic tiled inference: density maps and counts of whole photos.
 
 The functions here take the model as a plain ``predict`` callable from a batch of RGB
-windows ``(N, h, w, 3)`` uint8 to maps ``(N, h / stride, w / stride, C)``, so they stay
+images ``(N, h, w, 3)`` uint8 to maps ``(N, h / stride, w / stride, C)``, so they stay
 pure numpy and are shared by validation during training and by the count job.
 """
 
@@ -44,14 +44,14 @@ def density_map(
     image : (H, W, 3) uint8 array
         The photo; padded to multiples of ``stride`` first (see :func:`pad_to_stride`).
     predict : callable
-        The model, from ``(N, h, w, 3)`` windows to ``(N, h // stride, w // stride, C)``.
+        The model, from ``(N, h, w, 3)`` images to ``(N, h // stride, w // stride, C)``.
     stride : int
         The model's output stride.
     tile, margin : int, optional
         Kept side and context of each tile in pixels (see :func:`tile_grid`); with a margin
         of at least half the receptive field the result does not depend on ``tile``.
     batch_size : int, optional
-        Windows per call of ``predict``; bounds memory.
+        Tiles per call of ``predict``; bounds memory.
 
     Returns
     -------
@@ -67,7 +67,7 @@ def density_map(
     result: NDArray[np.float32] | None = None
     for first in range(0, len(tiles), batch_size):
         group = tiles[first : first + batch_size]
-        batch = np.stack([image[t.window[0] : t.window[2], t.window[1] : t.window[3]] for t in group])
+        batch = np.stack([image[t.read[0] : t.read[2], t.read[1] : t.read[3]] for t in group])
         maps = np.asarray(predict(batch))
         if result is None:
             result = np.zeros(
@@ -75,7 +75,7 @@ def density_map(
             )
         for t, out in zip(group, maps):
             top, left, bottom, right = (v // stride for v in t.keep)
-            row, col = (t.keep[0] - t.window[0]) // stride, (t.keep[1] - t.window[1]) // stride
+            row, col = (t.keep[0] - t.read[0]) // stride, (t.keep[1] - t.read[1]) // stride
             result[top:bottom, left:right] = out[row : row + bottom - top, col : col + right - left]
     assert result is not None
     return result
@@ -134,29 +134,29 @@ def patch_scores(
     Parameters
     ----------
     image : (H, W, 3) uint8 array
-        The photo; padded at the bottom and right by repeating its edge until the windows
+        The photo; padded at the bottom and right by repeating its edge until the patches
         cover it.
     predict_maps : callable
         From ``(N, h, w, 3)`` to ``(N, (h - patch) // step + 1, (w - patch) // step + 1, C)``,
-        cell ``(i, j)`` scoring the window at ``(i * step, j * step)`` (see
+        cell ``(i, j)`` scoring the patch at ``(i * step, j * step)`` (see
         :func:`herdcount.predictors.fully_convolutional`).
     patch : int, optional
-        Window side.
+        Patch side.
     stride : int, optional
-        Offset between the windows wanted; a multiple of ``step``.
+        Offset between the patches wanted; a multiple of ``step``.
     step : int, optional
-        The model's native stride: the offset between the windows ``predict_maps`` scores.
+        The model's native stride: the offset between the patches ``predict_maps`` scores.
     tile : int, optional
-        Side of the photo region whose windows one call scores; bounds memory. The
-        result does not depend on it: every window is scored whole.
+        Side of the photo region whose patches one call scores; bounds memory. The
+        result does not depend on it: every patch is scored whole.
     batch_size : int, optional
         Tiles per call of ``predict_maps``.
 
     Returns
     -------
     (n_rows, n_cols, C) array
-        ``n = ceil((side - patch) / stride) + 1`` windows per axis (at least 1); with
-        ``stride == patch`` the same windows as :func:`tile_scores`.
+        ``n = ceil((side - patch) / stride) + 1`` patches per axis (at least 1); with
+        ``stride == patch`` the same patches as :func:`tile_scores`.
     """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be an (H, W, 3) RGB array, got shape {image.shape}")
@@ -189,8 +189,8 @@ def patch_scores(
 
 def class_counts(scores: np.ndarray, num_classes: int, *, weight: float = 1.0) -> NDArray[np.float64]:
     """Counts of the first ``num_classes`` classes (the animals; a background class comes
-    after them) among windows classified by their highest score, each window counting
-    ``weight`` animals: 1 for non-overlapping tiles, ``(step / patch) ** 2`` for windows
+    after them) among patches classified by their highest score, each patch counting
+    ``weight`` animals: 1 for non-overlapping tiles, ``(step / patch) ** 2`` for patches
     at ``step`` offsets, which cover each pixel ``(patch / step) ** 2`` times."""
     winners = np.argmax(scores, axis=-1).ravel()
     return np.bincount(winners, minlength=scores.shape[-1])[:num_classes].astype(np.float64) * weight
