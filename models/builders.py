@@ -126,6 +126,35 @@ def make_density_model(
     return keras.Model(inputs, outputs, name="density_counter")
 
 
+def with_centre_head(density_model: keras.Model) -> keras.Model:
+    """The density model with a second head for training: per class, the chance that each
+    output cell holds an animal's centre (a sigmoid heatmap, as CenterNet's).
+
+    The head reads the features the density head reads and is trained beside it
+    (:class:`DensityLoss` with ``centre_weight``): the shared layers must then tell where
+    each animal is, not only how much density a region holds. The returned model shares
+    every layer with ``density_model``, so training it trains that one, which is what is
+    saved and exported (counting never runs the head).
+
+    Returns
+    -------
+    keras.Model
+        Output ``(N, H / 8, W / 8, 2 * num_classes)``: the density maps, then the heatmaps.
+    """
+    head = (
+        "animals_x100" if "animals_x100" in {layer.name for layer in density_model.layers} else "density_x100"
+    )
+    features = density_model.get_layer(head).input
+    classes = density_model.output.shape[-1]
+    # A start near 0.01: nearly every cell is background, and a start at 0.5 spends the
+    # first steps pulling all of them down (CenterNet's prior).
+    centres = layers.Conv2D(
+        classes, 1, activation="sigmoid", bias_initializer=keras.initializers.Constant(-4.6), name="centres"
+    )(features)
+    outputs = layers.Concatenate(name="density_and_centres")([density_model.output, centres])
+    return keras.Model(density_model.input, outputs, name="density_with_centres")
+
+
 def _density_head(x, channels: int, activation: str, name: str):
     # A positive start keeps every class's output alive while the count loss first pulls
     # the empty ground down; a ReLU channel that is dark everywhere never learns again.
@@ -316,6 +345,12 @@ class DensityLoss(keras.losses.Loss):
     absolute, not squared, so that a faint false density over empty ground (which a whole
     photo sums over tens of thousands of cells) is pushed to zero as firmly as a strong one.
 
+    With ``centre_weight`` (a model of :func:`with_centre_head`), ``y_pred`` holds the
+    heatmaps after the density maps and ``y_true`` their targets (:func:`centre_target`)
+    after the density targets, before the weight; the heatmaps add CenterNet's focal loss
+    (each centre cell pulled to 1, every other cell to 0 with less force near a centre),
+    summed over the unmasked cells and divided by the tile's centres.
+
     Parameters
     ----------
     count_weight : float, optional
@@ -324,6 +359,8 @@ class DensityLoss(keras.losses.Loss):
         Factor applied to densities before squaring their error.
     class_weights : sequence of float or None, optional
         Factor of each class's error (both terms); None: 1 for every class.
+    centre_weight : float, optional
+        Weight of the heatmaps' focal loss; 0: the model has no heatmaps.
     """
 
     def __init__(
@@ -331,6 +368,7 @@ class DensityLoss(keras.losses.Loss):
         count_weight: float = 1.0,
         pixel_scale: float = 100.0,
         class_weights: list[float] | None = None,
+        centre_weight: float = 0.0,
         name: str = "density_loss",
         **kwargs,
     ) -> None:
@@ -338,15 +376,23 @@ class DensityLoss(keras.losses.Loss):
         self.count_weight = count_weight
         self.pixel_scale = pixel_scale
         self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+        self.centre_weight = float(centre_weight)
 
     def call(self, y_true, y_pred):
-        target, weight = y_true[..., :-1], y_true[..., -1:]
-        error = (y_pred - target) * weight
+        weight = y_true[..., -1:]
+        if self.centre_weight:
+            classes = y_pred.shape[-1] // 2
+            focal = centre_focal_loss(y_true[..., classes:-1], y_pred[..., classes:], weight)
+            y_true, y_pred = y_true[..., :classes], y_pred[..., :classes]
+        else:
+            y_true = y_true[..., :-1]
+        error = (y_pred - y_true) * weight
         if self.class_weights is not None:
             error = error * keras.ops.convert_to_tensor(self.class_weights, dtype=error.dtype)
         pixel = keras.ops.mean(keras.ops.square(error * self.pixel_scale), axis=(1, 2, 3))
         counts = keras.ops.sum(error, axis=(1, 2))
-        return pixel + self.count_weight * keras.ops.mean(keras.ops.abs(counts), axis=-1)
+        loss = pixel + self.count_weight * keras.ops.mean(keras.ops.abs(counts), axis=-1)
+        return loss + self.centre_weight * focal if self.centre_weight else loss
 
     def get_config(self) -> dict:
         return {
@@ -354,7 +400,21 @@ class DensityLoss(keras.losses.Loss):
             "count_weight": self.count_weight,
             "pixel_scale": self.pixel_scale,
             "class_weights": self.class_weights,
+            "centre_weight": self.centre_weight,
         }
+
+
+def centre_focal_loss(target, heat, weight):
+    """CenterNet's focal loss of heatmaps per tile: ``target`` 1 at centre cells (and a
+    Gaussian below 1 around them), ``heat`` the predicted chances, ``weight`` 0 over masked
+    cells; summed over cells and classes, divided by the tile's centres (at least 1)."""
+    heat = keras.ops.clip(heat, 1e-4, 1 - 1e-4)
+    centre = keras.ops.cast(target >= 1.0, heat.dtype)
+    found = -keras.ops.log(heat) * keras.ops.square(1 - heat) * centre
+    # Cells near a centre are pushed down less: the heatmap may spread a little around it.
+    missed = -keras.ops.log(1 - heat) * keras.ops.square(heat) * keras.ops.power(1 - target, 4) * (1 - centre)
+    centres = keras.ops.maximum(keras.ops.sum(centre * weight, axis=(1, 2, 3)), 1.0)
+    return keras.ops.sum((found + missed) * weight, axis=(1, 2, 3)) / centres
 
 
 def make_scale_model(*, width: int = 8, depth: int = 5) -> keras.Model:
@@ -456,11 +516,22 @@ def balance_weights(counts: np.ndarray, exponent: float) -> list[float]:
 
 
 @keras.saving.register_keras_serializable(package="herdcount")
-def tile_count_error(y_true, y_pred):
-    """Mean absolute error of the per-class counts of each tile, outside masked cells."""
+def tile_count_error(y_true, y_pred, classes: int | None = None):
+    """Mean absolute error of the per-class counts of each tile, outside masked cells; of
+    the first ``classes`` maps where more follow (see :func:`density_count_error`)."""
     weight = y_true[..., -1:]
-    error = keras.ops.sum((y_pred - y_true[..., :-1]) * weight, axis=(1, 2))
+    error = keras.ops.sum((y_pred[..., :classes] - y_true[..., : classes or -1]) * weight, axis=(1, 2))
     return keras.ops.mean(keras.ops.abs(error), axis=-1)
+
+
+def density_count_error(classes: int):
+    """:func:`tile_count_error` of the density maps of a model of :func:`with_centre_head`."""
+
+    def tile_count_error_of_density(y_true, y_pred):
+        return tile_count_error(y_true, y_pred, classes)
+
+    tile_count_error_of_density.__name__ = "tile_count_error"
+    return tile_count_error_of_density
 
 
 def write_untrained_runs(folder: str | Path, config: Any) -> dict[str, Path]:

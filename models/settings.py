@@ -51,6 +51,12 @@ class DensitySettings:
     )
     sigma: float = option(1.0, help="Gaussian of each dot, in output cells")
     count_weight: float = option(1.0, help="weight of the tile count loss")
+    centre_weight: float = option(
+        0.0,
+        help="weight of a second head's loss, trained beside the density map to mark each animal's "
+        "centre cell (focal loss on a heatmap); it teaches the shared layers where each animal is, "
+        "and the exported model keeps the density map only (0: no such head)",
+    )
     class_balance: float = option(
         0.5,
         help="exponent of the inverse share of a class's dots weighing its loss (0: off, 1: dots weigh alike)",
@@ -112,6 +118,8 @@ class DensitySettings:
             raise ValueError(f"--weight-average must be in [0, 1), got {self.weight_average}")
         if not 0 <= self.class_balance <= 1:
             raise ValueError(f"--class-balance must be in [0, 1], got {self.class_balance}")
+        if self.centre_weight < 0:
+            raise ValueError(f"--centre-weight must be >= 0, got {self.centre_weight}")
         if not 0 <= self.empty_share <= 1:
             raise ValueError(f"--empty-share must be in [0, 1], got {self.empty_share}")
 

@@ -131,6 +131,7 @@ def _tile(
         centre=None if centre[0] < 0 else centre,
         offset=(int(origin[0]), int(origin[1])),
         bounds=(int(photo_shape[0]), int(photo_shape[1])),
+        centres=sampling["centres"],
     )
     if sampling["augmented"]:
         tile = augment(tile, rng, brightness=0.08, contrast=0.1)
@@ -219,14 +220,15 @@ def window_dataset(
     augmented: bool = True,
     seed: int = 0,
     shuffle_buffer: int = 256,
+    centres: bool = False,
 ):
     """Endless training tiles ``(image, target)`` streamed from the windows of photos ``ids``.
 
     The same tiles as :func:`herdcount.models.training_data.tile_stream` draws from photos
     held in memory: a share ``empty_share`` placed at random (in a random grid window),
     the others around a dot of a class drawn uniformly (in a dot window of that class),
-    each resized by a drawn scale, augmented, with its density target and loss weight as
-    the last channel. Shards are read interleaved, records shuffled in a buffer, tiles cut
+    each resized by a drawn scale, augmented, with its density target (and, with
+    ``centres``, its centre heatmaps) and the loss weight as the last channel. Shards are read interleaved, records shuffled in a buffer, tiles cut
     in parallel; the order, and so the run, repeats for a ``seed``.
 
     Raises
@@ -253,9 +255,11 @@ def window_dataset(
         "scale_sigma": scale_sigma,
         "block": shards.block,
         "augmented": augmented,
+        "centres": centres,
     }
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     cells = size // stride
+    maps = 2 * num_classes if centres else num_classes
     tile = functools.partial(_tile, num_classes=num_classes, sampling=sampling)
 
     def cut(x, s):
@@ -263,7 +267,7 @@ def window_dataset(
             tile, [*(x[k] for k in _FIELDS), s], [tf.uint8, tf.float32], stateful=False
         )
         pixels.set_shape((size, size, 3))
-        target.set_shape((cells, cells, num_classes + 1))
+        target.set_shape((cells, cells, maps + 1))
         return pixels, target
 
     return tf.data.Dataset.zip((ds, seeds)).map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -78,6 +78,55 @@ def density_target(
     return target
 
 
+def centre_target(
+    points: ArrayLike,
+    classes: ArrayLike,
+    num_classes: int,
+    out_shape: tuple[int, int],
+    *,
+    stride: int = 8,
+    sigma: float = 1.0,
+    origin: tuple[float, float] = (0.0, 0.0),
+) -> NDArray[np.float32]:
+    """Heatmaps of animals' centres, as CenterNet's: per class, 1 in the cell that holds a
+    point and ``exp(-d**2 / (2 * sigma**2))`` around it (``d`` from the cell's centre to the
+    point, in cells), the largest where two animals' overlap.
+
+    Parameters are as :func:`density_target`'s (points in the photo's pixels, the grid's
+    top-left corner at ``origin``); points outside the grid still mark the cells near them.
+
+    Returns
+    -------
+    (rows, cols, num_classes) float32 array
+    """
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
+    classes = np.asarray(classes, dtype=int).reshape(-1)
+    if len(points) != len(classes):
+        raise ValueError(f"{len(points)} points but {len(classes)} classes")
+    if len(classes) and (classes.min() < 0 or classes.max() >= num_classes):
+        raise ValueError(
+            f"class indices must be in 0..{num_classes - 1}, got {sorted(set(classes.tolist()))}"
+        )
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    rows, cols = out_shape
+    heat = np.zeros((rows, cols, num_classes), np.float32)
+    reach = math.ceil(3 * sigma)
+    for (row, col), k in zip(points, classes):
+        at = ((row - origin[0]) / stride, (col - origin[1]) / stride)
+        cell = (math.floor(at[0]), math.floor(at[1]))
+        r = np.arange(max(cell[0] - reach, 0), min(cell[0] + reach + 1, rows))
+        c = np.arange(max(cell[1] - reach, 0), min(cell[1] + reach + 1, cols))
+        if not (len(r) and len(c)):
+            continue
+        near = np.exp(-((r[:, None] + 0.5 - at[0]) ** 2 + (c[None, :] + 0.5 - at[1]) ** 2) / (2 * sigma**2))
+        if 0 <= cell[0] < rows and 0 <= cell[1] < cols:
+            near[cell[0] - r[0], cell[1] - c[0]] = 1.0
+        block = heat[r[0] : r[-1] + 1, c[0] : c[-1] + 1, k]
+        np.maximum(block, near, out=block)
+    return heat
+
+
 def _weights(pos: float, start: float, n: int, stride: int, sigma: float, limit: float):
     """1-D Gaussian weights of one point over the cells of the photo near it, normalised
     over those cells; returned for the cells of the grid only."""
@@ -119,6 +168,7 @@ def sample_tile(
     centre: ArrayLike | None = None,
     offset: tuple[int, int] = (0, 0),
     bounds: tuple[int, int] | None = None,
+    centres: bool = False,
 ) -> TrainingTile:
     """Cut a ``size`` x ``size`` training tile out of ``photo`` resized by ``scale``.
 
@@ -131,6 +181,9 @@ def sample_tile(
     photo and ``bounds`` the photo's ``(height, width)``. ``points`` and ``centre`` stay in
     the photo's pixels, so a dot near the window's edge is normalised over the photo, as
     when the tile is cut from the whole photo.
+
+    With ``centres``, the target holds the centre heatmaps (:func:`centre_target`) after the
+    density maps: ``2 * num_classes`` channels.
     """
     if size % stride:
         raise ValueError(f"size must be a multiple of stride {stride}, got {size}")
@@ -168,6 +221,11 @@ def sample_tile(
         origin=origin,
         bounds=(photo_height * scale, photo_width * scale),
     )
+    if centres:
+        heat = centre_target(
+            scaled[near], np.asarray(classes)[near], num_classes, (cells, cells), stride=stride, origin=origin
+        )
+        target = np.concatenate([target, heat], axis=-1)
     weight = np.ones((cells, cells), np.float32)
     if masked is not None:
         centres = (np.arange(cells) + 0.5) * stride / scale

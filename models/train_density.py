@@ -24,10 +24,12 @@ from herdcount.intervals import group_errors
 from herdcount.models.builders import (
     DensityLoss,
     balance_weights,
+    density_count_error,
     describe_density_model,
     inference_model,
     make_density_model,
     tile_count_error,
+    with_centre_head,
 )
 from herdcount.models.fitting import (
     adam_for,
@@ -142,8 +144,12 @@ class PhotoValidation(keras.callbacks.Callback):
         per_epoch: int,
         seed: int = 0,
         input_scale: float = 1.0,
+        counting: keras.Model | None = None,
     ) -> None:
         super().__init__()
+        # The model counted: the one fitted, or the density model inside it (a model with
+        # a centre head fits both heads and counts with the density maps alone).
+        self.counting = counting
         self.photos, self.data, self.config = photos, data, config
         self.input_scale = input_scale
         self.stride, self.tile, self.margin = stride, tile, margin
@@ -161,7 +167,7 @@ class PhotoValidation(keras.callbacks.Callback):
         """
 
         def predict(batch: np.ndarray) -> np.ndarray:
-            return self.model(batch, training=False).numpy()
+            return (self.counting or self.model)(batch, training=False).numpy()
 
         block = self.config.dots.block
         truth, counts = [], []
@@ -218,7 +224,18 @@ def train(settings: TrainSettings, config: Config, prep: dict[str, Any], loggers
         f"density model: {model.count_params():,} weights, output stride {stride}, receptive field "
         f"{geo['receptive_field']} px, {flops / 1e9:.2f} GFLOP per megapixel"
     )
-    sampling = {"size": settings.density.tile_size, "stride": stride, "sigma": settings.density.sigma}
+    centres = settings.density.centre_weight > 0
+    if centres:
+        print(
+            f"a centre head trains beside the density map (focal loss, weight "
+            f"{settings.density.centre_weight:g}); the density model alone is kept"
+        )
+    sampling = {
+        "size": settings.density.tile_size,
+        "stride": stride,
+        "sigma": settings.density.sigma,
+        "centres": centres,
+    }
     input_scale = settings.density.input_scale or working_scale(
         list(extract_lengths(settings.extract).values()), geo["receptive_field"]
     )
@@ -258,6 +275,7 @@ def train(settings: TrainSettings, config: Config, prep: dict[str, Any], loggers
         per_epoch=settings.density.val_photos_per_epoch,
         seed=settings.seed,
         input_scale=input_scale,
+        counting=model if centres else None,
     )
     fit = {
         "steps_per_epoch": settings.density.steps_per_epoch,
@@ -279,10 +297,17 @@ def train(settings: TrainSettings, config: Config, prep: dict[str, Any], loggers
             + ", ".join(f"{n} {w:.2f} ({d} dots)" for n, w, d in zip(config.class_names, class_weights, dots))
         )
     with strategy.scope():
-        model.compile(
+        # With a centre head, the model fitted is the density model and the head; the
+        # density model alone is validated, kept and exported.
+        fitted = with_centre_head(model) if centres else model
+        fitted.compile(
             optimizer=adam_for(schedule, reused, settings),
-            loss=DensityLoss(count_weight=settings.density.count_weight, class_weights=class_weights),
-            metrics=[tile_count_error],
+            loss=DensityLoss(
+                count_weight=settings.density.count_weight,
+                class_weights=class_weights,
+                centre_weight=settings.density.centre_weight,
+            ),
+            metrics=[density_count_error(num_classes) if centres else tile_count_error],
         )
     first = [validation]
     if settings.density.weight_average:
@@ -296,7 +321,7 @@ def train(settings: TrainSettings, config: Config, prep: dict[str, Any], loggers
         start_rmse = column_rmse(*validation.count(validation.sample)).mean()
         start_weights = model.get_weights()
         print(f"--init: the start counts the held-out photos at val_rmse {start_rmse:.4f}")
-    history = model.fit(train_ds, epochs=settings.epochs, callbacks=callbacks, **fit).history
+    history = fitted.fit(train_ds, epochs=settings.epochs, callbacks=callbacks, **fit).history
     if start_rmse is not None and min(history["val_rmse"]) >= start_rmse:
         print(
             f"--init: no epoch beat the start (best val_rmse {min(history['val_rmse']):.4f}): the start is kept"

@@ -11,14 +11,18 @@ import tensorflow as tf
 from herdcount.extracted import split_photos
 from herdcount.models.builders import (
     DensityLoss,
+    centre_focal_loss,
+    density_count_error,
     describe_density_model,
     flops_per_megapixel,
     geometry,
     make_classifier_model,
     make_density_model,
     save_model_run,
+    tile_count_error,
+    with_centre_head,
 )
-from herdcount.models.targets import augment, density_target, sample_tile
+from herdcount.models.targets import augment, centre_target, density_target, sample_tile
 from herdcount.tiling import density_map, pad_to_stride
 
 
@@ -150,6 +154,75 @@ def test_each_dot_of_a_target_sums_to_one_even_at_the_border():
     np.testing.assert_allclose(target.sum(axis=(0, 1)), [1, 2, 1], rtol=1e-5)
     row, col = np.unravel_index(np.argmax(target[..., 0]), (16, 16))
     assert (row, col) == (0, 0)
+
+
+def test_centre_heatmaps_mark_each_animal_with_a_one_and_fall_off_around_it():
+    # Two pups 12 px apart (their Gaussians overlap), a cow, and a bull 6 px past the grid.
+    points = [[20, 30], [20, 42], [60, 60], [-6, 10]]
+    heat = centre_target(points, [2, 2, 1, 0], 3, (10, 10), stride=8, sigma=1.0)
+    assert heat.shape == (10, 10, 3) and heat.dtype == np.float32
+    assert sorted(zip(*np.nonzero(heat == 1.0))) == [(2, 3, 2), (2, 5, 2), (7, 7, 1)]
+    # Between the pups (cell centre 20, 36), 0.75 cells from each: the larger, not the sum.
+    np.testing.assert_allclose(heat[2, 4, 2], np.exp(-(0.75**2) / 2), rtol=1e-6)
+    np.testing.assert_allclose(heat[1, 3, 2], np.exp(-(1.0**2 + 0.25**2) / 2), rtol=1e-6)
+    # The bull outside the grid has no cell of 1 but marks the top row near it.
+    assert heat[..., 0].max() < 1 and heat[0, 1, 0] == pytest.approx(np.exp(-(1.25**2 + 0.25**2) / 2))
+    assert heat[:4, :, 1].max() == 0 and heat[6:, :, 2].max() == 0  # each class its own map
+    with pytest.raises(ValueError, match=r"class indices must be in 0\.\.2"):
+        centre_target(points, [0, 1, 2, 3], 3, (10, 10))
+
+
+def test_sampled_tiles_carry_the_heatmaps_after_the_density_maps():
+    rng = np.random.default_rng(3)
+    photo = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    points, classes = rng.uniform(10, 246, (12, 2)), rng.integers(0, 2, 12)
+    plain = sample_tile(photo, points, classes, 2, np.random.default_rng(1), size=256)
+    both = sample_tile(photo, points, classes, 2, np.random.default_rng(1), size=256, centres=True)
+    assert both.target.shape == (32, 32, 4)
+    np.testing.assert_array_equal(both.target[..., :2], plain.target)
+    np.testing.assert_array_equal(both.target[..., 2:], centre_target(points, classes, 2, (32, 32)))
+
+
+def test_the_centre_loss_is_the_focal_loss_added_to_the_density_loss():
+    rng = np.random.default_rng(4)
+    target = np.zeros((2, 6, 6, 2), np.float32)
+    target[0, 2, 3, 1] = target[1, 4, 4, 0] = target[1, 1, 1, 0] = 1.0
+    # A heatmap of zeros misses each centre at -log(1e-4) (the clip) per centre, averaged.
+    missed = centre_focal_loss(target, np.zeros_like(target), np.ones((2, 6, 6, 1), np.float32))
+    np.testing.assert_allclose(np.asarray(missed), -np.log(1e-4) * (1 - 1e-4) ** 2, rtol=1e-4)
+    exact = centre_focal_loss(target, target, np.ones((2, 6, 6, 1), np.float32))
+    assert np.asarray(exact).max() < 1e-3
+    density = rng.uniform(0, 0.2, (2, 6, 6, 2)).astype(np.float32)
+    predicted = rng.uniform(0, 0.2, (2, 6, 6, 2)).astype(np.float32)
+    weight = (rng.random((2, 6, 6, 1)) > 0.2).astype(np.float32)
+    heat = rng.uniform(0, 1, (2, 6, 6, 2)).astype(np.float32)
+    alone = DensityLoss(class_weights=[1.0, 2.0])(np.concatenate([density, weight], -1), predicted)
+    both = DensityLoss(class_weights=[1.0, 2.0], centre_weight=0.5)(
+        np.concatenate([density, target, weight], -1), np.concatenate([predicted, heat], -1)
+    )
+    focal = np.asarray(centre_focal_loss(target, heat, weight)).mean()
+    np.testing.assert_allclose(float(both), float(alone) + 0.5 * focal, rtol=1e-5)
+    # The count error of the density maps alone, whatever the heatmaps hold.
+    np.testing.assert_allclose(
+        np.asarray(
+            density_count_error(2)(
+                np.concatenate([density, target, weight], -1), np.concatenate([predicted, heat], -1)
+            )
+        ),
+        np.asarray(tile_count_error(np.concatenate([density, weight], -1), predicted)),
+        rtol=1e-6,
+    )
+
+
+def test_the_centre_head_shares_the_density_models_layers():
+    model = make_density_model(3, width=8)
+    fitted = with_centre_head(model)
+    tile = np.random.default_rng(0).integers(0, 255, (1, 64, 96, 3), dtype=np.uint8)
+    both = np.asarray(fitted(tile, training=False))
+    assert both.shape == (1, 8, 12, 6) and ((both[..., 3:] > 0) & (both[..., 3:] < 1)).all()
+    np.testing.assert_allclose(both[..., :3], np.asarray(model(tile, training=False)), rtol=1e-6)
+    assert {w.path for w in model.weights} < {w.path for w in fitted.weights}
+    assert len(fitted.layers) == len(model.layers) + 2
 
 
 def test_tiles_of_a_photo_add_up_to_its_counts():

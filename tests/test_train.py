@@ -138,6 +138,22 @@ def test_density_run_writes_a_described_model(tmp_path, survey, extracted, confi
 
 
 @pytest.mark.slow
+def test_a_centre_head_trains_beside_the_density_map_and_stays_out_of_the_export(
+    tmp_path, survey, extracted, capsys
+):
+    run = tmp_path / "run"
+    assert train.main(density_args(extracted, survey, run, "--centre-weight", "1", "--no-int8")) == 0
+    assert "a centre head trains beside the density map (focal loss, weight 1)" in capsys.readouterr().out
+    model = keras.models.load_model(run / "model.keras", compile=False)
+    assert "centres" not in {layer.name for layer in model.layers}
+    assert model.predict(np.zeros((1, 64, 96, 3), np.uint8), verbose=0).shape == (1, 8, 12, 5)
+    assert json.loads((run / "run.json").read_text())["config"]["settings"]["density"]["centre_weight"] == 1
+    with open(run / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {"tile_count_error", "val_rmse"} <= set(rows[0])
+
+
+@pytest.mark.slow
 def test_classifier_run_reports_accuracy_and_confusion_without_importing_mlflow(
     tmp_path, survey, extracted, config
 ):
