@@ -80,6 +80,13 @@ def free_port() -> int:
 _TIER = {"slow": True}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The tests' Spark jobs last seconds: the JVM's optimising compiler and parallel collector
+    # spend more CPU than they save there, and CI's two cores are shared by two test workers.
+    # spark-submit (and PySpark's in-process launch, which runs it) reads this silently.
+    os.environ.setdefault("SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # The files of accuracy sweeps hold the longest tests: first in the order, so that when
     # make test spreads whole files over workers (pytest-xdist), none of them starts last.
