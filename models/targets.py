@@ -56,16 +56,7 @@ def density_target(
     -------
     (rows, cols, num_classes) float32 array
     """
-    points = np.asarray(points, dtype=float).reshape(-1, 2)
-    classes = np.asarray(classes, dtype=int).reshape(-1)
-    if len(points) != len(classes):
-        raise ValueError(f"{len(points)} points but {len(classes)} classes")
-    if len(classes) and (classes.min() < 0 or classes.max() >= num_classes):
-        raise ValueError(
-            f"class indices must be in 0..{num_classes - 1}, got {sorted(set(classes.tolist()))}"
-        )
-    if sigma <= 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
+    points, classes = _checked(points, classes, num_classes, sigma)
     rows, cols = out_shape
     if bounds is None:
         bounds = (origin[0] + rows * stride, origin[1] + cols * stride)
@@ -76,6 +67,29 @@ def density_target(
         if len(r_index) and len(c_index):
             target[np.ix_(r_index, c_index, [k])] += np.outer(r_weight, c_weight)[..., None]
     return target
+
+
+def _checked(
+    points: ArrayLike, classes: ArrayLike, num_classes: int, sigma: float
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Points ``(N, 2)`` and classes ``(N,)`` as arrays, checked (the targets' inputs).
+
+    Raises
+    ------
+    ValueError
+        Naming the counts that differ, the class indices out of range or the sigma.
+    """
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
+    classes = np.asarray(classes, dtype=int).reshape(-1)
+    if len(points) != len(classes):
+        raise ValueError(f"{len(points)} points but {len(classes)} classes")
+    if len(classes) and (classes.min() < 0 or classes.max() >= num_classes):
+        raise ValueError(
+            f"class indices must be in 0..{num_classes - 1}, got {sorted(set(classes.tolist()))}"
+        )
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    return points, classes
 
 
 def centre_target(
@@ -99,16 +113,7 @@ def centre_target(
     -------
     (rows, cols, num_classes) float32 array
     """
-    points = np.asarray(points, dtype=float).reshape(-1, 2)
-    classes = np.asarray(classes, dtype=int).reshape(-1)
-    if len(points) != len(classes):
-        raise ValueError(f"{len(points)} points but {len(classes)} classes")
-    if len(classes) and (classes.min() < 0 or classes.max() >= num_classes):
-        raise ValueError(
-            f"class indices must be in 0..{num_classes - 1}, got {sorted(set(classes.tolist()))}"
-        )
-    if sigma <= 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
+    points, classes = _checked(points, classes, num_classes, sigma)
     rows, cols = out_shape
     heat = np.zeros((rows, cols, num_classes), np.float32)
     reach = math.ceil(3 * sigma)
