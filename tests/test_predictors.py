@@ -217,6 +217,60 @@ def test_the_int8_export_counts_as_float_does_and_the_check_says_how_close(tmp_p
     assert load_model(run).runtime == "litert"
 
 
+def test_int8_count_scales_undo_each_class_share_off_float_and_counting_applies_them(tmp_path):
+    from herdcount.precision import compare_precisions, count_scales, scaled
+    from herdcount.predictors import INT8, quantized_tflite
+
+    rng = np.random.default_rng(1)
+    maps = rng.random((6, 4, 8, 8, 3)).astype(np.float32) * np.float32([0.2, 0.2, 0.001])
+    batches = [rng.integers(0, 255, (4, 64, 64, 3)).astype(np.float32) for _ in range(6)]
+    lookup = {id(b): m for b, m in zip(batches, maps)}
+
+    def exact(batch):
+        return lookup[id(batch)]
+
+    def skewed(batch):  # a steady share off per class, as int8 lands
+        return lookup[id(batch)] * np.float32([1.1, 0.95, 3.0])
+
+    scales = count_scales(batches, exact, skewed)
+    # Class c counts under one animal over all the tiles: too few to trust a ratio.
+    np.testing.assert_allclose(scales, [1 / 1.1, 1 / 0.95, 1.0], rtol=1e-5)
+    np.testing.assert_allclose(scaled(skewed, scales)(batches[0])[..., :2], maps[0][..., :2], rtol=1e-5)
+    with pytest.raises(ValueError, match="at least one batch"):
+        count_scales([], exact, skewed)
+
+    model = make_density_model(3, width=8, depth=2)
+    geo = describe_density_model(model)
+    images = [rng.integers(0, 255, (200, 240, 3), dtype=np.uint8) for _ in range(2)]
+
+    def float_model(batch):
+        return np.asarray(model(batch, training=False))
+
+    def louder(batch):
+        return float_model(batch) * np.float32([1.05, 1.0, 0.96])
+
+    check = [images, float_model]
+    assert not compare_precisions(*check, louder, ["a", "b", "c"], stride=8, margin=geo["margin"])["passed"]
+    tiles = [rng.integers(0, 255, (4, 64, 64, 3)).astype(np.float32) for _ in range(4)]
+    fixed = scaled(louder, count_scales(tiles, float_model, louder))
+    assert compare_precisions(*check, fixed, ["a", "b", "c"], stride=8, margin=geo["margin"])["passed"]
+
+    # The count job multiplies the int8 export's maps by the scales its run recorded.
+    run = tmp_path / "run"
+    recorded = {"a": 0.5, "b": 1.0, "c": 2.0}
+    save_model_run(run, model, {"kind": "density", "class_names": ["a", "b", "c"], **geo})
+    (run / INT8).write_bytes(quantized_tflite(model, tiles))
+    clear_cache()
+    plain = load_model(run, precision="int8").predict(tiles[0])
+    description = json.loads((run / "model.json").read_text())
+    description["int8"] = {"passed": False, "count_scale": recorded}
+    (run / "model.json").write_text(json.dumps(description))
+    clear_cache()
+    np.testing.assert_allclose(
+        load_model(run, precision="int8").predict(tiles[0]), plain * np.float32([0.5, 1.0, 2.0]), rtol=1e-6
+    )
+
+
 def test_tensorflow_start_up_notices_are_held_back_and_everything_else_kept():
     # A fresh interpreter: TensorFlow prints its notices once, at its first import.
     code = (

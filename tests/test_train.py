@@ -90,6 +90,11 @@ def test_density_run_writes_a_described_model(tmp_path, survey, extracted, confi
         described["output_stride"] == 8 and described["tile_size"] == 128 and described["input_scale"] == 1.0
     )
     assert described["margin"] >= described["receptive_field"] / 2
+    # The int8 export's check, and the per-class scales it was checked (and counts) with.
+    int8 = described["int8"]
+    assert (run / "model.int8.tflite").is_file() and isinstance(int8["passed"], bool)
+    assert list(int8["count_scale"]) == config.class_names
+    assert all(0.5 < v < 2 for v in int8["count_scale"].values())
     data = described["training_data"]
     photos = {p.train_id for p in read_extract(extracted, config, survey)}
     assert set(data["train_ids"]) | set(data["val_ids"]) == photos and not set(data["train_ids"]) & set(

@@ -20,6 +20,56 @@ from herdcount.tiling import Predict, density_map
 COUNT_SHARE, POINT_PX, POINTS_KEPT = 0.01, 2.0, 0.99
 
 
+#: Least float count of a class over the tiles that sets its scale (else 1): rarer, and the
+#: ratio is noise.
+MIN_SCALED_COUNT = 5.0
+
+
+def count_scales(tiles: Iterable[np.ndarray], exact: Predict, quantized: Predict) -> np.ndarray:
+    """Per class, float's count over int8's over ``tiles``: the factor that takes the int8
+    export's maps back to float's counts.
+
+    Quantization shifts a density map's small values by a fraction of a step, and a count
+    sums tens of thousands of them, so each class's int8 count lands a steady share off
+    float's (about 1 % for the real-seal models). That share is measured on training tiles
+    (as post-training quantization's bias correction is on its calibration data) and undone
+    at counting; the held-out photos then check it.
+
+    Parameters
+    ----------
+    tiles : iterable of (N, H, W, 3) arrays
+        Batches of training tiles at the model's scale.
+    exact, quantized : callable
+        The float and the int8 predictor.
+
+    Returns
+    -------
+    (K,) float64 array
+        1 where float counts fewer than :data:`MIN_SCALED_COUNT` animals of the class, or
+        int8 none.
+    """
+    sums = None
+    for batch in tiles:
+        pair = np.array(
+            [np.asarray(p(batch)).sum(axis=(0, 1, 2), dtype=np.float64) for p in (exact, quantized)]
+        )
+        sums = pair if sums is None else sums + pair
+    if sums is None:
+        raise ValueError("count_scales needs at least one batch of tiles")
+    usable = (sums[0] >= MIN_SCALED_COUNT) & (sums[1] > 0)
+    return np.where(usable, sums[0] / np.where(usable, sums[1], 1.0), 1.0)
+
+
+def scaled(predict: Predict, scales: np.ndarray | list[float]) -> Predict:
+    """``predict`` with each class's map multiplied by its scale (:func:`count_scales`)."""
+    factor = np.asarray(scales, dtype=np.float32)
+
+    def rescaled(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(predict(batch)) * factor
+
+    return rescaled
+
+
 def compare_precisions(
     images: Iterable[np.ndarray],
     exact: Predict,

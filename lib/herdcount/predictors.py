@@ -150,6 +150,12 @@ def load_model(run: str | Path, *, threads: int = 1, precision: str = "float") -
         not kind.takes_stride or described.map_stride is not None
     ):
         predictors = [_lite_predictor(storage.read_bytes(name), threads) for name in lite]
+        scales = (described.int8 or {}).get("count_scale") if precision == "int8" else None
+        if scales:
+            from herdcount.precision import scaled
+
+            # The int8 export's steady share off float per class, measured when it was made.
+            predictors[0] = scaled(predictors[0], [scales[n] for n in described.class_names])
         runtime = "litert" if precision == "float" else f"litert-{precision}"
         loaded = LoadedModel(described, None, predictors[0], threads=(threads, threads), runtime=runtime)
         if kind.takes_stride:
