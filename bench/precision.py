@@ -6,7 +6,9 @@ Counts up to ``--photos`` photos of DIR (at the model's ``input_scale``) with th
 (model.tflite) and the int8 one (model.int8.tflite; for a run trained before int8 exports,
 made here from 256-px crops of ``--calibrate``'s photos) on one thread each, and prints the
 inference CPU-seconds per megapixel of each, their ratio, and the check training records
-(``herdcount.precision.compare_precisions``: per-class count difference, points within 2 px).
+(``herdcount.precision.compare_precisions``: per-class count difference, points within 2 px),
+of the int8 maps as they come and scaled by each class's count scale (the run's, or for a run
+without one, ``herdcount.precision.count_scales`` on ``--scale-crops`` crops of ``--calibrate``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 
 from herdcount.imaging import decode_rgb, resize_rgb
 from herdcount.modelrun import ModelRun
-from herdcount.precision import compare_precisions
+from herdcount.precision import compare_precisions, count_scales, scaled
 from herdcount.predictors import INT8, lite_predictor, quantized_tflite
 from herdcount.tiling import density_map
 
@@ -51,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calibrate", type=Path, help="photos to calibrate a run without an int8 export on")
     p.add_argument("--photos", type=int, default=48)
     p.add_argument("--crops", type=int, default=64, help="calibration crops where the bench makes the export")
+    p.add_argument(
+        "--scale-crops",
+        type=int,
+        default=256,
+        help="crops of --calibrate for the count scales of a run without them",
+    )
     args = p.parse_args(argv)
     run = ModelRun.read(args.run)
     images = photos_in(args.images, args.photos, run.input_scale)
@@ -78,9 +86,6 @@ def main(argv: list[str] | None = None) -> int:
         for image in images:
             density_map(image, predict, stride=run.output_stride, margin=run.margin)
         cost[name] = (time.process_time() - started) / megapixels
-    check = compare_precisions(
-        images, exact, fast, list(run.class_names), stride=run.output_stride, margin=run.margin
-    )
     print(
         f"{run.path}: {len(images)} photos of {args.images} ({megapixels:.1f} MP at scale {run.input_scale:g}); int8 {made}"
     )
@@ -88,9 +93,30 @@ def main(argv: list[str] | None = None) -> int:
         f"inference CPU-s per megapixel (one thread): float {cost['float']:.4f}, int8 {cost['int8']:.4f} "
         f"({cost['float'] / cost['int8']:.2f}x faster)"
     )
-    shares = ", ".join(f"{k} {100 * v:.2f} %" for k, v in check["count_share"].items())
-    print(f"int8 counts against float: {shares}; points within 2 px: {100 * check['points_within_px']:.1f} %")
-    print(f"check {'passed' if check['passed'] else 'failed'} (counts within 1 % per class, 99 % of points)")
+    recorded = (run.int8 or {}).get("count_scale")
+    scales, how = None, ""
+    if recorded and made == "the run's":
+        scales, how = np.array([recorded[n] for n in run.class_names]), "the run's"
+    elif args.calibrate:
+        tiles = crops(
+            photos_in(args.calibrate, args.scale_crops, run.input_scale), 256, args.scale_crops, seed=1
+        )
+        batches = [np.concatenate(tiles[i : i + 16]) for i in range(0, len(tiles), 16)]
+        scales, how = count_scales(batches, exact, fast), f"from {len(tiles)} crops of {args.calibrate}"
+    variants = [("as exported", fast)] + (
+        [(f"scaled ({how})", scaled(fast, scales))] if scales is not None else []
+    )
+    if scales is not None:
+        print("count scales: " + ", ".join(f"{n} {v:.4f}" for n, v in zip(run.class_names, scales)))
+    for label, predict in variants:
+        check = compare_precisions(
+            images, exact, predict, list(run.class_names), stride=run.output_stride, margin=run.margin
+        )
+        shares = ", ".join(f"{k} {100 * v:.2f} %" for k, v in check["count_share"].items())
+        print(
+            f"int8 {label} against float: {shares}; points within 2 px: {100 * check['points_within_px']:.1f} %;"
+            f" check {'passed' if check['passed'] else 'failed'} (counts within 1 % per class, 99 % of points)"
+        )
     return 0
 
 
