@@ -1,13 +1,16 @@
 """Benchmark: CPU-seconds and peak memory per full-size photo for the count job, against the seed's method.
 
-    python bench/count.py [--photos 4] [--density RUN] [--classifier RUN] [--seed-tiles 40]
+    python bench/count.py [--photos 4] [--density RUN] [--classifier RUN] [--tiles DIR] [--seed-tiles 40]
                            [--project 18636] [--vcpus 32] [--instance NAME] [--price-per-vcpu-hour P]
 
-Makes full-size 4992x3328 test photos with the synthetic survey generator, then counts
+Makes full-size 4992x3328 test photos with the synthetic survey generator (or, with
+``--tiles DIR``, of a real survey's tiles laid edge to edge), then counts
 them on one core (one TensorFlow thread, as one Spark task with spark.task.cpus=1 has)
 in a fresh process per method, through ``herdcount.count_worker.count_photo``, the job's whole
-per-photo work (reading, decoding, inference; the decoding is then timed alone, and the
-table prints it apart from the rest, inference):
+per-photo work (reading, decoding, inference, points). Then the decoding and, for the
+density model, the model alone are timed again, and the table prints them apart: ``decode``,
+``infer`` (everything after decoding) and ``model`` (of infer, the density model; the rest
+is making the points):
 
 - density model at scale 1.0 and 0.5, and with ``--scale auto`` (an untrained scale model
   whose output layer is zeroed, so that it reads scale 1: the estimate's cost beside the
@@ -24,8 +27,12 @@ another, as one Spark task counts one. It prints the peak memory of each (goal: 
 8192, bounded by the chunk, not the raster) and CPU-s per megapixel against the photos'
 (goal: within 1.2x).
 
-Without RUN options the models are freshly built with untrained weights: the cost of
-inference does not depend on the weights. It prints CPU-s per photo, the ratio to the
+Without RUN options the models are freshly built with untrained weights: the model's cost
+does not depend on them, the points' cost does. An untrained density head is positive in
+nearly every cell, thousands of animals a photo, so its output biases are shifted until it
+counts, over the photos, as many animals of each class as the generator put in them. Its
+map still spreads small densities over most cells, as no trained model's does: for the
+points' cost of a survey, give ``--density`` a trained run. It prints CPU-s per photo, the ratio to the
 seed's method, peak resident memory of each process (an upper bound of one task's), and
 the hours the 18,636 photos of the Kaggle test set would take on a 32-vCPU host at the
 measured per-core rate. Goals (issue 4): density <= 2 CPU-s per photo at scale 1.0,
@@ -50,6 +57,8 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KAGGLE_TEST_PHOTOS = 18_636
@@ -96,7 +105,28 @@ def _count_child(run, kind, scale, photos, out, num_classes, precision, queue):
         else:
             decode_rgb(data, path)
         decoding.append(time.process_time() - started)
-    queue.put({"cpu_s": seconds, "decode_s": decoding, "peak_mb": _peak_mb()})
+    model_s = []
+    if kind == "density" and reader is None:
+        # The model alone, as count_photo runs it (same loaded interpreter, tiles and batch):
+        # what is left of cpu_s after decoding and this is making the points.
+        from herdcount.predictors import load_model
+        from herdcount.tiling import density_map
+
+        loaded = load_model(str(run), precision=precision)
+        step = loaded.run.output_stride
+        for path in photos:
+            image = decode_rgb_scaled(Path(path).read_bytes(), path, scale=scale)
+            started = time.process_time()
+            density_map(
+                image,
+                loaded.predict,
+                stride=step,
+                tile=max(step, settings.tile // step * step),
+                margin=loaded.run.margin,
+                batch_size=settings.batch_size,
+            )
+            model_s.append(time.process_time() - started)
+    queue.put({"cpu_s": seconds, "decode_s": decoding, "model_s": model_s, "peak_mb": _peak_mb()})
 
 
 def _seed_child(run, photos, n_tiles, queue):
@@ -197,6 +227,71 @@ def write_test_mosaic(path: Path, photos: list[str], side: int, *, strip: int = 
     temp.replace(path)
 
 
+def match_counts(run: Path, photos: list[str], truth: np.ndarray) -> np.ndarray:
+    """Shift the untrained density model's output biases so that it counts, over ``photos``,
+    as many animals of each class as they hold (``truth``, per class): an untrained head
+    is positive in nearly every cell (thousands of animals a photo), and making points of
+    them would be timed instead of a survey's. Rewrites RUN; returns the counts it gives."""
+    import keras
+
+    from herdcount.imaging import decode_rgb
+    from herdcount.modelrun import ModelRun
+    from herdcount.models.builders import save_model_run
+
+    model = keras.models.load_model(run / "model.keras", compile=False)
+    head = model.get_layer("density_x100")
+    before = keras.Model(model.input, head.output)
+    # Pre-activation values (x100) of every cell of the photos, per class.
+    z = np.concatenate(
+        [
+            np.asarray(before(decode_rgb(Path(p).read_bytes(), p)[None])).reshape(-1, truth.size)
+            for p in photos
+        ]
+    )
+
+    def counted(shift: np.ndarray) -> np.ndarray:
+        return 0.01 * np.maximum(z + shift, 0).sum(axis=0)
+
+    low, high = np.full(truth.size, -z.max() - 1.0), np.full(truth.size, -z.min() + 1.0)
+    for _ in range(60):  # bisection per class: the count grows with the shift
+        mid = (low + high) / 2
+        over = counted(mid) > truth
+        high, low = np.where(over, mid, high), np.where(over, low, mid)
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel, bias + low])
+    save_model_run(run, model, ModelRun.read(str(run)))
+    return counted(low)
+
+
+def tiled_photos(folder: Path, out: Path, n: int) -> list[str]:
+    """``n`` full-size 4992x3328 JPEGs (quality 95) of a real survey's tiles laid edge to edge,
+    in name order, going on where the last photo stopped: photos with that survey's
+    animals, as densely packed as its tiles hold them."""
+    from herdcount.imaging import decode_rgb, encode_jpeg
+
+    names = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not names:
+        raise SystemExit(f"--tiles {folder}: no photos there")
+    out.mkdir(parents=True, exist_ok=True)
+    photos, k = [], 0
+    for i in range(n):
+        canvas = np.zeros((3328, 4992, 3), np.uint8)
+        top = 0
+        while top < 3328:
+            left, height = 0, 0
+            while left < 4992:
+                tile = decode_rgb(names[k % len(names)].read_bytes(), str(names[k % len(names)]))
+                k += 1
+                h, w = min(tile.shape[0], 3328 - top), min(tile.shape[1], 4992 - left)
+                canvas[top : top + h, left : left + w] = tile[:h, :w]
+                left, height = left + w, max(height, h)
+            top += height
+        path = out / f"{i}.jpg"
+        path.write_bytes(encode_jpeg(canvas, quality=95))
+        photos.append(str(path))
+    return photos
+
+
 def write_int8(run: Path, photo: str) -> None:
     """An int8 export of RUN's model beside its float one, calibrated on crops of a photo
     (the cost of int8 inference does not depend on what it was calibrated on)."""
@@ -254,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--classifier", help="a classifier run of herdcount train (default: untrained weights)")
     p.add_argument("--seed-tiles", type=int, default=40, help="tiles timed for the seed's per-tile method")
     p.add_argument("--keep", help="folder for the photos and runs (default: a temporary one)")
+    p.add_argument(
+        "--tiles",
+        type=Path,
+        help="lay a real survey's tiles (e.g. ../shared/data/elephant-seals/valid) edge to edge into the "
+        "test photos instead of generating them; needs --density",
+    )
     p.add_argument("--project", type=int, default=KAGGLE_TEST_PHOTOS, help="photos to project the cost of")
     p.add_argument("--vcpus", type=int, default=HOST_VCPUS, help="vCPUs of the host the projection runs on")
     p.add_argument("--instance", default="a 32-vCPU host", help="the host's name, for the printout")
@@ -271,23 +372,40 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from herdcount.config import DEFAULT_SCHEME, load_config
-    from herdcount.synth import write_survey
+    from herdcount.synth import truth_dir, write_survey
 
     config = load_config(DEFAULT_SCHEME)
     work = Path(args.keep or tempfile.mkdtemp(prefix="herdcount-bench-count-"))
     if not args.keep:
         atexit.register(shutil.rmtree, work, ignore_errors=True)
+    if args.tiles and not args.density:
+        p.error("--tiles needs --density: an untrained model is matched to the generator's truth")
     data = work / "data"
-    if not (data / "sample_submission.csv").is_file():
-        write_survey(data, n_train=0, n_test=args.photos, seed=7, config=config, width=4992, height=3328)
-    photos = [str(data / "Test" / f"{i}.jpg") for i in range(args.photos)]
+    if args.tiles:
+        photos = tiled_photos(args.tiles, work / "tiled", args.photos)
+    else:
+        if not (data / "sample_submission.csv").is_file():
+            write_survey(data, n_train=0, n_test=args.photos, seed=7, config=config, width=4992, height=3328)
+        photos = [str(data / "Test" / f"{i}.jpg") for i in range(args.photos)]
     from herdcount.models.builders import write_untrained_runs
 
     runs = write_untrained_runs(work / "runs", config)
+    where = args.tiles or data
+    print(f"{len(photos)} photos of 4992x3328 (16.6 MP) from {where}; one core per method", flush=True)
+    if not args.density:
+        truth = np.loadtxt(truth_dir(data) / "test_counts.csv", delimiter=",", skiprows=1, ndmin=2)[
+            : args.photos, 1:
+        ]
+        found = match_counts(runs["density"], photos, truth.sum(axis=0))
+        print(
+            f"the untrained density model's biases shifted to count the photos' {truth.sum():.0f} animals "
+            f"({', '.join(f'{v:.0f}' for v in found)} per class, as the photos hold)",
+            flush=True,
+        )
     runs.update({k: Path(v) for k, v in (("density", args.density), ("classifier", args.classifier)) if v})
-    print(f"{len(photos)} photos of 4992x3328 (16.6 MP) in {data}; one core per method", flush=True)
 
-    if not (runs["density"] / "model.int8.tflite").is_file():
+    # The untrained run is written afresh (a kept folder's int8 export would be of old biases).
+    if not args.density or not (runs["density"] / "model.int8.tflite").is_file():
         write_int8(runs["density"], photos[0])
     methods = [
         ("density, scale 1.0", _count_child, (runs["density"], "density", 1.0)),
@@ -314,14 +432,16 @@ def main(argv: list[str] | None = None) -> int:
     results[seed_name] = seed
     reference = seed["cpu_s"][0]
     print(
-        f"\n{'method':<62} {'CPU-s/photo':>11} {'decode':>7} {'infer':>7} {'x seed':>8} {'peak MB':>8}"
+        f"\n{'method':<62} {'CPU-s/photo':>11} {'decode':>7} {'infer':>7} {'model':>7} {'x seed':>8} {'peak MB':>8}"
         f" {'h, Kaggle test':>15}"
     )
     for name, r in results.items():
         cpu = sum(r["cpu_s"]) / len(r["cpu_s"])
         hours = KAGGLE_TEST_PHOTOS * cpu / HOST_VCPUS / 3600
         decode = sum(r["decode_s"]) / len(r["decode_s"]) if "decode_s" in r else None
+        model = sum(r["model_s"]) / len(r["model_s"]) if r.get("model_s") else None
         parts = f"{'':>7} {'':>7}" if decode is None else f"{decode:>7.2f} {cpu - decode:>7.2f}"
+        parts += f" {'':>7}" if model is None else f" {model:>7.2f}"
         print(f"{name:<62} {cpu:>11.2f} {parts} {reference / cpu:>8.1f} {r['peak_mb']:>8.0f} {hours:>15.2f}")
     print(
         f"\nseed per tile: {seed['per_tile_s'] * 1000:.0f} ms; hours: {KAGGLE_TEST_PHOTOS:,} photos on a "
