@@ -74,10 +74,13 @@ def _peak_mb() -> float:
 def _count_child(run, kind, scale, photos, out, num_classes, precision, queue):
     from herdcount.count_tasks import CountSettings, PhotoTask
     from herdcount.count_worker import count_photo
+    from herdcount.modelrun import ModelRun
 
     reader = None
     if isinstance(scale, Path):  # --scale auto with this scale run
         reader, scale = str(scale), 1.0
+    # As the count job's plan sets it: the model may work at a fraction of the photos' size.
+    working = ModelRun.read(str(run)).input_scale or 1.0
     settings = CountSettings(
         out=str(out),
         model=str(run),
@@ -86,6 +89,7 @@ def _count_child(run, kind, scale, photos, out, num_classes, precision, queue):
         scale=scale,
         scale_model=reader,
         precision=precision,
+        input_scale=working,
     )
     seconds = []
     for path in photos:
@@ -101,7 +105,7 @@ def _count_child(run, kind, scale, photos, out, num_classes, precision, queue):
     for path in photos:
         data, started = Path(path).read_bytes(), time.process_time()
         if reader is None:
-            decode_rgb_scaled(data, path, scale=scale)
+            decode_rgb_scaled(data, path, scale=scale * working)
         else:
             decode_rgb(data, path)
         decoding.append(time.process_time() - started)
@@ -115,7 +119,7 @@ def _count_child(run, kind, scale, photos, out, num_classes, precision, queue):
         loaded = load_model(str(run), precision=precision)
         step = loaded.run.output_stride
         for path in photos:
-            image = decode_rgb_scaled(Path(path).read_bytes(), path, scale=scale)
+            image = decode_rgb_scaled(Path(path).read_bytes(), path, scale=scale * working)
             started = time.process_time()
             density_map(
                 image,
