@@ -30,7 +30,10 @@ PHOTOS = (".jpg", ".jpeg", ".png")
 
 
 def photos_in(folder: Path, n: int, scale: float) -> list[np.ndarray]:
-    names = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTOS)[:n]
+    """Up to ``n`` photos of FOLDER spread evenly over its names (tiles of one source photo
+    sort together), at ``scale``."""
+    names = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTOS)
+    names = names[:: max(1, len(names) // n)][:n]
     images = [decode_rgb(p.read_bytes(), str(p)) for p in names]
     return [resize_rgb(i, scale) if scale != 1 else i for i in images]
 
