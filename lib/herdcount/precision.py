@@ -23,6 +23,9 @@ COUNT_SHARE, POINT_PX, POINTS_KEPT = 0.01, 2.0, 0.99
 #: Least float count of a class over the tiles that sets its scale (else 1): rarer, and the
 #: ratio is noise.
 MIN_SCALED_COUNT = 5.0
+#: A class's scale is applied only where it lies this many standard errors from 1: a ratio
+#: of few animals, or of animals int8 counts as erratically as steadily, stays 1.
+SCALE_SIGNIFICANCE = 2.0
 
 
 def count_scales(tiles: Iterable[np.ndarray], exact: Predict, quantized: Predict) -> np.ndarray:
@@ -33,7 +36,9 @@ def count_scales(tiles: Iterable[np.ndarray], exact: Predict, quantized: Predict
     sums tens of thousands of them, so each class's int8 count lands a steady share off
     float's (about 1 % for the real-seal models). That share is measured on training tiles
     (as post-training quantization's bias correction is on its calibration data) and undone
-    at counting; the held-out photos then check it.
+    at counting; the held-out photos then check it. The ratio's standard error comes from
+    the tiles' spread (a ratio estimator's); a ratio within :data:`SCALE_SIGNIFICANCE` of
+    them from 1 is not told from noise, and the class keeps 1.
 
     Parameters
     ----------
@@ -45,19 +50,24 @@ def count_scales(tiles: Iterable[np.ndarray], exact: Predict, quantized: Predict
     Returns
     -------
     (K,) float64 array
-        1 where float counts fewer than :data:`MIN_SCALED_COUNT` animals of the class, or
-        int8 none.
+        1 where float counts fewer than :data:`MIN_SCALED_COUNT` animals of the class, int8
+        none, or the ratio is not significant.
     """
-    sums = None
-    for batch in tiles:
-        pair = np.array(
-            [np.asarray(p(batch)).sum(axis=(0, 1, 2), dtype=np.float64) for p in (exact, quantized)]
-        )
-        sums = pair if sums is None else sums + pair
-    if sums is None:
+    per_tile = [
+        np.stack([np.asarray(p(batch)).sum(axis=(1, 2), dtype=np.float64) for p in (exact, quantized)])
+        for batch in tiles
+    ]
+    if not per_tile:
         raise ValueError("count_scales needs at least one batch of tiles")
-    usable = (sums[0] >= MIN_SCALED_COUNT) & (sums[1] > 0)
-    return np.where(usable, sums[0] / np.where(usable, sums[1], 1.0), 1.0)
+    f, q = np.concatenate(per_tile, axis=1)  # (tiles, classes) each
+    total_f, total_q = f.sum(axis=0), q.sum(axis=0)
+    usable = (total_f >= MIN_SCALED_COUNT) & (total_q > 0)
+    ratio = total_f / np.where(usable, total_q, 1.0)
+    n = len(f)
+    spread = ((f - ratio * q) ** 2).sum(axis=0) * n / max(n - 1, 1)
+    error = np.sqrt(spread) / np.where(usable, total_q, 1.0)
+    significant = np.abs(ratio - 1) > SCALE_SIGNIFICANCE * error
+    return np.where(usable & significant, ratio, 1.0)
 
 
 def scaled(predict: Predict, scales: np.ndarray | list[float]) -> Predict:
