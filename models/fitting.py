@@ -41,7 +41,11 @@ def callbacks_for(
         )
     callbacks.append(
         keras.callbacks.EarlyStopping(
-            monitor=monitor, mode="min", patience=settings.patience, restore_best_weights=True, verbose=1
+            monitor=monitor,
+            mode="min",
+            patience=settings.patience,
+            restore_best_weights=settings.keep == "best",
+            verbose=1,
         )
     )
     return [*callbacks, *last]

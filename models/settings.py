@@ -205,6 +205,12 @@ class TrainSettings:
     #: As many as the density model's epochs by default: its held-out RMSE swings between
     #: epochs, and runs stopped after 6 counted fresh surveys worse (docs/results.md).
     patience: int = option(30, help="epochs without improvement before stopping")
+    keep: str = option(
+        "best",
+        choices=["best", "last"],
+        help="weights kept: the epoch's that scored the held-out sample best, or the last epoch's "
+        "(the end of the learning-rate schedule, whatever a small sample says of earlier epochs)",
+    )
     threads: int = option(0, help="TensorFlow threads (default: every usable core)")
     overwrite: bool = option(False, help="replace a finished run in RUN")
     windows: str | None = option(
@@ -303,6 +309,8 @@ def check_settings(s: TrainSettings) -> None:
     for name in ("epochs", "batch_size", "patience"):
         if getattr(s, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(s, name)}")
+    if s.keep not in ("best", "last"):
+        raise ValueError(f"--keep must be best or last, got {s.keep!r}")
     s.density.check()
     s.scale.check()
     if not 0 < s.init_rate <= 1:

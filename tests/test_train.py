@@ -372,3 +372,33 @@ def test_scale_run_writes_a_model_that_reads_tiles_and_the_count_job_loads(
     loaded = load_model(run)
     assert loaded.runtime == "litert"
     assert loaded.predict(np.zeros((3, 128, 128, 3), np.uint8)).shape == (3, 2)
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_keep_hands_back_the_best_scored_epochs_weights_or_the_last_ones(keep):
+    from herdcount.models.fitting import callbacks_for
+    from herdcount.models.settings import TrainSettings, check_settings
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    seen = []
+
+    class HeldOut(keras.callbacks.Callback):  # scores the first epoch best, then worse and worse
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_rmse"] = float(epoch + 1)
+            seen.append(self.model.get_weights())
+
+    settings = TrainSettings(kind="density", extract=None, data=None, out="unused", keep=keep)
+    callbacks = callbacks_for("val_rmse", settings, [HeldOut()], [], plateau=False)
+    x, y = np.ones((8, 2), np.float32), np.full((8, 1), 3.0, np.float32)
+    model.fit(x, y, epochs=3, verbose=0, callbacks=callbacks)
+    kept = seen[0] if keep == "best" else seen[-1]
+    assert not np.allclose(seen[0][0], seen[-1][0])  # the weights did move between them
+    for got, expected in zip(model.get_weights(), kept):
+        np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="--keep must be best or last, got 'first'"):
+        check_settings(
+            TrainSettings(
+                kind="density", extract=None, data="d", out="unused", epochs=1, batch_size=1, keep="first"
+            )
+        )
