@@ -35,9 +35,9 @@ from herdcount.intervals import group_errors
 from herdcount.score import column_rmse, interval_coverage, read_points_csv, score_point_sets
 
 ROOT = Path(__file__).resolve().parents[1]
-#: README's recipe for real surveys (docs/results.md, run r10), used when no options follow ``--``.
+#: README's recipe for real surveys (docs/results.md, run r18), used when no options follow ``--``.
 RECIPE = ["--width", "40", "--epochs", "24", "--steps-per-epoch", "300", "--weight-average", "0.99"]
-RECIPE += ["--val-photos-per-epoch", "48", "--centre-weight", "1"]
+RECIPE += ["--val-photos-per-epoch", "48", "--centre-weight", "1", "--keep", "last"]
 GROUPS = r"^([^-]+)-"
 RADIUS = 40.0
 
