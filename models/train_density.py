@@ -363,13 +363,12 @@ def train(settings: TrainSettings, config: Config, prep: dict[str, Any], loggers
 
         # Each class's steady share off float, measured on more training tiles than the
         # calibration's (rare classes need them), is undone before the held-out check.
-        scales = count_scales(
-            (x for x, _ in train_ds.take(16).as_numpy_iterator()), exact, lite_predictor(quantized)
-        )
+        fast = lite_predictor(quantized)
+        scales = count_scales((x for x, _ in train_ds.take(16).as_numpy_iterator()), exact, fast)
         int8 = compare_precisions(
             validation.images(which),
             exact,
-            scaled(lite_predictor(quantized), scales),
+            scaled(fast, scales),
             list(config.class_names),
             stride=stride,
             margin=margin,

@@ -62,10 +62,11 @@ def count_scales(tiles: Iterable[np.ndarray], exact: Predict, quantized: Predict
     f, q = np.concatenate(per_tile, axis=1)  # (tiles, classes) each
     total_f, total_q = f.sum(axis=0), q.sum(axis=0)
     usable = (total_f >= MIN_SCALED_COUNT) & (total_q > 0)
-    ratio = total_f / np.where(usable, total_q, 1.0)
+    divisor = np.where(usable, total_q, 1.0)
+    ratio = total_f / divisor
     n = len(f)
     spread = ((f - ratio * q) ** 2).sum(axis=0) * n / max(n - 1, 1)
-    error = np.sqrt(spread) / np.where(usable, total_q, 1.0)
+    error = np.sqrt(spread) / divisor
     significant = np.abs(ratio - 1) > SCALE_SIGNIFICANCE * error
     return np.where(usable & significant, ratio, 1.0)
 
