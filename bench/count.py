@@ -100,27 +100,23 @@ def _count_child(run, kind, scale, photos, out, num_classes, precision, queue):
     # The decoding alone, as count_photo does it (DCT-scaled where the scale allows; the whole
     # photo for --scale auto, which reads the ground first): the rest of cpu_s is inference.
     from herdcount.imaging import decode_rgb, decode_rgb_scaled
+    from herdcount.predictors import load_model
+    from herdcount.tiling import density_map
 
-    decoding = []
+    # The model alone too, for the density model at a fixed scale, as count_photo runs it
+    # (same loaded interpreter, tiles and batch): what is left of cpu_s after decoding and
+    # the model is making the points.
+    loaded = load_model(str(run), precision=precision) if kind == "density" and reader is None else None
+    decoding, model_s = [], []
     for path in photos:
         data, started = Path(path).read_bytes(), time.process_time()
         if reader is None:
-            decode_rgb_scaled(data, path, scale=scale * working)
+            image = decode_rgb_scaled(data, path, scale=scale * working)
         else:
-            decode_rgb(data, path)
+            image = decode_rgb(data, path)
         decoding.append(time.process_time() - started)
-    model_s = []
-    if kind == "density" and reader is None:
-        # The model alone, as count_photo runs it (same loaded interpreter, tiles and batch):
-        # what is left of cpu_s after decoding and this is making the points.
-        from herdcount.predictors import load_model
-        from herdcount.tiling import density_map
-
-        loaded = load_model(str(run), precision=precision)
-        step = loaded.run.output_stride
-        for path in photos:
-            image = decode_rgb_scaled(Path(path).read_bytes(), path, scale=scale * working)
-            started = time.process_time()
+        if loaded is not None:
+            step, started = loaded.run.output_stride, time.process_time()
             density_map(
                 image,
                 loaded.predict,

@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     run = ModelRun.read(args.run)
     images = photos_in(args.images, args.photos, run.input_scale)
     exact = lite_predictor((args.run / "model.tflite").read_bytes())
-    if (args.run / INT8).is_file():
+    own_export = (args.run / INT8).is_file()
+    if own_export:
         quantized = (args.run / INT8).read_bytes()
         made = "the run's"
     else:
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     recorded = (run.int8 or {}).get("count_scale")
     scales, how = None, ""
-    if recorded and made == "the run's":
+    if recorded and own_export:
         scales, how = np.array([recorded[n] for n in run.class_names]), "the run's"
     elif args.calibrate:
         tiles = crops(
