@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -14,7 +15,7 @@ from herdcount.imaging import PhotoError, decode_rgb
 from herdcount.manifest import FileRecord, FileTask, describe_file
 from herdcount.records import RunRecord, Status, TaskError
 from herdcount.runinfo import read_run
-from herdcount.runner import CONFIG_ERROR, Job, Outcome, run_in_process, run_job
+from herdcount.runner import CONFIG_ERROR, Job, Outcome, SparkOptions, run_in_process, run_job
 
 
 @dataclass
@@ -50,6 +51,41 @@ class SquareJob(Job[list[int], int, tuple[int, Status]]):
             summary=f"sum of squares {total}",
             exit_code=3 if failed else 0,
         )
+
+
+@dataclass
+class ReadSquareJob(SquareJob):
+    """Squares whose numbers are read ahead: a read fails on negatives, and the worker checks
+    that another thread read its number."""
+
+    def reader(self, plan):
+        # Nested functions travel to Spark's workers by value (this module is not on their path).
+        def read_number(item: int) -> tuple[int, int]:
+            if item < 0:
+                raise ValueError(f"cannot read {item}")
+            return item, threading.get_ident()
+
+        return read_number
+
+    def worker(self, plan, task_cpus):
+        def square_read(item: int, read) -> tuple[int, Status]:
+            try:
+                number, thread = read.get()
+            except ValueError:
+                return 0, Status.ERROR
+            if number != item or thread == threading.get_ident():
+                return -1, Status.OK  # spoils the sum: read in place or a wrong item
+            return number * number, Status.OK
+
+        return square_read
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spark", [None, SparkOptions(master="local[2]")], ids=["in-process", "spark"])
+def test_a_job_with_a_reader_reads_each_next_item_in_a_thread_and_errors_stay_with_theirs(tmp_path, spark):
+    job = ReadSquareJob(str(tmp_path), [1, 2, -3, 4, 5, 6, 7], items_per_task=3)
+    assert run_job(job, spark=spark) == 3
+    assert read_run(tmp_path).totals == {"sum": 131, "failed": 1}
 
 
 def test_the_runner_plans_works_finishes_and_records_the_run(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,29 +35,77 @@ from herdcount.mosaic import (
     read_chunk,
 )
 from herdcount.predictors import LOADS, LoadedModel, load_model, model_key
+from herdcount.readahead import Clock, Read, read_now
 from herdcount.scale import estimate_scale, resize_for
 
 
-def count_item(task: PhotoTask | ChunkTask, settings: CountSettings) -> PhotoResult:
-    """Count a photo or a raster's chunk (what one Spark task item is)."""
+@dataclass(frozen=True, eq=False)
+class DecodedPhoto:
+    """A photo read and decoded as :func:`count_photo` counts it.
+
+    Attributes
+    ----------
+    image : (H, W, 3) uint8 array
+        The photo at ``scale`` (DCT-scaled where the scale allows), or at full size when a
+        scale run is to read the ground first.
+    original : (int, int)
+        The photo's own ``(height, width)``.
+    scale : float or None
+        The factor ``image`` is at; None: full size, the scale run chooses.
+    """
+
+    image: np.ndarray
+    original: tuple[int, int]
+    scale: float | None
+
+
+def count_item(
+    task: PhotoTask | ChunkTask, read: Read | None = None, *, settings: CountSettings
+) -> PhotoResult:
+    """Count a photo or a raster's chunk (what one Spark task item is); ``read`` is what
+    :func:`read_item` gave for it ahead of time, if anything."""
     if isinstance(task, ChunkTask):
-        return count_chunk(task, settings)
-    return count_photo(task, settings)
+        return count_chunk(task, settings, time.process_time if read is None else read.work_clock)
+    return count_photo(task, settings, read)
 
 
-def count_chunk(task: ChunkTask, settings: CountSettings) -> PhotoResult:
+def read_item(task: PhotoTask | ChunkTask, settings: CountSettings) -> DecodedPhoto | None:
+    """Read and decode a photo ahead of its counting (the count job's reader, see
+    :mod:`herdcount.readahead`); None for a raster's chunk, which reads only its window when
+    it is counted.
+
+    Raises
+    ------
+    PhotoError
+        For a missing, empty or corrupt photo.
+    """
+    if isinstance(task, ChunkTask):
+        return None
+    data = _read(task)
+    # The model may work at a fraction of the photos' size (its animals' sizes chose it).
+    if settings.scale_model is None:
+        scale = settings.scale * settings.input_scale
+        image = decode_rgb_scaled(data, task.name, scale=scale)
+        # The header's size, or the decoded one (a photo read at scale 1 is its own size).
+        height, width = ((image_shape(data) if scale != 1 else None) or image.shape)[:2]
+        return DecodedPhoto(image, (height, width), scale)
+    image = decode_rgb(data, task.name)
+    return DecodedPhoto(image, image.shape[:2], None)
+
+
+def count_chunk(task: ChunkTask, settings: CountSettings, clock: Clock = time.process_time) -> PhotoResult:
     """Count one chunk of a raster on an executor and write
     ``OUT/chunks/<id>/<n>.json``; never raises for bad input. Its points are in the
-    raster's pixels."""
-    cpu, wall = time.process_time(), time.monotonic()
+    raster's pixels. ``clock`` times its CPU (see :func:`herdcount.readahead.work_clock`)."""
+    cpu, wall = clock(), time.monotonic()
     index = task.chunk.index
     result = storage.join(settings.out, "chunks", task.photo_id, f"{index}.json")
     try:
         if storage.exists(result):
             return PhotoResult.from_dict(json.loads(storage.read_text(result)), resumed=True)
         model = load_model(settings.model, threads=settings.threads, precision=settings.precision)
-        load_cpu = time.process_time() - cpu
-        cpu = time.process_time()
+        load_cpu = clock() - cpu
+        cpu = clock()
         stride, margin = model.run.output_stride, model.run.margin
         rgb, valid = read_chunk(task.path, task.chunk, task.info)
         density, (ct, cl, cb, cr), (ot, ol) = chunk_density(
@@ -94,7 +143,7 @@ def count_chunk(task: ChunkTask, settings: CountSettings) -> PhotoResult:
         width=right - left,
         height=bottom - top,
         points=points,
-        **_costs(cpu, wall, load_cpu, model, settings),
+        **_costs(clock() - cpu, wall, load_cpu, model, settings),
         peaks=peaks,
         chunk=index,
         chunks=task.chunks,
@@ -103,15 +152,20 @@ def count_chunk(task: ChunkTask, settings: CountSettings) -> PhotoResult:
     return record
 
 
-def count_photo(task: PhotoTask, settings: CountSettings) -> PhotoResult:
+def count_photo(task: PhotoTask, settings: CountSettings, read: Read | None = None) -> PhotoResult:
     """Count one photo on an executor and write ``OUT/photos/<id>.json``; never raises for
     bad input, returns an error result instead.
 
-    ``cpu_s`` is decoding and inference; ``load_cpu_s`` the model load (on a worker's first
-    photo) or the cache lookup. ``wall_s`` covers both.
+    ``read`` is the photo read and decoded ahead (:func:`read_item` in the runner's reading
+    thread); without it the photo is read here. ``cpu_s`` is the decoding (on the reading
+    thread's clock) and the inference (this thread's work, without the reading of the next
+    photo beside it); ``load_cpu_s`` the model load (on a worker's first photo) or the cache
+    lookup; ``wall_s`` the counting, and the reading where it happened here.
     """
-    cpu, wall = time.process_time(), time.monotonic()
+    wall = time.monotonic()
     result = storage.join(settings.out, "photos", f"{task.photo_id}.json")
+    clock = read.work_clock if read is not None else time.process_time
+    cpu = clock()
     try:
         if storage.exists(result):  # a retried task whose first attempt finished
             return PhotoResult.from_dict(json.loads(storage.read_text(result)), resumed=True)
@@ -119,23 +173,20 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> PhotoResult:
         reader = load_model(settings.scale_model, threads=settings.threads) if settings.scale_model else None
         # The first photo of a worker pays for TensorFlow's start and the model load:
         # timed apart, so cpu_s is the steady cost per photo.
-        load_cpu = time.process_time() - cpu
-        cpu = time.process_time()
+        load_cpu = clock() - cpu
+        cpu = clock()
+        if read is None:
+            read = read_now(lambda t: read_item(t, settings), task)
+            # The read is counted by its own clock (read.cpu_s), added below.
+            cpu = clock()
+        decoded = read.get()
         found = None
-        data = _read(task)
-        # The model may work at a fraction of the photos' size (its animals' sizes chose it).
-        working = settings.input_scale
-        if reader is None:
-            scale = settings.scale * working
-            image = decode_rgb_scaled(data, task.name, scale=scale)
-            # The header's size, or the counted one (a photo read at scale 1 is its own size).
-            original = (image_shape(data) if scale != 1 else None) or image.shape
-        else:
-            image = decode_rgb(data, task.name)
-            original = image.shape
+        image, original, scale = decoded.image, decoded.original, decoded.scale
+        if scale is None:
             found = estimate_scale(image, reader.predict, size=reader.run.tile_size)
             trained = model.run.training_scale_range or (1.0, 1.0)
-            scale = resize_for(found.scale, trained=tuple(trained), limits=settings.auto_range) * working
+            limits = settings.auto_range
+            scale = resize_for(found.scale, trained=tuple(trained), limits=limits) * settings.input_scale
             image = resize_rgb(image, scale)
         counts, points = count_image(image, model, settings)
         points = points.resized(image.shape[0] / original[0], image.shape[1] / original[1])
@@ -158,19 +209,19 @@ def count_photo(task: PhotoTask, settings: CountSettings) -> PhotoResult:
         scale=round(scale, 4),
         ground_scale=None if found is None else round(found.scale, 4),
         scale_spread=None if found is None else round(found.spread, 4),
-        **_costs(cpu, wall, load_cpu, model, settings),
+        **_costs(clock() - cpu + read.cpu_s, wall, load_cpu, model, settings),
     )
     storage.write_text_atomic(result, json.dumps(record.to_dict()))
     return record
 
 
 def _costs(
-    cpu: float, wall: float, load_cpu: float, model: LoadedModel, settings: CountSettings
+    cpu_s: float, wall: float, load_cpu: float, model: LoadedModel, settings: CountSettings
 ) -> dict[str, Any]:
     """What a photo's or chunk's record says of its cost and of the worker that counted it,
-    from the CPU and wall clocks read when its work began."""
+    from its CPU seconds and the wall clock read when its work began."""
     return {
-        "cpu_s": round(time.process_time() - cpu, 3),
+        "cpu_s": round(cpu_s, 3),
         "wall_s": round(time.monotonic() - wall, 3),
         "load_cpu_s": round(load_cpu, 3),
         "finished_at": round(time.time(), 3),

@@ -11,7 +11,7 @@ A job is described once, as three steps:
   into ``run.json`` and the summary.
 
 :func:`run_job` drives a job on Spark (one task per ``items_per_task`` items, progress
-every 10 s); :func:`run_in_process` drives the same job item after item in this process,
+every 10 s; a job with a reader reads each task's next item while it works on one); :func:`run_in_process` drives the same job item after item in this process,
 for tests and for stages run on small surveys. Both time the run and write ``run.json``
 as a :class:`~herdcount.records.RunRecord`.
 """
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 from herdcount import storage
+from herdcount.readahead import work_items
 from herdcount.runinfo import RunClock, write_run_json
 
 #: Exit code of a configuration error found before any work started.
@@ -94,6 +95,17 @@ class Job(ABC, Generic[PlanT, ItemT, ResultT]):
         """
         raise NotImplementedError(f"the {self.name} job has no work per item")
 
+    def reader(self, plan: PlanT) -> Callable[[ItemT], Any] | None:
+        """What to read of each item ahead of its work (:mod:`herdcount.readahead`), or None
+        (the default) where the worker reads its item itself.
+
+        With a reader, the worker is called as ``worker(item, read)``: ``read`` is the
+        :class:`~herdcount.readahead.Read` of that item, done in a background thread while
+        the task's previous item was worked on. Picklable; may raise for bad input (the
+        worker gets the error through ``read`` and reports it).
+        """
+        return None
+
     @abstractmethod
     def finish(self, plan: PlanT, results: list[ResultT], work_s: float) -> Outcome:
         """Write the outputs; ``work_s`` is the wall time of the work on the items."""
@@ -135,13 +147,14 @@ def complete_job(job: Job, plan: Any, clock: RunClock, spark: SparkOptions | Non
         try:
             cpus = int(session.sparkContext.getConf().get("spark.task.cpus", "1"))
             work = job.worker(plan, cpus)
-            results = run_tasks(session, work, items, label=job.name, items_per_task=job.items_per_task)
+            results = run_tasks(
+                session, work, items, label=job.name, items_per_task=job.items_per_task, read=job.reader(plan)
+            )
             settings = recorded_settings(session)
         finally:
             session.stop()
     elif items:
-        work = job.worker(plan, 1)
-        results = [work(item) for item in items]
+        results = list(work_items(job.worker(plan, 1), items, job.reader(plan)))
     else:
         results = []
     outcome = job.finish(plan, results, time.monotonic() - started)

@@ -5,6 +5,7 @@ Kept apart from the pure modules: only the jobs import this.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from herdcount.readahead import work_items
 from herdcount.runinfo import verbose
 
 log = logging.getLogger("herdcount")
@@ -169,12 +171,15 @@ def run_tasks(
     label: str,
     items_per_task: int = 1,
     every_s: float = 10.0,
+    read: Callable[[Any], Any] | None = None,
 ) -> list[dict]:
     """Apply ``func`` to every item on the executors and collect the (small) results.
 
     One task per ``items_per_task`` items, so a slow item holds up few others. ``func``
     must not raise for bad input: it returns an error record instead. A line with items
-    done and the rate is logged every ``every_s`` seconds.
+    done and the rate is logged every ``every_s`` seconds. With ``read``, each task reads
+    its next item while ``func(item, read)`` works on the current one
+    (:func:`herdcount.readahead.work_items`).
     """
     if not items:
         return []
@@ -183,7 +188,8 @@ def run_tasks(
     group = f"herdcount-{label}-{time.time_ns()}"
     sc.setJobGroup(group, f"herdcount {label}: {len(items)} items")
     with _progress(sc, group, len(items), slices, label, every_s):
-        return sc.parallelize(list(items), slices).map(func).collect()
+        work = functools.partial(work_items, func, read=read)
+        return sc.parallelize(list(items), slices).mapPartitions(work).collect()
 
 
 @contextmanager
