@@ -6,7 +6,8 @@
 Makes full-size 4992x3328 test photos with the synthetic survey generator (or, with
 ``--tiles DIR``, of a real survey's tiles laid edge to edge), then counts
 them on one core (one TensorFlow thread, as one Spark task with spark.task.cpus=1 has)
-in a fresh process per method, through ``herdcount.count_worker.count_photo``, the job's whole
+in a fresh process per method, after one untimed photo (a worker's first pays its
+interpreter's first runs, once for thousands of photos), through ``herdcount.count_worker.count_photo``, the job's whole
 per-photo work (reading, decoding, inference, points), with each next photo read and decoded
 in a thread while one is counted, as a Spark task of several photos does. Then the decoding
 and, for the density model, the model alone are timed again, and the table prints them
@@ -18,6 +19,9 @@ model; the rest is making the points); ``wall`` is seconds per photo of the coun
   whose output layer is zeroed, so that it reads scale 1: the estimate's cost beside the
   same count at the fixed scale);
 - the classifier on the seed's non-overlapping 64x64 tiles, classified in batches;
+- the int8 density model with each next photo decoded ahead and with each decoded in turn,
+  in as many processes at once as the machine has cores (as a host whose every core counts
+  runs its tasks): alone, a decoding thread finds an idle core; side by side it does not;
 - the seed's method as published: one ``model.predict`` call per 64x64 tile, timed on
   ``--seed-tiles`` tiles and extrapolated to every tile of the photo (the output says so).
 
@@ -59,6 +63,7 @@ import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -66,6 +71,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 KAGGLE_TEST_PHOTOS = 18_636
 NOT_AHEAD = "density, scale 1.0, int8, each photo decoded in turn"
+AHEAD_SIDE = "  as the int8 row, tasks side by side"
+NOT_AHEAD_SIDE = "  decoded in turn, tasks side by side"
 HOST_VCPUS = 32
 
 
@@ -98,6 +105,10 @@ def _count_child(run, kind, scale, photos, out, num_classes, precision, queue, a
     )
     seconds = []
     tasks = [PhotoTask(Path(path).stem, path, Path(path).name) for path in photos]
+    # A worker's first photo also pays the interpreter's first runs (its buffers for each
+    # tile shape), once for the thousands of photos it counts: a photo counted first, and
+    # untimed, leaves the steady cost per photo to the timed ones.
+    count_photo(PhotoTask("warm-up", photos[0], "warm-up.jpg"), replace(settings, out=str(out / "warm-up")))
     # As one Spark task counts its photos: each next photo decodes in a thread beside the
     # counting of this one; a record's cpu_s holds its decode and its inference once each.
     started = time.monotonic()
@@ -349,6 +360,7 @@ def projection(
 
 
 def run_child(target, *args) -> dict:
+    """``target(*args, queue)`` in a fresh process; what it put in the queue."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=target, args=(*args, queue))
@@ -362,6 +374,36 @@ def run_child(target, *args) -> dict:
                 raise SystemExit(f"{target.__name__} died with exit code {proc.exitcode}") from None
     proc.join()
     return result
+
+
+def run_children(n: int, target, run, kind, scale, photos, out, *rest) -> dict:
+    """A count child in ``n`` fresh processes at once, each counting the photos into its own
+    OUT, as tasks side by side on a host whose every core counts; their CPU-s per photo
+    together, the mean wall and the largest peak."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    outs = [Path(f"{out}-{i}") for i in range(n)]
+    for folder in outs:
+        shutil.rmtree(folder, ignore_errors=True)  # records left there would be read back, not counted
+    procs = [ctx.Process(target=target, args=(run, kind, scale, photos, o, *rest, queue)) for o in outs]
+    for proc in procs:
+        proc.start()
+    results = []
+    while len(results) < n:
+        try:
+            results.append(queue.get(timeout=5))
+        except queue_module.Empty:
+            for proc in procs:
+                if not proc.is_alive() and proc.exitcode:
+                    raise SystemExit(f"{target.__name__} died with exit code {proc.exitcode}") from None
+    for proc in procs:
+        proc.join()
+    merged = {k: [v for r in results for v in r[k]] for k in ("cpu_s", "decode_s", "model_s")}
+    return {
+        **merged,
+        "wall_s": sum(r["wall_s"] for r in results) / n,
+        "peak_mb": max(r["peak_mb"] for r in results),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -450,6 +492,16 @@ def main(argv: list[str] | None = None) -> int:
             target, run, kind, scale, photos, out, len(config.classes), *(precision or ["float"])
         )
         print(f"  {name}: done", flush=True)
+    # Alone, a task's decoding thread gets an idle core; on a host whose every core counts,
+    # the threads of all tasks share the cores and their caches either way.
+    side = os.cpu_count() or 1
+    if side > 1:
+        for name, target in ((AHEAD_SIDE, _count_child), (NOT_AHEAD_SIDE, _count_child_in_turn)):
+            out = work / "out-side-by-side"
+            results[f"{name} ({side} tasks)"] = run_children(
+                side, target, runs["density"], "density", 1.0, photos, out, len(config.classes), "int8"
+            )
+            print(f"  {name}: done", flush=True)
     seed = run_child(_seed_child, runs["classifier"], photos, args.seed_tiles)
     seed_name = f"seed: one predict per tile ({args.seed_tiles} of {seed['tiles']} timed, extrapolated)"
     results[seed_name] = seed
@@ -478,6 +530,10 @@ def main(argv: list[str] | None = None) -> int:
         f"decoding the next photo while one is counted (int8, scale 1.0): CPU-s {int8 / (sum(in_turn['cpu_s']) / args.photos):.2f}, "
         f"wall {results['density, scale 1.0, int8']['wall_s'] / in_turn['wall_s']:.2f} of decoding each in turn"
     )
+    side_rows = [r for name, r in results.items() if "side by side" in name]
+    if len(side_rows) == 2:
+        ahead, turn = (sum(r["cpu_s"]) / len(r["cpu_s"]) for r in side_rows)
+        print(f"the same with every core counting a task: CPU-s {ahead / turn:.2f} of decoding each in turn")
     density = sum(results["density, scale 1.0"]["cpu_s"]) / args.photos
     print(
         f"int8 / float at scale 1.0: {int8 / density:.2f} ({int8:.2f} CPU-s per photo; issue 35's goal <= 0.25)"

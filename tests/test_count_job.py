@@ -318,14 +318,29 @@ def test_configuration_errors_stop_the_job_before_spark_starts(counting, tmp_pat
 
 
 def test_the_herdcount_command_writes_the_same_submission_as_spark_submit(counting, tmp_path):
-    # The console script, from a folder outside the checkout, starting Spark itself.
+    # The console script, from a folder outside the checkout, starting Spark itself; each
+    # task decodes its next photo while it counts one (the corrupt ones among them).
     out = tmp_path / "out"
     args = ["--data", str(counting["data"]), "--model", str(counting["density"]), "--out", str(out)]
-    cmd = [str(BIN / "herdcount"), "count", *args, "--tile", "64", "--master", "local[2]"]
+    cmd = [
+        str(BIN / "herdcount"),
+        "count",
+        *args,
+        "--tile",
+        "64",
+        "--master",
+        "local[2]",
+        "--read-ahead",
+        "always",
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=spark_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == SOME_FAILED, proc.stderr[-3000:]
     assert (out / "submission.csv").read_bytes() == (counting["out"] / "submission.csv").read_bytes()
     assert (out / "errors.csv").read_bytes() == (counting["out"] / "errors.csv").read_bytes()
+    ahead = {p.name: json.loads(p.read_text()) for p in (out / "photos").glob("*.json")}
+    in_turn = {p.name: json.loads(p.read_text()) for p in (counting["out"] / "photos").glob("*.json")}
+    assert {k: v["counts"] for k, v in ahead.items()} == {k: v["counts"] for k, v in in_turn.items()}
+    assert all(v["cpu_s"] > 0 for v in ahead.values())
 
 
 def brightness_scale_model() -> keras.Model:

@@ -23,7 +23,7 @@ from herdcount.count import CountJob
 from herdcount.count_inputs import plan_count
 from herdcount.count_outputs import write_outputs
 from herdcount.count_tasks import CountSettings
-from herdcount.count_worker import count_photo
+from herdcount.count_worker import count_photo, read_item
 from herdcount.manifest import read_manifest
 from herdcount.models.builders import save_model_run
 from herdcount.runner import run_in_process
@@ -259,7 +259,16 @@ def test_an_object_deleted_between_listing_and_reading_is_an_error_row(jobs_on_b
     try:
         for key, value in s3.items():
             spark.sparkContext.environment[key] = value  # Python workers' environment
-        results = run_tasks(spark, lambda task: count_photo(task, settings), plan.tasks, label="count")
+        # Both photos in one task, the second read while the first is counted: the read
+        # fails, and its photo gets the error row.
+        results = run_tasks(
+            spark,
+            lambda task, read: count_photo(task, settings, read),
+            plan.tasks,
+            label="count",
+            items_per_task=2,
+            read=lambda task: read_item(task, settings),
+        )
     finally:
         spark.stop()
     write_outputs(plan, results, config)
