@@ -1,6 +1,7 @@
 """Benchmark: photos per second of the count job on 1, 2, ... cores, and parallel efficiency.
 
     python bench/scaling.py [--photos 96] [--width 1600] [--height 1100] [--cores 1,2] [--model RUN]
+                            [--photos-per-task 1,4]
 
 Makes a test survey, then runs ``spark-submit --master local[N] jobs/count.py`` on the same
 photos for each N into a fresh OUT, the whole job pinned to N CPUs, and reads from its
@@ -8,7 +9,9 @@ run.json the time of the counting stage (Spark's tasks, the start of each worker
 model load included; session start-up excluded, as it is paid once per job, not per photo).
 Prints photos per second and the parallel efficiency ``rate(N) / (N * rate(1))``, for the
 whole stage and for the warm part: the photos finished after every worker had loaded its
-model, timed from the photos' own records. Without --model, an untrained density model of
+model, timed from the photos' own records; ``s/photo/core`` is the warm part's seconds of a
+core per photo (the marginal cost of a photo). ``--photos-per-task`` times several task
+sizes at each core count. Without --model, an untrained density model of
 the default architecture is used: the cost of inference does not depend on the weights.
 Goal (issue 6): efficiency >= 0.85 on 2 cores with at least 16 photos of 1600x1100.
 """
@@ -29,9 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def count_rate(data: Path, run: Path, out: Path, cores: int) -> tuple[float, float, float]:
-    """Photos per second of the counting stage with local[cores], that stage's seconds, and
-    the photos per second after start-up (see :func:`steady_rate`)."""
+def count_rate(data: Path, run: Path, out: Path, cores: int, per_task: int = 4) -> tuple[float, float, float]:
+    """Photos per second of the counting stage with local[cores] and ``per_task`` photos per
+    Spark task, that stage's seconds, and the photos per second after start-up (see
+    :func:`steady_rate`)."""
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -48,6 +52,8 @@ def count_rate(data: Path, run: Path, out: Path, cores: int) -> tuple[float, flo
         str(run),
         "--out",
         str(out),
+        "--photos-per-task",
+        str(per_task),
     ]
     # The whole job (its JVM included) on `cores` CPUs: unpinned, local[1] would run the
     # JVM's compiler and collector threads on an idle second core for free and flatter
@@ -90,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated core counts (default: 1, 2, 4, ... up to this machine's)",
     )
     p.add_argument("--model", help="a training run (default: an untrained density model)")
+    p.add_argument(
+        "--photos-per-task",
+        default="4",
+        help="comma-separated photos per Spark task, each timed at every core count (default: the job's 4)",
+    )
     p.add_argument("--work", help="folder for the survey and outputs (default: a temporary one)")
     args = p.parse_args(argv)
     available = len(os.sched_getaffinity(0))
@@ -118,17 +129,21 @@ def main(argv: list[str] | None = None) -> int:
         run = write_untrained_runs(work / "runs", config)["density"]
     print(f"{args.photos} photos of {args.width}x{args.height}; model {run}; {available} cores here")
     print(
-        f"{'cores':>5} {'stage s':>8} {'photos/s':>9} {'efficiency':>10} {'warm photos/s':>14} {'warm efficiency':>16}"
+        f"{'cores':>5} {'photos/task':>11} {'stage s':>8} {'photos/s':>9} {'efficiency':>10} {'warm photos/s':>14} "
+        f"{'warm efficiency':>16} {'s/photo/core':>13}"
     )
-    base = warm_base = None
+    base: dict[int, tuple[float, float]] = {}
     for n in cores:
-        rate, seconds, warm = count_rate(data, run, work / f"out-{n}", n)
-        base, warm_base = base or rate / n, warm_base or warm / n
-        print(
-            f"{n:>5} {seconds:>8.2f} {rate:>9.2f} {rate / (n * base):>10.2f} {warm:>14.2f} "
-            f"{warm / (n * warm_base):>16.2f}",
-            flush=True,
-        )
+        for per_task in (int(v) for v in args.photos_per_task.split(",")):
+            out = work / f"out-{n}-{per_task}"
+            shutil.rmtree(out, ignore_errors=True)  # a finished OUT would be resumed, not counted
+            rate, seconds, warm = count_rate(data, run, out, n, per_task)
+            one, warm_one = base.setdefault(per_task, (rate / n, warm / n))
+            print(
+                f"{n:>5} {per_task:>11} {seconds:>8.2f} {rate:>9.2f} {rate / (n * one):>10.2f} {warm:>14.2f} "
+                f"{warm / (n * warm_one):>16.2f} {n / warm:>13.3f}",
+                flush=True,
+            )
     print(
         "stage: every photo, each worker's start and model load included; warm: the photos "
         "after every worker had counted its first"
