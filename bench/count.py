@@ -495,10 +495,12 @@ def main(argv: list[str] | None = None) -> int:
     # Alone, a task's decoding thread gets an idle core; on a host whose every core counts,
     # the threads of all tasks share the cores and their caches either way.
     side = os.cpu_count() or 1
+    side_rows = []
     if side > 1:
         for name, target in ((AHEAD_SIDE, _count_child), (NOT_AHEAD_SIDE, _count_child_in_turn)):
             out = work / "out-side-by-side"
-            results[f"{name} ({side} tasks)"] = run_children(
+            side_rows.append(f"{name} ({side} tasks)")
+            results[side_rows[-1]] = run_children(
                 side, target, runs["density"], "density", 1.0, photos, out, len(config.classes), "int8"
             )
             print(f"  {name}: done", flush=True)
@@ -530,9 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         f"decoding the next photo while one is counted (int8, scale 1.0): CPU-s {int8 / (sum(in_turn['cpu_s']) / args.photos):.2f}, "
         f"wall {results['density, scale 1.0, int8']['wall_s'] / in_turn['wall_s']:.2f} of decoding each in turn"
     )
-    side_rows = [r for name, r in results.items() if "side by side" in name]
-    if len(side_rows) == 2:
-        ahead, turn = (sum(r["cpu_s"]) / len(r["cpu_s"]) for r in side_rows)
+    if side_rows:
+        ahead, turn = (sum(results[k]["cpu_s"]) / len(results[k]["cpu_s"]) for k in side_rows)
         print(f"the same with every core counting a task: CPU-s {ahead / turn:.2f} of decoding each in turn")
     density = sum(results["density, scale 1.0"]["cpu_s"]) / args.photos
     print(

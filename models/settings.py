@@ -18,6 +18,8 @@ from herdcount.options import add_options, from_args, option, option_names
 
 #: The density model's output heads (see :func:`herdcount.models.builders.make_density_model`).
 HEADS = ("joint", "split")
+#: Which epoch's weights a run keeps (``--keep``).
+KEEPS = ("best", "last")
 
 _DESCRIPTION = """Train a patch classifier or a density count model from an extract job's output.
 
@@ -207,7 +209,7 @@ class TrainSettings:
     patience: int = option(30, help="epochs without improvement before stopping")
     keep: str = option(
         "best",
-        choices=["best", "last"],
+        choices=list(KEEPS),
         help="weights kept: the epoch's that scored the held-out sample best, or the last epoch's "
         "(the end of the learning-rate schedule, whatever a small sample says of earlier epochs)",
     )
@@ -309,7 +311,7 @@ def check_settings(s: TrainSettings) -> None:
     for name in ("epochs", "batch_size", "patience"):
         if getattr(s, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(s, name)}")
-    if s.keep not in ("best", "last"):
+    if s.keep not in KEEPS:
         raise ValueError(f"--keep must be best or last, got {s.keep!r}")
     s.density.check()
     s.scale.check()

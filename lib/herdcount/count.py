@@ -59,6 +59,9 @@ from herdcount.options import option
 from herdcount.runinfo import fingerprint_files, read_run
 from herdcount.runner import SOME_FAILED, Job, Outcome
 
+#: When a task decodes its next photo while it counts one (``--read-ahead``).
+READ_AHEAD = ("auto", "always", "never")
+
 
 @dataclass
 class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
@@ -120,9 +123,9 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
     batch_size: int = option(4, help="tiles per model call (default: %(default)s)")
     photos_per_task: int = option(
         4,
-        help="photos per Spark task: each task decodes its next photo while it counts one, and pays "
-        "Spark's cost of a task (about 50 ms) once for all; 1 where rasters are counted in chunks "
-        "(default: %(default)s)",
+        help="photos per Spark task: a task pays Spark's cost of a task (about 50 ms) once for all, "
+        "and may decode its next photo while it counts one (--read-ahead); 1 where rasters are "
+        "counted in chunks (default: %(default)s)",
     )
     chunk: int = option(
         8192,
@@ -173,7 +176,7 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
     )
     read_ahead: str = option(
         "auto",
-        choices=["auto", "always", "never"],
+        choices=list(READ_AHEAD),
         help="decode each task's next photo in a thread while it counts one: always, never, or auto: where "
         "the photos come from S3, whose waits it hides (on local disks it costs CPU, docs/results.md) "
         "(default: %(default)s)",
@@ -205,8 +208,8 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
             raise ValueError(f"--interval must be in (0, 1), got {self.interval}")
         if not 0 <= self.survey_shift <= 1:
             raise ValueError(f"--survey-shift must be in [0, 1], got {self.survey_shift}")
-        if self.read_ahead not in ("auto", "always", "never"):
-            raise ValueError(f"--read-ahead must be auto, always or never, got {self.read_ahead!r}")
+        if self.read_ahead not in READ_AHEAD:
+            raise ValueError(f"--read-ahead must be one of {', '.join(READ_AHEAD)}, got {self.read_ahead!r}")
         if self.chunk < 256 or self.chunk % 64:
             raise ValueError(f"--chunk must be a multiple of 64 of at least 256, got {self.chunk}")
         if self.tile < 8 or self.batch_size < 1 or self.photos_per_task < 1:
@@ -295,7 +298,7 @@ class CountJob(Job[CountPlan, PhotoTask, PhotoResult]):
     def reader(self, plan: CountPlan) -> Callable[[PhotoTask | ChunkTask], DecodedPhoto | None] | None:
         # Each task decodes its next photo while it counts one (libjpeg-turbo releases the
         # GIL). That hides the wait for bytes from S3; from a local disk there is no wait,
-        # and on this project's machine the overlap cost 3-30 % more CPU a photo.
+        # and on this project's machine the overlap cost 3-35 % more CPU a photo.
         remote = any(storage.is_s3(t.path) for t in plan.tasks)
         if self.read_ahead == "never" or (self.read_ahead == "auto" and not remote):
             return None

@@ -174,19 +174,18 @@ def count_photo(task: PhotoTask, settings: CountSettings, read: Read | None = No
         # The first photo of a worker pays for TensorFlow's start and the model load:
         # timed apart, so cpu_s is the steady cost per photo.
         load_cpu = clock() - cpu
-        cpu = clock()
         if read is None:
+            # Timed by its own clock (read.cpu_s), added below.
             read = read_now(lambda t: read_item(t, settings), task)
-            # The read is counted by its own clock (read.cpu_s), added below.
-            cpu = clock()
+        cpu = clock()
         decoded = read.get()
         found = None
         image, original, scale = decoded.image, decoded.original, decoded.scale
         if scale is None:
             found = estimate_scale(image, reader.predict, size=reader.run.tile_size)
             trained = model.run.training_scale_range or (1.0, 1.0)
-            limits = settings.auto_range
-            scale = resize_for(found.scale, trained=tuple(trained), limits=limits) * settings.input_scale
+            scale = resize_for(found.scale, trained=tuple(trained), limits=settings.auto_range)
+            scale *= settings.input_scale
             image = resize_rgb(image, scale)
         counts, points = count_image(image, model, settings)
         points = points.resized(image.shape[0] / original[0], image.shape[1] / original[1])
